@@ -1,0 +1,15 @@
+"""netstack: a userspace TCP/IP stack in Python.
+
+Layers, bottom up (each a package):
+
+- ``netstack.checksum``  RFC 1071 Internet checksum (native C via cffi, or the pure-Python twin)
+- ``netstack.wire``      parse/build IPv4, ICMP and TCP headers; no state
+- ``netstack.link``      links: TUN device, in-memory pair, fault injection, the lab namespace
+- ``netstack.ip``        IPv4 input/output, reassembly, ICMP responder
+- ``netstack.tcp``       the sans-I/O TCP connection and its timers
+- ``netstack.stack``     the one loop that ties link + ip + tcp + timers together
+- ``netstack.sockets``   asyncio streams and the blocking socket facade
+- ``netstack.capture``   pcap files, hex dumps and the tcpdump-style dissector
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""The ``netstack`` command line.
+
+Each subcommand lives in its own module under ``netstack.cli`` and exposes
+``add_parser(subparsers)`` (which registers the subcommand and sets
+``func=run`` as a default) and ``run(args) -> int``.  Modules are imported
+lazily only as far as argparse needs them, so ``netstack trace`` never imports
+pyroute2.
+
+Exit status: 0 success, 1 runtime failure, 2 bad usage or malformed input
+(one line on stderr naming the place).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order here is the order in ``netstack --help``.
+SUBCOMMANDS = ["info", "trace", "serve", "send", "bench"]
+
+
+class UsageError(Exception):
+    """A one-line error for the user; the CLI prints it and exits with status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netstack",
+        description="A userspace TCP/IP stack on a Linux TUN device, with an SMTP server on its own sockets.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"netstack.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"netstack.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"netstack {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `netstack trace x.pcap | head`
+        return 0
