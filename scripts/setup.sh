@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Set up everything netstack needs on a Debian machine, as root:
+#   - Debian packages: a C compiler and Python headers (for the cffi checksum),
+#     iproute2, tshark, swaks, iputils-ping, nftables, openssl;
+#   - a virtual environment in .venv with netstack installed (editable) plus the test extras.
+# Idempotent: a second run only checks. Prints what it does on stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "run as root (the lab creates a network namespace and a TUN device)"
+    exit 2
+fi
+
+debs=(gcc libffi-dev python3 python3-venv python3-dev iproute2 tshark swaks iputils-ping nftables openssl ca-certificates procps)
+missing=()
+for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The Python to build the venv from: python3 on PATH, which must be 3.11 or newer.
+py=${PYTHON:-python3}
+if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+    say "$py is older than 3.11; set PYTHON=/path/to/python3.11+"
+    exit 2
+fi
+
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv"
+    "$py" -m venv "$venv"
+fi
+stamp="$venv/.netstack-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ -n "$(find native -newer "$stamp" -type f 2>/dev/null | head -1)" ]; then
+    say "installing netstack and its test extras into $venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip >&2
+    "$venv/bin/python" -m pip install -q -e ".[test]" >&2
+    touch "$stamp"
+fi
+"$venv/bin/netstack" info >&2
