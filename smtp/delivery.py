@@ -1,0 +1,214 @@
+"""Local delivery: one Maildir per recipient, durable before the 250.
+
+Maildir (the qmail/Courier layout: tmp/, new/, cur/) under a base directory.
+For every accepted message:
+
+1. each distinct recipient mailbox gets a copy written to ``tmp/`` (O_EXCL),
+   flushed and fsync()ed;
+2. only when every copy is in ``tmp/`` are they renamed into ``new/`` and
+   each ``new/`` directory is fsync()ed;
+3. only then does ``deliver`` return, and only then does the server send 250.
+
+Any error removes what was written (tmp files, and copies already renamed
+into ``new/``) and raises DeliveryError, which the server answers with
+451 4.3.0: never a partial file in ``new/``, never a 250 for a copy that is
+not on disk.  A process killed before step 2 leaves at most a stale file in
+``tmp/`` (Maildir readers ignore tmp/).
+
+Each copy starts with ``Return-Path:`` and a ``Received:`` trace header
+(RFC 5321 §4.4) followed by the message exactly as received (CRLF line ends
+kept), so the body after the trace headers is byte-for-byte what was sent.
+
+Mailbox names come from the local part only: case-folded, every character
+outside ``[a-z0-9_+-.]`` (and a leading dot) written as ``=XX`` hex of its
+UTF-8 bytes.  No "/" or leading "." can survive, so there is no path
+traversal and no dot file, and distinct names never collide.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import socket
+import time
+from email.utils import formatdate
+
+from .session import Envelope, split_address
+
+log = logging.getLogger("smtp.delivery")
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_+-.")
+
+
+class DeliveryError(OSError):
+    """A copy could not be made durable; nothing was left in new/."""
+
+
+def mailbox_name(local_part: str) -> str:
+    """A safe directory name for a local part (see the module docstring)."""
+    out = []
+    for i, ch in enumerate(local_part.casefold()):
+        if ch in _SAFE and not (i == 0 and ch == "."):
+            out.append(ch)
+        else:
+            out.extend(f"={b:02X}" for b in ch.encode("utf-8"))
+    name = "".join(out)
+    if not name:
+        raise ValueError("empty local part")
+    return name
+
+
+_HEADER_SAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]\u0080-\U0010ffff]")
+
+
+def _clean(text: str) -> str:
+    return _HEADER_SAFE.sub("?", text)
+
+
+def trace_headers(envelope: Envelope, queue_id: str, hostname: str, *, when: float | None = None,
+                  software: str = "netstack") -> bytes:
+    """``Return-Path:`` and ``Received:`` (RFC 5321 §4.4; "with" per RFC 3848/6531)."""
+    peer_ip = envelope.peer[0] if envelope.peer else "unknown"
+    lines = [f"Return-Path: <{envelope.mail_from}>"]
+    lines.append(f"Received: from {_clean(envelope.helo) or 'unknown'} ([{_clean(str(peer_ip))}])")
+    with_part = f"\tby {_clean(hostname)} ({software}) with {envelope.protocol}"
+    if envelope.tls:
+        version, cipher = envelope.tls
+        with_part += f" (version={_clean(version)} cipher={_clean(cipher)})"
+    lines.append(with_part)
+    tail = f"\tid {queue_id}"
+    if len(envelope.rcpt_tos) == 1:
+        tail += f"\r\n\tfor <{envelope.rcpt_tos[0]}>"
+    tail += f"; {formatdate(when, localtime=True)}"
+    lines.append(tail)
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+class MaildirDelivery:
+    """Deliver to ``base_dir/<mailbox_name(local part)>/{tmp,new,cur}``; blocking (run it in a thread)."""
+
+    blocking = True
+
+    def __init__(self, base_dir: str, *, hostname: str = "localhost", fsync: bool = True,
+                 software: str = "netstack"):
+        self.base_dir = os.path.abspath(base_dir)
+        self.hostname = hostname
+        self.software = software
+        self.fsync = fsync
+        self._ready: set[str] = set()
+        self._seq = itertools.count()
+        self._host_tag = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    # -------------------------------------------------------------- public
+
+    def deliver(self, envelope: Envelope, queue_id: str) -> list[str]:
+        """Write every recipient's copy durably; returns the paths in new/. Raises DeliveryError."""
+        blob = trace_headers(envelope, queue_id, self.hostname, software=self.software) + envelope.content
+        boxes: list[str] = []
+        for rcpt in envelope.rcpt_tos:
+            box = mailbox_name(split_address(rcpt)[0])
+            if box not in boxes:          # same mailbox twice in one transaction: one copy
+                boxes.append(box)
+        tmp_paths: list[tuple[str, str, str]] = []
+        done: list[str] = []
+        try:
+            for box in boxes:
+                maildir = self._ensure_maildir(box)
+                name = self._unique_name()
+                tmp = os.path.join(maildir, "tmp", name)
+                tmp_paths.append((tmp, os.path.join(maildir, "new", name), maildir))
+                self._write_tmp(tmp, blob)
+            for tmp, new, maildir in tmp_paths:
+                os.rename(tmp, new)
+                done.append(new)
+            for _, _, maildir in tmp_paths:
+                self._sync_dir(os.path.join(maildir, "new"))
+        except OSError as exc:
+            self._rollback(tmp_paths, done)
+            log.error("delivery %s failed: %s", queue_id, exc)
+            raise DeliveryError(exc.errno, f"delivery failed: {exc}") from exc
+        return done
+
+    # -------------------------------------------------------------- steps
+
+    def _ensure_maildir(self, box: str) -> str:
+        maildir = os.path.join(self.base_dir, box)
+        if maildir in self._ready:
+            return maildir
+        created = False
+        if not os.path.isdir(self.base_dir):
+            os.makedirs(self.base_dir, exist_ok=True)
+            created = True
+        for sub in ("", "tmp", "new", "cur"):
+            path = os.path.join(maildir, sub)
+            if not os.path.isdir(path):
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                created = True
+        if created:   # make the new directory entries themselves durable
+            for sub in ("tmp", "new", "cur"):
+                self._sync_dir(os.path.join(maildir, sub))
+            self._sync_dir(maildir)
+            self._sync_dir(self.base_dir)
+        self._ready.add(maildir)
+        return maildir
+
+    def _unique_name(self) -> str:
+        t = time.time()
+        sec = int(t)
+        usec = int((t - sec) * 1_000_000)
+        return f"{sec}.M{usec}P{os.getpid()}Q{next(self._seq)}R{os.urandom(4).hex()}.{self._host_tag}"
+
+    def _write_tmp(self, path: str, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _sync_dir(self, path: str) -> None:
+        if not self.fsync:
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rollback(self, tmp_paths, done) -> None:
+        for path in done:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        for tmp, _, maildir in tmp_paths:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            try:
+                self._sync_dir(os.path.join(maildir, "new"))
+            except OSError:
+                pass
+
+
+class MemorySink:
+    """Keeps envelopes in memory (tests and benchmarks); never fails."""
+
+    blocking = False
+
+    def __init__(self, keep: bool = True):
+        self.keep = keep
+        self.count = 0
+        self.messages: list[tuple[str, Envelope]] = []
+
+    def deliver(self, envelope: Envelope, queue_id: str) -> list[str]:
+        self.count += 1
+        if self.keep:
+            self.messages.append((queue_id, envelope))
+        return []

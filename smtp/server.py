@@ -1,0 +1,269 @@
+"""The SMTP server: runs sans-I/O sessions (smtp.session) on injected streams.
+
+Nothing here opens a socket by itself.  ``SmtpServer.handle(reader, writer)``
+is a connection handler with the signature of ``asyncio.start_server``'s
+callback and works with any stream pair offering ``read``, ``write``,
+``drain``, ``close``, ``wait_closed`` and ``get_extra_info('peername')``:
+asyncio's kernel streams or netstack's own.  To listen::
+
+    server = SmtpServer(SessionConfig(hostname="mx.example.test"), maildir="./mail")
+    srv = await server.start(functools.partial(asyncio.start_server, host="127.0.0.1", port=2525))
+    srv = await server.start(functools.partial(stack.start_server, port=25))   # netstack
+
+STARTTLS (RFC 3207) swaps the plaintext stream for a ``smtp.tls.TlsStream``
+over the same reader/writer, so TLS works on any stream pair.
+
+One log line per accepted message (logger ``smtp.server``, INFO)::
+
+    queued 3F2A9C01DE client=127.0.0.1:40211 from=<a@x> to=<b@localhost>,<c@localhost> size=2048
+
+Run on kernel streams for tests and comparison: ``python -m smtp.server --port 2525 --maildir DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import ssl
+import sys
+import time
+
+from .delivery import MaildirDelivery, MemorySink
+from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
+from .tls import TlsStream
+
+log = logging.getLogger("smtp.server")
+
+READ_SIZE = 65536
+
+
+class _PlainStream:
+    """The plaintext side: just the reader/writer pair."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    def read(self, n):
+        return self.reader.read(n)
+
+    def write(self, data):
+        self.writer.write(data)
+
+    def drain(self):
+        return self.writer.drain()
+
+
+def new_queue_id() -> str:
+    return os.urandom(5).hex().upper()
+
+
+class SmtpServer:
+    """Serves SMTP sessions on any asyncio-style stream pair.
+
+    ``delivery`` is any object with ``deliver(envelope, queue_id)`` (raise to
+    refuse with 451 4.3.0) and ``blocking`` (True: run it in a worker thread).
+    Default: ``MaildirDelivery(maildir)`` when ``maildir`` is given, else an
+    in-memory sink.
+    """
+
+    def __init__(self, config: SessionConfig | None = None, *, delivery=None, maildir: str | None = None,
+                 tls_context: ssl.SSLContext | None = None, users=None, clock=time.monotonic,
+                 max_connections: int = 500, handshake_timeout: float = 30.0):
+        config = config or SessionConfig()
+        config = dataclasses.replace(config, tls_available=tls_context is not None,
+                                     auth_available=users is not None and len(users) > 0)
+        self.config = config
+        if delivery is None:
+            delivery = (MaildirDelivery(maildir, hostname=config.hostname, software=config.software)
+                        if maildir else MemorySink())
+        self.delivery = delivery
+        self.tls_context = tls_context
+        self.users = users
+        self.clock = clock
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.active = 0
+        self.accepted = 0
+        self._tasks: set = set()
+
+    async def start(self, starter):
+        """``starter(handler)`` -> awaitable listening server (e.g. a partial of asyncio.start_server)."""
+        return await starter(self.handle)
+
+    async def handle(self, reader, writer) -> None:
+        """One connection, start to finish. Never raises."""
+        peer = writer.get_extra_info("peername") or ("unknown", 0)
+        peer = tuple(peer[:2]) if isinstance(peer, (tuple, list)) else (str(peer), 0)
+        self.active += 1
+        try:
+            if self.active > self.max_connections:
+                writer.write(b"421 4.3.2 Too many connections, try again later\r\n")
+                await writer.drain()
+                return
+            await self._run(reader, writer, peer)
+        except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)
+        except Exception:   # noqa: BLE001 - a bug in one session must not kill the server
+            log.exception("session with %s:%s failed", peer[0], peer[1])
+        finally:
+            self.active -= 1
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, OSError, ssl.SSLError):
+                pass
+
+    async def _run(self, reader, writer, peer) -> None:
+        clock = self.clock
+        session = SmtpSession(self.config, peer=peer, now=clock())
+        stream = _PlainStream(reader, writer)
+        pending: list = []
+        while True:
+            out = session.data_to_send()
+            if out:
+                stream.write(out)
+                await stream.drain()
+            if pending:
+                event = pending.pop(0)
+                if isinstance(event, Close):
+                    return
+                if isinstance(event, MessageReady):
+                    pending += await self._deliver(session, event.envelope)
+                elif isinstance(event, AuthRequest):
+                    ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
+                    pending += session.auth_result(ok, clock(), event.username)
+                elif isinstance(event, StartTlsRequest):
+                    tls = self._starttls(reader, writer)
+                    if tls is None:
+                        pending += session.starttls_refused(clock())
+                        continue
+                    session.starttls_accepted(clock())
+                    stream.write(session.data_to_send())     # the 220, in plaintext
+                    await stream.drain()
+                    try:
+                        async with asyncio.timeout(self.handshake_timeout):
+                            await tls.handshake()
+                    except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+                        log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
+                        return
+                    stream = tls
+                    pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0], clock())
+                continue
+            if session.closed:
+                return
+            deadline = session.next_deadline()
+            try:
+                if deadline is None:
+                    data = await stream.read(READ_SIZE)
+                else:
+                    async with asyncio.timeout(max(0.0, deadline - clock())):
+                        data = await stream.read(READ_SIZE)
+            except TimeoutError:
+                pending += session.poll(clock())
+                continue
+            if not data:
+                session.connection_lost()
+                return
+            pending += session.receive_data(data, clock())
+
+    def _starttls(self, reader, writer):
+        try:
+            return TlsStream(reader, writer, self.tls_context, server_side=True)
+        except (ssl.SSLError, ValueError, TypeError) as exc:
+            log.warning("cannot start TLS: %s", exc)
+            return None
+
+    async def _deliver(self, session: SmtpSession, env) -> list:
+        qid = new_queue_id()
+        try:
+            if self.delivery.blocking:
+                await asyncio.to_thread(self.delivery.deliver, env, qid)
+            else:
+                self.delivery.deliver(env, qid)
+        except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250
+            log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
+            return session.delivery_failed(self.clock())
+        self.accepted += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info("queued %s client=%s:%s from=<%s> to=%s size=%d", qid, env.peer[0], env.peer[1],
+                     env.mail_from, ",".join(f"<{r}>" for r in env.rcpt_tos), len(env.content))
+        return session.delivered(qid, self.clock())
+
+
+# ---------------------------------------------------------------------- CLI helpers
+
+
+def add_server_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``python -m smtp.server`` and ``netstack serve``."""
+    p.add_argument("--maildir", default="./mail", help="base directory for the per-recipient Maildirs (default ./mail)")
+    p.add_argument("--hostname", default="localhost", help="our name in the greeting and Received: headers")
+    p.add_argument("--domain", action="append", default=None,
+                   help="a local domain to accept mail for (repeatable; default localhost and example.test)")
+    p.add_argument("--tls-cert", help="PEM certificate: enables STARTTLS")
+    p.add_argument("--tls-key", help="PEM private key (default: in the certificate file)")
+    p.add_argument("--users", help="users file for AUTH (see python -m smtp.auth); AUTH is offered only under TLS")
+    p.add_argument("--max-size", type=int, default=SessionConfig.max_message_size, help="SIZE limit in octets")
+    p.add_argument("--bare-lf", choices=["keep", "reject"], default="keep",
+                   help="bare CR/LF in DATA: keep as content (default) or reject the message with 550 5.5.2")
+
+
+def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
+    """An SmtpServer from parsed ``add_server_arguments`` options. Raises ValueError with a one-line reason."""
+    from .auth import Users
+    from .tls import server_context
+
+    domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
+    cfg = SessionConfig(hostname=args.hostname, local_domains=domains, max_message_size=args.max_size,
+                        bare_line_endings=args.bare_lf)
+    ctx = None
+    if args.tls_cert:
+        try:
+            ctx = server_context(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"{args.tls_cert}: cannot load certificate/key: {exc}") from exc
+    users = Users.load(args.users) if args.users else None
+    return SmtpServer(cfg, maildir=args.maildir, tls_context=ctx, users=users)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m smtp.server``: the server on the kernel's TCP (asyncio streams)."""
+    ap = argparse.ArgumentParser(prog="python -m smtp.server", description="SMTP server on kernel TCP streams")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=2525, help="0 picks a free port")
+    ap.add_argument("--port-file", help="write the bound port here once listening")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    add_server_arguments(ap)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s")
+    try:
+        server = build_server(args)
+    except ValueError as exc:
+        print(f"smtp.server: {exc}", file=sys.stderr)
+        return 2
+
+    async def run():
+        srv = await server.start(lambda handler: asyncio.start_server(handler, args.host, args.port))
+        port = srv.sockets[0].getsockname()[1]
+        if args.port_file:
+            tmp = args.port_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{port}\n")
+            os.replace(tmp, args.port_file)
+        print(f"listening on {args.host}:{port}", flush=True)
+        async with srv:
+            await srv.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
