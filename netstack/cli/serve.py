@@ -1,0 +1,275 @@
+"""``netstack serve``: bring up the lab, run the stack until SIGINT/SIGTERM, tear down.
+
+Steps: validate the options (one-line errors, exit 2), set up the lab
+namespace and TUN over netlink, wrap the link in the fault injector if
+``--faults`` is given, start the stack, run the *service installers*, print
+one line containing ``ready``, and serve.  SIGUSR1 prints the counters (and
+whatever the services add to the report); at exit the counters are printed
+and, with ``--counters-json FILE``, written as JSON.  Teardown (services,
+stack, lab) runs on every path.
+
+Adding a service (TCP, echo/discard/chargen, SMTP, ...): put a module path in
+:data:`SERVICE_MODULES`.  The module exposes
+
+* ``add_arguments(parser)`` (optional): add its options to ``netstack serve``;
+* ``install_from_args(stack, args)`` (or ``install(stack, args)``): called in
+  order, inside the running event loop, after the stack is up and before
+  ``ready``; may be ``async``; may return what must be closed at teardown
+  (called in reverse order): a callable (sync or async), an object with
+  ``close()`` (and optionally ``wait_closed()``, like asyncio servers), or a
+  list of those;
+* ``report(stack)`` (optional): text appended to the SIGUSR1/exit report
+  (e.g. the ``ss -tin`` style connection table).
+
+Modules that do not exist yet are skipped, so the list can name future work.
+A module that needs TCP (``NEEDS_TCP = True``, the default) is skipped with a
+note on stderr while the stack has no TCP transport.  TCP itself is
+registered by ``netstack.tcp.serve`` if that exists, or else here from
+``netstack.tcp.TCPLayer(addr, counters=..., config=TCPConfig())``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+
+from netstack.cli import UsageError
+
+#: service installers, in installation order (TCP first: the services need it)
+SERVICE_MODULES = [
+    "netstack.tcp.serve",       # registers TCP if present (else serve registers netstack.tcp.TCPLayer itself)
+    "netstack.services",        # echo / discard / chargen
+    "smtp.serve",               # the SMTP server
+]
+
+log = logging.getLogger("netstack.serve")
+
+
+def _service_modules():
+    mods = []
+    for name in SERVICE_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue               # not built yet
+            raise
+        if hasattr(mod, "install_from_args") or hasattr(mod, "install"):
+            mods.append(mod)
+    return mods
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="run the stack on a TUN device in a lab network namespace",
+        description="Create the lab namespace and TUN device (kernel side gets --peer), run the stack on --addr "
+                    "until SIGINT/SIGTERM, then tear down.  Prints one line containing 'ready' once it answers; "
+                    "SIGUSR1 prints the counters.")
+    p.add_argument("--netns", default="netstack", help="lab namespace name (created if missing; default netstack)")
+    p.add_argument("--ifname", default="nstk0", help="TUN device name (default nstk0)")
+    p.add_argument("--addr", default="198.18.0.2", help="the stack's IPv4 address (default 198.18.0.2)")
+    p.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
+    p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
+    p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
+    p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
+    p.add_argument("--faults", metavar="SPEC",
+                   help="impair traffic in both directions, e.g. loss=5%%,reorder=25%%,delay=5ms,seed=1 "
+                        "(keys: loss duplicate reorder corrupt delay reorder_timeout seed directions)")
+    p.add_argument("--counters-json", metavar="FILE", help="write the counters as JSON at exit")
+    p.add_argument("--reasm-timeout", type=float, default=30.0, metavar="S",
+                   help="fragment reassembly timeout in seconds (default 30)")
+    p.add_argument("--reasm-max-datagrams", type=int, default=64, metavar="N",
+                   help="datagrams held in reassembly at most (default 64)")
+    p.add_argument("--reasm-max-bytes", type=int, default=4 * 1024 * 1024, metavar="B",
+                   help="fragment bytes held in reassembly at most (default 4 MiB)")
+    p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
+                   help="ICMP error messages per second, sustained (default 100; burst 50)")
+    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    for mod in _service_modules():
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _validate(args):
+    from netstack.link.faults import FaultSpecError, parse_fault_spec
+    try:
+        addr = ipaddress.ip_address(args.addr)
+    except ValueError:
+        raise UsageError(f"--addr {args.addr!r} is not an IPv4 address") from None
+    if not isinstance(addr, ipaddress.IPv4Address):
+        raise UsageError(f"--addr {args.addr!r} is not an IPv4 address")
+    try:
+        peer = ipaddress.ip_interface(args.peer)
+    except ValueError:
+        raise UsageError(f"--peer {args.peer!r} is not an IPv4 address/prefix") from None
+    if not isinstance(peer, ipaddress.IPv4Interface):
+        raise UsageError(f"--peer {args.peer!r} is not an IPv4 address/prefix")
+    if "/" not in args.peer:
+        peer = ipaddress.IPv4Interface(f"{peer.ip}/24")
+    if peer.ip == addr:
+        raise UsageError(f"--addr and --peer are both {addr}")
+    if not 68 <= args.mtu <= 65535:
+        raise UsageError(f"--mtu {args.mtu} out of range (68..65535)")
+    faults = None
+    if args.faults:
+        try:
+            faults = parse_fault_spec(args.faults)
+        except FaultSpecError as exc:
+            raise UsageError(f"--faults: {exc}") from None
+    if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
+        raise UsageError("--reasm-* values must be positive")
+    return str(addr), str(peer), faults
+
+
+def run(args) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    addr, peer, faults = _validate(args)
+    from netstack.link.lab import Lab, LabError, check_privileges
+    try:
+        check_privileges()
+        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
+    except LabError as exc:
+        raise UsageError(str(exc)) from None
+    # SIGTERM before the loop is up must still tear down: turn it into KeyboardInterrupt meanwhile
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        try:
+            lab.up()
+        except LabError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            return asyncio.run(_serve(args, lab, addr, faults))
+        except KeyboardInterrupt:
+            return 0
+    finally:
+        lab.down()
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+async def _maybe_await(value):
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _closers(result) -> list:
+    """Normalise what an installer returned into a list of zero-argument closers."""
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        out = []
+        for item in result:
+            out.extend(_closers(item))
+        return out
+    if callable(result):
+        return [result]
+    if hasattr(result, "close"):
+        async def close(obj=result):
+            await _maybe_await(obj.close())
+            if hasattr(obj, "wait_closed"):
+                await asyncio.wait_for(_maybe_await(obj.wait_closed()), 5)
+        return [close]
+    return []
+
+
+def _install_tcp(stack, args) -> None:
+    """Register the TCP transport (netstack.tcp.TCPLayer) unless an installer module does it."""
+    if 6 in stack.transports or "netstack.tcp.serve" in {m.__name__ for m in _service_modules()}:
+        return
+    try:
+        from netstack.tcp import TCPConfig, TCPLayer
+    except ImportError:
+        return                       # TCP not built yet: ICMP/UDP only
+    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig())
+    stack.register_transport(6, tcp)
+
+
+async def _serve(args, lab, addr: str, faults) -> int:
+    from netstack.link.faults import FaultyLink
+    from netstack.stack import Stack
+
+    loop = asyncio.get_running_loop()
+    link = lab.link
+    if faults is not None:
+        link = FaultyLink(link, **faults)
+    stack = Stack(link, addr, pcap_path=args.pcap, trace=args.trace,
+                  reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
+                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
+    closers = []
+    services = _service_modules()
+
+    def report() -> str:
+        parts = [stack.counters.format()]
+        if faults is not None:
+            parts.append("faults:\n" + "\n".join(f"    {v:>6} {k}" for k, v in sorted(link.stats.items())))
+        for mod in services:
+            fn = getattr(mod, "report", None)
+            if fn is not None:
+                try:
+                    text = fn(stack)
+                except Exception as exc:
+                    text = f"({mod.__name__}: report failed: {exc})"
+                if text:
+                    parts.append(text)
+        return "\n".join(parts)
+
+    def on_usr1() -> None:
+        print(report(), flush=True)
+
+    loop.add_signal_handler(signal.SIGINT, stack.stop)
+    loop.add_signal_handler(signal.SIGTERM, stack.stop)
+    loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    try:
+        stack.start()
+        _install_tcp(stack, args)
+        for mod in services:
+            if getattr(mod, "NEEDS_TCP", True) and 6 not in stack.transports:
+                print(f"netstack serve: {mod.__name__} not started: no TCP layer", file=sys.stderr)
+                continue
+            installer = getattr(mod, "install_from_args", None) or mod.install
+            try:
+                result = await _maybe_await(installer(stack, args))
+            except Exception as exc:
+                log.debug("service %s failed", mod.__name__, exc_info=True)
+                print(f"netstack serve: {mod.__name__}: cannot start: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
+                return 1
+            closers.extend(_closers(result))
+        print(f"netstack serve: ready: {addr} in netns {lab.netns} on {lab.ifname} "
+              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()})", flush=True)
+        await stack.run()
+    finally:
+        for closer in reversed(closers):
+            try:
+                await _maybe_await(closer())
+            except Exception:
+                log.exception("service teardown failed")
+        stack.close()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        print(report(), flush=True)
+        if args.counters_json:
+            snap = stack.counters.snapshot()
+            snap["ip.reasm.peak_bytes_held"] = stack.ip.reassembler.peak_bytes_held
+            snap["ip.reasm.max_bytes"] = stack.ip.reassembler.max_bytes
+            if faults is not None:
+                snap.update({f"faults.{k}": v for k, v in link.stats.items()})
+            try:
+                with open(args.counters_json, "w") as f:
+                    json.dump(snap, f, indent=2, sort_keys=True)
+            except OSError as exc:
+                print(f"netstack serve: cannot write {args.counters_json}: {exc}", file=sys.stderr)
+    return 0

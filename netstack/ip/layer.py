@@ -1,0 +1,205 @@
+"""The IPv4 layer: input validation and demultiplexing, output with fragmentation.
+
+Sans-I/O: :meth:`IPLayer.input` takes one received datagram and ``now``;
+outgoing datagrams go to ``emit(view)`` (set by the stack to write to the
+link; by default they are appended to :attr:`IPLayer.outbox` as ``bytes``).
+``emit`` must consume the view before returning: the layer builds every
+datagram in one reusable buffer.
+
+Input (RFC 791 §3.1, RFC 1122 §3.2.1), in order; each drop is counted as
+``ip.in.drop.<reason>``:
+
+* ``not_ipv4``: version nibble 6 (an IPv6 packet; the lab turns IPv6 off, but a
+  TUN shared with other users may still carry some);
+* the wire parser's reasons: ``truncated``, ``bad_version``, ``bad_ihl``,
+  ``bad_total_length``, ``bad_checksum`` (RFC 1122 §3.2.1.2: silently discard);
+* ``bad_src``: a source that is not a unique host address (broadcast,
+  multicast, class E, 0/8 and loopback: RFC 1122 §3.2.1.3 "MUST silently
+  discard");
+* ``not_for_us``: any destination other than our address (we are a host: no
+  forwarding, RFC 1122 §3.3.1);
+* fragments go to :class:`~netstack.ip.reassembly.Reassembler` (its reasons);
+* ``unknown_protocol``: no handler; answered with ICMP Protocol Unreachable.
+
+Output (RFC 791 §3.2, RFC 1122 §3.3.3): :meth:`IPLayer.send` fills a header
+(TTL 64 by default, RFC 1700), and splits a datagram larger than the MTU into
+fragments whose data lengths are multiples of 8, unless DF is set: then it
+raises :class:`DatagramTooBig` (the local sender's "fragmentation needed";
+counted as ``ip.out.drop.too_big_df``).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import random
+from collections import deque
+
+from netstack.counters import Counters
+from netstack.ip.icmp import ICMPResponder, is_unique_unicast
+from netstack.ip.reassembly import Reassembler
+from netstack.ip.udp import UDPInput
+from netstack.wire import icmp as W
+from netstack.wire.errors import MalformedPacket
+from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4_header, parse_ipv4
+
+__all__ = ["IPLayer", "DatagramTooBig"]
+
+log = logging.getLogger("netstack.ip")
+
+MAX_DATAGRAM = 65535
+
+
+class DatagramTooBig(OSError):
+    """A datagram with DF set does not fit the MTU (RFC 1191): ``.mtu`` is the limit."""
+
+    def __init__(self, size: int, mtu: int) -> None:
+        super().__init__(errno.EMSGSIZE, f"datagram of {size} bytes exceeds MTU {mtu} and DF is set")
+        self.size = size
+        self.mtu = mtu
+
+
+class IPLayer:
+    """One IPv4 host address on one link (see module doc)."""
+
+    def __init__(self, addr: int, *, mtu: int = 1500, counters: Counters | None = None, emit=None,
+                 ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
+                 reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
+                 icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} out of range 68..65535 (RFC 791 §3.2: every host takes 68)")
+        self.addr = addr
+        self.mtu = mtu
+        self.ttl = ttl
+        self.broadcast = broadcast
+        self.counters = counters if counters is not None else Counters()
+        self.outbox: deque = deque()
+        self.emit = emit if emit is not None else self._emit_to_outbox
+        #: protocol number -> transport (``on_datagram(src, dst, payload, now)``)
+        self.transports: dict[int, object] = {}
+        self.reassembler = Reassembler(self.counters, timeout=reassembly_timeout,
+                                       max_datagrams=reassembly_max_datagrams, max_bytes=reassembly_max_bytes)
+        self.icmp = ICMPResponder(self, error_rate=icmp_error_rate, error_burst=icmp_error_burst)
+        self.udp = UDPInput(self)
+        self._ident = random.randrange(0x10000)
+        self._txbuf = bytearray(MAX_DATAGRAM + 60)
+        self._txview = memoryview(self._txbuf)
+
+    def _emit_to_outbox(self, view) -> None:
+        self.outbox.append(bytes(view))
+
+    def register(self, protocol: int, transport) -> None:
+        """Deliver datagrams of ``protocol`` to ``transport.on_datagram(src, dst, payload, now)``."""
+        if protocol in (PROTO_ICMP,):
+            raise ValueError("ICMP is handled by the IP layer itself")
+        self.transports[protocol] = transport
+
+    # -- input ---------------------------------------------------------------------------------
+    def input(self, buf, now: float) -> None:
+        """Take one received datagram (RFC 1122 §3.2.1).  Never raises for bad input."""
+        c = self.counters
+        c.inc("ip.in.packets")
+        if len(buf) and buf[0] >> 4 == 6:
+            c.inc("ip.in.drop.not_ipv4")
+            return
+        try:
+            p = parse_ipv4(buf)
+        except MalformedPacket as exc:
+            c.inc("ip.in.drop." + exc.reason)
+            return
+        src = p.src
+        if not is_unique_unicast(src) or src == self.broadcast:
+            c.inc("ip.in.drop.bad_src")
+            return
+        if p.dst != self.addr:
+            c.inc("ip.in.drop.not_for_us")
+            return
+        if p.flags & 1 or p.frag_offset:            # MF or offset: a fragment (RFC 791 §3.2)
+            whole = self.reassembler.add(p, now)
+            if whole is None:
+                return
+            p = parse_ipv4(whole)
+            datagram = whole
+        else:
+            datagram = buf
+        self._deliver(p, datagram, now)
+
+    def _deliver(self, p, datagram, now: float) -> None:
+        c = self.counters
+        proto = p.protocol
+        transport = self.transports.get(proto)
+        if transport is not None:
+            c.inc("ip.in.delivered")
+            try:
+                transport.on_datagram(p.src, p.dst, p.payload, now)
+            except Exception:  # a transport bug must not kill the loop
+                c.inc("ip.in.drop.transport_error")
+                log.exception("transport %d failed on a datagram", proto)
+        elif proto == PROTO_ICMP:
+            c.inc("ip.in.delivered")
+            self.icmp.input(p.src, p.dst, p.payload, datagram, now)
+        elif proto == PROTO_UDP:
+            c.inc("ip.in.delivered")
+            self.udp.input(p.src, p.dst, p.payload, datagram, now)
+        else:
+            c.inc("ip.in.drop.unknown_protocol")
+            self.icmp.send_error(W.DEST_UNREACH, W.PROTOCOL, datagram, now)
+
+    # -- timers --------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return self.reassembler.next_deadline()
+
+    def poll(self, now: float) -> None:
+        """Fire due timers: reassembly timeouts (RFC 792 Time Exceeded code 1 if fragment zero came)."""
+        for quote in self.reassembler.expire(now):
+            self.icmp.send_error(W.TIME_EXCEEDED, W.FRAG_REASSEMBLY_EXCEEDED, quote, now)
+
+    # -- output --------------------------------------------------------------------------------
+    def next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def send(self, dst: int, protocol: int, payload, now: float | None = None, *, src: int | None = None,
+             df: bool = False, ttl: int | None = None, tos: int = 0) -> int:
+        """Send ``payload`` (a transport header + data) to ``dst``; returns the number of packets.
+
+        Fragments when the datagram exceeds the MTU and DF is clear (RFC 791
+        §3.2); with DF set raises :class:`DatagramTooBig`.
+        """
+        c = self.counters
+        plen = len(payload)
+        size = 20 + plen
+        if src is None:
+            src = self.addr
+        if ttl is None:
+            ttl = self.ttl
+        buf = self._txbuf
+        view = self._txview
+        if size <= self.mtu:
+            build_ipv4_header(buf, 0, src=src, dst=dst, protocol=protocol, payload_len=plen, ttl=ttl,
+                              ident=self.next_ident(), df=df, tos=tos)
+            view[20:size] = payload
+            c.inc("ip.out.packets")
+            self.emit(view[:size])
+            return 1
+        if size > MAX_DATAGRAM:
+            c.inc("ip.out.drop.too_big")
+            raise DatagramTooBig(size, MAX_DATAGRAM)
+        if df:
+            c.inc("ip.out.drop.too_big_df")
+            raise DatagramTooBig(size, self.mtu)
+        # RFC 791 §3.2 fragmentation: every fragment but the last carries a multiple of 8 data bytes
+        chunk = (self.mtu - 20) & ~7
+        ident = self.next_ident()
+        pv = payload if type(payload) is memoryview else memoryview(payload)
+        n = 0
+        for off in range(0, plen, chunk):
+            end = min(off + chunk, plen)
+            build_ipv4_header(buf, 0, src=src, dst=dst, protocol=protocol, payload_len=end - off, ttl=ttl,
+                              ident=ident, mf=end < plen, frag_offset=off, tos=tos)
+            view[20:20 + end - off] = pv[off:end]
+            n += 1
+            self.emit(view[:20 + end - off])
+        c.inc("ip.out.packets", n)
+        c.inc("ip.out.fragmented")
+        c.inc("ip.out.fragments", n)
+        return n

@@ -1,0 +1,281 @@
+"""The stack's one event loop: link + IPv4 + transports + timers.
+
+::
+
+    TUN fd readable ──▶ link.recv_batch() ──▶ ip.input() ──▶ transport.on_datagram()
+                                                  │                  │
+    link.send() ◀── ip.send() (fragments) ◀───────┴── transports' outbox, drained after every round
+    timer (earliest deadline of ip and transports) ──▶ ip.poll(now), transport.poll(now)
+
+No polling: the loop sleeps in asyncio until the link's fd is readable
+(``add_reader``) or the single timer set for the earliest deadline fires.
+Each wakeup reads a batch of packets, feeds them through the sans-I/O cores
+with one ``now``, then flushes what the transports queued and re-arms the
+timer.  Capture (``pcap_path``) and ``trace`` cost nothing when off: the
+transmit and receive paths are chosen once at start.
+
+Transport protocol (what TCP implements; see CONTRACTS.md)::
+
+    on_datagram(src, dst, payload, now) -> None   # payload: memoryview of the transport segment
+    poll(now) -> None                             # fire due timers
+    next_deadline() -> float | None
+    outbox: deque of (dst, segment)               # segments with checksum filled
+    on_output: set by the stack to stack.kick     # call when outbox gained data outside on_datagram/poll
+    optional on_icmp_error(icmp_type, code, info, quoted, now)
+    optional outbox items of 3 elements (dst, segment, df) to send with DF set
+
+Counters are also exposed for SIGUSR1 handling by the CLI.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+
+from netstack.counters import Counters
+from netstack.ip.layer import DatagramTooBig, IPLayer
+from netstack.wire.ipv4 import int2ip, ip2int
+
+__all__ = ["Stack"]
+
+log = logging.getLogger("netstack.stack")
+
+BATCH = 64
+
+
+def _trace_formatter():
+    """The dissector's one-line formatter (netstack.capture.format), or a minimal fallback."""
+    try:
+        from netstack.capture import format as fmt
+    except ImportError:
+        fmt = None
+    for name in ("format_packet", "one_line", "format_line", "summary"):
+        fn = getattr(fmt, name, None) if fmt is not None else None
+        if callable(fn):
+            return fn
+
+    def fallback(data, **_kw) -> str:
+        mv = memoryview(data)
+        if len(mv) < 20:
+            return f"[{len(mv)} bytes, truncated]"
+        return (f"IP {int2ip(int.from_bytes(mv[12:16], 'big'))} > {int2ip(int.from_bytes(mv[16:20], 'big'))}: "
+                f"proto {mv[9]}, length {len(mv)}")
+    return fallback
+
+
+class Stack:
+    """A host on one link: ``Stack(link, "198.18.0.2")`` (see module doc)."""
+
+    def __init__(self, link, addr, *, clock=time.monotonic, pcap_path=None, trace: bool = False,
+                 counters: Counters | None = None, trace_file=None, **ip_options) -> None:
+        self.link = link
+        self.addr = ip2int(addr) if isinstance(addr, str) else int(addr)
+        self.clock = clock
+        self.counters = counters if counters is not None else Counters()
+        self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, **ip_options)
+        self.transports: dict[int, object] = {}
+        self.pcap_path = pcap_path
+        self.trace = trace
+        self.trace_file = trace_file if trace_file is not None else sys.stdout
+        self._pcap = None
+        self._format = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_scheduled = False
+        self._stopped: asyncio.Future | None = None
+        self.started = False
+        self.closed = False
+
+    # -- transports ----------------------------------------------------------------------------
+    @property
+    def tcp(self):
+        """The transport registered for protocol 6 (TCP), or None."""
+        return self.transports.get(6)
+
+    def register_transport(self, proto: int, transport) -> None:
+        """Attach a transport for IP protocol ``proto`` (e.g. 6 for TCP)."""
+        self.transports[proto] = transport
+        self.ip.register(proto, transport)
+        try:
+            transport.on_output = self.kick
+        except AttributeError:
+            pass
+        if self.started:
+            self.kick()
+
+    def kick(self) -> None:
+        """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
+        if self._loop is not None and not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._on_kick)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        if self.pcap_path is not None:
+            from netstack.capture.pcap import LINKTYPE_RAW, PcapWriter
+            self._pcap = PcapWriter(self.pcap_path, linktype=LINKTYPE_RAW)
+        if self.trace:
+            self._format = _trace_formatter()
+        self.ip.emit = self._transmit_plain if (self._pcap is None and not self.trace) else self._transmit_observed
+        self.started = True
+        self.link.attach(self._loop, self._on_readable)
+        self._after_round()
+
+    def stop(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or cancellation); always closes."""
+        self.start()
+        try:
+            await self._stopped
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            self.link.detach()
+        except Exception:
+            pass
+        if self._pcap is not None:
+            try:
+                self._pcap.close()
+            finally:
+                self._pcap = None
+        self.stop()
+
+    async def __aenter__(self) -> "Stack":
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
+
+    # -- the packet paths ----------------------------------------------------------------------
+    def _transmit_plain(self, view) -> None:
+        self.link.send(view)
+
+    def _transmit_observed(self, view) -> None:
+        if self._pcap is not None:
+            self._pcap.write(view)
+        if self._format is not None:
+            self._print_trace(">", view)
+        self.link.send(view)
+
+    def _print_trace(self, direction: str, view) -> None:
+        try:
+            line = self._format(view)
+        except Exception as exc:  # the dissector must not kill the loop
+            line = f"[unprintable packet: {exc}]"
+        print(f"{direction} {line}", file=self.trace_file, flush=True)
+
+    def _on_readable(self) -> None:
+        try:
+            batch = self.link.recv_batch(BATCH)
+        except OSError as exc:
+            self.counters.inc("link.in.errors")
+            log.warning("link read failed: %s", exc)
+            return
+        if not batch:
+            return
+        now = self.clock()
+        ip_input = self.ip.input
+        if self._pcap is None and self._format is None:
+            for view, _meta in batch:
+                ip_input(view, now)
+        else:
+            pcap = self._pcap
+            for view, _meta in batch:
+                if pcap is not None:
+                    pcap.write(view)
+                if self._format is not None:
+                    self._print_trace("<", view)
+                ip_input(view, now)
+        self.counters.inc("link.in.packets", len(batch))
+        self._after_round(now)
+
+    def _on_kick(self) -> None:
+        self._flush_scheduled = False
+        if not self.closed:
+            self._after_round()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.closed:
+            return
+        now = self.clock()
+        ip_deadline = self.ip.next_deadline()
+        if ip_deadline is not None and ip_deadline <= now:
+            self.ip.poll(now)
+        for t in self.transports.values():
+            d = t.next_deadline()
+            if d is not None and d <= now:
+                try:
+                    t.poll(now)
+                except Exception:
+                    self.counters.inc("stack.transport_errors")
+                    log.exception("transport poll failed")
+        self._after_round(now)
+
+    def _flush_outboxes(self, now: float) -> None:
+        send = self.ip.send
+        for proto, t in self.transports.items():
+            box = t.outbox
+            while box:
+                item = box.popleft()
+                try:
+                    if len(item) == 2:
+                        send(item[0], proto, item[1], now)
+                    else:
+                        send(item[0], proto, item[1], now, df=item[2])
+                except DatagramTooBig as exc:
+                    self._local_too_big(t, proto, item, exc, now)
+
+    def _local_too_big(self, transport, proto, item, exc: DatagramTooBig, now: float) -> None:
+        """DF set and too big for our own link: tell the local sender, like an ICMP
+        "fragmentation needed" (RFC 1191) from the first hop."""
+        hook = getattr(transport, "on_icmp_error", None)
+        if hook is None:
+            log.warning("dropping %d-byte datagram to %s: %s", exc.size, int2ip(item[0]), exc)
+            return
+        from netstack.wire.ipv4 import ipv4_packet
+        quoted = ipv4_packet(src=self.addr, dst=item[0], protocol=proto, payload=bytes(memoryview(item[1])[:8]),
+                             df=True)
+        try:
+            hook(3, 4, exc.mtu, memoryview(quoted), now)
+        except Exception:
+            log.exception("transport on_icmp_error failed")
+
+    def _after_round(self, now: float | None = None) -> None:
+        if now is None:
+            now = self.clock()
+        if self.transports:
+            self._flush_outboxes(now)
+        # re-arm the one timer for the earliest deadline
+        deadline = self.ip.next_deadline()
+        for t in self.transports.values():
+            d = t.next_deadline()
+            if d is not None and (deadline is None or d < deadline):
+                deadline = d
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_later(max(0.0, deadline - now), self._on_timer)
