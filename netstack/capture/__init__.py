@@ -67,29 +67,35 @@ def read_frames(source: str | BinaryIO, name: str | None = None) -> Iterator[Fra
     """Frames of a capture: a pcap file (any byte order, µs or ns) or a tcpdump hex dump.
 
     *source*: a path, ``"-"`` for standard input, or a binary file object.
-    Errors are :class:`CaptureError` with a one-line message naming *name* (the
-    file) and the packet number/offset (pcap) or line (hex dump).  Frames read
-    before a fatal error are yielded first.
+    pcap files are streamed (any size); hex dumps are read whole.  Errors are
+    :class:`CaptureError` with a one-line message naming *name* (the file) and
+    the packet number/offset (pcap) or line (hex dump).  Frames read before a
+    fatal error are yielded first.
     """
     import sys
 
+    owned = None
     if isinstance(source, str):
         name = name or source
         if source == "-":
-            raw = sys.stdin.buffer.read()
+            f = sys.stdin.buffer
         else:
             try:
-                with open(source, "rb") as f:
-                    raw = f.read()
+                f = owned = open(source, "rb")
             except OSError as exc:
                 raise CaptureError(f"{name}: {exc.strerror or exc}") from None
     else:
         name = name or getattr(source, "name", "<input>")
-        raw = source.read()
+        f = source
     try:
-        if raw[:4] == PCAPNG_MAGIC or is_pcap(raw[:4]):
-            yield from _pcap_frames(io.BytesIO(raw))
+        head = f.peek(4)[:4] if hasattr(f, "peek") else b""
+        if not hasattr(f, "peek"):
+            head = f.read(4)
+            f = io.BufferedReader(_Prepend(head, f))
+        if head == PCAPNG_MAGIC or is_pcap(head):
+            yield from _pcap_frames(f)
             return
+        raw = f.read()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -105,6 +111,28 @@ def read_frames(source: str | BinaryIO, name: str | None = None) -> Iterator[Fra
                                "with 0x0000 lines)")
     except (PcapError, HexDumpError) as exc:
         raise CaptureError(f"{name}: {exc}") from None
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+class _Prepend(io.RawIOBase):
+    """A raw stream that replays *head* and then reads on from *rest*."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 _ETHERTYPES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP", 0x8100: "802.1Q", 0x88CC: "LLDP"}

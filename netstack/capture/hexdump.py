@@ -38,7 +38,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-__all__ = ["HexDumpError", "HexPacket", "parse_hexdump", "format_hex", "hexdump_to_pcap", "looks_like_hexdump"]
+__all__ = ["HexDumpError", "HexPacket", "parse_hexdump", "format_hex", "hexdump_to_pcap", "packets_to_pcap",
+           "looks_like_hexdump", "guess_linktype", "parse_timestamp"]
 
 _HEX_LINE = re.compile(r"^\s*0x([0-9a-fA-F]+):?(?=\s|$)(.*)$")
 _GROUP = re.compile(r"(?:[0-9a-fA-F]{2}|[xX]{2})+")
@@ -225,20 +226,34 @@ def guess_linktype(data: bytes) -> int:
     return LINKTYPE_RAW
 
 
-def hexdump_to_pcap(packets: Iterable[HexPacket], dest) -> int:
-    """Write hex-dumped packets to a pcap file (*dest*: path or binary file).
+def packets_to_pcap(packets: Iterable, dest) -> int:
+    """Write packets to a pcap file (*dest*: path or binary file); returns the count.
 
-    The link type is raw IP, or Ethernet when every packet is an Ethernet
-    frame.  Packets without a timestamp get 1 µs apart from the epoch.
-    Returns the number of packets written."""
-    from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
+    *packets*: :class:`HexPacket` or :class:`netstack.capture.Frame` objects
+    (``data``, ``ts_sec``, ``ts_nsec``, ``ts_digits``; a ``linktype`` when
+    known, else guessed).  The file's link type is that of every packet;
+    mixing link types raises ValueError.  Packets without a timestamp are
+    stamped 1 µs apart from the epoch.
+    """
+    from .pcap import LINKTYPE_RAW, PcapWriter
 
     packets = list(packets)
-    kinds = {guess_linktype(p.data) for p in packets}
-    linktype = LINKTYPE_ETHERNET if kinds == {LINKTYPE_ETHERNET} else LINKTYPE_RAW
+    kinds = {getattr(p, "linktype", None) or guess_linktype(p.data) for p in packets}
+    if len(kinds) > 1:
+        raise ValueError(f"packets of several link types ({', '.join(map(str, sorted(kinds)))}) "
+                         "cannot share one pcap file")
+    linktype = kinds.pop() if kinds else LINKTYPE_RAW
     nanosecond = any(p.ts_digits > 6 for p in packets)
     with PcapWriter(dest, linktype=linktype, nanosecond=nanosecond) as w:
         for i, p in enumerate(packets):
             ts_ns = p.ts_sec * 1_000_000_000 + p.ts_nsec if p.ts_sec is not None else i * 1000
             w.write_ns(p.data, ts_ns)
     return len(packets)
+
+
+def hexdump_to_pcap(text: str, dest) -> int:
+    """Convert a tcpdump hex dump (text) to a pcap file; returns the packet count.
+
+    Raw-IP link type, or Ethernet when every packet is an Ethernet frame.
+    Redacted bytes are written with the values shown in the ASCII column."""
+    return packets_to_pcap(parse_hexdump(text), dest)
