@@ -32,29 +32,11 @@ import time
 
 from .delivery import MaildirDelivery, MemorySink
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
-from .tls import TlsStream
+from .tls import PlainStream, TlsStream
 
 log = logging.getLogger("smtp.server")
 
 READ_SIZE = 65536
-
-
-class _PlainStream:
-    """The plaintext side: just the reader/writer pair."""
-
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
-
-    def read(self, n):
-        return self.reader.read(n)
-
-    def write(self, data):
-        self.writer.write(data)
-
-    def drain(self):
-        return self.writer.drain()
 
 
 def new_queue_id() -> str:
@@ -120,7 +102,7 @@ class SmtpServer:
     async def _run(self, reader, writer, peer) -> None:
         clock = self.clock
         session = SmtpSession(self.config, peer=peer, now=clock())
-        stream = _PlainStream(reader, writer)
+        stream = PlainStream(reader, writer)
         pending: list = []
         while True:
             out = session.data_to_send()

@@ -15,6 +15,24 @@ import ssl
 import subprocess
 
 
+class PlainStream:
+    """The plaintext counterpart of TlsStream: read/write/drain straight on the reader/writer pair."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    def read(self, n):
+        return self.reader.read(n)
+
+    def write(self, data):
+        self.writer.write(data)
+
+    def drain(self):
+        return self.writer.drain()
+
+
 class TlsStream:
     """A TLS connection over a reader/writer pair; offers read/readline/write/drain/close."""
 
