@@ -1,0 +1,188 @@
+"""Send buffer / retransmission queue, receive buffer, out-of-order queue.
+
+RFC 9293 §3.8 (data communication) and §3.10.7.4 step 7 (segment text).
+
+SendBuffer holds every byte the user handed us that is not yet acknowledged:
+the bytes from ``seq`` (= SND.UNA for data) up to SND.NXT are the
+retransmission queue (sent, unacknowledged); the rest are queued, unsent.
+It is indexed by sequence number: ``view(seq, n)`` is what a (re)transmission
+of ``n`` bytes starting at ``seq`` carries.
+
+ReceiveBuffer holds in-order bytes the user has not read yet.  Payloads are
+copied exactly once, from the packet into this buffer.
+
+OutOfOrderQueue holds segments that arrived beyond RCV.NXT, merged into
+disjoint ranges, bounded in bytes (RFC 9293 §3.10.7.4: "segments with higher
+beginning sequence numbers SHOULD be held for later processing").
+"""
+from __future__ import annotations
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+
+
+def _diff(a: int, b: int) -> int:
+    return ((a - b + HALF) & MASK) - HALF
+
+
+class SendBuffer:
+    __slots__ = ("data", "seq", "capacity")
+
+    def __init__(self, capacity: int, seq: int = 0):
+        self.data = bytearray()
+        self.seq = seq            # sequence number of data[0]
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - len(self.data))
+
+    @property
+    def end_seq(self) -> int:
+        """Sequence number just past the last queued byte."""
+        return (self.seq + len(self.data)) & MASK
+
+    def write(self, data) -> int:
+        """Queue as much of ``data`` as fits; return the byte count accepted."""
+        n = min(len(data), self.capacity - len(self.data))
+        if n <= 0:
+            return 0
+        if n == len(data):
+            self.data += data
+        else:
+            self.data += memoryview(data)[:n]
+        return n
+
+    def ack(self, ack_seq: int) -> int:
+        """Drop bytes before ``ack_seq`` (cumulative ACK); return bytes freed."""
+        n = _diff(ack_seq, self.seq)
+        if n <= 0:
+            return 0
+        if n > len(self.data):
+            n = len(self.data)
+        del self.data[:n]
+        self.seq = (self.seq + n) & MASK
+        return n
+
+    def offset(self, seq: int) -> int:
+        return _diff(seq, self.seq)
+
+    def view(self, seq: int, n: int) -> memoryview:
+        """Bytes [seq, seq+n) as a memoryview (do not keep it: the buffer moves)."""
+        off = _diff(seq, self.seq)
+        return memoryview(self.data)[off:off + n]
+
+
+class ReceiveBuffer:
+    __slots__ = ("data", "capacity")
+
+    def __init__(self, capacity: int):
+        self.data = bytearray()
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - len(self.data))
+
+    def append(self, payload) -> None:
+        self.data += payload
+
+    def read(self, n: int = -1) -> bytes:
+        d = self.data
+        if n < 0 or n >= len(d):
+            out = bytes(d)
+            d.clear()
+            return out
+        out = bytes(d[:n])
+        del d[:n]
+        return out
+
+    def read_into(self, buf) -> int:
+        d = self.data
+        n = min(len(buf), len(d))
+        memoryview(buf)[:n] = d[:n]
+        del d[:n]
+        return n
+
+
+class OutOfOrderQueue:
+    """Disjoint, merged byte ranges beyond RCV.NXT, bounded by ``limit`` bytes."""
+
+    __slots__ = ("ranges", "nbytes", "limit", "fin_seq")
+
+    def __init__(self, limit: int):
+        self.ranges: list[list] = []   # [start_seq, bytearray], sorted by offset from RCV.NXT
+        self.nbytes = 0
+        self.limit = limit
+        self.fin_seq: int | None = None   # a FIN seen beyond RCV.NXT (its sequence number)
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def insert(self, seq: int, payload, rcv_nxt: int) -> bool:
+        """Hold ``payload`` (starting at ``seq`` > rcv_nxt).  False if over the bound."""
+        n = len(payload)
+        if n == 0:
+            return True
+        start = _diff(seq, rcv_nxt)
+        end = start + n
+        keep = []
+        lo, hi = start, end
+        merged = []
+        for r in self.ranges:
+            rs = _diff(r[0], rcv_nxt)
+            re = rs + len(r[1])
+            if re < start or rs > end:
+                keep.append(r)
+            else:
+                merged.append((rs, r[1]))
+                if rs < lo:
+                    lo = rs
+                if re > hi:
+                    hi = re
+        existing = sum(len(d) for _, d in merged)
+        added = (hi - lo) - existing
+        if added <= 0:
+            return True            # entirely duplicate
+        if self.nbytes + added > self.limit:
+            return False
+        buf = bytearray(hi - lo)
+        buf[start - lo:end - lo] = payload
+        for rs, d in merged:
+            buf[rs - lo:rs - lo + len(d)] = d
+        keep.append([(rcv_nxt + lo) & MASK, buf])
+        keep.sort(key=lambda r: _diff(r[0], rcv_nxt))
+        self.ranges = keep
+        self.nbytes += added
+        return True
+
+    def pop_ready(self, rcv_nxt: int) -> list:
+        """Remove ranges now reachable from ``rcv_nxt``; return their new bytes, in order."""
+        out = []
+        rs = self.ranges
+        while rs:
+            off = _diff(rs[0][0], rcv_nxt)
+            if off > 0:
+                break
+            seq, d = rs.pop(0)
+            self.nbytes -= len(d)
+            skip = -off
+            if skip < len(d):
+                chunk = memoryview(d)[skip:]
+                out.append(chunk)
+                rcv_nxt = (rcv_nxt + len(chunk)) & MASK
+        return out
+
+    def blocks(self, rcv_nxt: int, limit: int = 4) -> list[tuple[int, int]]:
+        """(left, right) edges of held ranges, for SACK (RFC 2018 §3)."""
+        return [(r[0], (r[0] + len(r[1])) & MASK) for r in self.ranges[:limit]]
+
+    def clear(self) -> None:
+        self.ranges.clear()
+        self.nbytes = 0

@@ -1,0 +1,52 @@
+"""TCP tunables (one object per TCPLayer; a Connection keeps a reference).
+
+The defaults follow the RFCs and Linux practice; every limit a test needs to
+shrink (buffers, MSL, RTO bounds, retry counts) lives here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TCPConfig:
+    #: MSS we announce (RFC 9293 §3.7.1): MTU - 20 (IPv4) - 20 (TCP).
+    mss: int = 1460
+    #: Largest payload we put in one outgoing segment (bytes).  None = the
+    #: effective send MSS.  A TSO-capable link later raises this above the MSS.
+    max_segment: int | None = None
+    #: Receive buffer (bounds the advertised window) and send buffer, bytes.
+    rcvbuf: int = 256 * 1024
+    sndbuf: int = 256 * 1024
+    #: Bound on bytes held in the out-of-order queue per connection.
+    ooo_max: int = 256 * 1024
+    #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL (RFC 9293 §3.4.2).
+    msl: float = 30.0
+    #: RFC 6298 §2: initial RTO 1 s, lower bound 1 s (configurable), upper 60 s.
+    rto_initial: float = 1.0
+    rto_min: float = 1.0
+    rto_max: float = 60.0
+    #: Retransmissions of a SYN / SYN-ACK before giving up (Linux tcp_syn_retries).
+    syn_retries: int = 6
+    #: Retransmissions of data/FIN before aborting with TimeoutError (tcp_retries2).
+    data_retries: int = 15
+    #: Delayed-ACK timeout (RFC 9293 §3.8.6.3: MUST be < 0.5 s; RFC 1122: 200 ms).
+    delack_timeout: float = 0.2
+    #: Window scale shift we offer (RFC 7323 §2.2); None disables the option.
+    wscale: int | None = 7
+    #: Offer / accept RFC 7323 timestamps.
+    timestamps: bool = True
+    #: Offer / accept SACK-permitted (RFC 2018).  Negotiation only for now.
+    sack: bool = True
+    #: Default for TCP_NODELAY on new connections (Nagle off when True).
+    nodelay: bool = False
+    #: Persist timer bounds (zero-window probes), seconds.
+    persist_min: float = 0.2
+    persist_max: float = 60.0
+    #: Orphaned FIN-WAIT-2 lifetime after close() (Linux tcp_fin_timeout).
+    fin_timeout: float = 60.0
+    #: Initial congestion window in segments (RFC 6928).
+    initial_cwnd_segments: int = 10
+    #: Ephemeral port range for connect() (RFC 6335 §6).
+    ephemeral_low: int = 49152
+    ephemeral_high: int = 65535

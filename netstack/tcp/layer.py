@@ -1,0 +1,241 @@
+"""TCPLayer: the Transport the stack registers for protocol 6.
+
+Sans-I/O (see CONTRACTS.md "Transport protocol"):
+
+  on_datagram(src, dst, payload, now)   a TCP segment the IP layer accepted
+  poll(now)                             fire due timers, flush user writes
+  next_deadline() -> float | None       when poll() is next needed
+  outbox                                deque of (dst, segment) to hand to IP
+  on_output                             callback set by the stack ("I have
+                                        work": call poll(now), drain outbox)
+
+It parses (checksum verified; malformed -> ``tcp.in.drop.<reason>``),
+demultiplexes by 4-tuple to connections, else to listeners, else answers
+with a RST (RFC 9293 §3.10.7.1).  Counters follow ``netstat -s``:
+tcp.active_opens, tcp.passive_opens, tcp.in_segs, tcp.out_segs,
+tcp.retrans_segs, tcp.out_rsts, tcp.estab_resets, tcp.attempt_fails, ...
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections import deque
+
+from netstack.wire.errors import MalformedPacket
+from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
+
+from .config import TCPConfig
+from .connection import CLOSED, Connection
+from .isn import ISNGenerator
+from .listener import Listener
+from .output import build_segment
+
+log = logging.getLogger("netstack.tcp")
+
+
+class _LocalCounters:
+    """Fallback when no netstack.counters.Counters is given."""
+
+    def __init__(self):
+        self._c = {}
+
+    def inc(self, name, n=1):
+        self._c[name] = self._c.get(name, 0) + n
+
+    def get(self, name):
+        return self._c.get(name, 0)
+
+    def snapshot(self):
+        return dict(self._c)
+
+
+class TCPLayer:
+    def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
+                 isn_secret: bytes | None = None):
+        self.local_addr = local_addr
+        self.counters = counters if counters is not None else _LocalCounters()
+        self.config = config or TCPConfig()
+        self.outbox: deque = deque()
+        self.on_output = None
+        #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
+        self.connections: dict = {}
+        self.listeners: dict = {}
+        self._isngen = ISNGenerator(isn_secret)
+        self._pending: list = []          # connections with user writes to flush
+        self._busy = False                # inside on_datagram/poll: flush at the end
+        self._now = 0.0
+        self._next_port = None
+
+    # ------------------------------------------------------------------ user side
+
+    def listen(self, port: int, backlog: int = 128, *, nodelay: bool | None = None) -> Listener:
+        """Passive OPEN on ``port`` (RFC 9293 §3.10.1); OSError(EADDRINUSE) if taken."""
+        if port in self.listeners:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        if not 0 < port < 65536:
+            raise ValueError(f"bad port {port}")
+        lst = Listener(self, port, backlog, nodelay=nodelay)
+        self.listeners[port] = lst
+        return lst
+
+    def connect(self, dst: int, dst_port: int, now: float, *, src_port: int | None = None,
+                nodelay: bool | None = None) -> Connection:
+        """Active OPEN (RFC 9293 §3.10.1): the SYN is in the outbox when this returns."""
+        self._now = now
+        if src_port is None:
+            src_port = self._ephemeral_port(dst, dst_port)
+        elif (dst, dst_port, src_port) in self.connections:
+            raise OSError(errno.EADDRINUSE, f"{src_port} -> {dst_port} is already in use")
+        conn = Connection(self, self.local_addr, src_port, dst, dst_port, self.config, nodelay=nodelay)
+        self._register(conn)
+        self._count("tcp.active_opens")
+        conn.open_active(self._isn(conn, now), now)
+        self._kick()
+        return conn
+
+    def _ephemeral_port(self, dst: int, dst_port: int) -> int:
+        lo, hi = self.config.ephemeral_low, self.config.ephemeral_high
+        span = hi - lo + 1
+        if self._next_port is None:
+            self._next_port = int.from_bytes(os.urandom(2), "big") % span
+        for _ in range(span):
+            port = lo + self._next_port
+            self._next_port = (self._next_port + 1) % span
+            if (dst, dst_port, port) not in self.connections and port not in self.listeners:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
+
+    # ------------------------------------------------------------------ Transport protocol
+
+    def on_datagram(self, src: int, dst: int, payload, now: float) -> None:
+        """A TCP segment from the IP layer (RFC 9293 §3.10.7)."""
+        self._now = now
+        counters = self.counters
+        try:
+            seg = parse_tcp(payload, src=src, dst=dst)
+        except MalformedPacket as e:
+            counters.inc(e.counter_name)
+            return
+        counters.inc("tcp.in_segs")
+        conn = self.connections.get((src, seg.src_port, seg.dst_port))
+        self._busy = True
+        try:
+            if conn is not None:
+                conn.on_segment(seg, now)
+            else:
+                lst = self.listeners.get(seg.dst_port)
+                if lst is not None:
+                    lst.on_segment(src, dst, seg, now)
+                else:
+                    self._closed_port(src, dst, seg)
+            if self._pending:
+                self._flush_pending(now)
+        finally:
+            self._busy = False
+
+    def poll(self, now: float) -> None:
+        """Flush user writes and fire every due timer."""
+        self._now = now
+        self._busy = True
+        try:
+            if self._pending:
+                self._flush_pending(now)
+            for conn in list(self.connections.values()):
+                d = conn.timers.next_deadline()
+                if d is not None and d <= now:
+                    conn.on_timer(now)
+            if self._pending:
+                self._flush_pending(now)
+        finally:
+            self._busy = False
+
+    def next_deadline(self) -> float | None:
+        """The earliest instant poll() is needed (the last seen time if writes are pending)."""
+        if self._pending:
+            return self._now
+        best = None
+        for conn in self.connections.values():
+            d = conn.timers.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    # ------------------------------------------------------------------ internals for Connection/Listener
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters.inc(name, n)
+
+    def _register(self, conn: Connection) -> None:
+        self.connections[(conn.remote_addr, conn.remote_port, conn.local_port)] = conn
+
+    def _forget(self, conn: Connection) -> None:
+        key = (conn.remote_addr, conn.remote_port, conn.local_port)
+        if self.connections.get(key) is conn:
+            del self.connections[key]
+
+    def _unlisten(self, lst: Listener) -> None:
+        if self.listeners.get(lst.port) is lst:
+            del self.listeners[lst.port]
+
+    def _isn(self, conn: Connection, now: float) -> int:
+        return self._isngen.isn(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port, now)
+
+    def _ts_offset(self, conn: Connection) -> int:
+        """A per-connection random TSval offset (RFC 7323 §5.4), from the same keyed hash."""
+        return self._isngen.offset(conn.remote_addr, conn.remote_port, conn.local_addr, conn.local_port)
+
+    def _want_flush(self, conn: Connection) -> None:
+        self._pending.append(conn)
+        if not self._busy:
+            self._kick()
+
+    def _flush_pending(self, now: float) -> None:
+        pending = self._pending
+        self._pending = []
+        for conn in pending:
+            if conn._dirty and conn.state is not CLOSED:
+                conn._flush(now)
+
+    def _kick(self) -> None:
+        cb = self.on_output
+        if cb is not None:
+            cb()
+
+    def _emit(self, conn: Connection, seq: int, ack: int, flags: int, window: int, options, payload) -> None:
+        self.outbox.append((conn.remote_addr, build_segment(
+            conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+            seq, ack, flags, window, options, payload)))
+        self.counters.inc("tcp.out_segs")
+        if not self._busy:
+            self._kick()
+
+    def _send_rst(self, src: int, sport: int, dst: int, dport: int, seq: int, ack: int, flags: int) -> None:
+        self.outbox.append((dst, build_segment(src, dst, sport, dport, seq, ack, flags, 0)))
+        self.counters.inc("tcp.out_segs")
+        self.counters.inc("tcp.out_rsts")
+        if not self._busy:
+            self._kick()
+
+    def _send_rst_for(self, conn: Connection, seq: int) -> None:
+        """<SEQ=seq><CTL=RST> on an existing connection (ABORT, RFC 9293 §3.10.5)."""
+        self._send_rst(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port, seq, 0, RST)
+
+    def _closed_port(self, src: int, dst: int, seg) -> None:
+        """Reset generation for a segment to a CLOSED port, RFC 9293 §3.10.7.1."""
+        flags = seg.flags
+        self.counters.inc("tcp.in.no_port")
+        if flags & RST:
+            return                                            # an RST is never answered
+        if flags & ACK:
+            self._send_rst(dst, seg.dst_port, src, seg.src_port, seg.ack, 0, RST)
+        else:
+            seg_len = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+            self._send_rst(dst, seg.dst_port, src, seg.src_port, 0, (seg.seq + seg_len) & 0xFFFFFFFF,
+                           RST | ACK)
+
+    # ------------------------------------------------------------------ inspection
+
+    def table(self) -> list[dict]:
+        """info() of every connection, like `ss -tin`."""
+        return [c.info() for c in self.connections.values()]
