@@ -45,23 +45,26 @@ BATCH = 64
 
 
 def _trace_formatter():
-    """The dissector's one-line formatter (netstack.capture.format), or a minimal fallback."""
+    """A one-argument printer: the dissector's tcpdump-style line (netstack.capture.format),
+    with wall-clock time and per-connection relative sequence numbers; a minimal
+    fallback if the dissector is not importable."""
     try:
-        from netstack.capture import format as fmt
+        from netstack.capture.dissect import dissect
+        from netstack.capture.format import SeqTracker, format_packet, format_time
     except ImportError:
-        fmt = None
-    for name in ("format_packet", "one_line", "format_line", "summary"):
-        fn = getattr(fmt, name, None) if fmt is not None else None
-        if callable(fn):
-            return fn
+        def fallback(data) -> str:
+            mv = memoryview(data)
+            if len(mv) < 20:
+                return f"[{len(mv)} bytes, truncated]"
+            return (f"IP {int2ip(int.from_bytes(mv[12:16], 'big'))} > "
+                    f"{int2ip(int.from_bytes(mv[16:20], 'big'))}: proto {mv[9]}, length {len(mv)}")
+        return fallback
+    tracker = SeqTracker()
 
-    def fallback(data, **_kw) -> str:
-        mv = memoryview(data)
-        if len(mv) < 20:
-            return f"[{len(mv)} bytes, truncated]"
-        return (f"IP {int2ip(int.from_bytes(mv[12:16], 'big'))} > {int2ip(int.from_bytes(mv[16:20], 'big'))}: "
-                f"proto {mv[9]}, length {len(mv)}")
-    return fallback
+    def line(data) -> str:
+        t = time.time_ns()
+        return format_packet(dissect(data), tracker, ts=format_time(t // 1_000_000_000, t % 1_000_000_000))
+    return line
 
 
 class Stack:

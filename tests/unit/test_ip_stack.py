@@ -1,0 +1,182 @@
+"""The stack loop over the in-memory link: readiness, batches, timers, transports, capture."""
+import asyncio
+import io
+from collections import deque
+
+import pytest
+
+from netstack.capture.pcap import read_pcap
+from netstack.link import FaultyLink, MemoryLink
+from netstack.stack import Stack
+from netstack.wire import icmp as W
+from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
+
+from _ip_helpers import PEER, US, fragments
+
+
+def run(coro, timeout=10):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def replies(peer, n, timeout=2.0):
+    got = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while len(got) < n and loop.time() < end:
+        got.extend(bytes(v) for v, _ in peer.recv_batch())
+        await asyncio.sleep(0.001)
+    return got
+
+
+def test_stack_answers_ping_over_memory_link():
+    async def main():
+        a, peer = MemoryLink.pair()
+        async with Stack(a, "198.18.0.2") as stack:
+            for seq in range(100):
+                peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, seq, b"x" * 56)))
+            got = await replies(peer, 100)
+        return stack, got
+
+    stack, got = run(main())
+    assert len(got) == 100
+    seqs = [W.parse_icmp(parse_ipv4(g).payload).seq for g in got]
+    assert seqs == list(range(100))
+    assert stack.counters.get("icmp.out.echo_reply") == 100
+    assert stack.counters.get("link.in.packets") == 100
+
+
+class TimerTransport:
+    """Sends one segment when its deadline passes; counts polls."""
+
+    def __init__(self, at):
+        self.at = at
+        self.outbox = deque()
+        self.polls = []
+        self.on_output = None
+        self.datagrams = []
+
+    def on_datagram(self, src, dst, payload, now):
+        self.datagrams.append(bytes(payload))
+        self.outbox.append((src, b"ack:" + bytes(payload)))
+
+    def next_deadline(self):
+        return self.at
+
+    def poll(self, now):
+        self.polls.append(now)
+        if self.at is not None and now >= self.at:
+            self.at = None
+            self.outbox.append((PEER, b"timer fired"))
+
+
+def test_transport_timers_input_and_kick():
+    async def main():
+        a, peer = MemoryLink.pair()
+        stack = Stack(a, US)
+        stack.start()
+        t = TimerTransport(stack.clock() + 0.05)
+        stack.register_transport(6, t)
+        assert t.on_output == stack.kick
+        peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, payload=b"seg"))
+        first = await replies(peer, 1)
+        assert bytes(parse_ipv4(first[0]).payload) == b"ack:seg"
+        fired = await replies(peer, 1, timeout=1)
+        assert bytes(parse_ipv4(fired[0]).payload) == b"timer fired"
+        # user write outside on_datagram/poll: kick makes the loop flush
+        t.outbox.append((PEER, b"user write"))
+        t.on_output()
+        kicked = await replies(peer, 1)
+        stack.close()
+        return t, kicked
+
+    t, kicked = run(main())
+    assert bytes(parse_ipv4(kicked[0]).payload) == b"user write"
+    assert len(t.polls) >= 1
+
+
+def test_df_too_big_reported_to_local_sender():
+    async def main():
+        a, peer = MemoryLink.pair(mtu=1000)
+        stack = Stack(a, US)
+        stack.start()
+        t = TimerTransport(None)
+        errors = []
+        t.on_icmp_error = lambda ty, code, info, quoted, now: errors.append((ty, code, info, bytes(quoted)))
+        stack.register_transport(6, t)
+        t.outbox.append((PEER, b"S" * 1500, True))
+        t.outbox.append((PEER, b"T" * 1500))          # DF clear: fragmented
+        stack.kick()
+        got = await replies(peer, 2)
+        stack.close()
+        return errors, got
+
+    errors, got = run(main())
+    assert len(errors) == 1
+    ty, code, mtu, quoted = errors[0]
+    assert (ty, code, mtu) == (3, 4, 1000)
+    assert parse_ipv4(quoted, verify=False).dst == PEER and quoted[20:28] == b"S" * 8
+    assert len(got) == 2 and all(parse_ipv4(g).is_fragment for g in got)
+
+
+def test_reassembly_timeout_fires_from_the_loop():
+    async def main():
+        a, peer = MemoryLink.pair()
+        stack = Stack(a, US, reassembly_timeout=0.05)
+        stack.start()
+        peer.send(fragments(W.echo_request(1, 1, bytes(3000)))[0])
+        got = await replies(peer, 1, timeout=2)
+        stack.close()
+        return stack, got
+
+    stack, got = run(main())
+    assert stack.counters.get("ip.in.drop.reasm_timeout") == 1
+    m = W.parse_icmp(parse_ipv4(got[0]).payload)
+    assert (m.type, m.code) == (W.TIME_EXCEEDED, W.FRAG_REASSEMBLY_EXCEEDED)
+
+
+def test_pcap_records_both_directions(tmp_path):
+    path = tmp_path / "s.pcap"
+
+    async def main():
+        a, peer = MemoryLink.pair()
+        async with Stack(a, US, pcap_path=str(path)):
+            peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
+            await replies(peer, 1)
+
+    run(main())
+    recs = read_pcap(str(path))
+    assert len(recs) == 2
+    kinds = [W.parse_icmp(parse_ipv4(r.data).payload).type for r in recs]
+    assert kinds == [W.ECHO_REQUEST, W.ECHO_REPLY]
+
+
+def test_trace_prints_each_packet():
+    out = io.StringIO()
+
+    async def main():
+        a, peer = MemoryLink.pair()
+        async with Stack(a, US, trace=True, trace_file=out):
+            peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
+            await replies(peer, 1)
+
+    run(main())
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("<") and "echo request" in lines[0]
+    assert lines[1].startswith(">") and "echo reply" in lines[1]
+
+
+def test_ping_through_faulty_link_with_delay():
+    async def main():
+        a, peer = MemoryLink.pair()
+        f = FaultyLink(a, delay=0.01, seed=1)
+        async with Stack(f, US):
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
+            got = await replies(peer, 1)
+            return got, loop.time() - t0
+
+    got, elapsed = run(main())
+    assert len(got) == 1
+    assert elapsed >= 0.019            # delayed on the way in and on the way out
