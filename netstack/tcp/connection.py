@@ -916,7 +916,10 @@ class Connection:
             self._send_ack(now)
 
     def _send_ack(self, now: float) -> None:
-        self._send(now, self.snd_nxt, ACK, b"")
+        # A pure ACK carries SND.MAX, not SND.NXT: after a go-back-N retransmission
+        # SND.NXT lags what the peer already has, and an ACK numbered below the
+        # peer's RCV.NXT would fail its acceptability test (BSD tcp_output does the same).
+        self._send(now, self.snd_max, ACK, b"")
 
     def _send(self, now: float, seq: int, flags: int, payload) -> None:
         """Emit one segment carrying ACK of RCV.NXT (all segments after the SYN do)."""
