@@ -1,0 +1,173 @@
+"""The classic test services, written on netstack's asyncio streams.
+
+- echo (RFC 862, port 7): sends back everything it receives; when the client
+  half-closes, finishes echoing and closes.
+- discard (RFC 863, port 9): reads and throws away everything.
+- chargen (RFC 864, port 19): sends the rotating 72-character line pattern
+  until the client goes away; anything received is discarded.
+
+They are ordinary ``async def handler(reader, writer)`` functions: they run on
+asyncio's kernel streams just as well (the tests use that as a reference).
+``install(stack, ...)`` starts them on a stack and returns the servers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+__all__ = ["echo", "discard", "chargen", "chargen_pattern", "chargen_stream", "install", "add_arguments",
+           "install_from_args", "ECHO_PORT", "DISCARD_PORT", "CHARGEN_PORT"]
+
+log = logging.getLogger("netstack.services")
+
+ECHO_PORT = 7
+DISCARD_PORT = 9
+CHARGEN_PORT = 19
+
+CHUNK = 64 * 1024
+
+#: RFC 864: the 95 printable ASCII characters, space (32) through tilde (126).
+_PRINTABLE = bytes(range(32, 127))
+LINE_WIDTH = 72
+
+
+def chargen_pattern() -> bytes:
+    """One full period of the RFC 864 stream: 95 lines of 72 characters + CRLF.
+
+    Line *n* (from 0) holds the 72 characters starting at printable character
+    *n* mod 95, wrapping around; each line ends with CR LF.
+    """
+    doubled = _PRINTABLE + _PRINTABLE
+    return b"".join(doubled[n:n + LINE_WIDTH] + b"\r\n" for n in range(len(_PRINTABLE)))
+
+
+_PATTERN = chargen_pattern()                      # 95 * 74 = 7030 bytes
+_BLOCK = _PATTERN * max(1, CHUNK // len(_PATTERN))  # whole periods, about 64 KiB
+
+
+def chargen_stream(nbytes: int, offset: int = 0) -> bytes:
+    """The first ``nbytes`` of the chargen stream starting at ``offset`` (for verifying)."""
+    period = len(_PATTERN)
+    start = offset % period
+    reps = (start + nbytes) // period + 1
+    return (_PATTERN * reps)[start:start + nbytes]
+
+
+async def _close(writer) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except (ConnectionError, TimeoutError, OSError):
+        pass
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 862 echo: what arrives goes back, until the client's FIN (then ours)."""
+    try:
+        while True:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, TimeoutError) as exc:
+        log.debug("echo %s: %s", writer.get_extra_info("peername"), exc)
+        writer.transport.abort()
+        return
+    await _close(writer)
+
+
+async def discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 863 discard: read everything, send nothing, close after the client's FIN."""
+    try:
+        while await reader.read(CHUNK):
+            pass
+    except (ConnectionError, TimeoutError) as exc:
+        log.debug("discard %s: %s", writer.get_extra_info("peername"), exc)
+        writer.transport.abort()
+        return
+    await _close(writer)
+
+
+async def chargen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 864 chargen: send the line pattern until the client goes away.
+
+    "Data is sent until the calling user terminates the connection": a
+    half-close (the client's FIN) does not stop the stream; the RST the
+    client's stack sends once it has closed its socket, or the retransmission
+    timeout, does.  Anything received is thrown away.
+    """
+
+    async def drain_input():
+        try:
+            while await reader.read(CHUNK):
+                pass
+        except (ConnectionError, TimeoutError):
+            pass
+
+    sink = asyncio.ensure_future(drain_input())
+    block = _BLOCK
+    try:
+        while not writer.is_closing():
+            writer.write(block)
+            await writer.drain()
+    except (ConnectionError, TimeoutError) as exc:
+        log.debug("chargen %s: %s", writer.get_extra_info("peername"), exc)
+    finally:
+        sink.cancel()
+        if not writer.is_closing():
+            writer.transport.abort()
+
+
+SERVICES = {"echo": (echo, ECHO_PORT), "discard": (discard, DISCARD_PORT), "chargen": (chargen, CHARGEN_PORT)}
+
+
+async def install(stack, *, echo_port: int | None = ECHO_PORT, discard_port: int | None = DISCARD_PORT,
+                  chargen_port: int | None = CHARGEN_PORT, backlog: int = 128) -> list:
+    """Start the services on ``stack``; a port of ``None`` or 0 leaves one out.
+
+    Returns the :class:`~netstack.sockets.streams.Server` objects.
+    """
+    from netstack.sockets.streams import start_server
+
+    servers = []
+    for name, port in (("echo", echo_port), ("discard", discard_port), ("chargen", chargen_port)):
+        if not port:
+            continue
+        handler = SERVICES[name][0]
+        servers.append(await start_server(stack, handler, port=port, backlog=backlog))
+        log.info("%s listening on port %d", name, port)
+    return servers
+
+
+# ---- `netstack serve` integration ------------------------------------------------------------
+def _port(text: str) -> int:
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range (0..65535, 0 = off): {v}")
+    return v
+
+
+def add_arguments(parser) -> None:
+    """Add the services' options to the ``netstack serve`` parser."""
+    g = parser.add_argument_group("services (echo, discard, chargen; on by default)")
+    g.add_argument("--echo-port", type=_port, default=ECHO_PORT, metavar="PORT",
+                   help=f"RFC 862 echo port (default {ECHO_PORT}; 0 = off)")
+    g.add_argument("--discard-port", type=_port, default=DISCARD_PORT, metavar="PORT",
+                   help=f"RFC 863 discard port (default {DISCARD_PORT}; 0 = off)")
+    g.add_argument("--chargen-port", type=_port, default=CHARGEN_PORT, metavar="PORT",
+                   help=f"RFC 864 chargen port (default {CHARGEN_PORT}; 0 = off)")
+    g.add_argument("--no-services", action="store_true", help="run none of echo, discard, chargen")
+
+
+async def install_from_args(stack, args) -> list:
+    """The installer ``netstack serve`` calls with its parsed options."""
+    if getattr(args, "no_services", False):
+        return []
+    return await install(stack, echo_port=getattr(args, "echo_port", ECHO_PORT),
+                         discard_port=getattr(args, "discard_port", DISCARD_PORT),
+                         chargen_port=getattr(args, "chargen_port", CHARGEN_PORT))

@@ -1,0 +1,534 @@
+"""A blocking, BSD-shaped socket facade for teaching scripts.
+
+::
+
+    from netstack.sockets.blocking import socket
+    s = socket(stack)                 # or stack.socket()
+    s.bind(("", 7007)); s.listen()
+    conn, addr = s.accept()
+    data = conn.recv(1024)
+    conn.sendall(data)
+    conn.close()
+
+The stack's asyncio loop runs in a background thread (started on first use,
+see :func:`background`); each blocking call submits a coroutine to it built on
+the stream API (:mod:`netstack.sockets.streams`) and waits.  Timeouts follow
+the ``socket`` module: ``settimeout(t)`` makes a blocking call raise
+``TimeoutError`` (alias ``socket.timeout``) after ``t`` seconds,
+``settimeout(0)`` / ``setblocking(False)`` makes it raise
+``BlockingIOError`` when it would block, ``None`` blocks forever.
+Errors are the standard ones (``ConnectionRefusedError``,
+``ConnectionResetError``, ``BrokenPipeError``, ``OSError(EADDRINUSE)``...).
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket as _socket
+import threading
+import weakref
+from concurrent.futures import TimeoutError as _FutTimeout
+
+from netstack.sockets import errors
+from netstack.sockets.streams import DEFAULT_LIMIT, create_server, open_connection, tcp_layer
+
+__all__ = ["socket", "NetstackSocket", "background", "StackThread", "create_connection",
+           "AF_INET", "SOCK_STREAM", "IPPROTO_TCP", "TCP_NODELAY", "SOL_SOCKET", "SO_REUSEADDR",
+           "SHUT_RD", "SHUT_WR", "SHUT_RDWR"]
+
+AF_INET = _socket.AF_INET
+SOCK_STREAM = _socket.SOCK_STREAM
+IPPROTO_TCP = _socket.IPPROTO_TCP
+TCP_NODELAY = _socket.TCP_NODELAY
+SOL_SOCKET = _socket.SOL_SOCKET
+SO_REUSEADDR = _socket.SO_REUSEADDR
+SO_KEEPALIVE = _socket.SO_KEEPALIVE
+SHUT_RD = _socket.SHUT_RD
+SHUT_WR = _socket.SHUT_WR
+SHUT_RDWR = _socket.SHUT_RDWR
+
+_CHUNK = 64 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# The loop thread
+# --------------------------------------------------------------------------------------------
+class StackThread:
+    """Runs ``stack.run()`` on a fresh asyncio loop in a daemon thread."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._task = None
+        self.thread = threading.Thread(target=self._main, name="netstack-loop", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self._task = self.loop.create_task(self.stack.run())
+        except BaseException as exc:        # pragma: no cover - a stack that cannot start
+            self._error = exc
+            self._ready.set()
+            return
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_until_complete(self._task)
+        except BaseException:
+            pass
+        finally:
+            self._ready.set()
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def call(self, coro, timeout: float | None = None):
+        """Run ``coro`` on the loop and wait for its result (``timeout`` is a safety net)."""
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("blocking netstack socket call from inside the stack's own loop; "
+                               "use the asyncio stream API there")
+        if not self.running:
+            coro.close()
+            raise OSError(errno.ENETDOWN, "the netstack loop is not running")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except _FutTimeout:
+            fut.cancel()
+            raise TimeoutError("timed out") from None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the stack and join the thread."""
+        if not self.running:
+            return
+        stop = getattr(self.stack, "stop", None)
+
+        def _stop():
+            if stop is not None:
+                stop()
+            elif self._task is not None:
+                self._task.cancel()
+        self.loop.call_soon_threadsafe(_stop)
+        self.thread.join(timeout)
+        if self.thread.is_alive() and self._task is not None:
+            self.loop.call_soon_threadsafe(self._task.cancel)
+            self.thread.join(timeout)
+
+
+class _ExistingLoop(StackThread):
+    """A stack already running on a loop in another thread: submit to that loop."""
+
+    def __init__(self, stack, loop, thread) -> None:   # noqa: D107 - no new thread
+        self.stack = stack
+        self.loop = loop
+        self.thread = thread
+        self._task = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pass          # not ours to stop
+
+
+_threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_threads_lock = threading.Lock()
+
+
+def background(stack, loop: asyncio.AbstractEventLoop | None = None,
+               thread: threading.Thread | None = None) -> StackThread:
+    """The loop thread for ``stack``, started on first use.
+
+    When the stack already runs on a loop in another thread, pass that
+    ``loop`` (and its ``thread``): the facade then submits work to it.
+    """
+    with _threads_lock:
+        t = _threads.get(stack)
+        if t is not None and t.running:
+            return t
+        if loop is not None:
+            t = _ExistingLoop(stack, loop, thread or threading.main_thread())
+        else:
+            t = StackThread(stack)
+        _threads[stack] = t
+        return t
+
+
+# --------------------------------------------------------------------------------------------
+# The socket
+# --------------------------------------------------------------------------------------------
+def _addr_text(a: int) -> str:
+    return str(ipaddress.IPv4Address(a))
+
+
+class NetstackSocket:
+    """A TCP socket on a netstack Stack with the blocking ``socket.socket`` API."""
+
+    family = AF_INET
+    type = SOCK_STREAM
+    proto = IPPROTO_TCP
+
+    def __init__(self, stack, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0, *,
+                 _runner: StackThread | None = None) -> None:
+        if family != AF_INET:
+            raise OSError(errno.EAFNOSUPPORT, "netstack speaks IPv4 only (AF_INET)")
+        if type != SOCK_STREAM:
+            raise OSError(errno.EPROTONOSUPPORT, "netstack sockets are TCP only (SOCK_STREAM)")
+        self._stack = stack
+        self._runner = _runner or background(stack)
+        self._timeout: float | None = _socket.getdefaulttimeout()
+        self._local_port: int | None = None
+        self._nodelay = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._server = None
+        self._accepted: asyncio.Queue | None = None
+        self._shut_rd = False
+        self._shut_wr = False
+        self._closed = False
+        self._io_refs = 0
+        self._peer: tuple[str, int] | None = None
+        self._sockname: tuple[str, int] | None = None
+        if getattr(stack, "tcp", None) is None:
+            async def ensure_tcp():
+                tcp_layer(stack)        # registers a TCP layer, in the loop's thread
+            self._runner.call(ensure_tcp())
+
+    # ---- plumbing
+    def _call(self, coro_fn, *, blocking_op: bool = True):
+        """Run ``coro_fn()`` on the loop, honouring this socket's timeout."""
+        t = self._timeout
+
+        async def runner():
+            if not blocking_op or t is None:
+                return await coro_fn()
+            if t == 0:
+                # Non-blocking: give the operation one loop pass to complete.
+                task = asyncio.ensure_future(coro_fn())
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                if task.done():
+                    return task.result()
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                else:
+                    return task.result()
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            try:
+                return await asyncio.wait_for(coro_fn(), t)
+            except asyncio.TimeoutError:
+                raise TimeoutError("timed out") from None
+
+        return self._runner.call(runner())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    def _check_connected(self) -> None:
+        self._check_open()
+        if self._writer is None:
+            raise errors.not_connected()
+
+    # ---- addresses and options
+    def fileno(self) -> int:
+        return -1
+
+    def getsockname(self) -> tuple[str, int]:
+        self._check_open()
+        if self._writer is not None:
+            return self._writer.get_extra_info("sockname")
+        if self._sockname is not None:
+            return self._sockname
+        return ("0.0.0.0", self._local_port or 0)
+
+    def getpeername(self) -> tuple[str, int]:
+        self._check_open()
+        if self._peer is None:
+            raise errors.not_connected()
+        return self._peer
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if value < 0:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def setsockopt(self, level: int, optname: int, value) -> None:
+        self._check_open()
+        if level == IPPROTO_TCP and optname == TCP_NODELAY:
+            self._nodelay = bool(value if isinstance(value, int) else int.from_bytes(value, "little"))
+            conn = self._connection()
+            if conn is not None:
+                self._runner.call(self._set_nodelay(conn, self._nodelay))
+            return
+        if level == SOL_SOCKET and optname in (SO_REUSEADDR, SO_KEEPALIVE):
+            return      # accepted for compatibility; no effect
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+    @staticmethod
+    async def _set_nodelay(conn, value: bool) -> None:
+        setter = getattr(conn, "set_nodelay", None)
+        if setter is not None:
+            setter(value)
+        else:
+            conn.nodelay = value
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0):
+        self._check_open()
+        if level == IPPROTO_TCP and optname == TCP_NODELAY:
+            conn = self._connection()
+            if conn is not None:
+                return int(bool(getattr(conn, "nodelay", self._nodelay)))
+            return int(self._nodelay)
+        if level == SOL_SOCKET and optname == _socket.SO_TYPE:
+            return SOCK_STREAM
+        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+    def _connection(self):
+        if self._writer is None:
+            return None
+        return self._writer.get_extra_info("netstack_connection")
+
+    # ---- passive open
+    def bind(self, address) -> None:
+        self._check_open()
+        host, port = address
+        if host not in ("", "0.0.0.0") and int(ipaddress.IPv4Address(host)) != self._stack.addr:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        if self._local_port is not None:
+            raise OSError(errno.EINVAL, "Invalid argument (already bound)")
+        port = int(port)
+        if not 0 <= port < 65536:
+            raise OverflowError("bind(): port must be 0-65535.")
+        if port and port in tcp_layer(self._stack).listeners:
+            raise errors.addr_in_use()
+        self._local_port = port
+
+    def listen(self, backlog: int = 128) -> None:
+        self._check_open()
+        if self._server is not None:
+            return
+        port = self._local_port or 0
+
+        async def start():
+            q: asyncio.Queue = asyncio.Queue()
+
+            def on_client(reader, writer):
+                q.put_nowait((reader, writer))
+
+            def factory():
+                reader = asyncio.StreamReader(limit=DEFAULT_LIMIT)
+                return asyncio.StreamReaderProtocol(reader, on_client)
+
+            server = await create_server(self._stack, factory, port=port, backlog=max(1, int(backlog)))
+            return server, q
+
+        self._server, self._accepted = self._call(start, blocking_op=False)
+        self._local_port = self._server.port
+        self._sockname = (_addr_text(self._stack.addr), self._local_port)
+
+    def accept(self) -> tuple["NetstackSocket", tuple[str, int]]:
+        self._check_open()
+        if self._server is None:
+            raise OSError(errno.EINVAL, "Invalid argument (socket is not listening)")
+        q = self._accepted
+
+        async def get():
+            return await q.get()
+
+        reader, writer = self._call(get)
+        conn = NetstackSocket(self._stack, _runner=self._runner)
+        conn._attach(reader, writer)
+        if self._nodelay:
+            conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        return conn, conn._peer
+
+    def _attach(self, reader, writer) -> None:
+        self._reader, self._writer = reader, writer
+        self._peer = writer.get_extra_info("peername")
+        self._sockname = writer.get_extra_info("sockname")
+        self._local_port = self._sockname[1] if self._sockname else None
+
+    # ---- active open
+    def connect(self, address) -> None:
+        self._check_open()
+        if self._writer is not None:
+            raise OSError(errno.EISCONN, "Transport endpoint is already connected")
+        if self._server is not None:
+            raise OSError(errno.EINVAL, "Invalid argument (socket is listening)")
+        host, port = address
+        kw = {"nodelay": self._nodelay}
+        if self._local_port:
+            kw["local_port"] = self._local_port
+
+        async def conn():
+            return await open_connection(self._stack, host, port, **kw)
+
+        reader, writer = self._call(conn)
+        self._attach(reader, writer)
+
+    def connect_ex(self, address) -> int:
+        try:
+            self.connect(address)
+        except OSError as exc:
+            return exc.errno or errno.EIO
+        return 0
+
+    # ---- data
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._check_connected()
+        if flags:
+            raise OSError(errno.EOPNOTSUPP, "recv flags are not supported")
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        if self._shut_rd or bufsize == 0:
+            return b""
+        reader = self._reader
+        return self._call(lambda: reader.read(bufsize))
+
+    def recv_into(self, buffer, nbytes: int = 0, flags: int = 0) -> int:
+        mv = memoryview(buffer).cast("B")
+        n = nbytes or len(mv)
+        data = self.recv(n, flags)
+        mv[:len(data)] = data
+        return len(data)
+
+    def _check_writable(self) -> None:
+        self._check_connected()
+        if self._shut_wr or self._writer.is_closing():
+            exc = self._reader.exception() if self._reader is not None else None
+            if exc is not None:
+                raise exc
+            raise errors.broken_pipe()
+
+    def sendall(self, data, flags: int = 0) -> None:
+        self._check_writable()
+        writer = self._writer
+        data = bytes(data)
+
+        async def send():
+            if writer.is_closing():
+                raise errors.broken_pipe()
+            writer.write(data)
+            await writer.drain()
+
+        self._call(send)
+
+    def send(self, data, flags: int = 0) -> int:
+        """Queue all of ``data`` and wait until the buffer drains below its mark; returns len(data)."""
+        self.sendall(data, flags)
+        return len(data)
+
+    # ---- shutdown / close
+    def shutdown(self, how: int) -> None:
+        self._check_connected()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if how in (SHUT_RD, SHUT_RDWR):
+            self._shut_rd = True
+        if how in (SHUT_WR, SHUT_RDWR) and not self._shut_wr:
+            self._shut_wr = True
+            writer = self._writer
+
+            async def eof():
+                if not writer.is_closing():
+                    writer.write_eof()
+
+            self._call(eof, blocking_op=False)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
+        writer, self._writer = self._writer, None
+        server, self._server = self._server, None
+        if not self._runner.running:
+            return
+        if writer is None and server is None:
+            return
+
+        async def close():
+            if writer is not None:
+                writer.close()
+            if server is not None:
+                server.close()
+                q = self._accepted
+                while q is not None and not q.empty():   # connections never accepted: reset
+                    _, w = q.get_nowait()
+                    w.transport.abort()
+
+        try:
+            self._runner.call(close())
+        except RuntimeError:
+            pass
+
+    def detach(self):
+        raise OSError(errno.EOPNOTSUPP, "netstack sockets have no file descriptor")
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed:
+            self.close()
+
+    makefile = _socket.socket.makefile
+
+    def __enter__(self) -> "NetstackSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        parts = [f"<netstack.socket {'closed' if self._closed else 'open'}"]
+        try:
+            if not self._closed:
+                parts.append(f"laddr={self.getsockname()}")
+                if self._peer:
+                    parts.append(f"raddr={self._peer}")
+        except OSError:
+            pass
+        return " ".join(parts) + ">"
+
+
+def socket(stack, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> NetstackSocket:
+    """``socket.socket()`` for a netstack Stack (starts its loop thread on first use)."""
+    return NetstackSocket(stack, family, type, proto)
+
+
+def create_connection(stack, address, timeout=None) -> NetstackSocket:
+    """``socket.create_connection`` on netstack."""
+    s = NetstackSocket(stack)
+    if timeout is not None:
+        s.settimeout(timeout)
+    try:
+        s.connect(address)
+    except BaseException:
+        s.close()
+        raise
+    return s

@@ -1,0 +1,396 @@
+"""An ``asyncio.Transport`` over one netstack TCP connection.
+
+This is the seam between the sans-I/O TCP :class:`~netstack.tcp.Connection`
+and asyncio's protocol world: any ``asyncio.Protocol`` (in particular
+``asyncio.StreamReaderProtocol``, hence ``StreamReader``/``StreamWriter``)
+runs on it unchanged.
+
+How data moves:
+
+- **Writing.** ``write(data)`` hands bytes to ``Connection.send``, which takes
+  what fits in the TCP send buffer; the rest waits here in a user-space write
+  buffer and is pushed on the connection's ``"writable"`` events.  Above the
+  high-water mark the protocol's ``pause_writing()`` is called, below the
+  low-water mark ``resume_writing()`` (that is what ``StreamWriter.drain()``
+  waits on).
+- **Reading.** On ``"readable"`` the transport pulls from ``Connection.recv``
+  and feeds ``protocol.data_received``.  ``pause_reading()`` stops pulling, so
+  the bytes stay in the TCP receive buffer, the advertised window shrinks and
+  reaches zero: real TCP flow control (RFC 9293 §3.8.6), not an unbounded
+  buffer in the application.
+- **Closing.** ``write_eof()`` is ``shutdown(SHUT_WR)``: our FIN after the
+  buffered bytes.  ``close()`` flushes the write buffer into TCP, then closes
+  (FIN); ``connection_lost(None)`` follows.  ``abort()`` sends a RST at once.
+  A reset, a refused or timed-out connection ends with
+  ``connection_lost(exc)`` carrying the standard exception
+  (``ConnectionResetError``, ``TimeoutError``...).
+
+Connection events arrive from inside the TCP layer's input or timer
+processing; the transport never re-enters the connection from there.  It
+records the event and handles it in a ``loop.call_soon`` callback.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+from netstack.sockets import errors
+
+__all__ = ["TCPTransport", "endpoints", "kick"]
+
+log = logging.getLogger("netstack.sockets")
+
+#: Bytes pulled from the connection per ``recv`` call.
+READ_CHUNK = 256 * 1024
+#: asyncio's own defaults for selector transports.
+DEFAULT_HIGH_WATER = 64 * 1024
+
+
+def _int2ip(a: int) -> str:
+    return f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}"
+
+
+def endpoints(conn) -> tuple[tuple[str, int], tuple[str, int]]:
+    """``(sockname, peername)`` of a connection as ``(ip_text, port)`` pairs."""
+    local = (_int2ip(conn.local_addr), conn.local_port)
+    remote = (_int2ip(conn.remote_addr), conn.remote_port)
+    return local, remote
+
+
+def kick(stack) -> None:
+    """Ask the stack loop to flush TCP's outbox soon (after a user call)."""
+    k = getattr(stack, "kick", None)
+    if k is not None:
+        k()
+
+
+class TCPTransport(asyncio.Transport):
+    """``asyncio.Transport`` over an established netstack TCP connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stack, conn, protocol: asyncio.BaseProtocol,
+                 *, extra: dict | None = None, on_lost=None) -> None:
+        base = {}
+        try:
+            sockname, peername = endpoints(conn)
+            base = {"sockname": sockname, "peername": peername}
+        except AttributeError:
+            pass
+        base.update({"socket": None, "netstack_connection": conn, "netstack_stack": stack})
+        if extra:
+            base.update(extra)
+        super().__init__(base)
+        self._loop = loop
+        self._stack = stack
+        self._conn = conn
+        self._protocol = protocol
+        self._on_lost = on_lost
+        self._wbuf: collections.deque = collections.deque()   # memoryviews not yet accepted by TCP
+        self._wsize = 0
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_HIGH_WATER // 4
+        self._protocol_paused = False       # we called protocol.pause_writing()
+        self._reading_paused = False
+        self._eof_written = False           # write_eof() called
+        self._fin_sent = False              # shutdown_write() handed to TCP
+        self._eof_received = False
+        self._closing = False               # close() called (or connection ended)
+        self._lost = False                  # connection_lost delivered
+        self._conn_closed = False           # conn.close()/abort() called
+        self._pending: list[str] = []
+        self._scheduled = False
+        self._conn_lost_writes = 0
+        conn.on_event = self._on_event
+
+    # -- connection events (called from inside the TCP layer) -----------------------------------
+    def _on_event(self, *args) -> None:
+        event = args[-1] if args else "readable"
+        self._pending.append(event)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._process)
+
+    def _start(self) -> None:
+        """Deliver ``connection_made`` and pick up anything already buffered."""
+        self._protocol.connection_made(self)
+        self._pending.append("readable")
+        self._pending.append("writable")
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._process)
+
+    def _process(self) -> None:
+        self._scheduled = False
+        if self._lost:
+            self._pending.clear()
+            return
+        events, self._pending = self._pending, []
+        fatal = None
+        readable = writable = closed = False
+        for ev in events:
+            if ev in ("readable", "eof"):
+                readable = True
+            elif ev == "writable":
+                writable = True
+            elif ev in ("reset", "refused", "timeout"):
+                fatal = ev
+            elif ev == "closed":
+                closed = True
+        try:
+            if readable or fatal or closed:
+                # Deliver what the connection still holds before any error or close.
+                self._pull()
+            if self._lost:
+                return
+            if fatal is not None:
+                self._fail(errors.connection_error(self._conn, fatal))
+                return
+            if writable:
+                self._push()
+            if closed and not self._lost:
+                exc = errors.connection_error(self._conn)
+                if self._wsize and exc is None:
+                    exc = errors.reset("connection closed with unsent data")
+                self._conn_closed = True
+                self._connection_lost(exc)
+        except Exception as exc:     # a protocol callback failed: behave like asyncio (fatal error)
+            self._fatal_error(exc, "Fatal error in protocol callback")
+
+    # -- reading ------------------------------------------------------------------------------
+    def _pull(self) -> None:
+        conn = self._conn
+        pulled = False
+        while not self._reading_paused and not self._eof_received and not self._lost:
+            try:
+                data = conn.recv(READ_CHUNK)
+            except BlockingIOError:
+                break                   # nothing buffered yet
+            except OSError:
+                break                   # the connection failed: its event reports it
+            if data:
+                pulled = True
+                self._protocol.data_received(data)
+                continue
+            # b"": the peer's FIN arrived and everything before it has been read.
+            self._eof_received = True
+            keep_open = self._protocol.eof_received()
+            if not keep_open and not self._closing:
+                self.close()
+            break
+        if pulled:
+            kick(self._stack)           # reading freed buffer space: a window update may be due
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused and not self._closing
+
+    def pause_reading(self) -> None:
+        """Stop pulling from the connection: the TCP receive window fills and closes."""
+        if self._closing or self._reading_paused:
+            return
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        """Pull again: the window reopens (TCP sends the window update)."""
+        if self._closing or not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._on_event("readable")
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, data) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof_written:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._lost or self._conn_closed:
+            if self._conn_lost_writes >= 5:
+                log.warning("socket.send() raised exception.")
+            self._conn_lost_writes += 1
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)      # the caller may reuse its buffer; we must own ours
+        mv = memoryview(data)
+        if not self._wbuf:
+            n = self._send(mv)
+            if n == len(mv):
+                return
+            mv = mv[n:]
+        self._wbuf.append(mv)
+        self._wsize += len(mv)
+        self._maybe_pause_protocol()
+
+    def _send(self, mv) -> int:
+        try:
+            n = self._conn.send(mv)
+        except (BrokenPipeError, ConnectionError, OSError) as exc:
+            self._fatal_error(exc, "Fatal write error on netstack transport")
+            return len(mv)
+        if n:
+            kick(self._stack)
+        return n
+
+    def _push(self) -> None:
+        """Move buffered bytes into TCP's send buffer; finish a pending close/EOF."""
+        wbuf = self._wbuf
+        while wbuf and not self._lost:
+            mv = wbuf[0]
+            n = self._send(mv)
+            if self._lost:
+                return
+            self._wsize -= n
+            if n == len(mv):
+                wbuf.popleft()
+            else:
+                if n:
+                    wbuf[0] = mv[n:]
+                break
+        self._maybe_resume_protocol()
+        if not wbuf:
+            if self._eof_written and not self._fin_sent:
+                self._fin_sent = True
+                self._conn.shutdown_write()
+                kick(self._stack)
+            if self._closing and not self._conn_closed:
+                self._conn_closed = True
+                self._conn.close()
+                kick(self._stack)
+                self._loop.call_soon(self._connection_lost, None)
+
+    def writelines(self, list_of_data) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """Half-close: send our FIN once the buffered bytes are handed to TCP."""
+        if self._eof_written or self._closing:
+            return
+        self._eof_written = True
+        if not self._wbuf:
+            self._fin_sent = True
+            self._conn.shutdown_write()
+            kick(self._stack)
+
+    def get_write_buffer_size(self) -> int:
+        return self._wsize
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._wsize <= self._high or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed", "exception": exc,
+                "transport": self, "protocol": self._protocol})
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and self._wsize <= self._low:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler({
+                    "message": "protocol.resume_writing() failed", "exception": exc,
+                    "transport": self, "protocol": self._protocol})
+
+    # -- closing ------------------------------------------------------------------------------
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Flush the write buffer into TCP, then close (our FIN); ``connection_lost(None)``."""
+        if self._closing:
+            return
+        self._closing = True
+        self._reading_paused = True
+        if not self._wbuf:
+            self._conn_closed = True
+            self._conn.close()
+            kick(self._stack)
+            self._loop.call_soon(self._connection_lost, None)
+
+    def abort(self) -> None:
+        """Reset the connection (RFC 9293 §3.10.5 ABORT: RST); ``connection_lost(None)``."""
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on netstack transport") -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler({
+                "message": message, "exception": exc, "transport": self, "protocol": self._protocol})
+        self._force_close(exc)
+
+    def _force_close(self, exc) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self._wbuf.clear()
+        self._wsize = 0
+        if not self._conn_closed:
+            self._conn_closed = True
+            self._conn.abort()
+            kick(self._stack)
+        self._loop.call_soon(self._connection_lost, exc)
+
+    def _fail(self, exc) -> None:
+        """The connection ended with an error (reset, timeout): report it."""
+        self._closing = True
+        self._conn_closed = True
+        self._wbuf.clear()
+        self._wsize = 0
+        self._connection_lost(exc)
+
+    def _connection_lost(self, exc) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._conn.on_event = None
+            if self._on_lost is not None:
+                self._on_lost(self)
+
+    # -- misc ---------------------------------------------------------------------------------
+    def set_protocol(self, protocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    def __repr__(self) -> str:
+        info = [self.__class__.__name__]
+        peer = self._extra.get("peername")
+        if peer:
+            info.append(f"peer={peer[0]}:{peer[1]}")
+        state = getattr(self._conn, "state", None)
+        if state is not None:
+            info.append(f"state={getattr(state, 'name', state)}")
+        if self._closing:
+            info.append("closing")
+        if self._wsize:
+            info.append(f"wbuf={self._wsize}")
+        return "<{}>".format(" ".join(info))
