@@ -182,14 +182,14 @@ class SmtpServer:
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``python -m smtp.server`` and ``netstack serve``."""
     p.add_argument("--maildir", default="./mail", help="base directory for the per-recipient Maildirs (default ./mail)")
-    p.add_argument("--hostname", default="localhost", help="our name in the greeting and Received: headers")
+    p.add_argument("--smtp-hostname", default="localhost", help="our name in the greeting and Received: headers")
     p.add_argument("--domain", action="append", default=None,
                    help="a local domain to accept mail for (repeatable; default localhost and example.test)")
     p.add_argument("--tls-cert", help="PEM certificate: enables STARTTLS")
     p.add_argument("--tls-key", help="PEM private key (default: in the certificate file)")
     p.add_argument("--users", help="users file for AUTH (see python -m smtp.auth); AUTH is offered only under TLS")
-    p.add_argument("--max-size", type=int, default=SessionConfig.max_message_size, help="SIZE limit in octets")
-    p.add_argument("--bare-lf", choices=["keep", "reject"], default="keep",
+    p.add_argument("--smtp-max-size", type=int, default=SessionConfig.max_message_size, help="SIZE limit in octets")
+    p.add_argument("--smtp-bare-lf", choices=["keep", "reject"], default="keep",
                    help="bare CR/LF in DATA: keep as content (default) or reject the message with 550 5.5.2")
 
 
@@ -199,8 +199,8 @@ def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
     from .tls import server_context
 
     domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
-    cfg = SessionConfig(hostname=args.hostname, local_domains=domains, max_message_size=args.max_size,
-                        bare_line_endings=args.bare_lf)
+    cfg = SessionConfig(hostname=args.smtp_hostname, local_domains=domains, max_message_size=args.smtp_max_size,
+                        bare_line_endings=args.smtp_bare_lf)
     ctx = None
     if args.tls_cert:
         try:

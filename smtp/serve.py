@@ -1,0 +1,44 @@
+"""The SMTP service for ``netstack serve`` (see netstack/cli/serve.py, SERVICE_MODULES).
+
+Runs ``smtp.server.SmtpServer`` on netstack's own TCP streams
+(``netstack.sockets.streams.start_server``) on ``--smtp-port`` (default 25).
+The stack's address literal (e.g. ``[198.18.0.2]``) is always a local domain.
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from .server import add_server_arguments, build_server
+
+NEEDS_TCP = True
+_servers: list = []
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("SMTP")
+    g.add_argument("--smtp-port", type=int, default=25, help="SMTP port on the stack (default 25; 0 disables SMTP)")
+    add_server_arguments(g)
+
+
+async def install_from_args(stack, args):
+    if not args.smtp_port:
+        return None
+    from netstack.cli import UsageError
+    from netstack.sockets.streams import start_server
+
+    literal = f"[{ipaddress.IPv4Address(stack.addr)}]"
+    try:
+        server = build_server(args, extra_domains=(literal,))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    srv = await server.start(functools.partial(start_server, stack, port=args.smtp_port))
+    _servers.append(server)
+    return srv
+
+
+def report(stack) -> str:
+    if not _servers:
+        return ""
+    s = _servers[-1]
+    return f"smtp: {s.accepted} messages accepted, {s.active} sessions open"
