@@ -1,0 +1,54 @@
+"""Send buffer, receive buffer, out-of-order queue."""
+from netstack.tcp.buffers import OutOfOrderQueue, ReceiveBuffer, SendBuffer
+
+
+def test_send_buffer_bounded_and_acked_by_seq_across_wrap():
+    b = SendBuffer(10, seq=0xFFFFFFFC)
+    assert b.write(b"abcdefghijkl") == 10
+    assert b.write(b"x") == 0 and b.free == 0
+    assert bytes(b.view(0xFFFFFFFE, 4)) == b"cdef"
+    assert b.ack(0x2) == 6                 # across 2**32
+    assert b.seq == 2 and bytes(b.data) == b"ghij"
+    assert b.ack(0x1) == 0                 # old ACK
+    assert b.ack(0x100) == 4               # clamp
+    assert b.end_seq == 6
+
+
+def test_receive_buffer_read_and_read_into():
+    r = ReceiveBuffer(100)
+    r.append(memoryview(b"hello world"))
+    assert r.read(5) == b"hello"
+    buf = bytearray(3)
+    assert r.read_into(buf) == 3 and buf == b" wo"
+    assert r.read() == b"rld" and len(r) == 0
+
+
+def test_ooo_merges_and_pops_in_order():
+    q = OutOfOrderQueue(1000)
+    nxt = 0xFFFFFFF0
+    assert q.insert((nxt + 20) & 0xFFFFFFFF, b"C" * 10, nxt)
+    assert q.insert((nxt + 5) & 0xFFFFFFFF, b"A" * 5, nxt)
+    assert q.insert((nxt + 8) & 0xFFFFFFFF, b"B" * 14, nxt)     # overlaps A, touches C
+    assert len(q) == 1 and q.nbytes == 25
+    assert q.blocks(nxt) == [((nxt + 5) & 0xFFFFFFFF, (nxt + 30) & 0xFFFFFFFF)]
+    assert q.pop_ready(nxt) == []                                 # hole at nxt..nxt+5
+    out = q.pop_ready((nxt + 7) & 0xFFFFFFFF)                     # 2 bytes already delivered
+    assert b"".join(bytes(c) for c in out) == b"AAA" + b"B" * 10 + b"C" * 10   # existing bytes win
+    assert q.nbytes == 0
+
+
+def test_ooo_existing_bytes_win_and_duplicates_are_free():
+    q = OutOfOrderQueue(100)
+    assert q.insert(10, b"xxxx", 0)
+    assert q.insert(10, b"yyyy", 0)
+    assert q.nbytes == 4
+    assert q.insert(8, b"zzzzzz", 0)
+    assert bytes(q.ranges[0][1]) == b"zzxxxx"
+
+
+def test_ooo_byte_bound():
+    q = OutOfOrderQueue(10)
+    assert q.insert(100, b"a" * 8, 0)
+    assert not q.insert(200, b"b" * 3, 0)
+    assert q.nbytes == 8 and len(q) == 1
+    assert q.insert(108, b"c" * 2, 0)
