@@ -136,6 +136,9 @@ class _Prepend(io.RawIOBase):
 
 
 _ETHERTYPES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP", 0x8100: "802.1Q", 0x88CC: "LLDP"}
+# Link headers that carry an EtherType: link type -> (name, header length, offset of the EtherType).
+_ETHERTYPE_LINKS = {LINKTYPE_ETHERNET: ("Ethernet", 14, 12), LINKTYPE_LINUX_SLL: ("Linux cooked", 16, 14),
+                    LINKTYPE_LINUX_SLL2: ("Linux cooked v2", 20, 0)}
 
 
 def network_layer(frame: Frame) -> tuple[bytes | None, int, str | None]:
@@ -144,11 +147,12 @@ def network_layer(frame: Frame) -> tuple[bytes | None, int, str | None]:
     data, lt = frame.data, frame.linktype
     if lt in (LINKTYPE_RAW, LINKTYPE_IPV4):
         off = 0
-    elif lt == LINKTYPE_ETHERNET:
-        if len(data) < 14:
-            return None, 0, f"Ethernet frame cut short ({len(data)} bytes)"
-        etype, off = struct.unpack_from("!H", data, 12)[0], 14
-        while etype in (0x8100, 0x88A8) and len(data) >= off + 4:     # VLAN tags
+    elif lt in _ETHERTYPE_LINKS:
+        name, off, at = _ETHERTYPE_LINKS[lt]
+        if len(data) < off:
+            return None, 0, f"{name} header cut short ({len(data)} bytes)"
+        etype = struct.unpack_from("!H", data, at)[0]
+        while lt == LINKTYPE_ETHERNET and etype in (0x8100, 0x88A8) and len(data) >= off + 4:   # VLAN tags
             etype, off = struct.unpack_from("!H", data, off + 2)[0], off + 4
         if etype != 0x0800:
             return None, 0, f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x}), length {len(data)}"
@@ -161,20 +165,9 @@ def network_layer(frame: Frame) -> tuple[bytes | None, int, str | None]:
         if fam != 2:
             return None, 0, f"loopback address family {fam}, length {len(data)}"
         off = 4
-    elif lt == LINKTYPE_LINUX_SLL:
-        if len(data) < 16:
-            return None, 0, "Linux cooked header cut short"
-        etype, off = struct.unpack_from("!H", data, 14)[0], 16
-        if etype != 0x0800:
-            return None, 0, f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x}), length {len(data)}"
-    elif lt == LINKTYPE_LINUX_SLL2:
-        if len(data) < 20:
-            return None, 0, "Linux cooked v2 header cut short"
-        etype, off = struct.unpack_from("!H", data, 0)[0], 20
-        if etype != 0x0800:
-            return None, 0, f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x}), length {len(data)}"
     else:
-        return None, 0, f"link type {lt} not supported (raw IP, Ethernet, Linux cooked, loopback are), length {len(data)}"
+        return None, 0, (f"link type {lt} not supported (raw IP, Ethernet, Linux cooked, loopback are), "
+                         f"length {len(data)}")
     if len(data) > off and data[off] >> 4 == 6:
         return None, 0, f"IP6, not dissected, length {len(data) - off}"
     return data[off:], off, None

@@ -295,3 +295,18 @@ def test_write_pcap_from_hexdump_round_trips(tmp_path, capsys):
     assert [r.data for r in read_pcap(tmp_path / "o.pcap")] == pkts
     _, from_pcap, _ = trace(capsys, tmp_path / "o.pcap")
     assert from_pcap == from_hex and from_hex[0].startswith("12:00:00.000001 IP (")
+
+
+@pytest.mark.parametrize("linktype,header", [
+    (113, b"\x00\x00\x00\x01\x00\x06" + bytes(8) + b"\x08\x00"),                  # Linux cooked (tcpdump -i any)
+    (276, b"\x08\x00\x00\x00" + bytes(16)),                                        # Linux cooked v2
+    (0, struct.pack("<I", 2)),                                                    # BSD loopback, AF_INET
+    (1, bytes(12) + b"\x81\x00\x00\x07\x08\x00"),                                 # Ethernet + 802.1Q tag
+])
+def test_other_link_layers(tmp_path, capsys, linktype, header):
+    pkts = cp.conversation()[:2]
+    _, raw_lines, _ = trace(capsys, write_pcap(tmp_path / "r.pcap", pkts))
+    _, lines, _ = trace(capsys, write_pcap(tmp_path / "l.pcap", pkts, linktype=linktype, wrap=lambda p: header + p))
+    assert lines == raw_lines
+    status, lines, _ = trace(capsys, tmp_path / "l.pcap", "-x", "-n", "1")
+    assert status == 0 and f"IPv4 starts at 0x{len(header):04x}" in "\n".join(lines)
