@@ -1,0 +1,411 @@
+"""The SMTP server on asyncio's kernel streams (127.0.0.1) with real clients.
+
+smtplib (plain, several recipients, 10 MB, 8BITMIME + SMTPUTF8, STARTTLS with
+a generated certificate, AUTH after TLS), swaks (plain, --pipeline, -tls), 50
+concurrent clients x 20 messages, a failing disk (451), and a server process
+killed with SIGKILL mid-DATA / right after 250.  The same server runs on
+netstack's streams by swapping the stream starter (see smtp/server.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from smtp.auth import Users, hash_password
+from smtp.client import SmtpClient, dot_stuff
+from smtp.delivery import MaildirDelivery
+from smtp.server import SmtpServer
+from smtp.session import SessionConfig
+from smtp.tls import generate_self_signed, server_context
+
+HOST = "127.0.0.1"
+
+
+class ServerThread:
+    """An SmtpServer on kernel asyncio streams, in its own thread and event loop."""
+
+    def __init__(self, maildir, **kw):
+        cfg = kw.pop("config", None) or SessionConfig(hostname="mx.example.test")
+        self.server = SmtpServer(cfg, maildir=str(maildir), **kw)
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+
+        async def start():
+            self.srv = await self.server.start(lambda h: asyncio.start_server(h, HOST, 0))
+            self.port = self.srv.sockets[0].getsockname()[1]
+            self._ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self.thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        async def stop():
+            self.srv.close()
+            await self.srv.wait_closed()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cert")
+    c, k = str(d / "cert.pem"), str(d / "key.pem")
+    generate_self_signed(c, k, hostname="localhost", ips=("127.0.0.1",))
+    return c, k
+
+
+def delivered(maildir) -> dict[str, list[bytes]]:
+    out = {}
+    for box in sorted(os.listdir(maildir)):
+        new = os.path.join(maildir, box, "new")
+        out[box] = [open(os.path.join(new, f), "rb").read() for f in sorted(os.listdir(new))]
+        assert os.listdir(os.path.join(maildir, box, "tmp")) == []
+    return out
+
+
+def split_trace(data: bytes) -> tuple[bytes, bytes]:
+    """(Return-Path + Received lines, the message as sent)."""
+    assert data.startswith(b"Return-Path: <")
+    i = data.index(b"\r\nReceived: ")
+    j = i + 2
+    while True:   # Received: is folded; its last line ends with the date
+        k = data.index(b"\r\n", j)
+        if data[k + 2:k + 3] not in (b"\t", b" "):
+            return data[:k + 2], data[k + 2:]
+        j = k + 2
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def message(n: int = 0, size: int = 200, subject: str = "test") -> bytes:
+    body = b"".join(b"line %06d of message %d %s\r\n" % (i, n, b"x" * 40) for i in range(size // 60 + 1))
+    return (f"From: a@remote.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\nMessage-ID: <m{n}@t>\r\n\r\n"
+            .encode() + b".starts with a dot\r\n" + body)
+
+
+# ------------------------------------------------------------------ smtplib
+
+
+def test_smtplib_plain_send_byte_for_byte(tmp_path):
+    msg = message(1)
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port) as c:
+        c.ehlo("client.test")
+        assert c.has_extn("pipelining") and c.has_extn("chunking") and not c.has_extn("starttls")
+        refused = c.sendmail("alice@remote.test", ["bob@example.test"], msg)
+        assert refused == {}
+        code, text = c.noop()
+        assert code == 250
+    (copy,) = delivered(tmp_path)["bob"]
+    trace, body = split_trace(copy)
+    assert sha(body) == sha(msg)
+    assert trace.startswith(b"Return-Path: <alice@remote.test>\r\nReceived: from client.test ([127.0.0.1])\r\n"
+                            b"\tby mx.example.test (netstack) with ESMTP\r\n\tid ")
+    assert b"\tfor <bob@example.test>; " in trace
+
+
+def test_queue_id_in_250_matches_received_header_and_log(tmp_path, caplog):
+    caplog.set_level("INFO", logger="smtp.server")
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port) as c:
+        c.ehlo("client.test")
+        c.mail("alice@remote.test")
+        c.rcpt("bob@example.test")
+        c.rcpt("carol@localhost")
+        code, text = c.data(message(2))
+    assert code == 250
+    qid = text.decode().rsplit(" ", 1)[1]
+    (copy,) = delivered(tmp_path)["bob"]
+    assert f"\tid {qid}; ".encode() in copy      # several recipients: no "for" clause
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("queued")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"queued {qid} client=127.0.0.1:")
+    assert lines[0].endswith(f"from=<alice@remote.test> to=<bob@example.test>,<carol@localhost> size={len(message(2))}")
+
+
+def test_smtplib_several_recipients_and_relay_refused(tmp_path):
+    msg = message(3)
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port) as c:
+        refused = c.sendmail("alice@remote.test", ["bob@example.test", "CAROL@localhost", "x@gmail.example",
+                                                   "postmaster"], msg)
+    assert refused == {"x@gmail.example": (550, b"5.7.1 <x@gmail.example>: Relay access denied")}
+    got = delivered(tmp_path)
+    assert sorted(got) == ["bob", "carol", "postmaster"]
+    for copies in got.values():
+        assert len(copies) == 1 and sha(split_trace(copies[0])[1]) == sha(msg)
+
+
+def test_smtplib_10_megabyte_message(tmp_path):
+    msg = message(4, size=10 * 1024 * 1024)
+    assert len(msg) > 10 * 1024 * 1024
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port, timeout=60) as c:
+        c.sendmail("alice@remote.test", ["bob@example.test"], msg)
+    (copy,) = delivered(tmp_path)["bob"]
+    assert sha(split_trace(copy)[1]) == sha(msg)
+
+
+def test_smtplib_size_limit_declared_552(tmp_path):
+    cfg = SessionConfig(hostname="mx.example.test", max_message_size=1000)
+    with ServerThread(tmp_path, config=cfg) as st, smtplib.SMTP(HOST, st.port) as c:
+        with pytest.raises(smtplib.SMTPSenderRefused) as exc:
+            c.sendmail("alice@remote.test", ["bob@example.test"], message(5, size=5000))
+        assert exc.value.smtp_code == 552 and exc.value.smtp_error.startswith(b"5.3.4 ")
+    assert not os.path.exists(tmp_path / "bob")
+
+
+def test_smtplib_8bitmime_and_smtputf8_addresses(tmp_path):
+    msg = "From: jörg@bücher.test\r\nSubject: grüße\r\n\r\nnaïve café ☕\r\n".encode("utf-8")
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port) as c:
+        c.ehlo("client.test")
+        assert c.has_extn("smtputf8") and c.has_extn("8bitmime")
+        c.sendmail("jörg@bücher.test", ["Björn@example.test"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as exc:
+            c.sendmail("a@remote.test", ["Björn@example.test"], b"x\r\n")
+        assert exc.value.recipients["Björn@example.test"][0] == 553
+    (copy,) = delivered(tmp_path)["bj=C3=B6rn"]
+    trace, body = split_trace(copy)
+    assert body == msg and "Return-Path: <jörg@bücher.test>".encode() in trace
+    assert b" with UTF8SMTP\r\n" in trace
+
+
+def test_starttls_and_auth_after_tls(tmp_path, cert):
+    users = Users({"alice": hash_password("s3cret", ln=4)})
+    ctx = ssl.create_default_context(cafile=cert[0])
+    msg = message(6)
+    with ServerThread(tmp_path, tls_context=server_context(*cert), users=users) as st:
+        with smtplib.SMTP(HOST, st.port) as c:
+            c.ehlo("client.test")
+            assert c.has_extn("starttls") and not c.has_extn("auth")
+            with pytest.raises(smtplib.SMTPNotSupportedError):
+                c.login("alice", "s3cret")
+            code, _ = c.docmd("AUTH", "PLAIN AGFsaWNlAHMzY3JldA==")
+            assert code == 538
+            c.starttls(context=ctx)
+            c.ehlo("client.test")
+            assert c.has_extn("auth") and not c.has_extn("starttls")
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                c.login("alice", "wrong")
+            c.login("alice", "s3cret")
+            c.sendmail("alice@remote.test", ["bob@example.test"], msg)
+        with smtplib.SMTP(HOST, st.port) as c:      # AUTH LOGIN too
+            c.starttls(context=ctx)
+            c.ehlo("client.test")
+            c.user, c.password = "alice", "s3cret"
+            code, _ = c.auth("LOGIN", c.auth_login, initial_response_ok=False)
+            assert code == 235
+    (copy,) = delivered(tmp_path)["bob"]
+    trace, body = split_trace(copy)
+    assert body == msg
+    assert b" with ESMTPSA (version=TLSv1." in trace
+
+
+def test_starttls_pipelined_plaintext_is_discarded(tmp_path, cert):
+    ctx = ssl.create_default_context(cafile=cert[0])
+    with ServerThread(tmp_path, tls_context=server_context(*cert)) as st:
+        raw = socket.create_connection((HOST, st.port), timeout=10)
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"EHLO c\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        raw.sendall(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+        assert f.readline() == b"220 2.0.0 Ready to start TLS\r\n"
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"MAIL FROM:<a@b.test>\r\n")
+        tf = tls.makefile("rb")
+        assert tf.readline() == b"503 Error: send HELO/EHLO first\r\n"   # state was reset; injection dropped
+        tls.sendall(b"EHLO c\r\n")
+        lines = []
+        while not lines or not lines[-1].startswith(b"250 "):
+            lines.append(tf.readline())
+        assert b"250-STARTTLS\r\n" not in lines
+        tls.sendall(b"STARTTLS\r\n")
+        assert tf.readline() == b"503 5.5.1 Error: TLS already active\r\n"
+        tls.close()
+
+
+def test_write_error_gives_451_and_nothing_in_new(tmp_path):
+    class FullDisk(MaildirDelivery):
+        def _write_tmp(self, path, data):
+            super()._write_tmp(path, data[:100])
+            raise OSError(28, "No space left on device")
+
+    st = ServerThread(tmp_path)
+    st.server.delivery = FullDisk(str(tmp_path))
+    with st, smtplib.SMTP(HOST, st.port) as c:
+        c.ehlo("c")
+        c.mail("a@remote.test")
+        c.rcpt("bob@localhost")
+        code, text = c.data(message(7))
+        assert (code, text) == (451, b"4.3.0 Error: local delivery failed, try again later")
+        assert c.noop()[0] == 250
+    assert os.listdir(tmp_path / "bob" / "new") == [] and os.listdir(tmp_path / "bob" / "tmp") == []
+
+
+def test_idle_timeout_on_the_wire(tmp_path):
+    cfg = SessionConfig(hostname="mx.example.test", idle_timeout=0.3)
+    with ServerThread(tmp_path, config=cfg) as st:
+        s = socket.create_connection((HOST, st.port), timeout=5)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO c\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        t0 = time.monotonic()
+        assert f.readline() == b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n"
+        assert f.readline() == b""       # and the server closed
+        assert 0.2 < time.monotonic() - t0 < 3
+
+
+# ------------------------------------------------------------------ swaks
+
+
+SWAKS = shutil.which("swaks")
+
+
+@pytest.mark.skipif(SWAKS is None, reason="swaks not installed")
+@pytest.mark.parametrize("extra,with_", [([], b"with ESMTP\r\n"), (["--pipeline"], b"with ESMTP\r\n"),
+                                         (["-tls"], b"with ESMTPS (version=TLSv1.3")])
+def test_swaks(tmp_path, cert, extra, with_):
+    maildir = tmp_path / "mail"
+    with ServerThread(maildir, tls_context=server_context(*cert)) as st:
+        r = subprocess.run([SWAKS, "--server", f"{HOST}:{st.port}", "--to", "bob@example.test",
+                            "--from", "alice@remote.test", "--helo", "swaks.test", "--body", "hello from swaks",
+                            *extra], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if extra == ["--pipeline"]:
+        assert " -> MAIL FROM:<alice@remote.test>\n -> RCPT TO:<bob@example.test>\n -> DATA\n" in r.stdout
+    (copy,) = delivered(maildir)["bob"]
+    trace, body = split_trace(copy)
+    assert b"from swaks.test ([127.0.0.1])" in trace and with_ in trace
+    assert b"\r\n\r\nhello from swaks\r\n" in body
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def test_50_concurrent_clients_20_messages_each_delivered_exactly_once(tmp_path):
+    maildir = tmp_path / "mail"
+    clients, per_client = 50, 20
+
+    async def one_client(port, c):
+        if c % 2:   # odd clients: one connection for all their messages
+            cl = await SmtpClient.connect(asyncio.open_connection, HOST, port, local_hostname=f"c{c}")
+            await cl.ehlo()
+            for i in range(per_client):
+                await cl.send("a@remote.test", [f"user{c % 5}@example.test"], message(c * 1000 + i))
+            await cl.quit()
+        else:       # even clients: a new connection per message
+            for i in range(per_client):
+                cl = await SmtpClient.connect(asyncio.open_connection, HOST, port, local_hostname=f"c{c}")
+                await cl.ehlo()
+                await cl.send("a@remote.test", [f"user{c % 5}@example.test"], message(c * 1000 + i))
+                await cl.quit()
+
+    with ServerThread(maildir) as st:
+        async def main():
+            await asyncio.gather(*(one_client(st.port, c) for c in range(clients)))
+        asyncio.run(main())
+        assert st.server.accepted == clients * per_client
+    ids = []
+    for box, copies in delivered(maildir).items():
+        for copy in copies:
+            body = split_trace(copy)[1]
+            n = int(body.split(b"Message-ID: <m", 1)[1].split(b"@", 1)[0])
+            assert body == message(n)
+            assert box == f"user{(n // 1000) % 5}"
+            ids.append(n)
+    assert sorted(ids) == sorted(c * 1000 + i for c in range(clients) for i in range(per_client))
+
+
+# ------------------------------------------------------------------ SIGKILL
+
+
+class ServerProcess:
+    """``python -m smtp.server`` on kernel streams in a child process (killed by PID only)."""
+
+    def __init__(self, tmp_path):
+        self.maildir = tmp_path / "mail"
+        self.port_file = tmp_path / "port"
+        self.proc = subprocess.Popen([sys.executable, "-m", "smtp.server", "--port", "0", "--port-file",
+                                      str(self.port_file), "--maildir", str(self.maildir), "--smtp-hostname", "mx"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not self.port_file.exists():
+            assert self.proc.poll() is None, "server died"
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        self.port = int(self.port_file.read_text())
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def _start_txn(port, body_part: bytes):
+    s = socket.create_connection((HOST, port), timeout=10)
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n")
+    lines = [f.readline() for _ in range(11)]
+    assert lines[-1] == b"354 End data with <CR><LF>.<CR><LF>\r\n", lines
+    s.sendall(body_part)
+    return s, f
+
+
+def test_sigkill_mid_data_leaves_nothing_in_new(tmp_path):
+    sp = ServerProcess(tmp_path)
+    try:
+        s, f = _start_txn(sp.port, message(8, size=200_000))   # all but the final dot
+        s.sendall(b"NOOP\r\n")      # a command inside DATA: content, so there is no reply
+        time.sleep(0.3)             # the server has read it all and waits for CRLF.CRLF
+        sp.kill()
+        s.close()
+    finally:
+        sp.kill()
+    new = sp.maildir / "bob" / "new"
+    assert not new.exists() or os.listdir(new) == []
+
+
+def test_sigkill_right_after_250_loses_nothing(tmp_path):
+    sp = ServerProcess(tmp_path)
+    msg = message(9, size=200_000)
+    try:
+        s, f = _start_txn(sp.port, dot_stuff(msg) + b".\r\n")
+        reply = f.readline()
+        sp.kill()                   # immediately after the 250
+        s.close()
+    finally:
+        sp.kill()
+    assert reply.startswith(b"250 2.0.0 Ok: queued as ")
+    (copy,) = delivered(sp.maildir)["bob"]
+    assert sha(split_trace(copy)[1]) == sha(msg)
+    assert b"\tid " + reply.split()[-1] + b"\r\n" in copy
