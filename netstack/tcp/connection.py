@@ -1018,7 +1018,7 @@ class Connection:
             fin = FIN
         if n <= 0 and not fin:
             return 0
-        self._send(now, una, ACK | fin | (PSH if n else 0), buf.view(una, n) if n else b"")
+        self._send(now, una, ACK | fin | (PSH if n and n == avail else 0), buf.view(una, n) if n else b"")
         self.retrans_segs += 1
         self.layer._count("tcp.retrans_segs")
         if self.timers.retransmit is None:

@@ -1,0 +1,310 @@
+"""Reliable transfer: delayed ACK, out-of-order queue, segmentation, Nagle, SWS avoidance,
+zero-window probing, RTO/Karn/retry limit, fast retransmit, window scaling, wraparound."""
+import pytest
+
+from netstack.tcp import State, TCPConfig
+from tcp_script import Script
+
+MSS = 1448   # 1460 - 12 (timestamps)
+
+
+def opened(cfg=None, *, ts=True, wscale=None, win=65535, nodelay=None):
+    s = Script(cfg)
+    conn, synack = s.passive_open(ts=(100, 0) if ts else None, wscale=wscale, win=win)
+    if nodelay is not None:
+        conn.set_nodelay(nodelay)
+    return s, conn, synack.seq + 1, 1001
+
+
+# ---------------------------------------------------------------- delayed ACK
+
+def test_delayed_ack_every_second_full_segment():
+    s, conn, us, them = opened()
+    s.peer(".", seq=them, ack=us, data=b"a" * MSS, ts=(101, 0))
+    s.expect_nothing()
+    assert conn.timers.delack == pytest.approx(0.2)
+    s.peer(".", seq=them + MSS, ack=us, data=b"b" * MSS, ts=(102, 0))
+    s.expect(".", ack=them + 2 * MSS)
+    assert conn.timers.delack is None
+
+
+def test_delayed_ack_timer_fires_within_200ms():
+    s, conn, us, them = opened()
+    s.at(1.0)
+    s.peer("P.", seq=them, ack=us, data=b"ping", ts=(101, 0))
+    s.expect_nothing()
+    s.at(1.19)
+    s.expect_nothing()
+    s.at(1.2)
+    s.expect(".", ack=them + 4)
+    assert s.counters.get("tcp.delayed_acks") == 1
+
+
+def test_delack_timeout_configurable():
+    s, conn, us, them = opened(TCPConfig(delack_timeout=0.04))
+    s.peer("P.", seq=them, ack=us, data=b"ping", ts=(101, 0))
+    assert conn.timers.delack == pytest.approx(0.04)
+
+
+def test_reply_data_piggybacks_the_ack():
+    s, conn, us, them = opened()
+    conn.on_event = lambda ev: ev == "readable" and conn.send(conn.recv(100).upper())
+    s.peer("P.", seq=them, ack=us, data=b"echo", ts=(101, 0))
+    s.expect("P.", seq=us, ack=them + 4, data=b"ECHO")
+    s.expect_nothing()
+    assert conn.timers.delack is None
+
+
+def test_large_gro_segment_accepted_and_acked_at_once():
+    s, conn, us, them = opened()
+    blob = bytes(range(256)) * 40             # 10240 bytes, ~7 MSS in one segment
+    s.peer(".", seq=them, ack=us, data=blob, ts=(101, 0))
+    s.expect(".", ack=them + len(blob))
+    assert conn.recv(20000) == blob
+
+
+# ---------------------------------------------------------------- out of order
+
+def test_out_of_order_immediate_dup_ack_then_fill():
+    s, conn, us, them = opened()
+    s.peer(".", seq=them + 100, ack=us, data=b"B" * 100, ts=(101, 0))
+    s.expect(".", ack=them)                   # immediate duplicate ACK
+    s.peer(".", seq=them + 300, ack=us, data=b"D" * 100, ts=(102, 0))
+    s.expect(".", ack=them)
+    assert conn.readable == 0 and conn.ooo.nbytes == 200
+    s.peer(".", seq=them, ack=us, data=b"A" * 100, ts=(103, 0))
+    s.expect(".", ack=them + 200)             # hole filled: immediate ACK
+    s.peer(".", seq=them + 200, ack=us, data=b"C" * 100, ts=(104, 0))
+    s.expect(".", ack=them + 400)
+    assert conn.recv(1000) == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
+
+
+def test_out_of_order_fin_held_until_hole_filled():
+    s, conn, us, them = opened()
+    s.peer("F.", seq=them + 5, ack=us, data=b"world", ts=(101, 0))
+    s.expect(".", ack=them)
+    assert conn.state is State.ESTABLISHED
+    s.peer(".", seq=them, ack=us, data=b"hello", ts=(102, 0))
+    s.expect(".", ack=them + 11)
+    assert conn.state is State.CLOSE_WAIT
+    assert conn.recv(100) == b"helloworld" and conn.recv(1) == b""
+
+
+def test_out_of_order_queue_byte_bound():
+    s, conn, us, them = opened(TCPConfig(ooo_max=150))
+    s.peer(".", seq=them + 100, ack=us, data=b"x" * 100, ts=(101, 0))
+    s.peer(".", seq=them + 300, ack=us, data=b"y" * 100, ts=(102, 0))
+    assert conn.ooo.nbytes == 100
+    assert s.counters.get("tcp.in.drop.ooo_full") == 1
+
+
+# ---------------------------------------------------------------- sending
+
+def test_segmentation_at_mss_and_max_segment_knob():
+    s, conn, us, them = opened(nodelay=True)
+    conn.send(b"z" * 4000); s.poll()
+    segs = s.sent()
+    assert [len(x.payload) for x in segs] == [MSS, MSS, 4000 - 2 * MSS]
+    assert [x.seq for x in segs] == [us, us + MSS, us + 2 * MSS]
+    s2, conn2, us2, _ = opened(nodelay=True)
+    conn2.max_segment = 3 * MSS                # TSO later: bigger than MSS
+    conn2.send(b"z" * 4000); s2.poll()
+    assert [len(x.payload) for x in s2.sent()] == [4000]
+
+
+def test_send_buffer_bound():
+    s, conn, us, them = opened(TCPConfig(sndbuf=1000))
+    assert conn.send(b"x" * 5000) == 1000
+    assert conn.send(b"y") == 0 and conn.writable == 0
+    s.poll()
+    seg = s.sent()[0]
+    s.peer(".", seq=them, ack=us + 1000, ts=(101, seg.options.ts_val))
+    assert conn.writable == 1000 and conn.events[-1] == "writable"
+
+
+def test_nagle_holds_small_segment_until_ack():
+    s, conn, us, them = opened()
+    conn.send(b"a"); s.poll()
+    first = s.expect("P.", data=b"a")
+    conn.send(b"b"); s.poll()
+    conn.send(b"c"); s.poll()
+    s.expect_nothing()                         # Nagle: a small segment is outstanding
+    s.peer(".", seq=them, ack=us + 1, ts=(101, first.options.ts_val))
+    s.expect("P.", seq=us + 1, data=b"bc")
+
+
+def test_nodelay_sends_small_segments_at_once():
+    s, conn, us, them = opened(nodelay=True)
+    conn.send(b"a"); s.poll()
+    conn.send(b"b"); s.poll()
+    assert [bytes(x.payload) for x in s.sent()] == [b"a", b"b"]
+
+
+def test_config_nodelay_default():
+    s, conn, us, them = opened(TCPConfig(nodelay=True))
+    assert conn.nodelay
+
+
+def test_sender_sws_avoidance():
+    s, conn, us, them = opened(nodelay=True)          # peer offered 65535 unscaled
+    s.peer(".", seq=them, ack=us, win=1000, ts=(101, 0))
+    conn.send(b"q" * 5000); s.poll()
+    s.expect_nothing()                         # 1000 < MSS and < max window / 2: wait
+    s.peer(".", seq=them, ack=us, win=40000, ts=(102, 0))
+    assert [len(x.payload) for x in s.sent()] == [MSS, MSS, MSS, 5000 - 3 * MSS]
+
+
+def test_receiver_sws_avoidance_and_window_update():
+    cfg = TCPConfig(rcvbuf=8 * MSS, wscale=None)
+    s, conn, us, them = opened(cfg)
+    rcvbuf = 8 * MSS
+    for i in range(8):
+        s.peer(".", seq=them + i * MSS, ack=us, data=b"r" * MSS, ts=(101, 0))
+    acks = s.sent()
+    assert acks[-1].window == 0 and acks[-1].ack == them + rcvbuf
+    conn.recv(100); s.poll()
+    s.expect_nothing()                         # a tiny opening is not advertised
+    assert conn._advertised_window() == 0      # ... nor piggybacked (SWS: < min(buf/2, MSS))
+    conn.recv(MSS); s.poll()
+    upd = s.expect(".", ack=them + rcvbuf)     # now at least one MSS: update at once
+    assert upd.window == 100 + MSS
+    conn.recv(MSS); s.poll()
+    s.expect_nothing()                         # a further small increase waits (< 2*MSS)
+    conn.recv(2 * MSS); s.poll()
+    upd = s.expect(".", ack=them + rcvbuf)
+    assert upd.window == 100 + 4 * MSS
+
+
+def test_advertised_window_is_scaled():
+    s, conn, us, them = opened(wscale=7)
+    s.peer("P.", seq=them, ack=us, data=b"x" * 10, ts=(101, 0))
+    s.at(0.2)
+    ack = s.expect(".")
+    assert ack.window == (256 * 1024 - 10) >> 7
+
+
+def test_zero_window_persist_probes_with_backoff():
+    s, conn, us, them = opened(nodelay=True)
+    s.peer(".", seq=them, ack=us, win=0, ts=(101, 0))
+    conn.send(b"hello"); s.poll()
+    s.expect_nothing()
+    assert conn.timers.persist is not None and conn.timers.retransmit is None
+    t1 = conn.timers.persist
+    s.at(t1)
+    s.expect(".", seq=us, data=b"h")           # one byte beyond the zero window
+    t2 = conn.timers.persist
+    s.at(t2)
+    s.expect(".", seq=us, data=b"h")
+    t3 = conn.timers.persist
+    assert t3 - t2 == pytest.approx(2 * (t2 - t1))   # exponential backoff
+    s.peer(".", seq=them, ack=us + 1, win=1000, ts=(102, 0))   # window opens, probe byte taken
+    s.expect("P.", seq=us + 1, data=b"ello")
+    assert conn.timers.persist is None
+    assert s.counters.get("tcp.window_probes") == 2
+
+
+# ---------------------------------------------------------------- retransmission
+
+def test_rto_retransmits_head_with_backoff_and_karn():
+    s, conn, us, them = opened(ts=False, nodelay=True)
+    conn.send(b"data"); s.poll()
+    s.expect("P.", seq=us, data=b"data")
+    assert conn.timers.retransmit == 1.0
+    s.at(1.0)
+    s.expect("P.", seq=us, data=b"data")
+    assert conn.timers.retransmit == 3.0 and conn.rto.rto == 2.0
+    s.at(1.5)
+    samples = conn.rto.samples                 # (one from the handshake)
+    s.peer(".", seq=them, ack=us + 4)
+    assert conn.rto.samples == samples         # Karn: no sample from a retransmitted segment
+    assert conn.timers.retransmit is None and conn.retrans_segs == 1
+    conn.send(b"more"); s.poll(); s.sent()
+    s.at(1.8)
+    s.peer(".", seq=them, ack=us + 8)
+    assert conn.rto.samples == samples + 1      # a fresh segment is timed: R = 0.3
+    assert conn.rto.srtt == pytest.approx(0.875 * 0.0 + 0.125 * 0.3)
+    assert s.counters.get("tcp.retrans_segs") == 1
+
+
+def test_rtt_from_timestamp_echo():
+    s, conn, us, them = opened(nodelay=True)
+    conn.send(b"data"); s.poll()
+    seg = s.expect("P.")
+    s.at(0.25)
+    s.peer(".", seq=them, ack=us + 4, ts=(150, seg.options.ts_val))
+    # handshake sample R=0, then R=0.25 (RFC 6298 §2.3): SRTT = 7/8*0 + 1/8*0.25
+    assert conn.rto.samples == 2
+    assert conn.rto.srtt == pytest.approx(0.125 * 0.25, abs=0.001)
+
+
+def test_retry_limit_aborts_with_timeout_error():
+    s, conn, us, them = opened(TCPConfig(data_retries=3), ts=False, nodelay=True)
+    conn.send(b"lost"); s.poll()
+    s.expect("P.")
+    for t in (1.0, 3.0, 7.0):
+        s.at(t)
+        s.expect("P.", seq=us, data=b"lost")
+    s.at(15.0)
+    s.expect("R", seq=us + 4)
+    assert conn.state is State.CLOSED and isinstance(conn.error, TimeoutError)
+    assert "timeout" in conn.events
+    with pytest.raises(TimeoutError):
+        conn.send(b"x")
+
+
+def test_rto_bounds_configurable():
+    s, conn, us, them = opened(TCPConfig(rto_initial=0.5, rto_min=0.2, rto_max=1.0), ts=False,
+                               nodelay=True)
+    conn.send(b"x"); s.poll(); s.sent()
+    assert conn.timers.retransmit == pytest.approx(0.2 + s.now)   # handshake R=0 -> RTO = min
+    for _ in range(4):
+        s.at(conn.timers.retransmit)
+    assert conn.rto.rto == 1.0
+
+
+def test_fast_retransmit_on_third_duplicate_ack():
+    s, conn, us, them = opened(nodelay=True)
+    conn.send(b"f" * (6 * MSS)); s.poll()
+    segs = s.sent()
+    assert len(segs) == 6
+    ecr = segs[0].options.ts_val
+    s.peer(".", seq=them, ack=us + MSS, ts=(101, ecr))      # new data acked
+    for i in range(2):
+        s.peer(".", seq=them, ack=us + MSS, ts=(102 + i, ecr))
+        s.expect_nothing()
+    s.peer(".", seq=them, ack=us + MSS, ts=(105, ecr))
+    s.expect(".", seq=us + MSS, len=MSS)                     # the lost segment, at once
+    assert s.counters.get("tcp.fast_retransmits") == 1
+    assert conn.cc.in_recovery
+
+
+# ---------------------------------------------------------------- wraparound
+
+def test_receive_across_sequence_wrap():
+    s = Script()
+    conn, synack = s.passive_open(isn=0xFFFFFF00)
+    us = synack.seq + 1
+    them = 0xFFFFFF01
+    data = bytes(range(256)) * 8
+    for i in range(0, len(data), 500):
+        s.peer(".", seq=them + i, ack=us, data=data[i:i + 500], ts=(101 + i, 0))
+    assert conn.recv(5000) == data
+    assert conn.rcv_nxt == (them + len(data)) & 0xFFFFFFFF
+    s.peer("F.", seq=them + len(data), ack=us, ts=(9000, 0))
+    assert conn.state is State.CLOSE_WAIT
+
+
+def test_send_across_sequence_wrap():
+    s = Script()
+    s.layer._isn = lambda conn, now: 0xFFFFFFFF - 1000
+    conn, synack = s.passive_open()
+    us = synack.seq + 1
+    assert us == 0xFFFFFFFF - 999
+    conn.set_nodelay(True)
+    conn.send(b"w" * 3000); s.poll()
+    segs = s.sent()
+    assert sum(len(x.payload) for x in segs) == 3000
+    assert segs[-1].seq < 3000                  # wrapped
+    s.peer(".", seq=1001, ack=us + 3000, ts=(200, segs[-1].options.ts_val))
+    assert conn.snd_una == (us + 3000) & 0xFFFFFFFF and conn.bytes_unacked == 0
+    assert conn.timers.retransmit is None
