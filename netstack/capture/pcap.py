@@ -49,6 +49,7 @@ MAGIC_NSEC = 0xA1B23C4D
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 MAX_SNAPLEN = 262144       # libpcap's MAXIMUM_SNAPLEN; larger record lengths mean a corrupt file
 
+_time_ns = time.time_ns
 _FILE_HEADER = struct.Struct("<IHHiIII")   # magic, major, minor, thiszone, sigfigs, snaplen, linktype
 _FILE_HEADER_LEN = 24
 _RECORD_LEN = 16
@@ -225,30 +226,31 @@ class PcapWriter:
     def write(self, data, ts: float | None = None) -> None:
         """Record one packet.  *ts*: seconds since the epoch (float), default now."""
         if ts is None:
-            self.write_ns(data, time.time_ns())
-            return
-        sec = int(ts // 1)
-        frac = round((ts - sec) * self._units)
-        if frac >= self._units:        # 0.9999999 rounds up into the next second
-            sec += 1
-            frac -= self._units
-        self._put(data, sec, frac)
+            sec, frac = divmod(_time_ns(), 1_000_000_000)
+            frac //= self._div
+        else:
+            sec = int(ts // 1)
+            frac = round((ts - sec) * self._units)
+            if frac >= self._units:        # 0.9999999 rounds up into the next second
+                sec += 1
+                frac -= self._units
+        n = len(data)
+        if n > self.snaplen:
+            data = memoryview(data)[: self.snaplen]
+        self._pack_into(self._hdr, 0, sec, frac, len(data), n)
+        self._write(self._hdr)
+        self._write(data)
+        self.count += 1
 
     def write_ns(self, data, ts_ns: int) -> None:
         """Record one packet stamped with integer nanoseconds since the epoch."""
-        sec, ns = divmod(ts_ns, 1_000_000_000)
-        self._put(data, sec, ns // self._div)
-
-    def _put(self, data, sec: int, frac: int) -> None:
+        sec, frac = divmod(ts_ns, 1_000_000_000)
         n = len(data)
         if n > self.snaplen:
-            self._pack_into(self._hdr, 0, sec, frac, self.snaplen, n)
-            self._write(self._hdr)
-            self._write(memoryview(data)[: self.snaplen])
-        else:
-            self._pack_into(self._hdr, 0, sec, frac, n, n)
-            self._write(self._hdr)
-            self._write(data)
+            data = memoryview(data)[: self.snaplen]
+        self._pack_into(self._hdr, 0, sec, frac // self._div, len(data), n)
+        self._write(self._hdr)
+        self._write(data)
         self.count += 1
 
     def flush(self) -> None:
