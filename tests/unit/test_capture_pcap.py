@@ -62,7 +62,7 @@ def test_float_timestamp_rounds_into_next_second():
 def test_default_timestamp_is_now(monkeypatch):
     import netstack.capture.pcap as pcap
 
-    monkeypatch.setattr(pcap.time, "time_ns", lambda: 1_234_567_890_987_654_321)
+    monkeypatch.setattr(pcap, "_time_ns", lambda: 1_234_567_890_987_654_321)
     buf = io.BytesIO()
     w = PcapWriter(buf)
     w.write(b"abc")
