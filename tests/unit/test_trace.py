@@ -310,3 +310,44 @@ def test_other_link_layers(tmp_path, capsys, linktype, header):
     assert lines == raw_lines
     status, lines, _ = trace(capsys, tmp_path / "l.pcap", "-x", "-n", "1")
     assert status == 0 and f"IPv4 starts at 0x{len(header):04x}" in "\n".join(lines)
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    base = st.sampled_from([*cp.conversation(), *cp.icmp_echo_pair(), cp.udp_packet(), cp.rst_packet(),
+                            ipv4_packet(src=cp.CLIENT, dst=cp.SERVER, protocol=1,
+                                        payload=dest_unreachable(PORT, cp.udp_packet()))])
+    edits = st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), max_size=6)
+    return st.one_of(st.binary(max_size=120),
+                     st.tuples(base, edits, st.integers(0, 130)).map(
+                         lambda t: _apply(bytearray(t[0]), t[1])[: t[2] or None]))
+
+
+def _apply(buf, edits):
+    for at, value in edits:
+        if at < len(buf):
+            buf[at] = value
+    return bytes(buf)
+
+
+def test_dissector_never_crashes_on_hostile_packets():
+    """Random and mutated packets: each one prints a line (and an explanation), never an exception."""
+    from hypothesis import given, settings, HealthCheck
+
+    from netstack.capture import Frame
+    from netstack.capture.dissect import dissect
+    from netstack.capture.explain import explain_packet
+    from netstack.capture.format import SeqTracker, format_packet
+
+    tracker = SeqTracker()
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_mutations())
+    def check(data):
+        d = dissect(data)
+        line = format_packet(d, tracker, "00:00:00.000000")
+        assert "\n" not in line and line.startswith("00:00:00.000000 IP ")
+        explain_packet(Frame(1, data, LINKTYPE_RAW), data, 0, d)
+
+    check()
