@@ -999,11 +999,13 @@ class Connection:
                 timers.retransmit = now + self.rto.rto
             if timers.persist is not None:
                 timers.persist = None
-        if self.snd_wnd == 0 and self.snd_max == self.snd_una and (
+        if self.snd_max == self.snd_una and timers.persist is None and (
                 len(buf.data) or (self.fin_queued and _diff(self.snd_nxt, self.fin_seq) <= 0)):
-            if timers.persist is None:
-                timers.retransmit = None
-                timers.persist = now + self._persist_interval()
+            # Unsent data, nothing in flight, and the window (zero, or too small to pass
+            # the SWS test) stopped us: the persist timer probes a zero window
+            # (RFC 9293 §3.8.6.1) and is the SWS override timeout (RFC 1122 §4.2.3.4).
+            timers.retransmit = None
+            timers.persist = now + self._persist_interval()
 
     def _retransmit_head(self, now: float) -> int:
         """Retransmit the first unacknowledged segment (fast retransmit / partial ACK / RTO).
@@ -1100,10 +1102,21 @@ class Connection:
 
     def _on_persist_timeout(self, now: float) -> None:
         """Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17): one byte beyond the window."""
-        if self.snd_wnd != 0 or self.state not in _SEND_STATES:
+        if self.state not in _SEND_STATES:
             return
         buf = self.sndbuf
         una = self.snd_una
+        if self.snd_wnd != 0:
+            # SWS override: send what the (small) window allows, even if under the SWS bound.
+            usable = _diff(una, self.snd_nxt) + self.snd_wnd
+            avail = len(buf.data) - _diff(self.snd_nxt, buf.seq)
+            n = min(usable, avail, self.max_segment or self.snd_mss)
+            if n > 0 and self.snd_nxt == una:
+                self._send(now, una, ACK | PSH, buf.view(una, n))
+                self.snd_nxt = self.snd_max = (una + n) & MASK
+                if self.timers.retransmit is None:
+                    self.timers.retransmit = now + self.rto.rto
+            return
         self.layer._count("tcp.window_probes")
         avail = len(buf.data) - _diff(una, buf.seq)
         if avail > 0:
