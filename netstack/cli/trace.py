@@ -10,7 +10,9 @@ _EPILOG = """\
 input: a libpcap file (link types raw IPv4 101/228, Ethernet 1, Linux cooked 113/276,
 loopback 0/108; either byte order; micro- or nanosecond timestamps) or a tcpdump hex dump
 (`0x0000  4500 0056 ...` lines, optionally preceded by a header line with a timestamp),
-detected automatically; `-` reads standard input.
+detected automatically; `-` reads standard input. In a hex dump, `xx` marks a byte the
+author redacted: its value is read from the ASCII column and checksums covering it are
+reported as unverified. --write-pcap turns a hex dump into a pcap file (e.g. for tshark).
 
 output: one line per packet in tcpdump's wording, plus the IP header checksum (in the IP
 parenthetical) and the TCP/UDP/ICMP checksum: `cksum 0x0449 (correct)` or
