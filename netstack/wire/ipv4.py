@@ -123,11 +123,22 @@ class IPv4Packet:
     ignored).  ``checksum_ok`` tells whether the header checksum verified.
     """
 
+    version = 4  # parse_ipv4 accepts nothing else
+
     __slots__ = (
-        "version", "ihl", "tos", "total_length", "ident", "flags", "frag_offset",
-        "ttl", "protocol", "checksum", "src", "dst", "options", "header", "payload",
-        "checksum_ok",
+        "ihl", "tos", "total_length", "ident", "flags", "frag_offset",
+        "ttl", "protocol", "checksum", "src", "dst", "payload", "checksum_ok", "_view",
     )
+
+    @property
+    def header(self) -> memoryview:
+        """The ``ihl*4`` header bytes (a view of the parsed buffer)."""
+        return self._view[:self.ihl << 2]
+
+    @property
+    def options(self) -> memoryview:
+        """The raw option bytes, header bytes 20..``ihl*4`` (RFC 791 §3.1 "Options"; a view)."""
+        return self._view[20:self.ihl << 2]
 
     @property
     def dscp(self) -> int:
@@ -168,30 +179,55 @@ class IPv4Packet:
         )
 
 
-def _parse(mv: memoryview, verify: bool, partial: bool) -> IPv4Packet:
+def parse_ipv4(buf, *, verify: bool = True, _quoted: bool = False) -> IPv4Packet:
+    """Parse an IPv4 datagram (RFC 791 §3.1; receive checks of RFC 1122 §3.2.1).
+
+    ``buf`` is any bytes-like object (``bytes``, ``bytearray``, ``memoryview``)
+    and may be longer than the total length (link padding is ignored).  Raises
+    :class:`MalformedPacket` (layer ``ipv4``) with reason ``truncated``,
+    ``bad_version``, ``bad_ihl``, ``bad_total_length`` or, when ``verify`` is
+    true, ``bad_checksum`` (RFC 1122 §3.2.1.2: a datagram with a bad header
+    checksum MUST be silently discarded).  With ``verify=False`` the checksum
+    is still computed and reported in ``checksum_ok``.  (``_quoted`` is
+    internal: use :func:`parse_ipv4_quoted`.)
+    """
+    mv = buf if type(buf) is memoryview else memoryview(buf)
+    if mv.format != "B" or mv.ndim != 1:
+        mv = mv.cast("B")
     n = len(mv)
     if n < 20:
         raise MalformedPacket(_LAYER, "truncated", f"{n} bytes, an IPv4 header needs at least 20")
     vihl, tos, total_length, ident, fragword, ttl, protocol, csum, src, dst = _unpack_hdr(mv)
-    if vihl >> 4 != 4:
-        raise MalformedPacket(_LAYER, "bad_version", f"version {vihl >> 4}, expected 4")
-    ihl = vihl & 15
-    if ihl < 5:
-        raise MalformedPacket(_LAYER, "bad_ihl", f"IHL {ihl} words, minimum is 5")
-    hlen = ihl << 2
-    if hlen > n:
-        raise MalformedPacket(_LAYER, "truncated", f"IHL says {hlen} header bytes, only {n} present")
-    if total_length < hlen:
-        raise MalformedPacket(_LAYER, "bad_total_length", f"total length {total_length} below header length {hlen}")
-    if total_length > n:
-        if not partial:
-            raise MalformedPacket(_LAYER, "bad_total_length", f"total length {total_length} beyond the {n} bytes received")
+    if vihl == 0x45:  # version 4, no options: nearly every datagram
+        hlen = 20
+        # RFC 1071 §2: the ones' complement sum is the sum modulo 2**16 - 1 (2**16 counts as 1, so a
+        # 32-bit address adds as its two halves), and a valid header sums to -0.  The fields are
+        # unpacked already, so the 20-byte header is verified without another pass over its bytes.
+        ok = (((vihl << 8) | tos) + total_length + ident + fragword + ((ttl << 8) | protocol) + csum
+              + src + dst) % 0xFFFF == 0
+    else:
+        if vihl >> 4 != 4:
+            raise MalformedPacket(_LAYER, "bad_version", f"version {vihl >> 4}, expected 4")
+        hlen = (vihl & 15) << 2
+        if hlen < 20:
+            raise MalformedPacket(_LAYER, "bad_ihl", f"IHL {hlen >> 2} words, minimum is 5")
+        if hlen > n:
+            raise MalformedPacket(_LAYER, "truncated", f"IHL says {hlen} header bytes, only {n} present")
+        ok = _checksum(mv[:hlen]) == 0
+    if total_length > n or total_length < hlen:
+        if total_length < hlen:
+            raise MalformedPacket(_LAYER, "bad_total_length",
+                                  f"total length {total_length} below header length {hlen}")
+        if not _quoted:
+            raise MalformedPacket(_LAYER, "bad_total_length",
+                                  f"total length {total_length} beyond the {n} bytes received")
         end = n
     else:
         end = total_length
+    if verify and not ok:
+        raise MalformedPacket(_LAYER, "bad_checksum", f"header checksum {csum:#06x} does not verify")
     p = IPv4Packet()
-    p.version = 4
-    p.ihl = ihl
+    p.ihl = hlen >> 2
     p.tos = tos
     p.total_length = total_length
     p.ident = ident
@@ -202,29 +238,10 @@ def _parse(mv: memoryview, verify: bool, partial: bool) -> IPv4Packet:
     p.checksum = csum
     p.src = src
     p.dst = dst
-    header = mv[:hlen]
-    p.header = header
-    p.options = mv[20:hlen]
     p.payload = mv[hlen:end]
-    ok = _checksum(header) == 0
     p.checksum_ok = ok
-    if verify and not ok:
-        raise MalformedPacket(_LAYER, "bad_checksum", f"header checksum {csum:#06x} does not verify")
+    p._view = mv
     return p
-
-
-def parse_ipv4(buf, *, verify: bool = True) -> IPv4Packet:
-    """Parse an IPv4 datagram (RFC 791 §3.1; receive checks of RFC 1122 §3.2.1).
-
-    ``buf`` is any bytes-like object (``bytes``, ``bytearray``, ``memoryview``)
-    and may be longer than the total length (link padding is ignored).  Raises
-    :class:`MalformedPacket` (layer ``ipv4``) with reason ``truncated``,
-    ``bad_version``, ``bad_ihl``, ``bad_total_length`` or, when ``verify`` is
-    true, ``bad_checksum`` (RFC 1122 §3.2.1.2: a datagram with a bad header
-    checksum MUST be silently discarded).  With ``verify=False`` the checksum
-    is still computed and reported in ``checksum_ok``.
-    """
-    return _parse(_as_view(buf), verify, False)
 
 
 def parse_ipv4_quoted(buf) -> IPv4Packet:
@@ -237,7 +254,7 @@ def parse_ipv4_quoted(buf) -> IPv4Packet:
     (routers may have changed the TTL after computing it).  Raises
     :class:`MalformedPacket` (layer ``ipv4``) if the header itself is broken.
     """
-    return _parse(_as_view(buf), False, True)
+    return parse_ipv4(buf, verify=False, _quoted=True)
 
 
 def build_ipv4_header(buf, offset: int, *, src, dst, protocol: int, payload_len: int, ttl: int = 64,
@@ -269,8 +286,17 @@ def build_ipv4_header(buf, offset: int, *, src, dst, protocol: int, payload_len:
     if type(dst) is not int:
         dst = _addr(dst)
     fragword = (FLAG_DF << 13 if df else 0) | (FLAG_MF << 13 if mf else 0) | (frag_offset >> 3)
+    if olen:
+        csum = 0
+    else:
+        # RFC 1071 §2 arithmetic (see parse_ipv4): the sum modulo 2**16 - 1, complemented.
+        try:
+            csum = (0x4500 | tos) + total_length + ident + fragword + (ttl << 8 | protocol) + src + dst
+        except TypeError:
+            raise ValueError("IPv4 header fields must be ints") from None
+        csum = 0xFFFF - (csum % 0xFFFF) if csum % 0xFFFF else 0
     try:
-        _pack_hdr(buf, offset, 0x40 | (hlen >> 2), tos, total_length, ident, fragword, ttl, protocol, 0, src, dst)
+        _pack_hdr(buf, offset, 0x40 | (hlen >> 2), tos, total_length, ident, fragword, ttl, protocol, csum, src, dst)
     except struct.error as exc:
         raise ValueError(f"IPv4 header field out of range: {exc}") from None
     if olen:
@@ -279,8 +305,6 @@ def build_ipv4_header(buf, offset: int, *, src, dst, protocol: int, payload_len:
         if padded != olen:
             mv[offset + 20 + olen:offset + hlen] = bytes(padded - olen)
         _pack_u16(buf, offset + 10, _checksum(mv[offset:offset + hlen]))
-    else:
-        _pack_u16(buf, offset + 10, _checksum(memoryview(buf)[offset:offset + 20]))
     return hlen
 
 

@@ -42,7 +42,7 @@ import struct
 from netstack import checksum as _cs
 from netstack.wire.errors import MalformedPacket
 from netstack.wire.tcp_options import (
-    MAX_OPTIONS_LEN, TCPOptions, _parse_general, _parse_nnts, _NOP_NOP_TS_WORD, build_options,
+    MAX_OPTIONS_LEN, NO_OPTIONS, TCPOptions, _parse_general, _parse_nnts, _NOP_NOP_TS_WORD, build_options,
     encode_options, max_sack_blocks, parse_options,
 )
 
@@ -201,7 +201,7 @@ def parse_tcp(buf, *, src=None, dst=None, verify: bool = True) -> TCPSegment:
         word, val, ecr = _unpack_u32x3(mv, 20)
         opts = _parse_nnts(val, ecr) if word == _NOP_NOP_TS_WORD else _parse_general(mv, 20, 32)
     elif hlen == 20:
-        opts = TCPOptions()
+        opts = NO_OPTIONS
     else:
         opts = _parse_general(mv, 20, hlen)
     s = TCPSegment()

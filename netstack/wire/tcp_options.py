@@ -34,7 +34,7 @@ from netstack.wire.errors import MalformedPacket
 
 __all__ = [
     "OPT_EOL", "OPT_NOP", "OPT_MSS", "OPT_WSCALE", "OPT_SACK_PERMITTED", "OPT_SACK", "OPT_TIMESTAMPS",
-    "MAX_OPTIONS_LEN", "MAX_WSCALE", "TCPOptions", "parse_options", "build_options", "encode_options",
+    "MAX_OPTIONS_LEN", "MAX_WSCALE", "NO_OPTIONS", "TCPOptions", "parse_options", "build_options", "encode_options",
     "max_sack_blocks",
 ]
 
@@ -64,11 +64,6 @@ _ITEM_EOL = ("eol",)
 _ITEM_NOP = ("nop",)
 _ITEM_SACKOK = ("sackok",)
 
-# How `items` is known: computed during a general parse, or implied by a fast-path layout.
-_LAYOUT_GENERAL = 0
-_LAYOUT_NNTS = 1
-
-
 class TCPOptions:
     """Decoded TCP options of one segment (RFC 9293 §3.1, RFC 7323, RFC 2018).
 
@@ -81,10 +76,13 @@ class TCPOptions:
     list of ``(offset, length)`` within the options area, for dissectors.
     When an option kind repeats, the attributes hold the last occurrence and
     ``items`` shows them all.
+
+    Treat parsed options as read-only: the two common layouts (no options;
+    NOP,NOP,TS) come back as lean read-only subclasses for speed.
     """
 
     __slots__ = ("mss", "wscale", "sack_permitted", "sack_blocks", "ts_val", "ts_ecr", "unknown",
-                 "_items", "_offsets", "_layout")
+                 "items", "offsets")
 
     def __init__(self) -> None:
         self.mss = None
@@ -94,33 +92,13 @@ class TCPOptions:
         self.ts_val = None
         self.ts_ecr = None
         self.unknown = []
-        self._items = []
-        self._offsets = []
-        self._layout = _LAYOUT_GENERAL
-
-    @property
-    def items(self) -> list:
-        """Options in wire order, e.g. ``[("nop",), ("nop",), ("ts", val, ecr)]``."""
-        if self._layout == _LAYOUT_NNTS:
-            self._materialize()
-        return self._items
-
-    @property
-    def offsets(self) -> list:
-        """``(offset, length)`` of each entry of :attr:`items` inside the options area."""
-        if self._layout == _LAYOUT_NNTS:
-            self._materialize()
-        return self._offsets
+        self.items = []
+        self.offsets = []
 
     @property
     def has_timestamps(self) -> bool:
         """True when a Timestamps option (RFC 7323 §3.2) was present."""
         return self.ts_val is not None
-
-    def _materialize(self) -> None:
-        self._items = [_ITEM_NOP, _ITEM_NOP, ("ts", self.ts_val, self.ts_ecr)]
-        self._offsets = [(0, 1), (1, 1), (2, 10)]
-        self._layout = _LAYOUT_GENERAL
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, TCPOptions):
@@ -133,12 +111,42 @@ class TCPOptions:
         return f"TCPOptions({self.items!r})"
 
 
+class _NoOptions(TCPOptions):
+    """A header without options (data offset 5): one shared, read-only instance."""
+
+    __slots__ = ()
+    mss = wscale = ts_val = ts_ecr = None
+    sack_permitted = False
+    sack_blocks = ()
+    unknown = items = offsets = property(lambda self: [])
+
+
+class _NopNopTs(TCPOptions):
+    """Fast path: exactly ``NOP, NOP, TS`` (RFC 7323 Appendix A layout); only the two stamps are stored."""
+
+    __slots__ = ()
+    mss = wscale = None
+    sack_permitted = False
+    sack_blocks = ()
+    unknown = property(lambda self: [])
+
+    @property
+    def items(self) -> list:
+        return [_ITEM_NOP, _ITEM_NOP, ("ts", self.ts_val, self.ts_ecr)]
+
+    @property
+    def offsets(self) -> list:
+        return [(0, 1), (1, 1), (2, 10)]
+
+
+NO_OPTIONS = _NoOptions.__new__(_NoOptions)
+_new_nnts = _NopNopTs.__new__
+
+
 def _parse_nnts(ts_val: int, ts_ecr: int) -> TCPOptions:
-    """Fast path: the options are exactly NOP, NOP, TS (RFC 7323 Appendix A layout)."""
-    o = TCPOptions()
+    o = _new_nnts(_NopNopTs)
     o.ts_val = ts_val
     o.ts_ecr = ts_ecr
-    o._layout = _LAYOUT_NNTS
     return o
 
 
@@ -149,8 +157,8 @@ def _bad(reason: str, detail: str) -> MalformedPacket:
 def _parse_general(mv, start: int, end: int) -> TCPOptions:
     """General option walk over ``mv[start:end]`` (RFC 9293 §3.1 "Options")."""
     o = TCPOptions()
-    items = o._items
-    offsets = o._offsets
+    items = o.items
+    offsets = o.offsets
     i = start
     while i < end:
         kind = mv[i]
@@ -223,6 +231,8 @@ def parse_options(buf) -> TCPOptions:
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     n = len(mv)
+    if n == 0:
+        return NO_OPTIONS
     if n == 12:
         word, val, ecr = _unpack_nnts(mv, 0)
         if word == _NOP_NOP_TS_WORD:

@@ -311,3 +311,4 @@ def test_ipv4_build_parse_round_trip(case, offset):
     opts = kw["options"]
     assert bytes(p.options) == opts + bytes(-len(opts) % 4)
     assert bytes(p.payload) == payload and p.total_length == hlen + len(payload) and p.checksum_ok
+    assert ref_checksum(buf[offset:offset + hlen]) == 0

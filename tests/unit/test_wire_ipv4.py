@@ -263,3 +263,29 @@ def test_build_uses_module_checksum(monkeypatch):
     monkeypatch.setattr(ipv4_mod, "_checksum", counting)
     build_ipv4_header(bytearray(24), 0, src=1, dst=2, protocol=6, payload_len=0, options=b"\x01")
     assert calls == [24]
+
+
+def test_checksum_edge_where_the_sum_is_minus_zero():
+    # 0x4500 + 20 + ident + 0x4006 == 0xFFFF: the header checksum must come out 0x0000 (RFC 1071 §2),
+    # and a header carrying 0xFFFF there (the other zero) verifies too.
+    ident = 0xFFFF - 0x4500 - 20 - 0x4006
+    pkt = bytearray(ipv4_packet(src=0, dst=0, protocol=6, ident=ident))
+    assert pkt[10:12] == b"\0\0" and ref_checksum(bytes(pkt)) == 0
+    assert parse_ipv4(pkt).checksum_ok
+    pkt[10:12] = b"\xff\xff"
+    assert parse_ipv4(pkt).checksum_ok and ref_checksum(bytes(pkt)) == 0
+    pkt[10:12] = b"\x00\x01"
+    assert not parse_ipv4(pkt, verify=False).checksum_ok
+
+
+def test_arithmetic_verify_agrees_with_reference_on_many_headers():
+    import random
+    rng = random.Random(7)
+    for _ in range(2000):
+        hdr = bytearray(rng.randbytes(20))
+        hdr[0] = 0x45
+        hdr[2:4] = (20).to_bytes(2, "big")
+        if rng.random() < 0.5:  # half of them valid
+            hdr[10:12] = b"\0\0"
+            hdr[10:12] = ref_checksum(bytes(hdr)).to_bytes(2, "big")
+        assert parse_ipv4(hdr, verify=False).checksum_ok == (ref_checksum(bytes(hdr)) == 0)
