@@ -93,6 +93,8 @@ TIME_WAIT = State.TIME_WAIT
 _SEND_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: States in which arriving text is delivered (§3.10.7.4 seventh).
 _RECV_TEXT_STATES = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+#: Flags (low six bits) a header-predicted data segment may carry.
+_FAST_FLAGS = frozenset({ACK, ACK | PSH})
 #: States in which the user may still queue data.
 _USER_SEND_STATES = frozenset({SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT})
 
@@ -462,12 +464,54 @@ class Connection:
     def on_segment(self, seg, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 §3.10.7) for every state but CLOSED and LISTEN."""
         st = self.state
+        if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS and seg.seq == self.rcv_nxt \
+                and seg.ack == self.snd_una and not self.ooo.ranges and not self.user_closed:
+            if self._fast_data(seg, now):
+                return
         if st is SYN_SENT:
             self._on_segment_syn_sent(seg, now)
         elif st is not CLOSED:
             self._on_segment_sync(seg, now)
         if self.state is not CLOSED:
             self._flush(now)
+
+    def _fast_data(self, seg, now: float) -> bool:
+        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common case).
+
+        The next in-order data segment in ESTABLISHED that acknowledges
+        nothing new and leaves the send window unchanged: every check of
+        §3.10.7.4 passes trivially, so only the text step runs.  Returns
+        False (nothing done) when the segment needs the full path.
+        """
+        payload = seg.payload
+        n = len(payload)
+        rcv_nxt = self.rcv_nxt
+        if n == 0 or n > ((self.rcv_adv - rcv_nxt) & MASK) or \
+                (seg.window << self.snd_wscale) != self.snd_wnd:
+            return False
+        if self.ts_enabled:
+            tsval = seg.options.ts_val
+            if tsval is None or ((tsval - self.ts_recent) & MASK) >= HALF:
+                return False                       # no TS or PAWS candidate: full path
+            if rcv_nxt == self.last_ack_sent:      # RFC 7323 §4.3
+                self.ts_recent = tsval
+                self.ts_recent_age = now
+        self.rcvbuf.data += payload                # the one copy of the payload
+        rcv_nxt = self.rcv_nxt = (rcv_nxt + n) & MASK
+        self.unacked_segs += 1
+        self._event("readable")
+        # delayed ACK policy (RFC 9293 §3.8.6.3), inlined
+        if ((rcv_nxt - self.last_ack_sent) & MASK) >= 2 * self.rcv_mss:
+            self._ack_now = True
+        elif self.timers.delack is None:
+            self.timers.delack = now + self.config.delack_timeout
+        if self.state is ESTABLISHED:
+            if self._dirty or self.sndbuf.data:
+                self._output(now)
+            if self._ack_now:
+                self._send_ack(now)
+            self._dirty = False
+        return True
 
     def _on_segment_syn_sent(self, seg, now: float) -> None:
         """RFC 9293 §3.10.7.3."""
