@@ -61,7 +61,9 @@ def make_builder(*, absolute_paths: bool = False) -> FFI:
         '#include "checksum.h"\n',
         sources=[path(os.path.join(HERE, "checksum.c"))],
         include_dirs=[path(HERE)],
-        depends=[path(os.path.join(HERE, "checksum.h"))],
+        # depends: rebuild when these change, and setuptools puts them in the sdist
+        # (this builder must travel with it: setup.py's cffi_modules names it).
+        depends=[path(os.path.join(HERE, "checksum.h")), path(os.path.abspath(__file__))],
         extra_compile_args=_compile_args(),
     )
     return builder
