@@ -1,0 +1,29 @@
+"""Structure of ``netstack bench smtp`` (never its timings)."""
+from __future__ import annotations
+
+import json
+
+from netstack.cli import main
+
+
+def test_bench_smtp_quick_json(tmp_path, capsys):
+    out = tmp_path / "smtp.json"
+    rc = main(["bench", "smtp", "--quick", "--quiet", "--messages", "6", "--clients", "1,2", "--sinks",
+               "memory,maildir-tmpfs", "--tmpfs-dir", str(tmp_path), "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "vs aiosmtpd" in text and "ours" in text and "aiosmtpd" in text
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "smtp"
+    rows = doc["rows"]
+    assert len(rows) == 2 * 2 * 2 * 2          # sinks x clients x conn modes x servers
+    for r in rows:
+        assert r["msgs_per_s"] > 0 and r["conn"] in ("new", "reuse")
+        if r["server"] == "aiosmtpd":
+            assert r["vs_aiosmtpd"] == 1.0
+    assert list(tmp_path.glob("nsbench-smtp-*")) == []     # sinks cleaned up
+
+
+def test_bench_smtp_rejects_unknown_transport(capsys):
+    assert main(["bench", "smtp", "--transports", "nope"]) == 2
+    assert "unknown transport 'nope'" in capsys.readouterr().err
