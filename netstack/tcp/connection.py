@@ -769,7 +769,7 @@ class Connection:
               and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd):
             # A duplicate ACK (RFC 5681 §2) -> maybe fast retransmit / recovery.
             self.dupacks += 1
-            if self.cc.on_dup_ack(now, flight=_diff(self.snd_max, snd_una), snd_max=self.snd_max):
+            if self.cc.on_dup_ack(now, flight=_diff(self.snd_max, snd_una), snd_max=self.snd_max, ack=ack):
                 self.layer._count("tcp.fast_retransmits")
                 self.rtt_seq = None
                 self._retransmit_head(now)
@@ -1130,7 +1130,7 @@ class Connection:
             self._fail(TimeoutError("connection timed out (retransmission limit)"), "timeout")
             return
         self.layer._count("tcp.rto_expirations")
-        self.cc.on_timeout(now, flight=_diff(self.snd_max, self.snd_una))
+        self.cc.on_timeout(now, flight=_diff(self.snd_max, self.snd_una), snd_max=self.snd_max)
         self.dupacks = 0
         una = self.snd_nxt = self.snd_una        # go back N (RFC 5681 §3.1 loss window)
         self._output(now)

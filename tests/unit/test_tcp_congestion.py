@@ -39,3 +39,15 @@ def test_fast_retransmit_recovery_partial_and_full_ack():
     # full ACK (>= recover): leave recovery, cwnd = min(ssthresh, flight + SMSS)
     assert not cc.on_ack(8 * M, None, 0, ack=10 * M, flight=0)
     assert not cc.in_recovery and cc.cwnd == M
+
+
+def test_no_second_fast_retransmit_for_dupacks_below_recover():
+    cc = NewReno(M, 10)
+    cc.on_timeout(0, flight=10 * M, snd_max=10 * M)      # RFC 6582: recover = highest sent
+    for _ in range(3):
+        fr = cc.on_dup_ack(0, flight=5 * M, snd_max=12 * M, ack=4 * M)
+    assert not fr and not cc.in_recovery
+    cc.dupacks = 0
+    for _ in range(3):
+        fr = cc.on_dup_ack(0, flight=2 * M, snd_max=12 * M, ack=10 * M)
+    assert fr and cc.in_recovery

@@ -17,7 +17,7 @@ DUPACK_THRESHOLD = 3
 
 class NewReno(CongestionControl):
     name = "newreno"
-    __slots__ = ("mss", "cwnd", "ssthresh", "in_recovery", "recover", "dupacks", "_ca_acc",
+    __slots__ = ("mss", "cwnd", "ssthresh", "in_recovery", "recover", "recover_valid", "dupacks", "_ca_acc",
                  "fast_retransmits", "timeouts")
 
     def __init__(self, mss: int = 1460, initial_segments: int = 10):
@@ -27,6 +27,7 @@ class NewReno(CongestionControl):
         self.ssthresh = 0x7FFFFFFF
         self.in_recovery = False
         self.recover = 0
+        self.recover_valid = False
         self.dupacks = 0
         self._ca_acc = 0
         self.fast_retransmits = 0
@@ -65,24 +66,31 @@ class NewReno(CongestionControl):
                 self.cwnd += mss
         return False
 
-    def on_dup_ack(self, now, *, flight: int = 0, snd_max: int = 0) -> bool:
+    def on_dup_ack(self, now, *, flight: int = 0, snd_max: int = 0, ack: int | None = None) -> bool:
         self.dupacks += 1
         if self.in_recovery:
             self.cwnd += self.mss                          # step 4: inflate
             return False
         if self.dupacks == DUPACK_THRESHOLD:
-            # RFC 6582 §3.2 step 2: only if the ACK covers more than recover
-            # (avoids multiple reductions per window); we approximate by
-            # requiring we are outside a previous recovery window.
+            # RFC 6582 §3.2 step 2 / §4.1: no new fast retransmit unless the
+            # cumulative ACK covers more than "recover" (set at the last
+            # recovery or timeout): old duplicate ACKs must not cut cwnd again.
+            # (recover is one past the highest byte then sent, so "covers" is ack >= recover.)
+            if ack is not None and self.recover_valid and ((ack - self.recover) & MASK) >= HALF:
+                return False
             self.ssthresh = max(flight // 2, 2 * self.mss)          # eqn 4
             self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
             self.recover = snd_max
+            self.recover_valid = True
             self.in_recovery = True
             self.fast_retransmits += 1
             return True
         return False
 
-    def on_timeout(self, now, *, flight: int = 0) -> None:
+    def on_timeout(self, now, *, flight: int = 0, snd_max: int | None = None) -> None:
+        if snd_max is not None:                                    # RFC 6582 §3.2 step 1
+            self.recover = snd_max
+            self.recover_valid = True
         self.ssthresh = max(flight // 2, 2 * self.mss)             # eqn 4
         self.cwnd = self.mss                                       # loss window
         self.in_recovery = False

@@ -1,0 +1,136 @@
+"""TCPLayer plumbing (Transport protocol), user-facing events, info(), timers, listener close,
+and the remaining state transitions."""
+import pytest
+
+from netstack.tcp import State, TCPConfig
+from netstack.tcp.timers import TimerSet
+from tcp_script import PEER, Script
+
+
+def test_user_write_kicks_and_flushes_on_poll():
+    s = Script()
+    conn, synack = s.passive_open()
+    kicks = []
+    s.layer.on_output = lambda: kicks.append(1)
+    conn.send(b"hello")
+    assert kicks and not s.layer.outbox          # nothing sent without a "now"
+    assert s.layer.next_deadline() == s.now      # ... but the layer asks for a poll at once
+    s.at(0.5)
+    s.expect("P.", data=b"hello")
+    assert s.layer.next_deadline() == pytest.approx(0.5 + conn.rto.rto)
+
+
+def test_connect_kicks_output():
+    s = Script()
+    kicks = []
+    s.layer.on_output = lambda: kicks.append(1)
+    s.layer.connect(PEER, 80, 0.0)
+    assert kicks and len(s.layer.outbox) == 1
+
+
+def test_writes_from_event_callbacks_go_out_in_the_same_pass():
+    s = Script()
+    conn, synack = s.passive_open()
+    kicks = []
+    s.layer.on_output = lambda: kicks.append(1)
+    conn.on_event = lambda ev: ev == "readable" and conn.send(b"pong")
+    s.peer("P.", seq=1001, ack=synack.seq + 1, data=b"ping", ts=(102, 0))
+    s.expect("P.", data=b"pong")
+    assert not kicks                             # inside on_datagram: no kick needed
+
+
+def test_event_sequence_for_a_whole_connection():
+    s = Script()
+    lst = s.layer.listen(80)
+    lev = []
+    lst.on_event = lev.append
+    conn, synack = s.passive_open()
+    assert lev == ["acceptable"]
+    ev = []
+    conn.on_event = ev.append
+    us, them = synack.seq + 1, 1001
+    s.peer("P.", seq=them, ack=us, data=b"abc", ts=(102, 0))
+    conn.send(b"xyz"); s.poll()
+    seg = s.expect("P.")
+    s.peer(".", seq=them + 3, ack=us + 3, ts=(103, seg.options.ts_val))
+    s.peer("F.", seq=them + 3, ack=us + 3, ts=(104, seg.options.ts_val))
+    conn.close(); s.poll()
+    s.sent()
+    s.peer(".", seq=them + 4, ack=us + 4, ts=(105, seg.options.ts_val))
+    assert ev == ["readable", "writable", "eof", "closed"]
+    assert list(conn.events)[0] == "established"
+
+
+def test_callback_exception_does_not_break_the_stack():
+    s = Script()
+    conn, synack = s.passive_open()
+    conn.on_event = lambda ev: 1 / 0
+    s.peer("P.", seq=1001, ack=synack.seq + 1, data=b"x", ts=(102, 0))
+    assert conn.readable == 1
+
+
+def test_info_like_ss():
+    s = Script()
+    conn, synack = s.passive_open()
+    i = conn.info()
+    assert i["state"] == "ESTABLISHED" and i["remote"] == "192.0.2.2:40000"
+    assert i["snd_una"] == synack.seq + 1 and i["rcv_nxt"] == 1001
+    assert i["mss"] == 1448 and i["timestamps"] and i["sack_ok"] and i["wscale_ok"]
+    assert i["rto"] == 1.0 and i["cwnd"] == 10 * 1448
+    assert {"srtt", "rttvar", "retrans", "ssthresh", "snd_wnd", "rcv_wnd"} <= set(i)
+    assert s.layer.table() == [i]
+
+
+def test_counters_in_and_out():
+    s = Script()
+    s.passive_open()
+    assert s.counters.get("tcp.in_segs") == 2 and s.counters.get("tcp.out_segs") == 1
+
+
+def test_timerset_next_deadline_and_due():
+    t = TimerSet()
+    assert t.next_deadline() is None
+    t.delack, t.retransmit, t.timewait = 0.2, 1.0, 60.0
+    assert t.next_deadline() == 0.2
+    assert t.due(1.0) == ["retransmit", "delack"]
+    t.stop_all()
+    assert t.next_deadline() is None
+
+
+def test_listener_close_resets_unaccepted():
+    s = Script()
+    lst = s.layer.listen(80)
+    s.peer("S", seq=1)
+    a = s.expect("S.")
+    s.peer(".", seq=2, ack=a.seq + 1)
+    lst.close()
+    s.expect("R", seq=a.seq + 1)
+    assert 80 not in s.layer.listeners and not s.layer.connections
+    s.peer("S", seq=1, sport=999)
+    s.expect("R.")
+
+
+def test_close_in_syn_sent_and_shutdown_in_syn_received():
+    s = Script()
+    conn = s.layer.connect(PEER, 8080, 0.0)
+    s.sent()
+    conn.close()
+    assert conn.state is State.CLOSED and not s.layer.connections
+    # passive side: the user shuts down before the handshake completes -> FIN after ESTABLISHED
+    s = Script()
+    s.layer.listen(80)
+    s.peer("S", seq=1)
+    a = s.expect("S.")
+    c = s.layer.connections[(PEER, 40000, 80)]
+    c.shutdown_write()
+    assert c.state is State.SYN_RECEIVED
+    s.peer(".", seq=2, ack=a.seq + 1)
+    assert c.state is State.FIN_WAIT_1
+    s.expect("F.", seq=a.seq + 1)
+
+
+def test_ephemeral_ports_distinct():
+    s = Script()
+    ports = {s.layer.connect(PEER, 80, 0.0).local_port for _ in range(50)}
+    assert len(ports) == 50
+    assert all(49152 <= p <= 65535 for p in ports)
