@@ -13,7 +13,9 @@ from netstack.wire.ipv4 import (
     IPV4_HEADER_LEN, PROTO_ICMP, PROTO_TCP, PROTO_UDP, IPv4Packet, build_ipv4_header, int2ip, ip2int,
     ipv4_packet, parse_ipv4,
 )
-from netstack.wire.icmp import ICMPMessage, parse_icmp
+from netstack.wire.icmp import (
+    ICMPMessage, build_icmp, dest_unreachable, echo_reply, echo_request, parse_icmp, quoted_datagram, time_exceeded,
+)
 from netstack.wire.tcp import (
     TCP_HEADER_LEN, TCPOptions, TCPSegment, build_options, build_tcp, flags_str, parse_options, parse_tcp,
     tcp_segment,
@@ -23,7 +25,8 @@ __all__ = [
     "MalformedPacket",
     "IPV4_HEADER_LEN", "PROTO_ICMP", "PROTO_TCP", "PROTO_UDP", "IPv4Packet", "build_ipv4_header", "int2ip",
     "ip2int", "ipv4_packet", "parse_ipv4",
-    "ICMPMessage", "parse_icmp",
+    "ICMPMessage", "build_icmp", "dest_unreachable", "echo_reply", "echo_request", "parse_icmp", "quoted_datagram",
+    "time_exceeded",
     "TCP_HEADER_LEN", "TCPOptions", "TCPSegment", "build_options", "build_tcp", "flags_str", "parse_options",
     "parse_tcp", "tcp_segment",
 ]

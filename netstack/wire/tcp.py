@@ -41,6 +41,7 @@ import struct
 
 from netstack import checksum as _cs
 from netstack.wire.errors import MalformedPacket
+from netstack.wire.ipv4 import _addr
 from netstack.wire.tcp_options import (
     MAX_OPTIONS_LEN, NO_OPTIONS, TCPOptions, _parse_general, _parse_nnts, _NOP_NOP_TS_WORD, build_options,
     encode_options, max_sack_blocks, parse_options,
@@ -102,7 +103,12 @@ class TCPSegment:
     """
 
     __slots__ = ("src_port", "dst_port", "seq", "ack", "data_offset", "flags", "window", "checksum",
-                 "urgent", "options", "options_raw", "payload", "checksum_ok")
+                 "urgent", "options", "payload", "checksum_ok", "_view")
+
+    @property
+    def options_raw(self) -> memoryview:
+        """The option bytes, header bytes 20..``data_offset*4`` (a view of the parsed buffer)."""
+        return self._view[20:self.data_offset << 2]
 
     @property
     def syn(self) -> bool:
@@ -215,9 +221,9 @@ def parse_tcp(buf, *, src=None, dst=None, verify: bool = True) -> TCPSegment:
     s.checksum = csum
     s.urgent = urgent
     s.options = opts
-    s.options_raw = mv[20:hlen]
     s.payload = mv[hlen:]
     s.checksum_ok = ok
+    s._view = mv
     return s
 
 
@@ -227,7 +233,8 @@ def build_tcp(buf, offset: int, *, src: int, dst: int, src_port: int, dst_port: 
 
     ``options`` are encoded option bytes (see :func:`build_options`); they are
     zero-padded (End of Option List) to a 32-bit boundary and must fit in 40
-    bytes.  ``seq`` and ``ack`` are taken modulo 2**32 (sequence space wraps,
+    bytes.  ``payload`` may already sit in place (a view of ``buf`` right after
+    the header); overlapping copies are safe.  ``seq`` and ``ack`` are taken modulo 2**32 (sequence space wraps,
     RFC 9293 §3.4).  The checksum over the IPv4 pseudo-header, header, options
     and payload is filled with a single ``pseudo_header_checksum`` call.
     :class:`ValueError` for a too-small buffer or out-of-range fields.
@@ -262,8 +269,6 @@ def tcp_segment(**kw) -> bytes:
 
     Same keywords as :func:`build_tcp`; ``src``/``dst`` may also be dotted text.
     """
-    from netstack.wire.ipv4 import _addr
-
     kw["src"] = _addr(kw["src"])
     kw["dst"] = _addr(kw["dst"])
     options = kw.get("options", b"")

@@ -397,3 +397,13 @@ def test_segment_object_has_slots_and_repr():
     with pytest.raises(AttributeError):
         s.extra = 1
     assert "[S.]" in repr(s)
+
+
+def test_build_with_payload_already_in_place():
+    buf = bytearray(100)
+    hlen = 32
+    buf[10 + hlen:10 + hlen + 5] = b"inbuf"
+    n = build_tcp(buf, 10, src=A, dst=B, src_port=1, dst_port=2, seq=3, ack=4, flags=ACK, window=5,
+                  options=build_options(ts=(1, 2)), payload=memoryview(buf)[10 + hlen:10 + hlen + 5])
+    s = parse_tcp(memoryview(buf)[10:10 + n], src=A, dst=B)
+    assert bytes(s.payload) == b"inbuf" and s.checksum_ok
