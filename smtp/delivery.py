@@ -110,6 +110,19 @@ class MaildirDelivery:
             box = mailbox_name(split_address(rcpt)[0])
             if box not in boxes:          # same mailbox twice in one transaction: one copy
                 boxes.append(box)
+        try:
+            try:
+                return self._deliver_copies(boxes, blob)
+            except FileNotFoundError:     # a Maildir removed while we run: recreate it, once
+                self._ready.clear()
+                return self._deliver_copies(boxes, blob)
+        except OSError as exc:
+            self._ready.clear()
+            log.error("delivery %s failed: %s", queue_id, exc)
+            raise DeliveryError(exc.errno, f"delivery failed: {exc}") from exc
+
+    def _deliver_copies(self, boxes: list[str], blob: bytes) -> list[str]:
+        """All copies into tmp/ (fsync each), then all renames into new/, then fsync each new/."""
         tmp_paths: list[tuple[str, str, str]] = []
         done: list[str] = []
         try:
@@ -124,10 +137,9 @@ class MaildirDelivery:
                 done.append(new)
             for _, _, maildir in tmp_paths:
                 self._sync_dir(os.path.join(maildir, "new"))
-        except OSError as exc:
+        except OSError:
             self._rollback(tmp_paths, done)
-            log.error("delivery %s failed: %s", queue_id, exc)
-            raise DeliveryError(exc.errno, f"delivery failed: {exc}") from exc
+            raise
         return done
 
     # -------------------------------------------------------------- steps

@@ -284,6 +284,29 @@ def test_idle_timeout_on_the_wire(tmp_path):
         assert 0.2 < time.monotonic() - t0 < 3
 
 
+def test_connection_limit_421(tmp_path):
+    st = ServerThread(tmp_path)
+    st.server.max_connections = 1
+    with st:
+        first = socket.create_connection((HOST, st.port), timeout=5)
+        assert first.makefile("rb").readline().startswith(b"220 ")
+        second = socket.create_connection((HOST, st.port), timeout=5)
+        f = second.makefile("rb")
+        assert f.readline() == b"421 4.3.2 Too many connections, try again later\r\n"
+        assert f.readline() == b""
+        first.close()
+        second.close()
+
+
+def test_maildir_removed_while_running_is_recreated(tmp_path):
+    with ServerThread(tmp_path) as st, smtplib.SMTP(HOST, st.port) as c:
+        c.sendmail("a@remote.test", ["bob@localhost"], b"one\r\n")
+        shutil.rmtree(tmp_path / "bob")
+        c.sendmail("a@remote.test", ["bob@localhost"], b"two\r\n")
+    (copy,) = delivered(tmp_path)["bob"]
+    assert copy.endswith(b"\r\ntwo\r\n")
+
+
 # ------------------------------------------------------------------ swaks
 
 
