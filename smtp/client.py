@@ -251,7 +251,10 @@ class SmtpClient:
 
     def close(self) -> None:
         try:
-            self.writer.close()
+            if isinstance(self.stream, TlsStream):
+                self.stream.close()     # close_notify, then the TCP close
+            else:
+                self.writer.close()
         except (ConnectionError, OSError):
             pass
 

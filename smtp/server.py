@@ -100,9 +100,17 @@ class SmtpServer:
                 pass
 
     async def _run(self, reader, writer, peer) -> None:
+        box = [PlainStream(reader, writer)]
+        try:
+            await self._converse(reader, writer, peer, box)
+        finally:
+            if isinstance(box[0], TlsStream):
+                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
+
+    async def _converse(self, reader, writer, peer, box: list) -> None:
         clock = self.clock
         session = SmtpSession(self.config, peer=peer, now=clock())
-        stream = PlainStream(reader, writer)
+        stream = box[0]
         pending: list = []
         while True:
             out = session.data_to_send()
@@ -132,7 +140,7 @@ class SmtpServer:
                     except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
                         log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
                         return
-                    stream = tls
+                    stream = box[0] = tls
                     pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0], clock())
                 continue
             if session.closed:

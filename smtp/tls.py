@@ -117,11 +117,16 @@ class TlsStream:
         await self._writer.drain()
 
     def close(self) -> None:
+        """Send close_notify if we can, then close the underlying writer."""
         try:
             self._ssl.unwrap()
         except (ssl.SSLError, ValueError):
             pass
-        self._flush()
+        try:
+            if not self._writer.is_closing():
+                self._flush()
+        except (OSError, RuntimeError):
+            pass
         self._writer.close()
 
     async def wait_closed(self) -> None:
