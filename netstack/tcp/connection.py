@@ -174,6 +174,7 @@ class Connection:
         self.on_event = None
         self.events: deque = deque(maxlen=64)
         self.error: BaseException | None = None
+        self.soft_error = None            # last ICMP soft error (type, code), RFC 1122 §4.2.3.9
         self._dirty = False
 
     # ------------------------------------------------------------------ user API
@@ -327,6 +328,7 @@ class Connection:
             "nodelay": self.nodelay,
             "timers": self.timers.as_dict(),
             "error": None if self.error is None else type(self.error).__name__,
+            "soft_error": self.soft_error,
         }
 
     # ------------------------------------------------------------------ events & helpers
@@ -374,6 +376,23 @@ class Connection:
         return self.max_segment or self.snd_mss
 
     # ------------------------------------------------------------------ opening
+
+    def on_path_mtu(self, mtu: int, now: float) -> None:
+        """Path MTU discovery (RFC 1191 §6.2): a router said our segments are too big."""
+        if mtu < 68:
+            return
+        mss = mtu - 40 - (TS_OPTION_LEN if self.ts_enabled else 0)
+        if mss >= self.snd_mss:
+            return
+        self.snd_mss = max(mss, 8)
+        if self.max_segment and self.max_segment > self.snd_mss:
+            self.max_segment = None
+        self.cc.set_mss(self.snd_mss)
+        if self.state in _SEND_STATES and self.snd_max != self.snd_una:
+            # the too-big segment was dropped: resend from SND.UNA at the new size (not a loss signal)
+            self.snd_nxt = self.snd_una
+            self.rtt_seq = None
+            self._output(now)
 
     def _syn_options(self, now: float, peer_opts=None) -> bytes:
         """Options for our SYN, or for a SYN-ACK (only what the peer offered, RFC 7323 §1.3)."""

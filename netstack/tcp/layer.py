@@ -26,7 +26,7 @@ from netstack.wire.errors import MalformedPacket
 from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
 from .config import TCPConfig
-from .connection import CLOSED, Connection
+from .connection import CLOSED, SYN_SENT, Connection
 from .isn import ISNGenerator
 from .listener import Listener
 from .output import build_segment
@@ -233,6 +233,55 @@ class TCPLayer:
             seg_len = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
             self._send_rst(dst, seg.dst_port, src, seg.src_port, 0, (seg.seq + seg_len) & 0xFFFFFFFF,
                            RST | ACK)
+
+    def on_icmp_error(self, icmp_type: int, code: int, info: int, quoted, now: float) -> None:
+        """An ICMP error about one of our segments (RFC 1122 §4.2.3.9, RFC 1191, RFC 5927).
+
+        ``quoted`` is the IPv4 header + at least 8 bytes of the TCP header we
+        sent.  The quoted sequence number must lie in SND.UNA..SND.MAX
+        (RFC 5927 §4.1) or the message is ignored.  Fragmentation needed
+        (type 3 code 4) lowers the send MSS to the next-hop MTU (RFC 1191 §6.2)
+        and resends; protocol/port unreachable during SYN-SENT refuses the
+        connection; everything else is a soft error (RFC 5461).
+        """
+        self._now = now
+        q = memoryview(quoted)
+        if len(q) < 28:
+            self.counters.inc("tcp.in.icmp.drop.truncated")
+            return
+        ihl = (q[0] & 0x0F) * 4
+        if q[9] != 6 or len(q) < ihl + 8:
+            self.counters.inc("tcp.in.icmp.drop.truncated")
+            return
+        src = int.from_bytes(q[12:16], "big")
+        dst = int.from_bytes(q[16:20], "big")
+        sport = int.from_bytes(q[ihl:ihl + 2], "big")
+        dport = int.from_bytes(q[ihl + 2:ihl + 4], "big")
+        seq = int.from_bytes(q[ihl + 4:ihl + 8], "big")
+        conn = self.connections.get((dst, dport, sport))
+        if conn is None or src != conn.local_addr:
+            self.counters.inc("tcp.in.icmp.drop.no_connection")
+            return
+        if not (((seq - conn.snd_una) & 0xFFFFFFFF) < 0x80000000
+                and (seq == conn.snd_una or ((conn.snd_max - seq - 1) & 0xFFFFFFFF) < 0x80000000)):
+            self.counters.inc("tcp.in.icmp.drop.out_of_window")
+            return
+        self._busy = True
+        try:
+            if icmp_type == 3 and code == 4:
+                self.counters.inc("tcp.in.icmp.frag_needed")
+                conn.on_path_mtu(info, now)
+            elif icmp_type == 3 and code in (2, 3) and conn.state is SYN_SENT:
+                self.counters.inc("tcp.in.icmp.unreachable")
+                self.counters.inc("tcp.attempt_fails")
+                conn._fail(ConnectionRefusedError("connection refused (ICMP unreachable)"), "refused")
+            else:
+                self.counters.inc("tcp.in.icmp.soft_errors")
+                conn.soft_error = (icmp_type, code)
+            if self._pending:
+                self._flush_pending(now)
+        finally:
+            self._busy = False
 
     # ------------------------------------------------------------------ inspection
 

@@ -134,3 +134,35 @@ def test_ephemeral_ports_distinct():
     ports = {s.layer.connect(PEER, 80, 0.0).local_port for _ in range(50)}
     assert len(ports) == 50
     assert all(49152 <= p <= 65535 for p in ports)
+
+
+def _quote(conn_src, conn_dst, sport, dport, seq):
+    from netstack.wire.ipv4 import ipv4_packet
+    tcp8 = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + (seq & 0xFFFFFFFF).to_bytes(4, "big")
+    return memoryview(ipv4_packet(src=conn_src, dst=conn_dst, protocol=6, payload=tcp8))
+
+
+def test_icmp_frag_needed_lowers_mss_and_resends():
+    from tcp_script import US
+    s = Script()
+    conn, synack = s.passive_open()
+    us = synack.seq + 1
+    conn.send(b"m" * 3000); s.poll()
+    assert [len(x.payload) for x in s.sent()] == [1448, 1448]
+    s.layer.on_icmp_error(3, 4, 1000, _quote(US, PEER, 80, 40000, us), s.now)
+    assert conn.snd_mss == 1000 - 40 - 12
+    segs = s.sent()
+    assert segs[0].seq == us and all(len(x.payload) <= 948 for x in segs)
+    # a quoted sequence number outside SND.UNA..SND.MAX is ignored (RFC 5927)
+    s.layer.on_icmp_error(3, 4, 600, _quote(US, PEER, 80, 40000, us + 100000), s.now)
+    assert conn.snd_mss == 948
+    assert s.counters.get("tcp.in.icmp.drop.out_of_window") == 1
+
+
+def test_icmp_port_unreachable_refuses_syn_sent():
+    from tcp_script import US
+    s = Script()
+    conn = s.layer.connect(PEER, 8080, 0.0)
+    syn = s.expect("S")
+    s.layer.on_icmp_error(3, 3, 0, _quote(US, PEER, conn.local_port, 8080, syn.seq), 0.1)
+    assert conn.state is State.CLOSED and isinstance(conn.error, ConnectionRefusedError)
