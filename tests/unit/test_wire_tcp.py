@@ -407,3 +407,28 @@ def test_build_with_payload_already_in_place():
                   options=build_options(ts=(1, 2)), payload=memoryview(buf)[10 + hlen:10 + hlen + 5])
     s = parse_tcp(memoryview(buf)[10:10 + n], src=A, dst=B)
     assert bytes(s.payload) == b"inbuf" and s.checksum_ok
+
+
+def test_nop_nop_ts_takes_the_fast_path(monkeypatch):
+    def general_walk(*args):
+        raise AssertionError("the general option walk ran for NOP,NOP,TS")
+
+    raw = seg(options=build_options(ts=(11, 22)), payload=b"x")
+    monkeypatch.setattr(tcp_mod, "_parse_general", general_walk)
+    s = parse_tcp(raw, src=A, dst=B)
+    assert (s.options.ts_val, s.options.ts_ecr) == (11, 22)
+    with pytest.raises(AssertionError):
+        parse_tcp(seg(options=build_options(mss=1460)), src=A, dst=B)
+
+
+def test_shared_option_objects_are_read_only():
+    empty = parse_tcp(seg(), src=A, dst=B).options
+    fast = parse_tcp(seg(options=build_options(ts=(1, 2))), src=A, dst=B).options
+    for o in (empty, fast):
+        with pytest.raises(AttributeError):
+            o.mss = 1460
+        o.items.append(("nop",))  # a fresh list each time: nothing shared is changed
+        o.unknown.append((99, b""))
+        assert ("nop",) not in o.items[3:] and o.unknown == []
+    assert parse_tcp(seg(), src=A, dst=B).options.items == []
+    assert fast.items == [("nop",), ("nop",), ("ts", 1, 2)] and fast.has_timestamps and not empty.has_timestamps
