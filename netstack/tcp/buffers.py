@@ -114,12 +114,14 @@ class ReceiveBuffer:
 class OutOfOrderQueue:
     """Disjoint, merged byte ranges beyond RCV.NXT, bounded by ``limit`` bytes."""
 
-    __slots__ = ("ranges", "nbytes", "limit", "fin_seq")
+    __slots__ = ("ranges", "nbytes", "limit", "max_ranges", "fin_seq")
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, max_ranges: int = 64):
         self.ranges: list[list] = []   # [start_seq, bytearray], sorted by offset from RCV.NXT
         self.nbytes = 0
         self.limit = limit
+        # Bound on separate holes too: many tiny segments must not make insertion quadratic.
+        self.max_ranges = max_ranges
         self.fin_seq: int | None = None   # a FIN seen beyond RCV.NXT (its sequence number)
 
     def __len__(self) -> int:
@@ -151,6 +153,8 @@ class OutOfOrderQueue:
         if added <= 0:
             return True            # entirely duplicate
         if self.nbytes + added > self.limit:
+            return False
+        if not merged and len(self.ranges) >= self.max_ranges:
             return False
         buf = bytearray(hi - lo)
         buf[start - lo:end - lo] = payload

@@ -160,6 +160,7 @@ class Connection:
         self.cc = congestion.create("newreno", cfg.mss, cfg.initial_cwnd_segments)
         self.retries = 0                  # consecutive RTO expirations
         self.persist_backoff = 0
+        self.probes_unanswered = 0        # zero-window probes since the peer last answered
         self.rtt_seq = None               # timed sequence number (no timestamps), Karn's rule
         self.rtt_time = 0.0
         self.syn_time = 0.0
@@ -737,6 +738,7 @@ class Connection:
         ack = seg.ack
         snd_una = self.snd_una
         acked = _diff(ack, snd_una)
+        self.probes_unanswered = 0
         if _diff(ack, self.snd_max) > 0:
             # ACKs something not yet sent: send an ACK, drop the segment.
             self.layer._count("tcp.in.drop.ack_unsent")
@@ -1195,6 +1197,14 @@ class Connection:
         else:
             return
         self.persist_backoff += 1
+        self.probes_unanswered += 1
+        if self.probes_unanswered > self.config.data_retries:
+            # RFC 1122 §4.2.2.17: probing may go on indefinitely while the peer
+            # answers; a peer that answers nothing at all is dead.
+            self.layer._count("tcp.timeouts")
+            self.layer._send_rst_for(self, self.snd_nxt)
+            self._fail(TimeoutError("connection timed out (zero-window probes unanswered)"), "timeout")
+            return
         self.timers.persist = now + self._persist_interval()
 
     def _on_delack_timeout(self, now: float) -> None:

@@ -52,3 +52,11 @@ def test_ooo_byte_bound():
     assert not q.insert(200, b"b" * 3, 0)
     assert q.nbytes == 8 and len(q) == 1
     assert q.insert(108, b"c" * 2, 0)
+
+
+def test_ooo_range_count_bound():
+    q = OutOfOrderQueue(10**6, max_ranges=4)
+    for i in range(4):
+        assert q.insert(10 + 10 * i, b"x", 0)
+    assert not q.insert(100, b"y", 0)          # a fifth hole: refused
+    assert q.insert(11, b"z", 0)               # extending an existing range is fine

@@ -308,3 +308,17 @@ def test_send_across_sequence_wrap():
     s.peer(".", seq=1001, ack=us + 3000, ts=(200, segs[-1].options.ts_val))
     assert conn.snd_una == (us + 3000) & 0xFFFFFFFF and conn.bytes_unacked == 0
     assert conn.timers.retransmit is None
+
+
+def test_unanswered_zero_window_probes_abort():
+    s, conn, us, them = opened(TCPConfig(data_retries=3), nodelay=True)
+    s.peer(".", seq=them, ack=us, win=0, ts=(101, 0))
+    conn.send(b"stuck"); s.poll()
+    probes = 0
+    while conn.state is State.ESTABLISHED and probes < 10:
+        s.at(conn.timers.persist)
+        probes += 1
+        if probes == 2:                       # one answer (still zero window) resets the count
+            s.peer(".", seq=them, ack=us, win=0, ts=(102, 0))
+    assert isinstance(conn.error, TimeoutError)
+    assert probes == 6
