@@ -114,7 +114,7 @@ class ReceiveBuffer:
 class OutOfOrderQueue:
     """Disjoint, merged byte ranges beyond RCV.NXT, bounded by ``limit`` bytes."""
 
-    __slots__ = ("ranges", "nbytes", "limit", "max_ranges", "fin_seq")
+    __slots__ = ("ranges", "nbytes", "limit", "max_ranges", "fin_seq", "last_seq")
 
     def __init__(self, limit: int, max_ranges: int = 64):
         self.ranges: list[list] = []   # [start_seq, bytearray], sorted by offset from RCV.NXT
@@ -123,6 +123,7 @@ class OutOfOrderQueue:
         # Bound on separate holes too: many tiny segments must not make insertion quadratic.
         self.max_ranges = max_ranges
         self.fin_seq: int | None = None   # a FIN seen beyond RCV.NXT (its sequence number)
+        self.last_seq: int | None = None  # start of the most recently received segment (SACK order)
 
     def __len__(self) -> int:
         return len(self.ranges)
@@ -161,6 +162,7 @@ class OutOfOrderQueue:
         for rs, d in merged:
             buf[rs - lo:rs - lo + len(d)] = d
         keep.append([(rcv_nxt + lo) & MASK, buf])
+        self.last_seq = seq
         keep.sort(key=lambda r: _diff(r[0], rcv_nxt))
         self.ranges = keep
         self.nbytes += added
@@ -184,9 +186,21 @@ class OutOfOrderQueue:
         return out
 
     def blocks(self, rcv_nxt: int, limit: int = 4) -> list[tuple[int, int]]:
-        """(left, right) edges of held ranges, for SACK (RFC 2018 §3)."""
-        return [(r[0], (r[0] + len(r[1])) & MASK) for r in self.ranges[:limit]]
+        """(left, right) edges of held ranges for SACK options (RFC 2018 §3/§4).
+
+        The block holding the most recently received segment comes first
+        (RFC 2018 §4), then the others in sequence order."""
+        out = [(r[0], (r[0] + len(r[1])) & MASK) for r in self.ranges]
+        last = self.last_seq
+        if last is not None:
+            for i, (l, r) in enumerate(out):
+                if ((last - l) & MASK) < ((r - l) & MASK):
+                    if i:
+                        out.insert(0, out.pop(i))
+                    break
+        return out[:limit]
 
     def clear(self) -> None:
         self.ranges.clear()
         self.nbytes = 0
+        self.last_seq = None

@@ -989,7 +989,12 @@ class Connection:
     def _send(self, now: float, seq: int, flags: int, payload) -> None:
         """Emit one segment carrying ACK of RCV.NXT (all segments after the SYN do)."""
         wnd = self._advertised_window()
-        if self.ts_enabled:
+        if self.sack_ok and self.ooo.ranges:
+            # RFC 2018 §4: report the out-of-order blocks we hold (3 fit beside timestamps)
+            ts = self.ts_enabled
+            opts = build_options(ts=((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if ts else None,
+                                 sack_blocks=self.ooo.blocks(self.rcv_nxt, 3 if ts else 4))
+        elif self.ts_enabled:
             opts = _NNTS.pack(_NNTS_WORD, (int(now * 1000) + self.ts_offset) & MASK, self.ts_recent)
         else:
             opts = b""

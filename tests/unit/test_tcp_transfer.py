@@ -322,3 +322,26 @@ def test_unanswered_zero_window_probes_abort():
             s.peer(".", seq=them, ack=us, win=0, ts=(102, 0))
     assert isinstance(conn.error, TimeoutError)
     assert probes == 6
+
+
+def test_sack_blocks_reported_when_negotiated():
+    s, conn, us, them = opened()                     # passive_open offers SACK-permitted
+    assert conn.sack_ok
+    s.peer(".", seq=them + 100, ack=us, data=b"B" * 100, ts=(101, 0))
+    ack = s.expect(".", ack=them)
+    assert ack.options.sack_blocks == ((them + 100, them + 200),)
+    s.peer(".", seq=them + 300, ack=us, data=b"D" * 100, ts=(102, 0))
+    ack = s.expect(".", ack=them)
+    # the block with the most recent segment first (RFC 2018 §4)
+    assert ack.options.sack_blocks == ((them + 300, them + 400), (them + 100, them + 200))
+    assert ack.options.ts_ecr == 101               # RFC 7323 §4.3: OOO does not update TS.Recent
+    s.peer(".", seq=them, ack=us, data=b"A" * 100, ts=(103, 0))
+    ack = s.expect(".", ack=them + 200)
+    assert ack.options.sack_blocks == ((them + 300, them + 400),)
+
+
+def test_no_sack_blocks_without_negotiation():
+    s = Script()
+    conn, synack = s.passive_open(sackok=False)
+    s.peer(".", seq=1101, ack=synack.seq + 1, data=b"B" * 100, ts=(101, 0))
+    assert s.expect(".", ack=1001).options.sack_blocks == ()
