@@ -81,7 +81,7 @@ _FLAG_CHARS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG,
 
 
 def flags_str(flags: int) -> str:
-    """Flags the way tcpdump prints them: ``"S"``, ``"S."``, ``"P."``, ``"F."``, ``"R."``.
+    """The control bits (RFC 9293 §3.1) the way tcpdump prints them: ``"S"``, ``"S."``, ``"P."``, ``"F."``, ``"R."``.
 
     Letters in tcpdump's order F S R P . U E W, then N for NS; ``"none"`` when
     no flag is set (as tcpdump prints it).
@@ -112,38 +112,47 @@ class TCPSegment:
 
     @property
     def syn(self) -> bool:
+        """SYN: synchronize sequence numbers (RFC 9293 §3.1)."""
         return bool(self.flags & SYN)
 
     @property
     def ack_flag(self) -> bool:
+        """ACK: the acknowledgment field is significant (RFC 9293 §3.1)."""
         return bool(self.flags & ACK)
 
     @property
     def fin(self) -> bool:
+        """FIN: no more data from sender (RFC 9293 §3.1)."""
         return bool(self.flags & FIN)
 
     @property
     def rst(self) -> bool:
+        """RST: reset the connection (RFC 9293 §3.1)."""
         return bool(self.flags & RST)
 
     @property
     def psh(self) -> bool:
+        """PSH: push function (RFC 9293 §3.1)."""
         return bool(self.flags & PSH)
 
     @property
     def urg(self) -> bool:
+        """URG: the urgent pointer is significant (RFC 9293 §3.1)."""
         return bool(self.flags & URG)
 
     @property
     def ece(self) -> bool:
+        """ECE: ECN-Echo (RFC 3168 §6.1)."""
         return bool(self.flags & ECE)
 
     @property
     def cwr(self) -> bool:
+        """CWR: congestion window reduced (RFC 3168 §6.1)."""
         return bool(self.flags & CWR)
 
     @property
     def ns(self) -> bool:
+        """NS: ECN nonce sum (RFC 3540, historic per RFC 8311)."""
         return bool(self.flags & NS)
 
     @property

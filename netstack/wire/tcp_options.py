@@ -17,8 +17,9 @@ other  >= 2    kept as raw bytes                      ``("unknown", kind, data_b
 
 Receive rules: every option but EOL and NOP has a length byte (RFC 9293
 §3.1: "Case 2"); a length below 2 or running past the header makes the whole
-segment malformed (RFC 9293 §3.2 / RFC 1122 §4.2.2.5: a TCP MUST be prepared
-to handle an illegal option length without crashing; we drop the segment).
+segment malformed (RFC 9293 §3.1 MUST-7, formerly RFC 1122 §4.2.2.5: a TCP
+MUST be prepared to handle an illegal option length without crashing; here the
+segment is dropped and counted).  Unknown kinds are kept, not refused (MUST-6).
 Known options of the wrong size are malformed as well.  Values are reported
 as received, e.g. a Window Scale shift above 14 is kept as is; RFC 7323 §2.3
 makes the *connection* clamp it to 14.
