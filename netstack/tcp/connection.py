@@ -30,6 +30,7 @@ Reading guide (RFC 9293 section -> method):
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import struct
 from collections import deque
@@ -222,9 +223,9 @@ class Connection:
         once the sending side is shut down.
         """
         if self.error is not None:
-            raise self.error
+            raise self._error_copy()
         if self.fin_queued or self.state not in _USER_SEND_STATES:
-            raise BrokenPipeError("connection is shut down for writing")
+            raise BrokenPipeError(errno.EPIPE, "connection is shut down for writing")
         n = self.sndbuf.write(data)
         if n and self.state is not SYN_SENT and self.state is not SYN_RECEIVED:
             self._mark_dirty()
@@ -244,10 +245,15 @@ class Connection:
         if self.fin_received or self.user_closed:
             return b""
         if self.error is not None:
-            raise self.error
+            raise self._error_copy()
         if self.state is CLOSED:
             return b""
-        raise BlockingIOError("no data available")
+        raise BlockingIOError(errno.EAGAIN, "no data available")
+
+    def _error_copy(self) -> BaseException:
+        """A fresh exception of the connection's error (re-raising one instance grows its traceback)."""
+        e = self.error
+        return type(e)(*e.args)
 
     def recv_into(self, buf) -> int:
         """Like recv() but fills ``buf``; returns the byte count (0 at EOF)."""
@@ -258,8 +264,8 @@ class Connection:
         if self.fin_received or self.user_closed or (self.state is CLOSED and self.error is None):
             return 0
         if self.error is not None:
-            raise self.error
-        raise BlockingIOError("no data available")
+            raise self._error_copy()
+        raise BlockingIOError(errno.EAGAIN, "no data available")
 
     def shutdown_write(self) -> None:
         """Half-close: send FIN after the queued data, keep receiving (RFC 9293 §3.10.4)."""
@@ -551,7 +557,7 @@ class Connection:
             # second: RST with acceptable ACK -> "connection refused"
             if ack_ok:
                 self.layer._count("tcp.attempt_fails")
-                self._fail(ConnectionRefusedError(f"connection to {_ip(self.remote_addr)}:"
+                self._fail(ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {_ip(self.remote_addr)}:"
                                                   f"{self.remote_port} refused"), "refused")
             return
         if not flags & SYN:
@@ -725,11 +731,11 @@ class Connection:
                 self._enter_closed("closed")          # back to LISTEN
             else:
                 self.layer._count("tcp.attempt_fails")
-                self._fail(ConnectionRefusedError("connection refused"), "refused")
+                self._fail(ConnectionRefusedError(errno.ECONNREFUSED, "connection refused"), "refused")
         elif st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self.layer._count("tcp.estab_resets")
             self.rcvbuf.data.clear()
-            self._fail(ConnectionResetError("connection reset by peer"), "reset")
+            self._fail(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"), "reset")
         else:  # CLOSING, LAST-ACK, TIME-WAIT
             self._enter_closed("closed")
 
@@ -829,7 +835,7 @@ class Connection:
                 # Data for a closed socket: nobody can read it (RFC 2525 §2.17, Linux).
                 self.layer._count("tcp.in.data_after_close")
                 self.layer._send_rst_for(self, self.snd_nxt)
-                self._fail(ConnectionResetError("data received after close"), "reset")
+                self._fail(ConnectionResetError(errno.ECONNRESET, "data received after close"), "reset")
                 return
             off = _diff(seq, rcv_nxt)
             if off < 0:                                   # trim the already-received front
@@ -1140,7 +1146,7 @@ class Connection:
                 self.layer._count("tcp.timeouts")
                 if st is SYN_SENT:
                     self.layer._count("tcp.attempt_fails")
-                self._fail(TimeoutError("connection timed out (no SYN-ACK)" if st is SYN_SENT
+                self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (no SYN-ACK)" if st is SYN_SENT
                                         else "handshake timed out"), "timeout")
                 return
             self.syn_retransmitted = True
@@ -1153,7 +1159,7 @@ class Connection:
         if self.retries > self.config.data_retries:
             self.layer._count("tcp.timeouts")
             self.layer._send_rst_for(self, self.snd_nxt)
-            self._fail(TimeoutError("connection timed out (retransmission limit)"), "timeout")
+            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (retransmission limit)"), "timeout")
             return
         self.layer._count("tcp.rto_expirations")
         self.cc.on_timeout(now, flight=_diff(self.snd_max, self.snd_una), snd_max=self.snd_max)
@@ -1208,7 +1214,7 @@ class Connection:
             # answers; a peer that answers nothing at all is dead.
             self.layer._count("tcp.timeouts")
             self.layer._send_rst_for(self, self.snd_nxt)
-            self._fail(TimeoutError("connection timed out (zero-window probes unanswered)"), "timeout")
+            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (zero-window probes unanswered)"), "timeout")
             return
         self.timers.persist = now + self._persist_interval()
 

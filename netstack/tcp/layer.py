@@ -274,7 +274,7 @@ class TCPLayer:
             elif icmp_type == 3 and code in (2, 3) and conn.state is SYN_SENT:
                 self.counters.inc("tcp.in.icmp.unreachable")
                 self.counters.inc("tcp.attempt_fails")
-                conn._fail(ConnectionRefusedError("connection refused (ICMP unreachable)"), "refused")
+                conn._fail(ConnectionRefusedError(errno.ECONNREFUSED, "connection refused (ICMP unreachable)"), "refused")
             else:
                 self.counters.inc("tcp.in.icmp.soft_errors")
                 conn.soft_error = (icmp_type, code)

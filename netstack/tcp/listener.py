@@ -35,6 +35,12 @@ class Listener:
         return f"<Listener :{self.port} syn={len(self.syn_queue)} accept={len(self.accept_queue)}>"
 
     @property
+    def state(self):
+        """LISTEN while open, CLOSED after close() (RFC 9293 §3.3.2)."""
+        from .connection import State
+        return State.CLOSED if self.closed else State.LISTEN
+
+    @property
     def pending(self) -> int:
         """Connections ready for accept()."""
         return len(self.accept_queue)

@@ -197,3 +197,13 @@ def test_recv_blocking_io_when_empty():
     s.peer("P.", seq=them, ack=us, data=b"abcdef")
     assert conn.recv_into(buf) == 4 and buf == b"abcd"
     assert conn.readable == 2
+
+
+def test_errors_carry_errno():
+    import errno
+    s, conn, us, them = opened()
+    s.peer("R", seq=them)
+    assert conn.error.errno == errno.ECONNRESET
+    with pytest.raises(ConnectionResetError) as ei:
+        conn.recv(1)
+    assert ei.value.errno == errno.ECONNRESET
