@@ -60,6 +60,9 @@ def test_seed_helo_tcp_checksum_is_really_wrong():
     zeroed[16:18] = b"\0\0"
     assert ref_tcp_checksum(ip.src, ip.dst, bytes(zeroed)) == 0xEE43
     assert reason_of(parse_tcp, ip.payload, src=ip.src, dst=ip.dst) == "bad_checksum"
+    # Both checksums are off by the same ones'-complement amount (0x1605): exactly what rewriting the
+    # addresses, which both sums cover, after capture would do (RFC 1624 incremental arithmetic).
+    assert (0x5235 - 0x3C30) % 0xFFFF == (s.checksum - 0xEE43) % 0xFFFF == 0x1605
 
 
 def test_seed_helo_rebuilds_byte_for_byte_apart_from_checksum():
