@@ -18,7 +18,7 @@ import errno
 import os
 
 __all__ = ["refused", "reset", "timed_out", "broken_pipe", "addr_in_use", "not_connected",
-           "error_for_event", "connection_error"]
+           "error_for_event", "connection_error", "with_errno"]
 
 
 def _err(cls, code: int, extra: str = ""):
@@ -65,12 +65,33 @@ def error_for_event(event: str) -> OSError | None:
     return make() if make else None
 
 
+_ERRNO_OF = (
+    (ConnectionRefusedError, errno.ECONNREFUSED),
+    (ConnectionResetError, errno.ECONNRESET),
+    (ConnectionAbortedError, errno.ECONNABORTED),
+    (BrokenPipeError, errno.EPIPE),
+    (TimeoutError, errno.ETIMEDOUT),
+)
+
+
+def with_errno(exc: BaseException) -> BaseException:
+    """``exc`` with its ``errno`` filled in (as the kernel's sockets would), if it lacks one."""
+    if isinstance(exc, OSError) and exc.errno is None:
+        for cls, code in _ERRNO_OF:
+            if isinstance(exc, cls):
+                detail = str(exc)
+                new = _err(type(exc), code, detail if detail != os.strerror(code) else "")
+                new.__cause__ = exc.__cause__
+                return new
+    return exc
+
+
 def connection_error(conn, event: str | None = None) -> BaseException | None:
     """The error that ended ``conn``: its own ``error`` attribute if the TCP layer
-    set one, else the standard exception for ``event``."""
+    set one (with ``errno`` filled in), else the standard exception for ``event``."""
     exc = getattr(conn, "error", None)
     if isinstance(exc, BaseException):
-        return exc
+        return with_errno(exc)
     if event is not None:
         return error_for_event(event)
     return None

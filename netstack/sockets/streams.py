@@ -323,11 +323,8 @@ class Server:
         try:
             await self._serving_forever_fut
         except asyncio.CancelledError:
-            try:
-                self.close()
-                await self.wait_closed()
-            finally:
-                raise
+            self.close()          # stop listening; established connections carry on
+            raise
         finally:
             self._serving_forever_fut = None
 

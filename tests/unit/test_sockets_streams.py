@@ -1,0 +1,428 @@
+"""asyncio streams on netstack: two Stacks over the in-memory link, a real loop.
+
+open_connection/start_server give asyncio's own StreamReader/StreamWriter;
+every test here would read the same against asyncio's kernel sockets.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+
+import pytest
+
+from netstack.sockets import Server, open_connection, start_server
+from netstack.sockets.transport import TCPTransport
+from netstack.services import echo
+from sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def _until(pred, timeout=5.0, step=0.005):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(step)
+
+
+def test_echo_roundtrip_and_stream_methods():
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=7)
+            reader, writer = await open_connection(a, B_ADDR, 7)
+            assert isinstance(reader, asyncio.StreamReader)
+            assert isinstance(writer, asyncio.StreamWriter)
+            writer.write(b"hello\nworld\n")
+            await writer.drain()
+            assert await reader.readline() == b"hello\n"
+            assert await reader.readexactly(6) == b"world\n"
+            writer.writelines([b"abc", b"--END--", b"tail"])
+            assert await reader.readuntil(b"--END--") == b"abc--END--"
+            assert await reader.readexactly(4) == b"tail"
+            # half-close: echo finishes and closes; we see EOF after the data
+            writer.write(b"last")
+            writer.write_eof()
+            assert await reader.read() == b"last"
+            assert reader.at_eof()
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+    run(main())
+
+
+def test_extra_info():
+    async def main():
+        async with stack_pair() as (a, b):
+            seen = {}
+
+            async def handler(r, w):
+                seen["peer"] = w.get_extra_info("peername")
+                seen["sock"] = w.get_extra_info("sockname")
+                w.close()
+
+            server = await start_server(b, handler, port=8000)
+            reader, writer = await open_connection(a, B_ADDR, 8000)
+            assert writer.get_extra_info("peername") == (B_ADDR, 8000)
+            host, port = writer.get_extra_info("sockname")
+            assert host == A_ADDR and 1024 <= port < 65536
+            assert writer.get_extra_info("socket") is None
+            conn = writer.get_extra_info("netstack_connection")
+            assert conn is not None and conn.remote_port == 8000
+            assert writer.get_extra_info("nonexistent", "dflt") == "dflt"
+            assert isinstance(writer.transport, TCPTransport)
+            assert await reader.read() == b""
+            await _until(lambda: "peer" in seen)
+            assert seen["peer"] == (A_ADDR, port)
+            assert seen["sock"] == (B_ADDR, 8000)
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+    run(main())
+
+
+def test_bulk_both_ways_sha256():
+    size = 2 * 1024 * 1024
+
+    async def main():
+        async with stack_pair() as (a, b):
+            result = {}
+            payload_b = os.urandom(size)
+
+            async def handler(r, w):
+                h = hashlib.sha256()
+                while chunk := await r.read(65536):
+                    h.update(chunk)
+                result["b_got"] = h.hexdigest()
+                w.write(payload_b)
+                await w.drain()
+                w.close()
+
+            server = await start_server(b, handler, port=5001)
+            reader, writer = await open_connection(a, B_ADDR, 5001)
+            payload_a = os.urandom(size)
+            writer.write(payload_a)
+            await writer.drain()
+            writer.write_eof()
+            got = await reader.read()
+            assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload_b).hexdigest()
+            assert result["b_got"] == hashlib.sha256(payload_a).hexdigest()
+            writer.close()
+            server.close()
+    run(main())
+
+
+def test_write_backpressure_pause_and_resume_writing():
+    """A peer that does not read: our write buffer passes the high-water mark,
+    drain() blocks; when the peer reads, drain() completes."""
+    async def main():
+        cfg = fast_config(rcvbuf=64 * 1024, sndbuf=64 * 1024)
+        async with stack_pair(config_a=cfg, config_b=cfg) as (a, b):
+            release = asyncio.Event()
+            received = []
+
+            async def handler(r, w):
+                await release.wait()
+                while chunk := await r.read(65536):
+                    received.append(len(chunk))
+                w.close()
+
+            server = await start_server(b, handler, port=5002)
+            reader, writer = await open_connection(a, B_ADDR, 5002)
+            transport = writer.transport
+            transport.set_write_buffer_limits(high=32 * 1024)
+            assert transport.get_write_buffer_limits() == (8 * 1024, 32 * 1024)
+            total = 1024 * 1024
+            writer.write(b"x" * total)
+            # TCP send buffer (64K) + peer receive buffer (64K) hold at most ~128K + stream buffers
+            assert transport.get_write_buffer_size() > 32 * 1024
+            drain = asyncio.ensure_future(writer.drain())
+            await asyncio.sleep(0.3)
+            assert not drain.done(), "drain() must block while the peer does not read"
+            assert writer._protocol._paused       # pause_writing() was called
+            release.set()
+            await asyncio.wait_for(drain, 10)
+            assert transport.get_write_buffer_size() <= 8 * 1024
+            writer.write_eof()
+            assert await reader.read() == b""
+            await _until(lambda: sum(received) == total)
+            writer.close()
+            server.close()
+    run(main())
+
+
+def test_pause_reading_closes_the_tcp_window():
+    """A StreamReader that is not read pauses the transport: the bytes stay in
+    TCP's receive buffer and the advertised window drops to zero, so the
+    sender is flow-controlled by TCP itself (not by an unbounded buffer)."""
+    async def main():
+        cfg = fast_config(rcvbuf=64 * 1024, sndbuf=64 * 1024)
+        async with stack_pair(config_a=cfg, config_b=cfg) as (a, b):
+            conns = {}
+            go = asyncio.Event()
+
+            async def handler(r, w):
+                conns["server"] = w.get_extra_info("netstack_connection")
+                conns["reader"] = r
+                await go.wait()
+                n = 0
+                while chunk := await r.read(65536):
+                    n += len(chunk)
+                conns["n"] = n
+                w.close()
+
+            server = await start_server(b, handler, port=5003, limit=16 * 1024)
+            reader, writer = await open_connection(a, B_ADDR, 5003)
+            client_conn = writer.get_extra_info("netstack_connection")
+            total = 1024 * 1024
+            writer.write(os.urandom(total))
+            mss = client_conn.info()["mss"]
+            # The window closes (to less than one segment: SWS avoidance keeps the
+            # last crumbs; the right edge never moves left, RFC 9293 §3.8.6).
+            await _until(lambda: "server" in conns and client_conn.info()["snd_wnd"] < mss
+                         and conns["server"].info()["recv_q"] > 64 * 1024 - mss)
+            srv = conns["server"].info()
+            assert srv["rcv_wnd"] < mss
+            await asyncio.sleep(0.2)
+            assert conns["server"].info()["recv_q"] <= 64 * 1024   # never more than the buffer
+            assert len(conns["reader"]._buffer) <= 2 * 16 * 1024 + 256 * 1024
+            assert writer.transport.get_write_buffer_size() > 0
+            go.set()                                     # reading resumes: the window reopens
+            await asyncio.wait_for(writer.drain(), 10)
+            writer.write_eof()
+            await reader.read()
+            await _until(lambda: conns.get("n") == total)
+            writer.close()
+            server.close()
+    run(main())
+
+
+def test_connection_refused():
+    async def main():
+        async with stack_pair() as (a, b):
+            with pytest.raises(ConnectionRefusedError) as ei:
+                await open_connection(a, B_ADDR, 4444)
+            assert ei.value.errno == errno.ECONNREFUSED
+    run(main())
+
+
+def test_syn_timeout():
+    """Nobody answers: SYN retransmissions run out -> TimeoutError (ETIMEDOUT)."""
+    async def main():
+        cfg = fast_config(syn_retries=2, rto_initial=0.05)
+        async with stack_pair(config_a=cfg) as (a, b):
+            with pytest.raises(TimeoutError):
+                await open_connection(a, "10.9.0.77", 80)   # B drops: not its address
+    run(main())
+
+
+def test_connect_timeout_argument_aborts():
+    async def main():
+        async with stack_pair() as (a, b):
+            with pytest.raises(TimeoutError):
+                await open_connection(a, "10.9.0.77", 80, timeout=0.2)
+            assert not a.tcp.connections          # the attempt was aborted
+    run(main())
+
+
+def test_peer_abort_gives_connection_reset():
+    async def main():
+        async with stack_pair() as (a, b):
+            async def handler(r, w):
+                await r.readexactly(5)
+                w.transport.abort()                 # RST
+
+            server = await start_server(b, handler, port=5004)
+            reader, writer = await open_connection(a, B_ADDR, 5004)
+            writer.write(b"hello")
+            with pytest.raises(ConnectionResetError):
+                await reader.read(100)
+            with pytest.raises(ConnectionResetError):
+                writer.write(b"more")
+                await writer.drain()
+            with pytest.raises(ConnectionResetError):
+                await writer.wait_closed()
+            server.close()
+    run(main())
+
+
+def test_data_retransmission_timeout():
+    """The peer vanishes mid-connection: retransmissions run out -> TimeoutError."""
+    async def main():
+        cfg = fast_config(data_retries=3, rto_max=0.2)
+        async with stack_pair(config_a=cfg) as (a, b):
+            server = await start_server(b, echo, port=5005)
+            reader, writer = await open_connection(a, B_ADDR, 5005)
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            b.close()                                # B stops answering
+            writer.write(b"are you there?")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(100), 15)
+            server.close()
+    run(main())
+
+
+def test_eaddrinuse():
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=7)
+            with pytest.raises(OSError) as ei:
+                await start_server(b, echo, port=7)
+            assert ei.value.errno == errno.EADDRINUSE
+            server.close()
+            await server.wait_closed()
+            again = await start_server(b, echo, port=7)   # free again after close()
+            again.close()
+    run(main())
+
+
+def test_server_object_mirrors_asyncio_server():
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=0)
+            assert isinstance(server, Server)
+            assert server.is_serving()
+            (sock,) = server.sockets
+            host, port = sock.getsockname()
+            assert host == B_ADDR and port > 0
+            async with server:
+                task = asyncio.ensure_future(server.serve_forever())
+                await asyncio.sleep(0)
+                reader, writer = await open_connection(a, B_ADDR, port)
+                writer.write(b"x\n")
+                assert await reader.readline() == b"x\n"
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert not server.is_serving()
+                # the listener is gone: a new SYN is refused
+                with pytest.raises(ConnectionRefusedError):
+                    await open_connection(a, B_ADDR, port)
+                # the established connection still works until it closes
+                writer.write(b"y\n")
+                assert await reader.readline() == b"y\n"
+                writer.close()
+                await writer.wait_closed()
+            assert server.sockets == ()
+    run(main())
+
+
+def test_start_serving_false_and_host_check():
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, host=B_ADDR, port=7007, start_serving=False)
+            assert not server.is_serving()
+            await server.start_serving()
+            r, w = await open_connection(a, B_ADDR, 7007)
+            w.write(b"ok\n")
+            assert await r.readline() == b"ok\n"
+            w.close()
+            server.close()
+            with pytest.raises(OSError) as ei:
+                await start_server(b, echo, host="10.9.9.9", port=7008)
+            assert ei.value.errno == errno.EADDRNOTAVAIL
+    run(main())
+
+
+def test_write_after_write_eof_and_close():
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=7)
+            reader, writer = await open_connection(a, B_ADDR, 7)
+            writer.write_eof()
+            assert writer.can_write_eof()
+            with pytest.raises(RuntimeError):
+                writer.write(b"x")
+            assert await reader.read() == b""
+            writer.close()
+            assert writer.is_closing()
+            await writer.wait_closed()
+            server.close()
+    run(main())
+
+
+def test_close_flushes_buffered_data_then_fin():
+    """close() right after a large write(): every byte still arrives, then EOF."""
+    size = 1024 * 1024
+
+    async def main():
+        cfg = fast_config(sndbuf=32 * 1024)
+        async with stack_pair(config_a=cfg) as (a, b):
+            done = asyncio.get_running_loop().create_future()
+
+            async def handler(r, w):
+                data = await r.read()
+                done.set_result(data)
+                w.close()
+
+            server = await start_server(b, handler, port=5006)
+            reader, writer = await open_connection(a, B_ADDR, 5006)
+            payload = os.urandom(size)
+            writer.write(payload)
+            assert writer.transport.get_write_buffer_size() > 0
+            writer.close()
+            await writer.wait_closed()
+            got = await asyncio.wait_for(done, 10)
+            assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+            server.close()
+    run(main())
+
+
+def test_abort_sends_rst_to_peer():
+    async def main():
+        async with stack_pair() as (a, b):
+            outcome = asyncio.get_running_loop().create_future()
+
+            async def handler(r, w):
+                try:
+                    await r.read()
+                except ConnectionResetError as exc:
+                    outcome.set_result(exc)
+                else:
+                    outcome.set_result(None)
+
+            server = await start_server(b, handler, port=5007)
+            reader, writer = await open_connection(a, B_ADDR, 5007)
+            writer.write(b"abc")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.transport.abort()
+            await writer.wait_closed()              # abort: connection_lost(None)
+            assert isinstance(await asyncio.wait_for(outcome, 5), ConnectionResetError)
+            server.close()
+    run(main())
+
+
+def test_same_handler_code_runs_on_kernel_asyncio():
+    """The reference: the very same handler and client code on asyncio's own
+    loopback sockets behave as on netstack (the API is asyncio's)."""
+    async def client(open_conn, host, port):
+        reader, writer = await open_conn(host, port)
+        writer.write(b"one\ntwo\n")
+        await writer.drain()
+        lines = [await reader.readline(), await reader.readline()]
+        writer.write_eof()
+        rest = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return lines, rest
+
+    async def main():
+        kernel_server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        kport = kernel_server.sockets[0].getsockname()[1]
+        ref = await client(asyncio.open_connection, "127.0.0.1", kport)
+        kernel_server.close()
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=7)
+            ours = await client(lambda h, p: open_connection(a, h, p), B_ADDR, 7)
+            server.close()
+        assert ours == ref == ([b"one\n", b"two\n"], b"")
+    run(main())
