@@ -28,6 +28,8 @@ from __future__ import annotations
 
 __all__ = ["MalformedPacket"]
 
+_COUNTER_LAYER = {"ipv4": "ip"}
+
 
 class MalformedPacket(ValueError):
     """A packet that cannot be parsed; the packet is dropped and counted.
@@ -45,12 +47,13 @@ class MalformedPacket(ValueError):
 
     @property
     def counter_name(self) -> str:
-        """The drop counter this packet belongs to: ``f"{layer}.in.drop.{reason}"``.
+        """The drop counter this packet belongs to: ``<counter layer>.in.drop.<reason>``.
 
-        For example ``ipv4.in.drop.bad_checksum`` or ``tcp.in.drop.bad_data_offset``
-        (the prefix is the layer name exactly as in :attr:`layer`).
+        For example ``ip.in.drop.bad_checksum`` or ``tcp.in.drop.bad_data_offset``.
+        The counter layer is :attr:`layer`, except that IPv4 counts under ``ip``
+        (as ``netstat -s`` groups it), so every IP drop shares one prefix.
         """
-        return f"{self.layer}.in.drop.{self.reason}"
+        return f"{_COUNTER_LAYER.get(self.layer, self.layer)}.in.drop.{self.reason}"
 
     def __reduce__(self):  # keep pickling (multiprocessing, pytest-xdist) working
         return (type(self), (self.layer, self.reason, self.detail))

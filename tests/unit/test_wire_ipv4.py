@@ -149,7 +149,7 @@ def test_bad_version():
     for v in (0, 6, 15):
         pkt[0] = (v << 4) | 5
         e = reason_of(parse_ipv4, pkt)
-        assert e.reason == "bad_version" and e.counter_name == "ipv4.in.drop.bad_version"
+        assert e.reason == "bad_version" and e.counter_name == "ip.in.drop.bad_version"
 
 
 def test_bad_ihl_below_five():
