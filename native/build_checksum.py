@@ -51,6 +51,24 @@ def _compile_args() -> list[str]:
     return ["-O3", "-std=c99", "-Wall", "-Wextra"] + shlex.split(os.environ.get("NETSTACK_CFLAGS", ""))
 
 
+# Code placed by cffi after <Python.h> and before its generated wrappers.
+#
+# cffi wraps every call in Py_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS.
+# Handing the GIL over and back costs more than a 1500-byte checksum itself
+# (tens of ns of the ~150 ns a call costs here), and this module's calls are
+# short and never block: 64 KiB take about a microsecond.  So the wrappers of
+# THIS module keep the GIL, like most of CPython's own small builtins.  (The
+# macros are redefined only inside this generated file.)
+_PRELUDE = """\
+#include "checksum.h"
+
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS {
+#define Py_END_ALLOW_THREADS }
+"""
+
+
 def make_builder(*, absolute_paths: bool = False) -> FFI:
     """The FFI builder; paths relative to the project root unless ``absolute_paths``."""
     path = (lambda p: p) if absolute_paths else _rel
@@ -58,7 +76,7 @@ def make_builder(*, absolute_paths: bool = False) -> FFI:
     builder.cdef(read_cdef())
     builder.set_source(
         "netstack._checksum",
-        '#include "checksum.h"\n',
+        _PRELUDE,
         sources=[path(os.path.join(HERE, "checksum.c"))],
         include_dirs=[path(HERE)],
         # depends: rebuild when these change, and setuptools puts them in the sdist
