@@ -11,6 +11,26 @@
   listener.py     SYN queue + accept queue
   output.py       serialize a segment via netstack.wire.tcp.build_tcp
   layer.py        TCPLayer: the stack's Transport (demux, RSTs for closed ports, counters)
+
+User-facing API (what netstack.sockets builds on):
+
+  layer = TCPLayer(local_addr, counters=..., config=TCPConfig(...), isn_secret=None)
+  stack.register_transport(6, layer)            # layer.on_output = stack.kick
+  lst = layer.listen(port, backlog=128)          # OSError(EADDRINUSE) if taken
+      lst.on_event("acceptable"); lst.accept() -> Connection | None; lst.pending; lst.close()
+  conn = layer.connect(dst, dst_port, now, src_port=None, nodelay=None)   # SYN already in outbox
+      conn.on_event(name)  name in: established readable writable eof closed reset refused timeout
+                           ("closed" always comes last; reset/refused/timeout precede it)
+      conn.send(data) -> int accepted (0: buffer full, wait for "writable")
+      conn.recv(n) -> bytes (b"" at EOF; BlockingIOError if nothing yet; the error after a failure)
+      conn.recv_into(buf) -> int; conn.readable / conn.writable (byte counts); conn.at_eof
+      conn.shutdown_write(); conn.close(); conn.abort(); conn.set_nodelay(bool)
+      conn.error (ConnectionRefusedError / ConnectionResetError / TimeoutError, with errno)
+      conn.state (State enum, str() like "ESTABLISHED"), conn.info() (like `ss -tin`)
+  User calls never transmit by themselves (they have no "now"): they mark the
+  connection and call layer.on_output(); the stack then runs poll(now) (the
+  layer's next_deadline() is already due) and drains the outbox.  Calls made
+  from inside an on_event callback go out in the same on_datagram/poll pass.
 """
 from .config import TCPConfig
 from .connection import Connection, State
