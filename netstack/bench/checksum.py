@@ -271,17 +271,18 @@ def run(args: argparse.Namespace) -> int:
     progress.finish()
 
     env = report.environment()
-    print(f"checksum: {env['checksum']}; {env['python']}; {env['cpu']}")
-    print(f"median of {repeat} runs, each >= {min_time * 1000:g} ms; copy = {result['copy_method']}; "
-          f"scapy = {result['scapy']}")
-    print()
-    print(report.format_table(COLUMNS, result["rows"]))
+    out = report.table_stream(args)
+    lines = [
+        f"checksum: {env['checksum']}; {env['python']}; {env['cpu']}",
+        f"median of {repeat} runs, each >= {min_time * 1000:g} ms; copy = {result['copy_method']}; "
+        f"scapy = {result['scapy']}",
+        "",
+        report.format_table(COLUMNS, result["rows"]),
+    ]
     if result["calls"]:
-        print()
-        print(report.format_table(CALL_COLUMNS, result["calls"]))
-    print()
-    print("targets:")
-    print(report.format_targets(result["targets"]))
+        lines += ["", report.format_table(CALL_COLUMNS, result["calls"])]
+    lines += ["", "targets:", report.format_targets(result["targets"])]
+    print("\n".join(lines), file=out, flush=True)
 
     if args.json:
         settings = {"repeat": repeat, "min_time_s": min_time, "sizes": list(args.sizes),

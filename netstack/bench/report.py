@@ -20,7 +20,8 @@ Every benchmark reports figures the same way:
   terminal, one line per step otherwise), so stdout carries only the table.
 - ``add_common_arguments(parser)`` adds ``--repeat``, ``--min-time``,
   ``--quick``, ``--json FILE`` and ``--quiet``; ``timing_settings(args)``
-  turns them into ``(repeat, min_time)``.
+  turns them into ``(repeat, min_time)``; ``table_stream(args)`` is where the
+  table goes (stderr when ``--json -`` keeps stdout for the JSON alone).
 """
 from __future__ import annotations
 
@@ -323,6 +324,11 @@ def timing_settings(args: argparse.Namespace) -> tuple[int, float]:
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     min_time = args.min_time or (QUICK_MIN_TIME if args.quick else DEFAULT_MIN_TIME)
     return repeat, min_time
+
+
+def table_stream(args: argparse.Namespace):
+    """Where the human-readable table goes: stdout, or stderr when ``--json -`` takes stdout."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
 
 
 def check_writable(path: str | None) -> str | None:
