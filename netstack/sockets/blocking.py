@@ -55,43 +55,42 @@ _CHUNK = 64 * 1024
 # The loop thread
 # --------------------------------------------------------------------------------------------
 class StackThread:
-    """Runs ``stack.run()`` on a fresh asyncio loop in a daemon thread."""
+    """An asyncio loop in a daemon thread that runs one or more stacks (``stack.run()``)."""
 
-    def __init__(self, stack) -> None:
-        self.stack = stack
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._task = None
+        self.stacks: dict = {}
+        self._started = threading.Event()
         self.thread = threading.Thread(target=self._main, name="netstack-loop", daemon=True)
         self.thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
+        self._started.wait()
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._started.set)
         try:
-            self._task = self.loop.create_task(self.stack.run())
-        except BaseException as exc:        # pragma: no cover - a stack that cannot start
-            self._error = exc
-            self._ready.set()
-            return
-        self.loop.call_soon(self._ready.set)
-        try:
-            self.loop.run_until_complete(self._task)
-        except BaseException:
-            pass
+            self.loop.run_forever()
         finally:
-            self._ready.set()
             try:
+                for task in self.stacks.values():
+                    task.cancel()
+                if self.stacks:
+                    self.loop.run_until_complete(asyncio.gather(*self.stacks.values(), return_exceptions=True))
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             finally:
                 self.loop.close()
 
     @property
     def running(self) -> bool:
-        return self.thread.is_alive()
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+    def add(self, stack) -> None:
+        """Run ``stack`` on this loop (its ``run()`` becomes a task here)."""
+        async def start():
+            if stack not in self.stacks:
+                self.stacks[stack] = asyncio.ensure_future(stack.run())
+                await asyncio.sleep(0)      # let run() call start()
+        self.call(start())
 
     def call(self, coro, timeout: float | None = None):
         """Run ``coro`` on the loop and wait for its result (``timeout`` is a safety net)."""
@@ -110,31 +109,31 @@ class StackThread:
             raise TimeoutError("timed out") from None
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the stack and join the thread."""
-        if not self.running:
+        """Stop every stack on this loop, then the loop; join the thread."""
+        if not self.thread.is_alive():
             return
-        stop = getattr(self.stack, "stop", None)
 
-        def _stop():
-            if stop is not None:
-                stop()
-            elif self._task is not None:
-                self._task.cancel()
-        self.loop.call_soon_threadsafe(_stop)
-        self.thread.join(timeout)
-        if self.thread.is_alive() and self._task is not None:
-            self.loop.call_soon_threadsafe(self._task.cancel)
-            self.thread.join(timeout)
+        async def stop_all():
+            for stack in self.stacks:
+                stack.stop()
+            if self.stacks:
+                await asyncio.wait(list(self.stacks.values()), timeout=timeout)
+            self.loop.stop()
+        asyncio.run_coroutine_threadsafe(stop_all(), self.loop)
+        self.thread.join(timeout + 1)
+        with _threads_lock:
+            for stack in list(self.stacks):
+                if _threads.get(stack) is self:
+                    del _threads[stack]
 
 
 class _ExistingLoop(StackThread):
-    """A stack already running on a loop in another thread: submit to that loop."""
+    """A stack already running on a loop in another thread: submit work to that loop."""
 
-    def __init__(self, stack, loop, thread) -> None:   # noqa: D107 - no new thread
-        self.stack = stack
+    def __init__(self, loop, thread) -> None:   # no new thread
         self.loop = loop
         self.thread = thread
-        self._task = None
+        self.stacks = {}
 
     def stop(self, timeout: float = 5.0) -> None:
         pass          # not ours to stop
@@ -144,23 +143,27 @@ _threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _threads_lock = threading.Lock()
 
 
-def background(stack, loop: asyncio.AbstractEventLoop | None = None,
+def background(stack, *, share: StackThread | None = None, loop: asyncio.AbstractEventLoop | None = None,
                thread: threading.Thread | None = None) -> StackThread:
-    """The loop thread for ``stack``, started on first use.
+    """The loop thread that runs ``stack``, started on first use.
 
-    When the stack already runs on a loop in another thread, pass that
-    ``loop`` (and its ``thread``): the facade then submits work to it.
+    ``share``: run the stack on that existing StackThread (two stacks over an
+    in-memory link must share one loop).  ``loop``/``thread``: the stack
+    already runs on ``loop`` in ``thread`` (e.g. ``netstack serve``); the
+    facade then only submits work to it.
     """
     with _threads_lock:
         t = _threads.get(stack)
         if t is not None and t.running:
             return t
         if loop is not None:
-            t = _ExistingLoop(stack, loop, thread or threading.main_thread())
+            t = _ExistingLoop(loop, thread or threading.main_thread())
         else:
-            t = StackThread(stack)
+            t = share if share is not None else StackThread()
         _threads[stack] = t
-        return t
+    if loop is None:
+        t.add(stack)
+    return t
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,9 +475,16 @@ class NetstackSocket:
         if writer is None and server is None:
             return
 
+        reader = self._reader
+
         async def close():
             if writer is not None:
-                writer.close()
+                if reader is not None and len(reader._buffer) and not writer.is_closing():
+                    # Unread data at close: reset, as the kernel does (RFC 2525 §2.17);
+                    # the bytes sit in the stream buffer here rather than in TCP's.
+                    writer.transport.abort()
+                else:
+                    writer.close()
             if server is not None:
                 server.close()
                 q = self._accepted
