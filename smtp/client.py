@@ -25,7 +25,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from .replies import ReplyParser
-from .tls import PlainStream, TlsStream
+from .tls import PlainStream, TlsStream, set_nodelay
 
 
 class SmtpError(Exception):
@@ -81,6 +81,7 @@ class SmtpClient:
 
     def __init__(self, reader, writer, *, local_hostname: str = "localhost", timeout: float = 60.0):
         self.reader, self.writer = reader, writer
+        set_nodelay(writer)
         self.stream = PlainStream(reader, writer)
         self.local_hostname = local_hostname
         self.timeout = timeout

@@ -32,7 +32,7 @@ import time
 
 from .delivery import MaildirDelivery, MemorySink
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
-from .tls import PlainStream, TlsStream
+from .tls import PlainStream, TlsStream, set_nodelay
 
 log = logging.getLogger("smtp.server")
 
@@ -86,6 +86,7 @@ class SmtpServer:
                 writer.write(b"421 4.3.2 Too many connections, try again later\r\n")
                 await writer.drain()
                 return
+            set_nodelay(writer)
             await self._run(reader, writer, peer)
         except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)

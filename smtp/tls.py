@@ -11,8 +11,30 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import socket
 import ssl
 import subprocess
+
+
+def set_nodelay(writer) -> None:
+    """Turn Nagle off on the connection under ``writer`` (TCP_NODELAY).
+
+    SMTP writes whole reply batches / whole command groups, so Nagle only adds
+    a delayed-ACK stall (e.g. the tail of a 2 KB message held for an ACK).
+    asyncio's kernel transports already set TCP_NODELAY; this does the same on
+    netstack's (its transport exposes ``netstack_connection``).  Silent when
+    the transport offers neither.
+    """
+    conn = writer.get_extra_info("netstack_connection")
+    if conn is not None and hasattr(conn, "set_nodelay"):
+        conn.set_nodelay(True)
+        return
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
 
 
 class PlainStream:

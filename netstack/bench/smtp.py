@@ -77,7 +77,42 @@ async def kernel_transport():
     yield starter, opener
 
 
-TRANSPORTS = {"kernel": kernel_transport}
+@contextlib.asynccontextmanager
+async def netstack_memory_transport():
+    """netstack's own TCP streams: two Stacks in this process over the in-memory link.
+
+    The client's stack (10.9.0.1) and the server's (10.9.0.2) both run here, so
+    this pays for two userspace TCP stacks per connection; the TUN variant
+    (kernel client, netstack server) is for the integrating code to register.
+    """
+    from netstack.link.memory import MemoryLink
+    from netstack.sockets.streams import open_connection, start_server
+    from netstack.stack import Stack
+    from netstack.tcp import TCPConfig, TCPLayer
+
+    la, lb = MemoryLink.pair(mtu=1500)
+    stacks = []
+    for link, addr in ((la, "10.9.0.1"), (lb, "10.9.0.2")):
+        st = Stack(link, addr)
+        st.register_transport(6, TCPLayer(st.addr, counters=st.counters, config=TCPConfig()))
+        st.start()
+        stacks.append(st)
+    client, server = stacks
+
+    def starter(handler):
+        return start_server(server, handler, port=25, backlog=256)
+
+    def opener():
+        return open_connection(client, "10.9.0.2", 25, nodelay=True)   # as asyncio does on kernel sockets
+
+    try:
+        yield starter, opener
+    finally:
+        for st in stacks:
+            st.close()
+
+
+TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_transport}
 
 
 def register_transport(name: str, factory) -> None:
