@@ -345,3 +345,23 @@ def test_no_sack_blocks_without_negotiation():
     conn, synack = s.passive_open(sackok=False)
     s.peer(".", seq=1101, ack=synack.seq + 1, data=b"B" * 100, ts=(101, 0))
     assert s.expect(".", ack=1001).options.sack_blocks == ()
+
+
+def test_newreno_partial_ack_retransmits_next_hole():
+    s, conn, us, them = opened(nodelay=True)
+    conn.send(b"f" * (8 * MSS)); s.poll()
+    segs = s.sent()
+    ecr = segs[0].options.ts_val
+    # segments 1 and 3 are lost; the peer ACKs segment 0, then dup-ACKs
+    s.peer(".", seq=them, ack=us + MSS, ts=(101, ecr))
+    for i in range(3):
+        s.peer(".", seq=them, ack=us + MSS, ts=(102 + i, ecr))
+    s.expect(".", seq=us + MSS, len=MSS)                 # fast retransmit of segment 1
+    s.sent()
+    # partial ACK: up to segment 3 (still below "recover") -> segment 3 resent at once
+    s.peer(".", seq=them, ack=us + 3 * MSS, ts=(110, ecr))
+    seg = s.sent()[0]
+    assert seg.seq == us + 3 * MSS and len(seg.payload) == MSS
+    assert conn.cc.in_recovery
+    s.peer(".", seq=them, ack=us + 8 * MSS, ts=(111, ecr))   # full ACK ends recovery
+    assert not conn.cc.in_recovery
