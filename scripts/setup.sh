@@ -47,7 +47,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
    || [ -n "$(find native -newer "$stamp" -type f 2>/dev/null | head -1)" ]; then
     say "installing netstack and its test extras into $venv"
     "$venv/bin/python" -m pip install -q --upgrade pip >&2
-    "$venv/bin/python" -m pip install -q -e ".[test]" >&2
+    # gcc is installed above, so a failed C build is a real failure here, not a fallback.
+    NETSTACK_REQUIRE_NATIVE=1 "$venv/bin/python" -m pip install -q -e ".[test]" >&2
     touch "$stamp"
 fi
 "$venv/bin/netstack" info >&2
