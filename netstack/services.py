@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 __all__ = ["echo", "discard", "chargen", "chargen_pattern", "chargen_stream", "install", "add_arguments",
-           "install_from_args", "ECHO_PORT", "DISCARD_PORT", "CHARGEN_PORT"]
+           "install_from_args", "report", "ECHO_PORT", "DISCARD_PORT", "CHARGEN_PORT"]
 
 log = logging.getLogger("netstack.services")
 
@@ -164,10 +164,30 @@ def add_arguments(parser) -> None:
     g.add_argument("--no-services", action="store_true", help="run none of echo, discard, chargen")
 
 
-async def install_from_args(stack, args) -> list:
-    """The installer ``netstack serve`` calls with its parsed options."""
+async def install_from_args(stack, args):
+    """The installer ``netstack serve`` calls with its parsed options.
+
+    Returns the closer serve runs at teardown: stop listening and reset the
+    connections still open (a bulk chargen client would otherwise hold the
+    teardown until its own timeout).
+    """
     if getattr(args, "no_services", False):
-        return []
-    return await install(stack, echo_port=getattr(args, "echo_port", ECHO_PORT),
-                         discard_port=getattr(args, "discard_port", DISCARD_PORT),
-                         chargen_port=getattr(args, "chargen_port", CHARGEN_PORT))
+        return None
+    servers = await install(stack, echo_port=getattr(args, "echo_port", ECHO_PORT),
+                            discard_port=getattr(args, "discard_port", DISCARD_PORT),
+                            chargen_port=getattr(args, "chargen_port", CHARGEN_PORT))
+
+    async def close_all() -> None:
+        for server in servers:
+            server.close()
+            server.abort_clients()
+        for server in servers:
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    return close_all
+
+
+def report(stack) -> str:
+    """For ``netstack serve``'s SIGUSR1/exit report: the ``ss -tin`` style table."""
+    from netstack.sockets.table import stack_table
+    return stack_table(stack)

@@ -1,0 +1,153 @@
+"""echo / discard / chargen on netstack streams, their `netstack serve`
+installer, and the ``ss -tin`` style connection table."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+import pytest
+
+from netstack import services
+from netstack.sockets import open_connection
+from netstack.sockets.table import connection_infos, format_table, stack_table
+from sockets_fixtures import A_ADDR, B_ADDR, stack_pair
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def _until(pred, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+def test_chargen_pattern_follows_rfc864():
+    pat = services.chargen_pattern()
+    lines = pat.split(b"\r\n")[:-1]
+    assert len(lines) == 95 and all(len(line) == 72 for line in lines)
+    printable = bytes(range(32, 127))
+    ring = printable * 2
+    for n, line in enumerate(lines):        # line N: characters N .. N+71 (mod 95)
+        assert line == ring[n:n + 72]
+    assert lines[0].startswith(b' !"#$%') and lines[1].startswith(b'!"#$%&')
+    assert lines[94] == b"~" + printable[:71]
+    s = services.chargen_stream(20000, offset=7030 + 5)
+    assert s == (pat * 5)[5:20005]
+
+
+def _args(argv):
+    p = argparse.ArgumentParser()
+    services.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_serve_options():
+    a = _args([])
+    assert (a.echo_port, a.discard_port, a.chargen_port, a.no_services) == (7, 9, 19, False)
+    a = _args(["--echo-port", "7007", "--chargen-port", "0", "--no-services"])
+    assert (a.echo_port, a.chargen_port, a.no_services) == (7007, 0, True)
+    with pytest.raises(SystemExit):
+        _args(["--echo-port", "70000"])
+
+
+def test_installer_and_services_end_to_end():
+    async def main():
+        async with stack_pair() as (a, b):
+            closer = await services.install_from_args(b, _args(["--echo-port", "7007"]))
+            assert sorted(b.tcp.listeners) == [9, 19, 7007]
+
+            # echo on the moved port
+            r, w = await open_connection(a, B_ADDR, 7007)
+            w.write(b"ping\n")
+            assert await r.readline() == b"ping\n"
+            w.write_eof()
+            assert await r.read() == b""
+            w.close()
+
+            # discard: takes everything, answers nothing, closes after our FIN
+            r, w = await open_connection(a, B_ADDR, 9)
+            w.write(os.urandom(300_000))
+            await w.drain()
+            w.write_eof()
+            assert await r.read() == b""
+            w.close()
+
+            # chargen: the RFC 864 stream, from the first byte
+            r, w = await open_connection(a, B_ADDR, 19)
+            got = await r.readexactly(100_000)
+            assert got == services.chargen_stream(100_000)
+            conn_count = len(b.tcp.connections)
+            w.transport.abort()                  # the "rude abort" RFC 864 asks us to survive
+            await _until(lambda: len(b.tcp.connections) < conn_count)
+
+            # the table shows listeners and live connections
+            r, w = await open_connection(a, B_ADDR, 7007)
+            w.write(b"x")
+            await r.readexactly(1)
+            text = services.report(b)
+            assert "LISTEN" in text and f"{B_ADDR}:7007" in text and f"{B_ADDR}:19" in text
+            assert "ESTAB" in text and f"{A_ADDR}:" in text
+            assert "rto:" in text and "mss:" in text and "snd_una:" in text and "rcv_nxt:" in text
+            assert "ts" in text.split() and "sack" in text.split() and "wscale:7,7" in text
+
+            # teardown as `netstack serve` does it: listeners gone, clients reset
+            await closer()
+            assert not b.tcp.listeners
+            with pytest.raises(ConnectionResetError):
+                await r.read()
+            w.close()
+    run(main())
+
+
+def test_no_services_installs_nothing():
+    async def main():
+        async with stack_pair() as (a, b):
+            assert await services.install_from_args(b, _args(["--no-services"])) is None
+            assert not b.tcp.listeners
+    run(main())
+
+
+def test_table_rows_from_info():
+    infos = [{
+        "state": "ESTABLISHED", "local": "198.18.0.2:7", "remote": "198.18.0.1:40000", "recv_q": 3,
+        "send_q": 10, "timestamps": True, "sack_ok": False, "snd_wscale": 7, "rcv_wscale": 6, "wscale_ok": True,
+        "rto": 0.204, "srtt": 0.0015, "rttvar": 0.00075, "mss": 1448, "cwnd": 14480, "ssthresh": 1 << 31,
+        "snd_una": 100, "snd_nxt": 110, "rcv_nxt": 5000, "snd_wnd": 65535, "rcv_wnd": 1000, "retrans": 4,
+        "retries": 1, "timers": {"retransmit": 12.0, "delack": None}, "error": None,
+    }, {"state": "TIME-WAIT", "local": "198.18.0.2:9", "remote": "198.18.0.1:40001"}]
+    text = format_table(infos, [7, 9], "198.18.0.2")
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["State", "Recv-Q", "Send-Q"]
+    assert lines[1].split() == ["LISTEN", "0", "0", "198.18.0.2:7", "0.0.0.0:*"]
+    est = next(i for i, line in enumerate(lines) if line.startswith("ESTAB"))
+    assert lines[est].split() == ["ESTAB", "3", "10", "198.18.0.2:7", "198.18.0.1:40000"]
+    detail = lines[est + 1].split()
+    assert "ts" in detail and "sack" not in detail and "wscale:7,6" in detail
+    assert "rto:204" in detail and "rtt:1.5/0.75" in detail and "retrans:1/4" in detail
+    assert "timers:(retransmit)" in detail
+    assert not any(w.startswith("ssthresh") for w in detail)     # "infinite" ssthresh is not shown
+    assert any(line.startswith("TIME-WAIT") for line in lines)
+
+
+def test_stack_table_without_tcp_is_empty():
+    class NoTcp:
+        tcp = None
+    assert stack_table(NoTcp()) == ""
+
+
+def test_connection_infos_survive_a_broken_connection():
+    class Bad:
+        def info(self):
+            raise RuntimeError("boom")
+
+    class Tcp:
+        connections = {1: Bad()}
+    infos = connection_infos(Tcp())
+    assert infos[0]["state"] == "?" and "boom" in infos[0]["error"]
