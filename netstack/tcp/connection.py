@@ -42,6 +42,7 @@ from . import congestion
 from .buffers import OutOfOrderQueue, ReceiveBuffer, SendBuffer
 from .config import TCPConfig
 from .rto import RTOEstimator
+from .sack import SackScoreboard
 from .timers import TimerSet
 
 log = logging.getLogger("netstack.tcp")
@@ -167,6 +168,8 @@ class Connection:
         self.syn_time = 0.0
         self.syn_retransmitted = False
         self.dupacks = 0
+        self.scoreboard = SackScoreboard()  # what the peer SACKed (RFC 2018 / RFC 6675)
+        self.high_rxt = 0                 # RFC 6675 HighRxt: highest byte retransmitted in recovery
         self.retrans_segs = 0
         self.unacked_segs = 0             # in-order segments received since our last ACK
         self._ack_now = False
@@ -751,6 +754,14 @@ class Connection:
             self._send_ack(now)
             return False
         wnd = seg.window << self.snd_wscale
+        new_sack = False
+        sb = self.scoreboard
+        if self.sack_ok:
+            blocks = seg.options.sack_blocks
+            if blocks:
+                new_sack = sb.update(blocks, ack if acked > 0 else snd_una, self.snd_max)
+            elif acked > 0 and sb.blocks:
+                sb.trim(ack)
         if acked > 0:
             self.snd_una = ack
             if _diff(self.snd_nxt, ack) < 0:
@@ -770,7 +781,10 @@ class Connection:
             self.dupacks = 0
             flight = _diff(self.snd_max, ack)
             if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight):
-                self._retransmit_head(now)
+                # NewReno partial ACK (RFC 6582 step 5); with SACK, _output fills the holes
+                if not (self.sack_ok and sb.blocks):
+                    self._retransmit_head(now)
+                self._dirty = True
             # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
             if flight == 0:
                 self.timers.retransmit = None
@@ -793,13 +807,22 @@ class Connection:
                 if not self.fin_queued and self.state in _USER_SEND_STATES:
                     self._event("writable")
         elif (acked == 0 and self.snd_max != snd_una and not seg.payload
-              and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd):
-            # A duplicate ACK (RFC 5681 §2) -> maybe fast retransmit / recovery.
+              and not seg.flags & (SYN | FIN) and (wnd == self.snd_wnd or new_sack)):
+            # A duplicate ACK (RFC 5681 §2; RFC 6675 §2 with SACK) -> maybe fast retransmit.
             self.dupacks += 1
-            if self.cc.on_dup_ack(now, flight=_diff(self.snd_max, snd_una), snd_max=self.snd_max, ack=ack):
+            flight = _diff(self.snd_max, snd_una)
+            threshold = 3
+            unsent = len(self.sndbuf.data) - _diff(self.snd_max, self.sndbuf.seq)
+            if unsent <= 0 or self.snd_wnd <= flight:
+                # Early retransmit (RFC 5827 §3.1): with fewer than 4 segments outstanding
+                # and nothing new to send, 3 duplicate ACKs may never come.
+                segs = -(-flight // self.snd_mss)
+                if segs < 4:
+                    threshold = max(segs - 1, 1)
+            if self.cc.on_dup_ack(now, flight=flight, snd_max=self.snd_max, ack=ack, threshold=threshold):
                 self.layer._count("tcp.fast_retransmits")
                 self.rtt_seq = None
-                self._retransmit_head(now)
+                self.high_rxt = (snd_una + self._retransmit_head(now)) & MASK
             self._dirty = True
         # Window update (§3.10.7.4 fifth: SND.WL1 < SEG.SEQ or (WL1 = SEQ and WL2 =< ACK))
         if acked >= 0 and (_diff(self.snd_wl1, seq) < 0 or
@@ -1023,8 +1046,18 @@ class Connection:
         maxseg = self.max_segment or self.snd_mss
         mss = self.snd_mss
         timers = self.timers
+        sb = self.scoreboard
+        if sb.blocks and self.cc.in_recovery:
+            self._sack_recovery(now)
+            return
         while True:
             snd_nxt = self.snd_nxt
+            if sb.blocks and _diff(snd_nxt, self.snd_max) < 0:
+                # go-back-N after an RTO: skip what the peer SACKed (RFC 6675 §5.1)
+                end = sb.sacked_end(snd_nxt)
+                if end is not None:
+                    self.snd_nxt = end
+                    continue
             off = _diff(snd_nxt, buf.seq)
             queued = len(buf.data) - off
             fin_pending = self.fin_queued and queued >= 0 and _diff(snd_nxt, self.fin_seq) <= 0
@@ -1032,6 +1065,10 @@ class Connection:
                 break
             wnd = self.snd_wnd
             cwnd = self.cc.cwnd
+            if self.dupacks and not self.cc.in_recovery:
+                # Limited transmit (RFC 3042): one new segment per each of the first two
+                # duplicate ACKs, so a small window still produces three of them.
+                cwnd += min(self.dupacks, 2) * mss
             if cwnd < wnd:
                 wnd = cwnd
             usable = _diff(self.snd_una, snd_nxt) + wnd
@@ -1040,6 +1077,10 @@ class Connection:
                 n = usable if usable > 0 else 0
             if n > maxseg:
                 n = maxseg
+            if sb.blocks and _diff(snd_nxt, self.snd_max) < 0:
+                hole = sb.next_hole(snd_nxt)
+                if hole is not None and _diff(hole[1], snd_nxt) < n:
+                    n = _diff(hole[1], snd_nxt)
             fin = fin_pending and n == queued
             if n == 0 and not fin:
                 break
@@ -1082,6 +1123,53 @@ class Connection:
             # (RFC 9293 §3.8.6.1) and is the SWS override timeout (RFC 1122 §4.2.3.4).
             timers.retransmit = None
             timers.persist = now + self._persist_interval()
+
+    def _sack_recovery(self, now: float) -> None:
+        """SACK-based loss recovery (RFC 6675 §5, simplified).
+
+        While pipe < ssthresh: retransmit the next hole below the highest
+        SACKed byte (NextSeg rule 1), else send new data (rule 2).
+        """
+        sb = self.scoreboard
+        una = self.snd_una
+        buf = self.sndbuf
+        maxseg = self.max_segment or self.snd_mss
+        if _diff(self.high_rxt, una) < 0:
+            self.high_rxt = una
+        pipe = _diff(self.snd_max, una) - sb.sacked_bytes - sb.lost_bytes(self.high_rxt)
+        limit = self.cc.ssthresh
+        timers = self.timers
+        while pipe < limit:
+            hole = sb.next_hole(self.high_rxt)
+            if hole is not None:
+                a, b = hole
+                n = min(_diff(b, a), maxseg, len(buf.data) - _diff(a, buf.seq))
+                if n <= 0:
+                    break
+                self._send(now, a, ACK, buf.view(a, n))
+                self.retrans_segs += 1
+                self.layer._count("tcp.retrans_segs")
+                self.high_rxt = (a + n) & MASK
+                pipe += n
+                continue
+            snd_nxt = self.snd_nxt
+            if snd_nxt != self.snd_max:
+                break
+            queued = len(buf.data) - _diff(snd_nxt, buf.seq)
+            fin_pending = self.fin_queued and queued >= 0 and _diff(snd_nxt, self.fin_seq) <= 0
+            usable = _diff(una, snd_nxt) + self.snd_wnd
+            n = min(queued, usable, maxseg)
+            if n < 0:
+                n = 0
+            fin = fin_pending and n == queued
+            if n == 0 and not fin:
+                break
+            flags = ACK | (PSH if n and n == queued else 0) | (FIN if fin else 0)
+            self._send(now, snd_nxt, flags, buf.view(snd_nxt, n) if n else b"")
+            self.snd_nxt = self.snd_max = (snd_nxt + n + (1 if fin else 0)) & MASK
+            pipe += n
+        if timers.retransmit is None and self.snd_max != self.snd_una:
+            timers.retransmit = now + self.rto.rto
 
     def _retransmit_head(self, now: float) -> int:
         """Retransmit the first unacknowledged segment (fast retransmit / partial ACK / RTO).
@@ -1164,6 +1252,8 @@ class Connection:
         self.layer._count("tcp.rto_expirations")
         self.cc.on_timeout(now, flight=_diff(self.snd_max, self.snd_una), snd_max=self.snd_max)
         self.dupacks = 0
+        if self.retries >= 2:
+            self.scoreboard.clear()              # the peer may have reneged (RFC 2018 §8)
         una = self.snd_nxt = self.snd_una        # go back N (RFC 5681 §3.1 loss window)
         self._output(now)
         if self.snd_nxt == una:

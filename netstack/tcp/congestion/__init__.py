@@ -5,7 +5,7 @@ A Connection owns one CongestionControl and calls:
   on_ack(acked_bytes, rtt, now, ack=..., flight=...) -> bool   new data acked;
         True means "retransmit the first unacknowledged segment now"
         (a NewReno partial ACK, RFC 6582 §3.2 step 5)
-  on_dup_ack(now, flight=..., snd_max=..., ack=...) -> bool    a duplicate ACK;
+  on_dup_ack(now, flight=..., snd_max=..., ack=..., threshold=3) -> bool  a duplicate ACK;
         True means "fast retransmit now" (RFC 5681 §3.2 step 2)
   on_timeout(now, flight=..., snd_max=...)                     the RTO fired (RFC 5681 §3.1, eqn 4)
   on_loss(now, flight=...)                                     other loss signal (ECN later)
@@ -27,7 +27,8 @@ class CongestionControl:
                flight: int = 0) -> bool:
         raise NotImplementedError
 
-    def on_dup_ack(self, now: float, *, flight: int = 0, snd_max: int = 0, ack: int | None = None) -> bool:
+    def on_dup_ack(self, now: float, *, flight: int = 0, snd_max: int = 0, ack: int | None = None,
+                   threshold: int = 3) -> bool:
         raise NotImplementedError
 
     def on_timeout(self, now: float, *, flight: int = 0, snd_max: int | None = None) -> None:

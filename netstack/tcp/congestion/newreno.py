@@ -66,12 +66,13 @@ class NewReno(CongestionControl):
                 self.cwnd += mss
         return False
 
-    def on_dup_ack(self, now, *, flight: int = 0, snd_max: int = 0, ack: int | None = None) -> bool:
+    def on_dup_ack(self, now, *, flight: int = 0, snd_max: int = 0, ack: int | None = None,
+                   threshold: int = DUPACK_THRESHOLD) -> bool:
         self.dupacks += 1
         if self.in_recovery:
             self.cwnd += self.mss                          # step 4: inflate
             return False
-        if self.dupacks == DUPACK_THRESHOLD:
+        if self.dupacks == threshold:      # 3, or fewer for early retransmit (RFC 5827)
             # RFC 6582 §3.2 step 2 / §4.1: no new fast retransmit unless the
             # cumulative ACK covers more than "recover" (set at the last
             # recovery or timeout): old duplicate ACKs must not cut cwnd again.
