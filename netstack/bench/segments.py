@@ -50,6 +50,7 @@ import sys
 import time
 
 from netstack.bench import report
+from netstack.bench._args import bounded
 
 DEFAULT_COUNT = 20_000
 DEFAULT_REPEAT = 7
@@ -252,12 +253,11 @@ class Peer:
 # --- the subjects -------------------------------------------------------------------------------
 
 
-class ReceivePath:
-    """A Stack with TCP on a replay link, one ESTABLISHED connection, driven batch by batch."""
+class _Driven:
+    """A Stack on a replay link under a fake clock, with a peer building its packets."""
 
     def __init__(self, payload: int, batch: int) -> None:
         from netstack.stack import Stack
-        from netstack.tcp import TCPConfig, TCPLayer
         from netstack.wire.ipv4 import ip2int
 
         self.payload = payload
@@ -265,11 +265,23 @@ class ReceivePath:
         self.clock = FakeClock()
         self.link = _replay_link_class()(mtu=max(1500, payload + 52))
         self.stack = Stack(self.link, STACK_ADDR, clock=self.clock)
+        self.peer = Peer(payload=payload, src=ip2int(PEER_ADDR), dst=self.stack.addr)
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+class ReceivePath(_Driven):
+    """A Stack with TCP on a replay link, one ESTABLISHED connection, driven batch by batch."""
+
+    def __init__(self, payload: int, batch: int) -> None:
+        from netstack.tcp import TCPConfig, TCPLayer
+
+        super().__init__(payload, batch)
         self.config = TCPConfig(mss=max(1460, payload + 12))
         self.tcp = TCPLayer(self.stack.addr, counters=self.stack.counters, config=self.config,
                             isn_secret=b"netstack bench segments")
         self.stack.register_transport(6, self.tcp)
-        self.peer = Peer(payload=payload, src=ip2int(PEER_ADDR), dst=self.stack.addr)
         self.conn = None
         self.drained = 0
         self._sink = bytearray(self.config.rcvbuf)
@@ -340,25 +352,14 @@ class ReceivePath:
             raise CheckFailed(f"the last ACK acknowledges {s.ack}, expected {self.peer.seq}")
         self.drained = 0
 
-    def close(self) -> None:
-        self.stack.close()
 
-
-class IPOnlyPath(ReceivePath):
+class IPOnlyPath(_Driven):
     """The same loop and IP layer delivering to a transport that does nothing."""
 
     def __init__(self, payload: int, batch: int) -> None:
-        from netstack.stack import Stack
-        from netstack.wire.ipv4 import ip2int
-
-        self.payload = payload
-        self.batch = batch
-        self.clock = FakeClock()
-        self.link = _replay_link_class()(mtu=max(1500, payload + 52))
-        self.stack = Stack(self.link, STACK_ADDR, clock=self.clock)
+        super().__init__(payload, batch)
         self.null = NullTransport()
         self.stack.register_transport(6, self.null)
-        self.peer = Peer(payload=payload, src=ip2int(PEER_ADDR), dst=self.stack.addr)
         self.peer.ack = 1
 
     def open(self) -> None:
@@ -456,27 +457,15 @@ def measure(*, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT, payload
 # --- command line -------------------------------------------------------------------------------
 
 
-def _int_in(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range {lo}..{hi}")
-        return value
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--count", type=_int_in(2, 10_000_000), metavar="N",
+    parser.add_argument("--count", type=bounded(int, 2, 10_000_000), metavar="N",
                         help=f"segments per run (default {DEFAULT_COUNT:,}, --quick {QUICK_COUNT:,})")
-    parser.add_argument("--repeat", type=_int_in(1, 1000), metavar="N",
+    parser.add_argument("--repeat", type=bounded(int, 1, 1000), metavar="N",
                         help=f"runs; the median is reported (default {DEFAULT_REPEAT}, --quick {QUICK_REPEAT})")
-    parser.add_argument("--payload", type=_int_in(1, 65_000), default=DEFAULT_PAYLOAD, metavar="BYTES",
+    parser.add_argument("--payload", type=bounded(int, 1, 65_000), default=DEFAULT_PAYLOAD, metavar="BYTES",
                         help=f"payload bytes per segment (default {DEFAULT_PAYLOAD}: a 1500-byte packet "
                              "with timestamps)")
-    parser.add_argument("--batch", type=_int_in(1, 4096), default=DEFAULT_BATCH, metavar="N",
+    parser.add_argument("--batch", type=bounded(int, 1, 4096), default=DEFAULT_BATCH, metavar="N",
                         help=f"packets per loop wakeup (default {DEFAULT_BATCH}, the stack's batch)")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")

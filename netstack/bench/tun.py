@@ -1,0 +1,563 @@
+"""Bulk TCP through a real TUN with the Linux kernel as the peer, against the raw read ceiling.
+
+``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE]``
+
+Needs root (or CAP_NET_ADMIN) and /dev/net/tun.  The benchmark creates its
+own lab (:class:`netstack.link.lab.Lab`): a namespace and a TUN device with
+a name unique to this process (``nsb<pid>x<n>``), the kernel at 198.18.0.1,
+the stack at 198.18.0.2, and removes both on every path (errors, Ctrl-C and
+SIGTERM included).  The kernel side runs as ``ip netns exec NS python3 -c
+...`` subprocesses, each bounded in bytes and time and killed (by its own
+PID) if it overstays.  Nothing leaves the namespace.
+
+Each run measures, one after another on the same TUN:
+
+``read ceiling``
+    the I/O ceiling: how fast Python merely reads packets off the same TUN.
+    A kernel UDP sender in the namespace queues bursts of about 4000
+    MTU-sized packets into the TUN (64000-byte datagrams that the kernel
+    cuts into fragments; the TUN queue is raised to hold a burst meanwhile),
+    and after each burst a tight loop of ``TunLink.recv_batch(64)`` reads
+    the queue empty, counting packets and bytes.  Only the reading is timed,
+    so the sender never competes with the reader for a CPU.  No stack runs
+    meanwhile.  Bounded by ``--flood-packets`` and ``--flood-seconds``.
+``kernel -> stack``
+    a kernel TCP client sends ``--mb`` MB to a sink listener on the stack
+    (netstack's asyncio streams, reading and discarding like the discard
+    service, counting bytes), then half-closes; timed on the stack from the
+    accepted connection to the end of the stream.  A fresh
+    :class:`~netstack.stack.Stack` with TCP (MSS from ``--mtu``) serves it.
+``stack -> kernel``
+    the stack connects to a kernel listener in the namespace, writes
+    ``--mb`` MB through ``StreamWriter.write``/``drain`` and closes; the
+    listener reads and discards, timed in the kernel from accept to EOF.
+
+Columns: MB/s (10^6 bytes/s of payload; for the ceiling, of whole packets),
+packets/s (data segments for the transfers, counted by the stack's
+``tcp.in_segs``/``tcp.out_segs``), ``of ceiling`` (packets/s over the read
+ceiling's packets/s, same run), ACKs the stack sent per data segment it
+received, and seconds.  Figures are medians over ``--repeat`` runs, the
+three measurements interleaved within each run.
+
+Target (issue 4): kernel -> stack at least 60 MB/s at MTU 1500.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+from netstack.bench import report
+from netstack.bench._args import bounded
+
+KERNEL_ADDR = "198.18.0.1"
+STACK_ADDR = "198.18.0.2"
+SINK_PORT = 5001             # the stack's sink listener
+KERNEL_PORT = 5002           # the kernel's listener for stack -> kernel
+FLOOD_PORT = 9               # UDP; nothing listens: no stack runs during the flood
+
+DEFAULT_MB = 20
+QUICK_MB = 5
+DEFAULT_REPEAT = 3
+QUICK_REPEAT = 1
+DEFAULT_FLOOD_PACKETS = 200_000
+QUICK_FLOOD_PACKETS = 50_000
+DEFAULT_FLOOD_SECONDS = 5.0
+FLOOD_DATAGRAM = 64000
+BURST_PACKETS = 4000
+TARGET_MBPS = 60.0
+
+COLUMNS = [
+    report.Column("path", "path", "{}", "<"),
+    report.Column("mb_per_s", "MB/s", "{:.1f}"),
+    report.Column("packets_per_s", "packets/s", "{:,.0f}"),
+    report.Column("of_ceiling", "of ceiling", "{:.2f}"),
+    report.Column("acks_per_segment", "ACKs/segment", "{:.3f}"),
+    report.Column("seconds", "seconds", "{:.2f}"),
+]
+
+# --- the kernel side (each runs as `ip netns exec NS python3 -c SCRIPT args...`) -----------------
+
+KERNEL_CLIENT = r"""
+import json, socket, sys, time
+addr, port, total, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+deadline = time.monotonic() + limit
+s = socket.create_connection((addr, port), timeout=limit)
+block = memoryview(bytes(range(256)) * 256)
+t0 = time.monotonic()
+sent = 0
+while sent < total:
+    if time.monotonic() > deadline:
+        sys.exit("kernel client: time limit reached after %d bytes" % sent)
+    sent += s.send(block[:min(len(block), total - sent)])
+s.shutdown(socket.SHUT_WR)
+while s.recv(65536):          # until the stack's FIN: everything was read by the sink
+    pass
+t1 = time.monotonic()
+s.close()
+print(json.dumps({"sent": sent, "seconds": t1 - t0}), flush=True)
+"""
+
+KERNEL_LISTENER = r"""
+import json, socket, sys, time
+addr, port, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((addr, port))
+ls.listen(1)
+ls.settimeout(limit)
+print("ready", flush=True)
+c, _ = ls.accept()
+c.settimeout(limit)
+t0 = time.monotonic()
+buf = bytearray(262144)
+n = 0
+while True:
+    k = c.recv_into(buf)
+    if not k:
+        break
+    n += k
+t1 = time.monotonic()
+c.close()
+ls.close()
+print(json.dumps({"received": n, "seconds": t1 - t0}), flush=True)
+"""
+
+KERNEL_FLOOD = r"""
+import socket, sys, time
+addr, port, size, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+data = bytes(size)
+end = time.monotonic() + limit
+for line in sys.stdin:              # "N": send N datagrams, answer "sent"; 0 or EOF: stop
+    n = int(line)
+    if n <= 0 or time.monotonic() > end:
+        break
+    for _ in range(n):
+        try:
+            s.sendto(data, (addr, port))
+        except OSError:
+            pass
+    print("sent", flush=True)
+"""
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure (one line for the user)."""
+
+
+_names = itertools.count()
+
+
+def unique_name() -> str:
+    """A namespace/interface name unique to this process and not in use (<= 15 chars)."""
+    while True:
+        name = f"nsb{os.getpid() % 100000}x{next(_names)}"[:15]
+        if not os.path.exists(f"/run/netns/{name}") and not os.path.exists(f"/sys/class/net/{name}"):
+            return name
+
+
+def _in_ns(lab, script: str, *args) -> list[str]:
+    return lab.exec_prefix + [sys.executable, "-c", script, *map(str, args)]
+
+
+async def _reap(proc) -> None:
+    """Kill (if still running) and wait for one of our own asyncio subprocesses, bounded."""
+    if proc is None:
+        return
+    _kill(proc)
+    if proc.returncode is None:
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _kill(proc) -> None:
+    """Kill one of our own subprocesses (by its PID) and reap it."""
+    if proc is None:
+        return
+    try:
+        if proc.returncode is None:
+            proc.kill()
+    except ProcessLookupError:
+        pass
+
+
+# --- the read ceiling ------------------------------------------------------------------------------
+
+
+def read_ceiling(lab, *, packets: int, seconds: float, datagram: int = FLOOD_DATAGRAM,
+                 burst: int = BURST_PACKETS) -> dict:
+    """How fast Python merely reads packets off the TUN (the I/O ceiling).
+
+    In bursts: the kernel sender (one process for the whole measurement)
+    queues about ``burst`` MTU-sized packets into the TUN (64000-byte UDP
+    datagrams that the kernel fragments, so a burst is a few system calls),
+    and only when it has finished does a tight loop of
+    ``TunLink.recv_batch(64)`` read the queue empty; only the reading is
+    timed, so the sender never competes for the CPU with the reader.  The
+    TUN's queue is raised to hold a whole burst meanwhile (and restored).
+    Bounded by ``packets`` packets read and by ``seconds`` of wall time.
+    """
+    link = lab.link
+    per_datagram = -(-(datagram + 8) // ((lab.mtu - 20) & ~7))
+    datagrams = max(1, burst // per_datagram)
+    _drain(link)
+    old_qlen = _set_txqlen(lab, burst + 1024)
+    proc = subprocess.Popen(_in_ns(lab, KERNEL_FLOOD, STACK_ADDR, FLOOD_PORT, datagram, seconds + 5),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    recv_batch = link.recv_batch
+    perf = time.perf_counter
+    n = nbytes = bursts = 0
+    elapsed = 0.0
+    end = time.monotonic() + seconds
+    try:
+        while n < packets and time.monotonic() < end:
+            proc.stdin.write(f"{datagrams}\n")
+            proc.stdin.flush()
+            if not select.select([proc.stdout], [], [], 5)[0] or proc.stdout.readline().strip() != "sent":
+                break
+            time.sleep(0.002)             # let the qdisc hand the last fragments to the TUN
+            t0 = perf()
+            got = 0
+            while True:
+                batch = recv_batch(64)
+                if not batch:
+                    break
+                got += len(batch)
+                for view, _meta in batch:
+                    nbytes += len(view)
+            elapsed += perf() - t0
+            n += got
+            bursts += 1
+        err = ""
+        try:
+            _, err = proc.communicate("0\n", timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+    finally:
+        _kill(proc)
+        if old_qlen is not None:
+            _set_txqlen(lab, old_qlen)
+    if n < 2 or elapsed <= 0:
+        raise BenchError(f"the kernel flood reached the TUN with {n} packets only "
+                         f"({(err or '').strip()[-200:]})")
+    return {"packets": n, "bytes": nbytes, "seconds": elapsed, "packets_per_s": n / elapsed,
+            "mb_per_s": nbytes / elapsed / 1e6, "bursts": bursts, "packets_per_burst": n / bursts}
+
+
+def _set_txqlen(lab, qlen: int) -> int | None:
+    """Set the TUN's transmit queue length inside the lab; returns the old one (None if not possible)."""
+    try:
+        from pyroute2 import NetNS
+        with NetNS(lab.netns) as ns:
+            idx = ns.link_lookup(ifname=lab.ifname)[0]
+            old = ns.get_links(idx)[0].get_attr("IFLA_TXQLEN")
+            ns.link("set", index=idx, txqlen=qlen)
+            return old
+    except Exception:
+        return None
+
+
+def _drain(link) -> None:
+    while link.recv_batch(64):
+        pass
+
+
+# --- the transfers ------------------------------------------------------------------------------
+
+
+def _make_stack(lab):
+    from netstack.stack import Stack
+    from netstack.tcp import TCPConfig, TCPLayer
+
+    stack = Stack(lab.link, STACK_ADDR)
+    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig(mss=lab.mtu - 40))
+    stack.register_transport(6, tcp)
+    return stack
+
+
+async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
+    """The kernel sends ``nbytes`` to a sink listener on a fresh stack."""
+    from netstack.sockets.streams import start_server
+
+    stack = _make_stack(lab)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    got = {"bytes": 0}
+
+    async def sink(reader, writer):
+        t0 = time.perf_counter()
+        c0 = stack.counters.snapshot()
+        n = 0
+        try:
+            while True:
+                data = await reader.read(262144)
+                if not data:
+                    break
+                n += len(data)
+        finally:
+            t1 = time.perf_counter()
+            c1 = stack.counters.snapshot()
+            got.update(bytes=n, seconds=t1 - t0,
+                       segments=c1.get("tcp.in_segs", 0) - c0.get("tcp.in_segs", 0),
+                       acks=c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0))
+            writer.close()
+            if not done.done():
+                done.set_result(None)
+
+    proc = None
+    server = None
+    async with stack:
+        try:
+            server = await start_server(stack, sink, port=SINK_PORT)
+            proc = await asyncio.create_subprocess_exec(
+                *_in_ns(lab, KERNEL_CLIENT, STACK_ADDR, SINK_PORT, nbytes, limit),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), limit + 5)
+                await asyncio.wait_for(done, 5)
+            except asyncio.TimeoutError:
+                raise BenchError(f"kernel -> stack did not finish within {limit:.0f} s "
+                                 f"({got['bytes']} bytes read)") from None
+            if proc.returncode != 0:
+                raise BenchError(f"the kernel client failed: {err.decode(errors='replace').strip()[-300:]}")
+        finally:
+            if server is not None:
+                server.close()
+            await _reap(proc)
+    kernel = json.loads(out.decode().strip().splitlines()[-1])
+    if got["bytes"] != nbytes or kernel["sent"] != nbytes:
+        raise BenchError(f"kernel -> stack: {kernel['sent']} bytes sent, {got['bytes']} read by the sink, "
+                         f"expected {nbytes}")
+    secs = got["seconds"]
+    return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6,
+            "segments": got["segments"], "packets_per_s": got["segments"] / secs,
+            "acks": got["acks"], "acks_per_segment": got["acks"] / max(1, got["segments"]),
+            "kernel_seconds": kernel["seconds"]}
+
+
+async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
+    """A fresh stack connects to a kernel listener and sends ``nbytes``."""
+    from netstack.sockets.streams import open_connection
+
+    stack = _make_stack(lab)
+    proc = None
+    async with stack:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *_in_ns(lab, KERNEL_LISTENER, KERNEL_ADDR, KERNEL_PORT, limit),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            except asyncio.TimeoutError:
+                line = b""
+            if b"ready" not in line:
+                err = await proc.stderr.read() if proc.returncode is not None else b""
+                raise BenchError(f"the kernel listener did not start: {err.decode(errors='replace')[-300:]}")
+            c0 = stack.counters.snapshot()
+            t0 = time.perf_counter()
+            reader, writer = await asyncio.wait_for(open_connection(stack, KERNEL_ADDR, KERNEL_PORT), 10)
+            block = bytes(range(256)) * 256
+            left = nbytes
+            deadline = time.monotonic() + limit
+            while left > 0:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"stack -> kernel did not finish within {limit:.0f} s")
+                chunk = block if left >= len(block) else block[:left]
+                writer.write(chunk)
+                left -= len(chunk)
+                await writer.drain()
+            writer.close()
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), limit)
+            except asyncio.TimeoutError:
+                raise BenchError(f"stack -> kernel: the kernel did not see the end within {limit:.0f} s") from None
+            t1 = time.perf_counter()
+            c1 = stack.counters.snapshot()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 5)
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+            if proc.returncode != 0:
+                raise BenchError(f"the kernel listener failed: {err.decode(errors='replace').strip()[-300:]}")
+        finally:
+            await _reap(proc)
+    kernel = json.loads(out.decode().strip().splitlines()[-1])
+    if kernel["received"] != nbytes:
+        raise BenchError(f"stack -> kernel: the kernel read {kernel['received']} bytes, expected {nbytes}")
+    secs = kernel["seconds"]
+    segs = c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0)
+    return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6, "segments": segs,
+            "packets_per_s": segs / secs, "stack_seconds": t1 - t0,
+            "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0)}
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+PATHS = ("read ceiling", "kernel -> stack", "stack -> kernel")
+
+
+def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
+            progress: report.Progress | None = None, name: str | None = None) -> dict:
+    """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs."""
+    from netstack.link.lab import Lab, LabError
+
+    nbytes = int(mb * 1_000_000)
+    limit = 20.0 + nbytes / 1e6          # at least 1 MB/s, or the run is abandoned
+    name = name or unique_name()
+    lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
+    runs: dict[str, list[dict]] = {p: [] for p in PATHS}
+    if progress is not None:
+        progress.total = 3 * repeat
+    try:
+        lab.up()
+    except LabError as exc:
+        raise BenchError(f"cannot set up the lab: {exc}") from None
+    try:
+        for r in range(repeat):
+            if progress is not None:
+                progress.step(f"run {r + 1}/{repeat}: read ceiling (kernel UDP flood)")
+            runs["read ceiling"].append(read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
+            _drain(lab.link)
+            if progress is not None:
+                progress.step(f"run {r + 1}/{repeat}: kernel -> stack, {mb:g} MB")
+            runs["kernel -> stack"].append(asyncio.run(kernel_to_stack(lab, nbytes, limit)))
+            _drain(lab.link)
+            if progress is not None:
+                progress.step(f"run {r + 1}/{repeat}: stack -> kernel, {mb:g} MB")
+            runs["stack -> kernel"].append(asyncio.run(stack_to_kernel(lab, nbytes, limit)))
+            _drain(lab.link)
+    finally:
+        lab.down()
+    return summarize(runs, lab_name=name)
+
+
+def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
+    """Median rows from per-run figures; ``of_ceiling`` uses the ceiling's median packets/s."""
+    def med(path, key):
+        values = [r[key] for r in runs[path] if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    ceiling_pps = med("read ceiling", "packets_per_s")
+    rows = []
+    for path in PATHS:
+        pps = med(path, "packets_per_s")
+        rows.append({
+            "path": path,
+            "mb_per_s": med(path, "mb_per_s"),
+            "packets_per_s": pps,
+            "of_ceiling": report.ratio(pps, ceiling_pps) if pps is not None else None,
+            "acks_per_segment": med(path, "acks_per_segment"),
+            "seconds": med(path, "seconds"),
+            "runs": runs[path],
+        })
+    by = {r["path"]: r for r in rows}
+    k2s = by["kernel -> stack"]["mb_per_s"]
+    targets = [report.Target("kernel -> stack bulk", f">= {TARGET_MBPS:g} MB/s", k2s,
+                             None if k2s is None else k2s >= TARGET_MBPS,
+                             "not measured" if k2s is None else
+                             f"{k2s:.1f} MB/s, {by['kernel -> stack']['of_ceiling']:.2f} of the read ceiling's "
+                             f"packet rate")]
+    return {"rows": rows, "targets": targets, "lab": lab_name}
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mb", type=bounded(float, 0.01, 2000), metavar="N",
+                        help=f"megabytes (10^6 bytes) per transfer (default {DEFAULT_MB}, --quick {QUICK_MB})")
+    parser.add_argument("--mtu", type=bounded(int, 576, 65535), default=1500, metavar="BYTES",
+                        help="TUN MTU; the stack's MSS is MTU - 40 (default 1500)")
+    parser.add_argument("--repeat", type=bounded(int, 1, 100), metavar="N",
+                        help=f"rounds; medians are reported (default {DEFAULT_REPEAT}, --quick {QUICK_REPEAT})")
+    parser.add_argument("--flood-packets", type=bounded(int, 1000, 10_000_000), metavar="N",
+                        help=f"bound on packets of the read-ceiling flood (default {DEFAULT_FLOOD_PACKETS:,}, "
+                             f"--quick {QUICK_FLOOD_PACKETS:,})")
+    parser.add_argument("--flood-seconds", type=bounded(float, 0.1, 60), default=DEFAULT_FLOOD_SECONDS, metavar="S",
+                        help=f"bound on the flood's duration (default {DEFAULT_FLOOD_SECONDS:g})")
+    parser.add_argument("--quick", action="store_true", help="one short round: a rough picture")
+    parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+
+
+def _interrupt_handler():
+    """A SIGTERM handler that turns SIGTERM into KeyboardInterrupt (so the lab is torn down).
+
+    Only in this process: pyroute2 forks helper children (``netns.create``)
+    that inherit the handler and are stopped with SIGTERM; they must simply die.
+    """
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+    return handler
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = report.check_writable(args.json)
+    if problem:
+        print(f"netstack bench tun: {problem}", file=sys.stderr)
+        return 2
+    from netstack.link.lab import LabError, check_privileges
+    try:
+        check_privileges()
+    except LabError as exc:
+        print(f"netstack bench tun: {exc}", file=sys.stderr)
+        return 2
+    mb = args.mb or (QUICK_MB if args.quick else DEFAULT_MB)
+    repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+    flood = args.flood_packets or (QUICK_FLOOD_PACKETS if args.quick else DEFAULT_FLOOD_PACKETS)
+    progress = report.Progress(0, "bench tun", quiet=args.quiet)
+    old_term = signal.signal(signal.SIGTERM, _interrupt_handler())   # SIGTERM tears the lab down too
+    try:
+        result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,
+                         flood_seconds=args.flood_seconds, progress=progress)
+    except BenchError as exc:
+        print(f"netstack bench tun: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("netstack bench tun: interrupted (lab removed)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    progress.finish()
+
+    env = report.environment()
+    print(f"tun: checksum {env['checksum']}; {env['python']}; {env['cpu']}; {env['cpus']} CPUs")
+    print(f"MTU {args.mtu}, {mb:g} MB per transfer, median of {repeat} rounds; lab {result['lab']} "
+          f"(removed)")
+    print("read ceiling: bursts of MTU-sized packets queued by the kernel, read by TunLink.recv_batch alone; "
+          "'of ceiling' = packets/s over the ceiling's packets/s")
+    print()
+    print(report.format_table(COLUMNS, result["rows"]))
+    print()
+    print("targets:")
+    print(report.format_targets(result["targets"]))
+    if args.json:
+        settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat,
+                    "burst_packets": BURST_PACKETS,
+                    "flood_packets": flood, "flood_seconds": args.flood_seconds,
+                    "flood_datagram": FLOOD_DATAGRAM}
+        try:
+            report.write_json(args.json, "tun", COLUMNS, result["rows"], settings=settings,
+                              targets=result["targets"])
+        except OSError as exc:
+            print(f"netstack bench tun: cannot write {args.json}: {exc}", file=sys.stderr)
+            return 1
+    return 0
