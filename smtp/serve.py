@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 
 from .server import add_server_arguments, build_server
 
@@ -32,6 +33,11 @@ async def install_from_args(stack, args):
         server = build_server(args, extra_domains=(literal,))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    # the per-message log line ("queued QID client=... from=... to=... size=...") is part of the
+    # service's output: shown at the default --log-level (WARNING), silenced by ERROR/CRITICAL
+    level = getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING)
+    if level <= logging.WARNING:
+        logging.getLogger("smtp.server").setLevel(min(level, logging.INFO))
     srv = await server.start(functools.partial(start_server, stack, port=args.smtp_port))
     _servers.append(server)
     return srv
