@@ -341,8 +341,11 @@ class ReceivePath(_Driven):
         conn = self.conn
         if conn.rcv_nxt != self.peer.seq:
             raise CheckFailed(f"RCV.NXT is {conn.rcv_nxt}, the peer sent up to {self.peer.seq}")
-        if acks < len(views) // 2 - 1:
-            raise CheckFailed(f"{acks} ACKs for {len(views)} full-sized segments: fewer than one per two")
+        # RFC 1122 §4.2.3.2 / RFC 5681 §4.2: an ACK at least every second full-sized segment
+        least = expected // (2 * conn.rcv_mss) - 1
+        if acks < least:
+            raise CheckFailed(f"{acks} ACKs for {len(views)} segments of {self.payload} B: fewer than one "
+                              f"per two full-sized segments ({least})")
         # the delayed ACK may still be pending for an odd tail: let it fire, then check the last ACK
         self.clock.now += 1.0
         self.stack._on_timer()
