@@ -112,7 +112,75 @@ async def netstack_memory_transport():
             st.close()
 
 
-TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_transport}
+@contextlib.asynccontextmanager
+async def netstack_tun_transport():
+    """The real thing: our server on netstack over a TUN in a lab namespace, kernel TCP clients in it.
+
+    Needs root and /dev/net/tun.  The lab (namespace + TUN, unique names) is
+    created here and removed on every path.  Client sockets are created
+    inside the namespace by one helper thread (``setns`` is per thread) and
+    then driven by this event loop like any kernel socket.
+    """
+    import concurrent.futures
+    import ctypes
+    import socket
+
+    from netstack.link.lab import Lab
+    from netstack.sockets.streams import start_server
+    from netstack.stack import Stack
+    from netstack.tcp import TCPConfig, TCPLayer
+
+    name = f"nsb{os.getpid() % 100000}s{next(_lab_counter)}"[:15]
+    lab = Lab(netns=name, ifname=name, kernel_addr="198.18.0.1/24", stack_addr="198.18.0.2", mtu=1500)
+    await asyncio.to_thread(lab.up)      # pyroute2 will not run inside a running event loop
+    stack = None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        stack = Stack(lab.link, "198.18.0.2")
+        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig()))
+        stack.start()
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def enter_namespace():
+            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, 0x40000000) != 0:          # CLONE_NEWNET
+                    raise OSError(ctypes.get_errno(), "setns failed")
+            finally:
+                os.close(fd)
+
+        pool.submit(enter_namespace).result()
+        loop = asyncio.get_running_loop()
+
+        def new_socket():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            return sock
+
+        def starter(handler):
+            return start_server(stack, handler, port=25, backlog=256)
+
+        async def opener():
+            sock = await loop.run_in_executor(pool, new_socket)
+            try:
+                await loop.sock_connect(sock, ("198.18.0.2", 25))
+            except BaseException:
+                sock.close()
+                raise
+            return await asyncio.open_connection(sock=sock)
+
+        yield starter, opener
+    finally:
+        pool.shutdown(wait=True)
+        if stack is not None:
+            stack.close()
+        await asyncio.to_thread(lab.down)
+
+
+_lab_counter = __import__("itertools").count()
+
+TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_transport,
+              "netstack-tun": netstack_tun_transport}
 
 
 def register_transport(name: str, factory) -> None:
