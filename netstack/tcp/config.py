@@ -40,6 +40,9 @@ class TCPConfig:
     sack: bool = True
     #: Default for TCP_NODELAY on new connections (Nagle off when True).
     nodelay: bool = False
+    #: Tail loss probe (RFC 8985 §7): probe ~2*SRTT after the last send instead of
+    #: waiting a whole RTO when the tail of a burst is lost.
+    tlp: bool = True
     #: Persist timer bounds (zero-window probes), seconds.
     persist_min: float = 0.2
     persist_max: float = 60.0

@@ -170,6 +170,8 @@ class Connection:
         self.dupacks = 0
         self.scoreboard = SackScoreboard()  # what the peer SACKed (RFC 2018 / RFC 6675)
         self.high_rxt = 0                 # RFC 6675 HighRxt: highest byte retransmitted in recovery
+        self.rxt_mark = 0                 # SND.MAX when we last retransmitted a hole
+        self.tlp_pending = False          # a tail loss probe is out, awaiting an ACK
         self.retrans_segs = 0
         self.unacked_segs = 0             # in-order segments received since our last ACK
         self._ack_now = False
@@ -641,7 +643,14 @@ class Connection:
         tsval = opts.ts_val
         if self.ts_enabled and tsval is not None and not flags & RST:
             if ((tsval - self.ts_recent) & MASK) >= HALF:          # SEG.TSval < TS.Recent
-                if now - self.ts_recent_age > PAWS_IDLE:
+                if (not payload and not flags & (SYN | FIN) and seq == self.rcv_nxt
+                        and seg.ack == self.snd_una
+                        and ((self.ts_recent - tsval) & MASK) <= int(self.rto.rto * 1000)):
+                    # A reordered duplicate ACK, not an old duplicate segment: PAWS exists
+                    # to reject wrapped *data*; dropping it would hide a dup ACK from loss
+                    # recovery (Linux tcp_disordered_ack).  Process it, keep TS.Recent.
+                    pass
+                elif now - self.ts_recent_age > PAWS_IDLE:
                     self.ts_recent = tsval                          # 24 days idle: TS.Recent invalid
                     self.ts_recent_age = now
                 else:
@@ -786,10 +795,12 @@ class Connection:
                     self._retransmit_head(now)
                 self._dirty = True
             # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
+            self.tlp_pending = False
             if flight == 0:
-                self.timers.retransmit = None
+                self.timers.retransmit = self.timers.tlp = None
             else:
                 self.timers.retransmit = now + self.rto.rto
+                self._arm_tlp(now)
             fin_acked = self.fin_queued and _diff(ack, self.fin_seq) > 0
             if fin_acked:
                 st = self.state
@@ -823,7 +834,22 @@ class Connection:
                 self.layer._count("tcp.fast_retransmits")
                 self.rtt_seq = None
                 self.high_rxt = (snd_una + self._retransmit_head(now)) & MASK
+                self.rxt_mark = self.snd_max
+                self.timers.tlp = None
             self._dirty = True
+        # RFC 6675 §5 (IsLost(HighACK+1)): more than (DupThresh-1)*SMSS bytes SACKed above
+        # SND.UNA means the first one is lost, even if three duplicate ACKs never came.
+        if sb.blocks and not self.cc.in_recovery and sb.sacked_bytes > 2 * self.snd_mss \
+                and self.snd_max != self.snd_una:
+            una = self.snd_una
+            if self.cc.enter_recovery(now, flight=_diff(self.snd_max, una), snd_max=self.snd_max, ack=una):
+                self.layer._count("tcp.fast_retransmits")
+                self.layer._count("tcp.sack_recoveries")
+                self.rtt_seq = None
+                self.high_rxt = (una + self._retransmit_head(now)) & MASK
+                self.rxt_mark = self.snd_max
+                self.timers.tlp = None
+                self._dirty = True
         # Window update (§3.10.7.4 fifth: SND.WL1 < SEG.SEQ or (WL1 = SEQ and WL2 =< ACK))
         if acked >= 0 and (_diff(self.snd_wl1, seq) < 0 or
                            (self.snd_wl1 == seq and _diff(self.snd_wl2, ack) <= 0)):
@@ -1116,6 +1142,8 @@ class Connection:
                 timers.retransmit = now + self.rto.rto
             if timers.persist is not None:
                 timers.persist = None
+            if not retrans and timers.tlp is None:
+                self._arm_tlp(now)
         if self.snd_max == self.snd_una and timers.persist is None and (
                 len(buf.data) or (self.fin_queued and _diff(self.snd_nxt, self.fin_seq) <= 0)):
             # Unsent data, nothing in flight, and the window (zero, or too small to pass
@@ -1123,6 +1151,56 @@ class Connection:
             # (RFC 9293 §3.8.6.1) and is the SWS override timeout (RFC 1122 §4.2.3.4).
             timers.retransmit = None
             timers.persist = now + self._persist_interval()
+
+    def _arm_tlp(self, now: float) -> None:
+        """Schedule a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT (+ the delayed-ACK
+        allowance when one segment is in flight), only if it comes before the RTO."""
+        t = self.timers
+        srtt = self.rto.srtt
+        if (not self.config.tlp or srtt is None or self.tlp_pending or self.cc.in_recovery
+                or t.retransmit is None or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT)):
+            t.tlp = None
+            return
+        pto = max(2 * srtt, 0.01)
+        if _diff(self.snd_max, self.snd_una) <= self.snd_mss:
+            pto += self.config.delack_timeout
+        d = now + pto
+        t.tlp = d if d < t.retransmit else None
+
+    def _on_tlp_timeout(self, now: float) -> None:
+        """Send the tail loss probe (RFC 8985 §7.3): new data if the window allows,
+        else the last segment again, so that the ACK it elicits (with SACK) starts
+        fast recovery instead of waiting for the RTO."""
+        if (self.cc.in_recovery or self.snd_max == self.snd_una
+                or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT)):
+            return
+        buf = self.sndbuf
+        maxseg = self.max_segment or self.snd_mss
+        snd_nxt = self.snd_nxt
+        self.tlp_pending = True
+        self.layer._count("tcp.tlp_probes")
+        unsent = len(buf.data) - _diff(snd_nxt, buf.seq)
+        usable = _diff(self.snd_una, snd_nxt) + self.snd_wnd
+        if snd_nxt == self.snd_max and unsent > 0 and usable > 0:
+            n = min(unsent, maxseg, usable)
+            self._send(now, snd_nxt, ACK | (PSH if n == unsent else 0), buf.view(snd_nxt, n))
+            self.snd_nxt = self.snd_max = (snd_nxt + n) & MASK
+        else:
+            end = self.snd_max
+            fin = 0
+            if self.fin_queued and _diff(end, self.fin_seq) > 0:
+                end = self.fin_seq
+                fin = FIN
+            start = end if _diff(end, self.snd_una) <= maxseg else (end - maxseg) & MASK
+            if _diff(end, self.snd_una) <= maxseg:
+                start = self.snd_una
+            n = _diff(end, start)
+            if n <= 0 and not fin:
+                return
+            self._send(now, start, ACK | PSH | fin, buf.view(start, n) if n > 0 else b"")
+            self.retrans_segs += 1
+            self.layer._count("tcp.retrans_segs")
+        self.timers.retransmit = now + self.rto.rto
 
     def _sack_recovery(self, now: float) -> None:
         """SACK-based loss recovery (RFC 6675 §5, simplified).
@@ -1136,6 +1214,14 @@ class Connection:
         maxseg = self.max_segment or self.snd_mss
         if _diff(self.high_rxt, una) < 0:
             self.high_rxt = una
+        if (sb.next_hole(self.high_rxt) is None and sb.next_hole(una) is not None
+                and _diff(sb.high_sacked, self.rxt_mark) > 0):
+            # Lost retransmission: data first sent after our retransmissions was SACKed,
+            # yet a retransmitted hole is still open.  Retransmit the holes again
+            # (the idea of Linux's tcp_mark_lost_retrans / RACK, RFC 8985 §6.2).
+            self.layer._count("tcp.lost_retransmits")
+            self.high_rxt = una
+            self.rxt_mark = self.snd_max
         pipe = _diff(self.snd_max, una) - sb.sacked_bytes - sb.lost_bytes(self.high_rxt)
         limit = self.cc.ssthresh
         timers = self.timers
@@ -1150,6 +1236,7 @@ class Connection:
                 self.retrans_segs += 1
                 self.layer._count("tcp.retrans_segs")
                 self.high_rxt = (a + n) & MASK
+                self.rxt_mark = self.snd_max
                 pipe += n
                 continue
             snd_nxt = self.snd_nxt
@@ -1205,10 +1292,13 @@ class Connection:
                 self._enter_closed("closed")
                 return
         if t.retransmit is not None and t.retransmit <= now:
-            t.retransmit = None
+            t.retransmit = t.tlp = None
             self._on_retransmit_timeout(now)
             if self.state is CLOSED:
                 return
+        if t.tlp is not None and t.tlp <= now:
+            t.tlp = None
+            self._on_tlp_timeout(now)
         if t.persist is not None and t.persist <= now:
             t.persist = None
             self._on_persist_timeout(now)

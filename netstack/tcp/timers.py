@@ -5,6 +5,7 @@ clock, or None when stopped).  The connection asks ``next_deadline()`` and
 the stack calls ``poll(now)`` when it arrives.
 
   retransmit  RFC 6298 retransmission timer (data, SYN, FIN)
+  tlp         tail loss probe, RFC 8985 §7 (fires before the RTO at ~2*SRTT)
   delack      delayed ACK (<= 200 ms, RFC 9293 §3.8.6.3)
   persist     zero-window probes (RFC 9293 §3.8.6.1)
   keepalive   RFC 9293 §3.8.4 (off by default: never armed yet)
@@ -12,7 +13,7 @@ the stack calls ``poll(now)`` when it arrives.
 """
 from __future__ import annotations
 
-NAMES = ("retransmit", "delack", "persist", "keepalive", "timewait")
+NAMES = ("retransmit", "tlp", "delack", "persist", "keepalive", "timewait")
 
 
 class TimerSet:
@@ -20,6 +21,7 @@ class TimerSet:
 
     def __init__(self):
         self.retransmit: float | None = None
+        self.tlp: float | None = None
         self.delack: float | None = None
         self.persist: float | None = None
         self.keepalive: float | None = None
@@ -28,7 +30,7 @@ class TimerSet:
     def next_deadline(self) -> float | None:
         """The earliest armed deadline, or None."""
         best = None
-        for d in (self.retransmit, self.delack, self.persist, self.keepalive, self.timewait):
+        for d in (self.retransmit, self.tlp, self.delack, self.persist, self.keepalive, self.timewait):
             if d is not None and (best is None or d < best):
                 best = d
         return best
@@ -38,7 +40,7 @@ class TimerSet:
         return [n for n in NAMES if (d := getattr(self, n)) is not None and d <= now]
 
     def stop_all(self) -> None:
-        self.retransmit = self.delack = self.persist = self.keepalive = self.timewait = None
+        self.retransmit = self.tlp = self.delack = self.persist = self.keepalive = self.timewait = None
 
     def as_dict(self) -> dict:
         return {n: getattr(self, n) for n in NAMES}

@@ -19,7 +19,11 @@ B_ADDR = ip2int("198.18.0.2")
 
 
 class Channel:
-    def __init__(self, *, loss=0.0, dup=0.0, reorder=0.0, delay=0.005, jitter=0.010, seed=1):
+    def __init__(self, *, loss=0.0, dup=0.0, reorder=0.0, delay=0.005, jitter=0.010, seed=1, swap=False):
+        """``swap=True`` reorders like netstack.link.faults.FaultyLink: a held packet is
+        released just after the next packet in the same direction."""
+        self.swap = swap
+        self._held = {}
         self.loss, self.dup, self.reorder = loss, dup, reorder
         self.delay, self.jitter = delay, jitter
         self.rng = random.Random(seed)
@@ -40,11 +44,31 @@ class Channel:
         self.duplicated += copies - 1
         for _ in range(copies):
             t = now + self.delay
+            if self.swap:
+                item = (dst_layer, src, dst, bytes(data))
+                held = self._held.pop(dst_layer, None)
+                if held is None and rng.random() < self.reorder:
+                    self.reordered += 1
+                    self._held[dst_layer] = item
+                    continue
+                self._push(t, *item)
+                if held is not None:
+                    self._push(t, *held)
+                continue
             if rng.random() < self.reorder:
                 t += rng.random() * self.jitter
                 self.reordered += 1
-            self._n += 1
-            heapq.heappush(self.heap, (t, self._n, dst_layer, src, dst, bytes(data)))
+            self._push(t, dst_layer, src, dst, bytes(data))
+
+    def _push(self, t, dst_layer, src, dst, data):
+        self._n += 1
+        heapq.heappush(self.heap, (t, self._n, dst_layer, src, dst, data))
+
+    def release_held(self, now):
+        """Held packets with no follower go out after a while (FaultyLink's reorder_timeout)."""
+        for layer, item in list(self._held.items()):
+            del self._held[layer]
+            self._push(now + self.delay, *item)
 
     def next_time(self):
         return self.heap[0][0] if self.heap else None
@@ -70,6 +94,9 @@ class Sim:
         self.pump()
         cands = [t for t in (self.ch.next_time(), self.a.next_deadline(), self.b.next_deadline())
                  if t is not None]
+        if self.ch._held and (not cands or min(cands) > self.now + 0.05):
+            self.ch.release_held(self.now + 0.05)
+            cands.append(self.now + 0.05)
         if not cands:
             return False
         t = min(cands)

@@ -8,7 +8,7 @@ from tcp_script import PEER, Script
 
 
 def test_user_write_kicks_and_flushes_on_poll():
-    s = Script()
+    s = Script(TCPConfig(tlp=False))
     conn, synack = s.passive_open()
     kicks = []
     s.layer.on_output = lambda: kicks.append(1)

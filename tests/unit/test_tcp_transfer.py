@@ -206,7 +206,7 @@ def test_zero_window_persist_probes_with_backoff():
 # ---------------------------------------------------------------- retransmission
 
 def test_rto_retransmits_head_with_backoff_and_karn():
-    s, conn, us, them = opened(ts=False, nodelay=True)
+    s, conn, us, them = opened(TCPConfig(tlp=False), ts=False, nodelay=True)
     conn.send(b"data"); s.poll()
     s.expect("P.", seq=us, data=b"data")
     assert conn.timers.retransmit == 1.0
@@ -365,3 +365,47 @@ def test_newreno_partial_ack_retransmits_next_hole():
     assert conn.cc.in_recovery
     s.peer(".", seq=them, ack=us + 8 * MSS, ts=(111, ecr))   # full ACK ends recovery
     assert not conn.cc.in_recovery
+
+
+def test_tail_loss_probe_retransmits_last_segment_before_rto():
+    s, conn, us, them = opened(nodelay=True)
+    s.at(1.0)
+    conn.send(b"t" * (3 * MSS)); s.poll()
+    segs = s.sent()
+    ecr = segs[0].options.ts_val
+    s.at(1.1)
+    s.peer(".", seq=them, ack=us + MSS, ts=(101, ecr))      # RTT sample 0.1 s; the tail is lost
+    assert conn.rto.srtt is not None
+    pto = conn.timers.tlp
+    assert pto is not None and pto < conn.timers.retransmit
+    assert pto == pytest.approx(1.1 + 2 * conn.rto.srtt)
+    s.at(pto)
+    probe = s.expect("P.", seq=us + 2 * MSS, len=MSS)         # the last segment again
+    assert s.counters.get("tcp.tlp_probes") == 1 and conn.timers.tlp is None
+    # its ACK (SACKing the probe) starts SACK recovery for the remaining hole, no RTO
+    from netstack.wire.tcp_options import build_options
+    for i in range(3):
+        s.peer(".", seq=them, ack=us + MSS,
+               options=build_options(ts=(102 + i, ecr), sack_blocks=((us + 2 * MSS, us + 3 * MSS),)))
+    rex = [x.seq for x in s.sent() if x.payload]
+    assert us + MSS in rex and s.counters.get("tcp.rto_expirations") == 0
+
+
+def test_tail_loss_probe_prefers_new_data():
+    s, conn, us, them = opened(TCPConfig(initial_cwnd_segments=2), nodelay=True)
+    conn.send(b"n" * (10 * MSS)); s.poll()
+    segs = s.sent()
+    assert len(segs) == 2
+    s.at(0.1)
+    s.peer(".", seq=them, ack=us + MSS, ts=(101, segs[0].options.ts_val))
+    assert [x.seq for x in s.sent()] == [us + 2 * MSS, us + 3 * MSS]   # slow start: cwnd 3
+    s.at(conn.timers.tlp)
+    assert [x.seq for x in s.sent()] == [us + 4 * MSS]                  # new data beyond cwnd
+    assert s.counters.get("tcp.tlp_probes") == 1 and conn.retrans_segs == 0
+
+
+def test_tlp_can_be_disabled():
+    s, conn, us, them = opened(TCPConfig(tlp=False), nodelay=True)
+    conn.send(b"x" * MSS); s.poll()
+    s.sent()
+    assert conn.timers.tlp is None

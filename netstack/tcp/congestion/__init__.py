@@ -7,6 +7,8 @@ A Connection owns one CongestionControl and calls:
         (a NewReno partial ACK, RFC 6582 §3.2 step 5)
   on_dup_ack(now, flight=..., snd_max=..., ack=..., threshold=3) -> bool  a duplicate ACK;
         True means "fast retransmit now" (RFC 5681 §3.2 step 2)
+  enter_recovery(now, flight=..., snd_max=..., ack=...) -> bool loss inferred from SACK
+        (RFC 6675 IsLost); True means "fast retransmit now"
   on_timeout(now, flight=..., snd_max=...)                     the RTO fired (RFC 5681 §3.1, eqn 4)
   on_loss(now, flight=...)                                     other loss signal (ECN later)
   cwnd, ssthresh (bytes), in_recovery
@@ -29,6 +31,9 @@ class CongestionControl:
 
     def on_dup_ack(self, now: float, *, flight: int = 0, snd_max: int = 0, ack: int | None = None,
                    threshold: int = 3) -> bool:
+        raise NotImplementedError
+
+    def enter_recovery(self, now: float, *, flight: int = 0, snd_max: int = 0, ack: int | None = None) -> bool:
         raise NotImplementedError
 
     def on_timeout(self, now: float, *, flight: int = 0, snd_max: int | None = None) -> None:

@@ -76,17 +76,23 @@ class NewReno(CongestionControl):
             # RFC 6582 §3.2 step 2 / §4.1: no new fast retransmit unless the
             # cumulative ACK covers more than "recover" (set at the last
             # recovery or timeout): old duplicate ACKs must not cut cwnd again.
-            # (recover is one past the highest byte then sent, so "covers" is ack >= recover.)
-            if ack is not None and self.recover_valid and ((ack - self.recover) & MASK) >= HALF:
-                return False
-            self.ssthresh = max(flight // 2, 2 * self.mss)          # eqn 4
-            self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
-            self.recover = snd_max
-            self.recover_valid = True
-            self.in_recovery = True
-            self.fast_retransmits += 1
-            return True
+            return self.enter_recovery(now, flight=flight, snd_max=snd_max, ack=ack)
         return False
+
+    def enter_recovery(self, now, *, flight: int = 0, snd_max: int = 0, ack: int | None = None) -> bool:
+        """Loss detected (3 dup ACKs, or SACK says so, RFC 6675 §5): fast retransmit/recovery."""
+        if self.in_recovery:
+            return False
+        # (recover is one past the highest byte then sent, so "covers" is ack >= recover.)
+        if ack is not None and self.recover_valid and ((ack - self.recover) & MASK) >= HALF:
+            return False
+        self.ssthresh = max(flight // 2, 2 * self.mss)          # eqn 4
+        self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
+        self.recover = snd_max
+        self.recover_valid = True
+        self.in_recovery = True
+        self.fast_retransmits += 1
+        return True
 
     def on_timeout(self, now, *, flight: int = 0, snd_max: int | None = None) -> None:
         if snd_max is not None:                                    # RFC 6582 §3.2 step 1
