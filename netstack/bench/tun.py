@@ -325,12 +325,13 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), limit + 5)
+                if proc.returncode != 0:
+                    raise BenchError(f"the kernel client failed: "
+                                     f"{err.decode(errors='replace').strip()[-300:]}")
                 await asyncio.wait_for(done, 5)
             except asyncio.TimeoutError:
                 raise BenchError(f"kernel -> stack did not finish within {limit:.0f} s "
                                  f"({got['bytes']} bytes read)") from None
-            if proc.returncode != 0:
-                raise BenchError(f"the kernel client failed: {err.decode(errors='replace').strip()[-300:]}")
         finally:
             if server is not None:
                 server.close()
