@@ -287,3 +287,35 @@ def test_netstack_send_usage_errors(argv, needle, capsys):
     file_arg = [] if len(argv) == 3 else ["-"]
     rc = cli_main(["send", "--kernel", "--from", "a@x", "--to", "b@y", *argv, *file_arg])
     assert rc == 2 and needle in capsys.readouterr().err
+
+
+def test_netstack_send_cli_starttls_and_auth(tmp_path, tls_files, capsys):
+    from smtp.auth import Users, hash_password
+
+    maildir = tmp_path / "mail"
+    msg_file, pw_file = tmp_path / "msg.eml", tmp_path / "pw"
+    msg_file.write_bytes(b"Subject: auth\r\n\r\nsecret stuff\r\n")
+    pw_file.write_text("s3cret\n")
+
+    async def go():
+        server = SmtpServer(SessionConfig(), maildir=str(maildir), tls_context=server_context(*tls_files),
+                            users=Users({"alice": hash_password("s3cret", ln=4)}))
+        srv = await server.start(lambda h: asyncio.start_server(h, HOST, 0))
+        port = srv.sockets[0].getsockname()[1]
+        base = ["send", "--kernel", "--server", f"{HOST}:{port}", "--from", "alice@x.test", "--to", "bob@localhost",
+                "--cafile", tls_files[0], "--starttls", "require", "--auth-user", "alice"]
+        try:
+            good = await asyncio.to_thread(cli_main, base + ["--password-file", str(pw_file), str(msg_file)])
+            pw_file.write_text("wrong\n")
+            bad = await asyncio.to_thread(cli_main, base + ["--password-file", str(pw_file), str(msg_file)])
+            return good, bad
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+    good, bad = asyncio.run(go())
+    assert (good, bad) == (0, 1)
+    assert "535 5.7.8" in capsys.readouterr().err
+    (f,) = os.listdir(maildir / "bob" / "new")
+    data = (maildir / "bob" / "new" / f).read_bytes()
+    assert b" with ESMTPSA (version=TLSv1.3" in data and data.endswith(b"\r\n\r\nsecret stuff\r\n")

@@ -661,3 +661,39 @@ def test_parse_path_accepts(text, addr):
 def test_parse_path_rejects(text):
     with pytest.raises(AddressError):
         parse_path(text, allow_null=False)
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_TOKENS = [b"EHLO x\r\n", b"HELO y\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<c@localhost>\r\n", b"DATA\r\n",
+           b"BDAT 5\r\n", b"BDAT 0 LAST\r\n", b"RSET\r\n", b".\r\n", b"\r\n.\r\n", b"\n.\n", b"\r", b"\n", b"..",
+           b"STARTTLS\r\n", b"AUTH PLAIN\r\n", b"AUTH LOGIN\r\n", b"*\r\n", b"NOOP\r\n", b"\xff\xfe", b"x" * 600]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_TOKENS), st.binary(max_size=40)), max_size=40),
+       st.integers(min_value=1, max_value=64))
+def test_any_input_gives_well_formed_replies_and_never_raises(parts, chunk):
+    s = SmtpSession(SessionConfig(tls_available=True, auth_available=True, max_message_size=2000, max_errors=1000),
+                    peer=PEER, now=0.0)
+    wire = b"".join(parts)
+    out = s.data_to_send()
+    for i in range(0, len(wire), chunk):
+        events = s.receive_data(wire[i:i + chunk], 1.0)
+        while events:           # answer like a driver would; answers may produce more events
+            ev = events.pop(0)
+            if isinstance(ev, MessageReady):
+                events += s.delivered("Q", 1.0)
+            elif isinstance(ev, AuthRequest):
+                events += s.auth_result(False, 1.0)
+            elif isinstance(ev, StartTlsRequest):
+                events += s.starttls_refused(1.0)
+        assert s.waiting is None or s.closed
+        out += s.data_to_send()
+    assert out.endswith(b"\r\n")
+    for line in out.split(b"\r\n")[:-1]:
+        assert len(line) >= 4 and line[:3].isdigit() and line[3:4] in (b" ", b"-"), line
+    assert len(s._buf) <= 12288 + 64 * 2          # bounded, whatever the input
