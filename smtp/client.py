@@ -2,7 +2,7 @@
 
 The connection comes from an *opener*: ``async opener(host, port) ->
 (reader, writer)``, e.g. ``asyncio.open_connection`` (kernel TCP) or
-``stack.open_connection`` (netstack)::
+``functools.partial(netstack.sockets.streams.open_connection, stack)`` (netstack)::
 
     result = await send_message(asyncio.open_connection, "127.0.0.1", 25,
                                 "me@example.test", ["you@example.test"], message_bytes)

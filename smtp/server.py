@@ -6,9 +6,12 @@ callback and works with any stream pair offering ``read``, ``write``,
 ``drain``, ``close``, ``wait_closed`` and ``get_extra_info('peername')``:
 asyncio's kernel streams or netstack's own.  To listen::
 
+    from netstack.sockets import streams
     server = SmtpServer(SessionConfig(hostname="mx.example.test"), maildir="./mail")
-    srv = await server.start(functools.partial(asyncio.start_server, host="127.0.0.1", port=2525))
-    srv = await server.start(functools.partial(stack.start_server, port=25))   # netstack
+    srv = await server.start(functools.partial(asyncio.start_server, host="127.0.0.1", port=2525))  # kernel
+    srv = await server.start(functools.partial(streams.start_server, stack, port=25))              # netstack
+
+(``smtp.serve`` does the latter for ``netstack serve``.)
 
 STARTTLS (RFC 3207) swaps the plaintext stream for a ``smtp.tls.TlsStream``
 over the same reader/writer, so TLS works on any stream pair.
