@@ -22,6 +22,12 @@ Reading guide (RFC 9293 section -> method):
                                    RST, SYN, ACK (_process_ack), text (_process_text),
                                    FIN (_process_fin)
   §3.8.1 / RFC 6298 retransmission _on_retransmit_timeout (value: rto.py)
+  RFC 5681/6582 fast retransmit    _process_ack (dup ACKs) -> congestion/newreno.py
+  RFC 6675 SACK recovery           _sack_recovery (scoreboard: sack.py)
+  RFC 3042 limited transmit        _output (cwnd bonus on the first two dup ACKs)
+  RFC 5827 early retransmit        _process_ack (lower dup-ACK threshold)
+  RFC 8985 §7 tail loss probe      _arm_tlp, _on_tlp_timeout
+  RFC 1191 path MTU                on_path_mtu (called by TCPLayer.on_icmp_error)
   §3.8.6.1 zero-window probing     _on_persist_timeout
   §3.8.6.2 SWS avoidance / Nagle   _output (sender), _advertised_window (receiver)
   §3.8.6.3 delayed ACK             _after_data_ack_policy, _on_delack_timeout
