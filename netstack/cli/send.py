@@ -1,32 +1,67 @@
-"""``netstack send``: send one message with the SMTP client (smtp.client).
+"""``netstack send``: send one message with the SMTP client (smtp.client), from the stack.
 
     netstack send --from me@example.test --to you@example.test [--server HOST:PORT] FILE|-
 
-The TCP connection comes from an *opener* (``async opener(host, port) ->
-(reader, writer)``).  ``make_opener(args)`` picks it: ``--kernel`` uses the
-kernel's TCP (``asyncio.open_connection``); the default is
-``DEFAULT_OPENER_FACTORY``, which is the kernel as well until netstack's
-stack is wired in (replace that one name with a factory returning
-``stack.open_connection``).
+By default the connection is made by netstack's own TCP: the command brings
+up a lab (TUN ``--ifname`` in namespace ``--netns``, created if missing and
+reused if it exists; kernel side ``--peer``, stack ``--addr``), runs a stack
+for the duration of the send and connects from the stack's address to
+``--server`` (default 198.18.0.1:25, the kernel side of the lab: run the
+receiving server inside the namespace, e.g. ``ip netns exec NS swaks``-style
+tools or ``python -m smtp.server --host 0.0.0.0``).  ``--kernel`` uses the
+kernel's TCP instead (default server 127.0.0.1:25).
+
+The client only sees an *opener* (``async opener(host, port) -> (reader,
+writer)``): ``asyncio.open_connection`` or netstack's
+``streams.open_connection`` bound to the stack.
 
 Exit status: 0 sent, 1 refused by the server or connection failure,
-2 bad usage or unreadable FILE (one line on stderr).
+2 bad usage, unreadable FILE or a lab that cannot be set up (one line on stderr).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import ssl
 import sys
 
 from netstack.cli import UsageError
 
 
-def kernel_opener_factory(args):
-    return asyncio.open_connection
+@contextlib.asynccontextmanager
+async def kernel_opener(args):
+    yield asyncio.open_connection
 
 
-#: the opener used without --kernel (the integrating dev points this at netstack's stack)
-DEFAULT_OPENER_FACTORY = kernel_opener_factory
+@contextlib.asynccontextmanager
+async def netstack_opener(args):
+    """A stack on the lab's TUN for the duration of the send; yields its open_connection."""
+    from netstack.link.lab import Lab, LabError
+    from netstack.sockets.streams import open_connection
+    from netstack.stack import Stack
+    from netstack.tcp import TCPConfig, TCPLayer
+
+    try:
+        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=args.peer, stack_addr=args.addr, mtu=args.mtu)
+        await asyncio.to_thread(lab.up)     # pyroute2 will not run inside a running event loop
+    except LabError as exc:
+        raise UsageError(str(exc)) from None
+    stack = None
+    try:
+        stack = Stack(lab.link, args.addr)
+        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig()))
+        stack.start()
+        yield functools.partial(open_connection, stack)
+    finally:
+        if stack is not None:
+            stack.close()
+        await asyncio.to_thread(lab.down)
+
+
+def make_opener(args):
+    """An async context manager yielding the opener: the kernel's TCP with --kernel, else netstack's."""
+    return kernel_opener(args) if args.kernel else netstack_opener(args)
 
 
 def add_parser(sub) -> None:
@@ -38,7 +73,8 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="mail_from", required=True, metavar="ADDRESS", help="envelope sender ('' for <>)")
     p.add_argument("--to", action="append", required=True, metavar="ADDRESS",
                    help="envelope recipient (repeatable, or comma-separated)")
-    p.add_argument("--server", default="127.0.0.1:25", metavar="HOST:PORT", help="default 127.0.0.1:25")
+    p.add_argument("--server", metavar="HOST:PORT",
+                   help="default 198.18.0.1:25 (the lab's kernel side), or 127.0.0.1:25 with --kernel")
     p.add_argument("--helo", default="localhost", metavar="NAME", help="our name in EHLO/HELO")
     p.add_argument("--starttls", choices=["auto", "require", "never"], default="auto",
                    help="use STARTTLS when offered (auto, default), insist on it, or never")
@@ -49,6 +85,12 @@ def add_parser(sub) -> None:
     p.add_argument("--no-pipelining", action="store_true", help="one command at a time even if PIPELINING is offered")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each reply (default 60)")
     p.add_argument("--kernel", action="store_true", help="use the kernel's TCP instead of netstack's")
+    lab = p.add_argument_group("the lab (without --kernel)")
+    lab.add_argument("--netns", default="netstack", help="lab namespace (created if missing; default netstack)")
+    lab.add_argument("--ifname", default="nstks0", help="TUN device name (default nstks0)")
+    lab.add_argument("--addr", default="198.18.0.2", help="the stack's address (default 198.18.0.2)")
+    lab.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
+    lab.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
     p.set_defaults(func=run)
 
 
@@ -57,10 +99,6 @@ def parse_server(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--server {text!r}: expected HOST:PORT")
     return host.strip("[]"), int(port)
-
-
-def make_opener(args):
-    return kernel_opener_factory(args) if args.kernel else DEFAULT_OPENER_FACTORY(args)
 
 
 def _read_message(path: str) -> bytes:
@@ -76,7 +114,7 @@ def _read_message(path: str) -> bytes:
 def run(args) -> int:
     from smtp.client import SmtpError, send_message
 
-    host, port = parse_server(args.server)
+    host, port = parse_server(args.server or ("127.0.0.1:25" if args.kernel else "198.18.0.1:25"))
     rcpts = [r.strip() for item in args.to for r in item.split(",") if r.strip()]
     if not rcpts:
         raise UsageError("--to: no recipient given")
@@ -94,12 +132,16 @@ def run(args) -> int:
     if args.insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    opener = make_opener(args)
+
+    async def send():
+        async with make_opener(args) as opener:
+            return await send_message(
+                opener, host, port, args.mail_from, rcpts, message, local_hostname=args.helo,
+                starttls=args.starttls, tls_context=ctx, auth=auth, pipelining=not args.no_pipelining,
+                timeout=args.timeout)
+
     try:
-        result = asyncio.run(send_message(
-            opener, host, port, args.mail_from, rcpts, message, local_hostname=args.helo,
-            starttls=args.starttls, tls_context=ctx, auth=auth, pipelining=not args.no_pipelining,
-            timeout=args.timeout))
+        result = asyncio.run(send())
     except SmtpError as exc:
         print(f"netstack send: refused: {exc}", file=sys.stderr)
         return 1

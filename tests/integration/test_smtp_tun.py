@@ -218,3 +218,41 @@ def test_sigkill_mid_data_and_after_250(serve_factory, tmp_path, finish):
         assert body_after_trace(copy) == b"Subject: k\r\n\r\n" + b"x" * 100000 + b"\r\n"
     else:
         assert got.get("bob", []) == []
+
+
+def test_netstack_send_from_the_stack_to_a_kernel_side_server(tmp_path):
+    """`netstack send` over netstack's TCP to our server running on the kernel side of the lab."""
+    import subprocess
+    import sys
+
+    from tests.conftest import require_tun, unique_lab_name
+    from tests.integration.conftest import _env, remove_netns_we_created
+
+    require_tun()
+    name = unique_lab_name("nss")
+    maildir, port_file = tmp_path / "mail", tmp_path / "port"
+    msg = tmp_path / "msg.eml"
+    msg.write_bytes(b"Subject: from the stack\n\n.leading dot\nbody\n")
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    server = None
+    try:
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "smtp.server", "--host",
+                                   "0.0.0.0", "--port", "2525", "--port-file", str(port_file), "--maildir",
+                                   str(maildir)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "kernel-side server did not start"
+            time.sleep(0.05)
+        r = subprocess.run([sys.executable, "-m", "netstack", "send", "--netns", name, "--ifname", name,
+                            "--server", "198.18.0.1:2525", "--from", "student@example.test", "--to",
+                            "bob@localhost", str(msg)], capture_output=True, text=True, timeout=60, env=_env())
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.startswith("250 2.0.0 Ok: queued as ")
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()                     # our own child, by PID
+            server.wait(10)
+        remove_netns_we_created(name)
+    (copy,) = maildir_files(maildir)["bob"]
+    assert b"Received: from localhost ([198.18.0.2])\r\n" in copy
+    assert body_after_trace(copy) == b"Subject: from the stack\r\n\r\n.leading dot\r\nbody\r\n"
