@@ -36,7 +36,13 @@ Columns: MB/s (10^6 bytes/s of payload; for the ceiling, of whole packets),
 packets/s (data segments for the transfers, counted by the stack's
 ``tcp.in_segs``/``tcp.out_segs``), ``of ceiling`` (packets/s over the read
 ceiling's packets/s, same run), ACKs the stack sent per data segment it
-received, and seconds.  Figures are medians over ``--repeat`` runs, the
+received, CPU time of this process (user + system, ``time.process_time``)
+per packet, and seconds.  On a machine shared with other work the CPU
+figure is the steadier one: wall-clock rates drop when another process
+takes the CPU, CPU time per packet does not.  Note that the system time
+includes kernel work done inside our system calls: a ``write`` of an ACK
+to the TUN runs the kernel's TCP input for it, which sends the next
+segments (into the TUN) within the same call.  Figures are medians over ``--repeat`` runs, the
 three measurements interleaved within each run.
 
 Target (issue 4): kernel -> stack at least 60 MB/s at MTU 1500.
@@ -81,6 +87,7 @@ COLUMNS = [
     report.Column("packets_per_s", "packets/s", "{:,.0f}"),
     report.Column("of_ceiling", "of ceiling", "{:.2f}"),
     report.Column("acks_per_segment", "ACKs/segment", "{:.3f}"),
+    report.Column("cpu_us_per_packet", "CPU us/packet", "{:.2f}"),
     report.Column("seconds", "seconds", "{:.2f}"),
 ]
 
@@ -217,8 +224,9 @@ def read_ceiling(lab, *, packets: int, seconds: float, datagram: int = FLOOD_DAT
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     recv_batch = link.recv_batch
     perf = time.perf_counter
+    cpu = time.process_time
     n = nbytes = bursts = 0
-    elapsed = 0.0
+    elapsed = cpu_s = 0.0
     end = time.monotonic() + seconds
     try:
         while n < packets and time.monotonic() < end:
@@ -228,6 +236,7 @@ def read_ceiling(lab, *, packets: int, seconds: float, datagram: int = FLOOD_DAT
                 break
             time.sleep(0.002)             # let the qdisc hand the last fragments to the TUN
             t0 = perf()
+            c0 = cpu()
             got = 0
             while True:
                 batch = recv_batch(64)
@@ -237,6 +246,7 @@ def read_ceiling(lab, *, packets: int, seconds: float, datagram: int = FLOOD_DAT
                 for view, _meta in batch:
                     nbytes += len(view)
             elapsed += perf() - t0
+            cpu_s += cpu() - c0
             n += got
             bursts += 1
         err = ""
@@ -252,7 +262,8 @@ def read_ceiling(lab, *, packets: int, seconds: float, datagram: int = FLOOD_DAT
         raise BenchError(f"the kernel flood reached the TUN with {n} packets only "
                          f"({(err or '').strip()[-200:]})")
     return {"packets": n, "bytes": nbytes, "seconds": elapsed, "packets_per_s": n / elapsed,
-            "mb_per_s": nbytes / elapsed / 1e6, "bursts": bursts, "packets_per_burst": n / bursts}
+            "mb_per_s": nbytes / elapsed / 1e6, "bursts": bursts, "packets_per_burst": n / bursts,
+            "cpu_seconds": cpu_s, "cpu_us_per_segment": cpu_s / n * 1e6}
 
 
 def _set_txqlen(lab, qlen: int) -> int | None:
@@ -297,6 +308,8 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
 
     async def sink(reader, writer):
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        os0 = os.times()
         c0 = stack.counters.snapshot()
         n = 0
         try:
@@ -307,8 +320,11 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
                 n += len(data)
         finally:
             t1 = time.perf_counter()
+            cpu1 = time.process_time()
+            os1 = os.times()
             c1 = stack.counters.snapshot()
-            got.update(bytes=n, seconds=t1 - t0,
+            got.update(bytes=n, seconds=t1 - t0, cpu_seconds=cpu1 - cpu0,
+                       user_seconds=os1.user - os0.user, system_seconds=os1.system - os0.system,
                        segments=c1.get("tcp.in_segs", 0) - c0.get("tcp.in_segs", 0),
                        acks=c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0))
             writer.close()
@@ -344,6 +360,8 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
     return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6,
             "segments": got["segments"], "packets_per_s": got["segments"] / secs,
             "acks": got["acks"], "acks_per_segment": got["acks"] / max(1, got["segments"]),
+            "cpu_seconds": got["cpu_seconds"], "cpu_us_per_segment": got["cpu_seconds"] / max(1, got["segments"]) * 1e6,
+            "user_seconds": got["user_seconds"], "system_seconds": got["system_seconds"],
             "kernel_seconds": kernel["seconds"]}
 
 
@@ -367,6 +385,7 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
                 raise BenchError(f"the kernel listener did not start: {err.decode(errors='replace')[-300:]}")
             c0 = stack.counters.snapshot()
             t0 = time.perf_counter()
+            cpu0 = time.process_time()
             reader, writer = await asyncio.wait_for(open_connection(stack, KERNEL_ADDR, KERNEL_PORT), 10)
             block = bytes(range(256)) * 256
             left = nbytes
@@ -384,6 +403,7 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
             except asyncio.TimeoutError:
                 raise BenchError(f"stack -> kernel: the kernel did not see the end within {limit:.0f} s") from None
             t1 = time.perf_counter()
+            cpu1 = time.process_time()
             c1 = stack.counters.snapshot()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 5)
@@ -399,7 +419,8 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
     secs = kernel["seconds"]
     segs = c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0)
     return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6, "segments": segs,
-            "packets_per_s": segs / secs, "stack_seconds": t1 - t0,
+            "packets_per_s": segs / secs, "stack_seconds": t1 - t0, "cpu_seconds": cpu1 - cpu0,
+            "cpu_us_per_segment": (cpu1 - cpu0) / max(1, segs) * 1e6,
             "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0)}
 
 
@@ -460,6 +481,7 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
             "packets_per_s": pps,
             "of_ceiling": report.ratio(pps, ceiling_pps) if pps is not None else None,
             "acks_per_segment": med(path, "acks_per_segment"),
+            "cpu_us_per_packet": med(path, "cpu_us_per_segment"),
             "seconds": med(path, "seconds"),
             "runs": runs[path],
         })
