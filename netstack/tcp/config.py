@@ -43,6 +43,13 @@ class TCPConfig:
     #: Tail loss probe (RFC 8985 §7): probe ~2*SRTT after the last send instead of
     #: waiting a whole RTO when the tail of a burst is lost.
     tlp: bool = True
+    #: Keep-alive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): off unless asked (SO_KEEPALIVE);
+    #: first probe after ``keepalive_idle`` s of silence, then every ``keepalive_interval``,
+    #: abort after ``keepalive_probes`` unanswered probes (Linux defaults).
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_probes: int = 9
     #: Persist timer bounds (zero-window probes), seconds.
     persist_min: float = 0.2
     persist_max: float = 60.0

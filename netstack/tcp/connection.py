@@ -178,6 +178,8 @@ class Connection:
         self.high_rxt = 0                 # RFC 6675 HighRxt: highest byte retransmitted in recovery
         self.rxt_mark = 0                 # SND.MAX when we last retransmitted a hole
         self.tlp_pending = False          # a tail loss probe is out, awaiting an ACK
+        self.keepalive = cfg.keepalive    # SO_KEEPALIVE
+        self.keepalive_probes = 0         # unanswered keep-alive probes
         self.retrans_segs = 0
         self.unacked_segs = 0             # in-order segments received since our last ACK
         self._ack_now = False
@@ -316,6 +318,14 @@ class Connection:
         if st not in (SYN_SENT, LISTEN, TIME_WAIT):
             self.layer._send_rst_for(self, self.snd_nxt)
         self._enter_closed("closed")
+
+    def set_keepalive(self, on: bool = True) -> None:
+        """SO_KEEPALIVE: probe an idle connection (RFC 1122 §4.2.3.6); off by default."""
+        self.keepalive = bool(on)
+        if not on:
+            self.timers.keepalive = None
+        else:
+            self._mark_dirty()           # armed on the next flush (needs a "now")
 
     def set_nodelay(self, on: bool = True) -> None:
         """TCP_NODELAY: disable (True) or enable (False) Nagle's algorithm."""
@@ -510,6 +520,8 @@ class Connection:
         elif st is not CLOSED:
             self._on_segment_sync(seg, now)
         if self.state is not CLOSED:
+            if self.keepalive:
+                self._arm_keepalive(now)
             self._flush(now)
 
     def _fast_data(self, seg, now: float) -> bool:
@@ -542,6 +554,8 @@ class Connection:
             self._ack_now = True
         elif self.timers.delack is None:
             self.timers.delack = now + self.config.delack_timeout
+        if self.keepalive:
+            self._arm_keepalive(now)
         if self.state is ESTABLISHED:
             if self._dirty or self.sndbuf.data:
                 self._output(now)
@@ -604,6 +618,8 @@ class Connection:
 
     def _establish(self, now: float) -> None:
         self._set_state(ESTABLISHED)
+        if self.keepalive:
+            self._arm_keepalive(now)
         if self.syn_retransmitted and self.rto.samples == 0:
             # RFC 6298 §5.7: SYN timed out -> RTO 3 s when data transmission begins
             self.rto._base_rto = self.rto.rto = max(3.0, self.rto.rto_min)
@@ -1036,6 +1052,8 @@ class Connection:
     def _flush(self, now: float) -> None:
         """Send whatever is due: data/FIN under the windows, else a pending ACK."""
         self._dirty = False
+        if self.keepalive and self.timers.keepalive is None:
+            self._arm_keepalive(now)
         if self.state in _SEND_STATES:
             self._output(now)
         if self._ack_now and self.state is not CLOSED and self.state is not SYN_SENT:
@@ -1311,6 +1329,11 @@ class Connection:
         if t.delack is not None and t.delack <= now:
             t.delack = None
             self._on_delack_timeout(now)
+        if t.keepalive is not None and t.keepalive <= now:
+            t.keepalive = None
+            self._on_keepalive_timeout(now)
+            if self.state is CLOSED:
+                return
         if self.state is not CLOSED:
             self._flush(now)
 
@@ -1403,6 +1426,35 @@ class Connection:
             self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (zero-window probes unanswered)"), "timeout")
             return
         self.timers.persist = now + self._persist_interval()
+
+    def _arm_keepalive(self, now: float) -> None:
+        """Something arrived: the peer is alive; the next probe is an idle period away."""
+        self.keepalive_probes = 0
+        if self.state is ESTABLISHED or self.state is CLOSE_WAIT:
+            self.timers.keepalive = now + self.config.keepalive_idle
+        else:
+            self.timers.keepalive = None
+
+    def _on_keepalive_timeout(self, now: float) -> None:
+        """Send a keep-alive probe: <SEQ=SND.UNA-1> with no data, which any live peer
+        must ACK as unacceptable (RFC 1122 §4.2.3.6); abort after too many."""
+        cfg = self.config
+        if not self.keepalive or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT):
+            return
+        if self.snd_max != self.snd_una or self.timers.persist is not None:
+            # data in flight: the retransmission/persist machinery watches the peer
+            self.timers.keepalive = now + cfg.keepalive_interval
+            return
+        if self.keepalive_probes >= cfg.keepalive_probes:
+            self.layer._count("tcp.keepalive_timeouts")
+            self.layer._send_rst_for(self, self.snd_nxt)
+            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (keep-alive)"), "timeout")
+            return
+        probes = self.keepalive_probes + 1
+        self.layer._count("tcp.keepalive_probes")
+        self._send(now, (self.snd_una - 1) & MASK, ACK, b"")
+        self.keepalive_probes = probes
+        self.timers.keepalive = now + cfg.keepalive_interval
 
     def _on_delack_timeout(self, now: float) -> None:
         """The delayed-ACK timer (<= 200 ms) fired: ACK what we hold (RFC 9293 §3.8.6.3)."""

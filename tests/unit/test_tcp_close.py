@@ -207,3 +207,26 @@ def test_errors_carry_errno():
     with pytest.raises(ConnectionResetError) as ei:
         conn.recv(1)
     assert ei.value.errno == errno.ECONNRESET
+
+
+def test_keepalive_off_by_default():
+    s, conn, us, them = opened()
+    assert conn.timers.keepalive is None
+    s.at(10000.0)
+    s.expect_nothing()
+
+
+def test_keepalive_probes_and_timeout():
+    cfg = TCPConfig(keepalive=True, keepalive_idle=100.0, keepalive_interval=10.0, keepalive_probes=3)
+    s, conn, us, them = opened(cfg)
+    assert conn.timers.keepalive == pytest.approx(100.0)
+    s.at(100.0)
+    s.expect(".", seq=us - 1, ack=them)                 # probe: SND.UNA - 1, no data
+    s.peer(".", seq=them, ack=us)                       # the peer answers: idle again
+    assert conn.timers.keepalive == pytest.approx(200.0)
+    for t in (200.0, 210.0, 220.0):
+        s.at(t)
+        s.expect(".", seq=us - 1)
+    s.at(230.0)
+    s.expect("R", seq=us)
+    assert isinstance(conn.error, TimeoutError) and conn.state is State.CLOSED
