@@ -60,3 +60,8 @@ class TCPConfig:
     #: Ephemeral port range for connect() (RFC 6335 §6).
     ephemeral_low: int = 49152
     ephemeral_high: int = 65535
+
+    @classmethod
+    def for_mtu(cls, mtu: int, **kw) -> "TCPConfig":
+        """A config whose MSS comes from the link MTU (RFC 9293 §3.7.1: MTU - 20 - 20)."""
+        return cls(mss=max(mtu - 40, 88), **kw)

@@ -52,10 +52,14 @@ class _LocalCounters:
 
 class TCPLayer:
     def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
-                 isn_secret: bytes | None = None):
+                 isn_secret: bytes | None = None, mtu: int | None = None):
+        """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40."""
         self.local_addr = local_addr
         self.counters = counters if counters is not None else _LocalCounters()
         self.config = config or TCPConfig()
+        if mtu is not None and mtu - 40 < self.config.mss:
+            from dataclasses import replace
+            self.config = replace(self.config, mss=max(mtu - 40, 88))
         self.outbox: deque = deque()
         self.on_output = None
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)

@@ -255,3 +255,15 @@ def test_listen_twice_and_explicit_port_in_use():
     s.layer.connect(PEER, 9, 0.0, src_port=1234)
     with pytest.raises(OSError):
         s.layer.connect(PEER, 9, 0.0, src_port=1234)
+
+
+def test_mss_from_link_mtu():
+    from netstack.tcp import TCPLayer
+    assert TCPConfig.for_mtu(9000).mss == 8960
+    layer = TCPLayer(1, config=TCPConfig(), mtu=1280)
+    assert layer.config.mss == 1240
+    s = Script(TCPConfig.for_mtu(1400))
+    s.layer.listen(80)
+    s.peer("S", seq=1, mss=1460)
+    s.expect("S.", mss=1360)
+    assert s.layer.connections[(PEER, 40000, 80)].snd_mss == 1360
