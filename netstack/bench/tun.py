@@ -292,7 +292,7 @@ def _make_stack(lab):
     from netstack.tcp import TCPConfig, TCPLayer
 
     stack = Stack(lab.link, STACK_ADDR)
-    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig(mss=lab.mtu - 40))
+    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig.for_mtu(lab.mtu))
     stack.register_transport(6, tcp)
     return stack
 
@@ -310,7 +310,6 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         os0 = os.times()
-        c0 = stack.counters.snapshot()
         n = 0
         try:
             while True:
@@ -336,6 +335,8 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
     async with stack:
         try:
             server = await start_server(stack, sink, port=SINK_PORT)
+            # counted from here: data may arrive before the sink's handler first runs
+            c0 = stack.counters.snapshot()
             proc = await asyncio.create_subprocess_exec(
                 *_in_ns(lab, KERNEL_CLIENT, STACK_ADDR, SINK_PORT, nbytes, limit),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
