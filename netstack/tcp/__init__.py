@@ -4,10 +4,14 @@
   isn.py          initial sequence numbers, RFC 6528
   config.py       TCPConfig: every tunable
   rto.py          RFC 6298 RTO estimator (the value of the retransmission timer)
-  timers.py       per-connection timers: retransmit, delack, persist, keepalive, timewait
+  timers.py       per-connection timers: retransmit, tlp, delack, persist, keepalive, timewait
   buffers.py      send buffer/retransmission queue, receive buffer, out-of-order queue
   congestion/     one small interface; newreno.py (RFC 5681 + RFC 6582)
+  state.py        the eleven states (RFC 9293 §3.3.2)
   connection.py   the RFC 9293 state machine (segment arrival, user calls, timers fire)
+  sender.py       output: segmentation, Nagle, SWS, persist, keep-alive
+  recovery.py     THE RETRANSMISSION TIMER fires here; fast retransmit, SACK recovery, TLP
+  sack.py         the sender's SACK scoreboard (RFC 6675)
   listener.py     SYN queue + accept queue
   output.py       serialize a segment via netstack.wire.tcp.build_tcp
   layer.py        TCPLayer: the stack's Transport (demux, RSTs for closed ports, counters)

@@ -14,41 +14,44 @@ A Connection is driven from two sides:
 What comes out: segments (through the layer's outbox), events (``on_event``
 callback, also recorded in ``events``), and deadlines (``next_deadline()``).
 
-Reading guide (RFC 9293 section -> method):
+Reading guide (RFC section -> where):
+  §3.3.2 the eleven states         state.py
   §3.10.1 OPEN (active)            TCPLayer.connect -> Connection.open_active
-  §3.10.7.2 LISTEN, SYN arrives    Listener -> Connection.open_passive
-  §3.10.7.3 SYN-SENT               _on_segment_syn_sent
-  §3.10.7.4 other states           on_segment: acceptability (_acceptable),
-                                   RST, SYN, ACK (_process_ack), text (_process_text),
-                                   FIN (_process_fin)
-  §3.8.1 / RFC 6298 retransmission _on_retransmit_timeout (value: rto.py)
-  RFC 5681/6582 fast retransmit    _process_ack (dup ACKs) -> congestion/newreno.py
-  RFC 6675 SACK recovery           _sack_recovery (scoreboard: sack.py)
-  RFC 3042 limited transmit        _output (cwnd bonus on the first two dup ACKs)
-  RFC 5827 early retransmit        _process_ack (lower dup-ACK threshold)
-  RFC 8985 §7 tail loss probe      _arm_tlp, _on_tlp_timeout
-  RFC 1191 path MTU                on_path_mtu (called by TCPLayer.on_icmp_error)
-  §3.8.6.1 zero-window probing     _on_persist_timeout
-  §3.8.6.2 SWS avoidance / Nagle   _output (sender), _advertised_window (receiver)
-  §3.8.6.3 delayed ACK             _after_data_ack_policy, _on_delack_timeout
-  RFC 7323 window scale/timestamps _negotiate, _check_paws
+  §3.10.7.2 LISTEN, SYN arrives    listener.py -> Connection.open_passive
+  §3.10.7.3 SYN-SENT               Connection._on_segment_syn_sent
+  §3.10.7.4 other states           Connection._on_segment_sync: PAWS (RFC 7323 §5),
+                                   acceptability (_acceptable), RST (_on_rst), SYN,
+                                   ACK (_process_ack), text and FIN (_process_text_and_fin,
+                                   _process_fin); header prediction: _fast_data
+  §3.8.6.3 delayed ACK             Connection._data_ack_policy, _on_delack_timeout
+  §3.8.6.2.2 receiver SWS          Connection._advertised_window, _after_user_read
+  RFC 7323 / 2018 negotiation      Connection._negotiate, _syn_options
+  sending, Nagle, sender SWS,      sender.py (Sender._output, _send, _on_persist_timeout,
+  persist, keep-alive                         _on_keepalive_timeout)
+  retransmission timer (RFC 6298), recovery.py (Recovery._on_retransmit_timeout,
+  fast retransmit, SACK recovery,              _retransmit_head, _sack_recovery, _arm_tlp,
+  tail loss probe, path MTU                    on_path_mtu); the RTO value: rto.py
+  congestion window                congestion/newreno.py (RFC 5681, RFC 6582)
 """
 from __future__ import annotations
 
-import enum
 import errno
 import logging
-import struct
 from collections import deque
 
-from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN, URG
+from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN
 from netstack.wire.tcp_options import build_options
 
 from . import congestion
 from .buffers import OutOfOrderQueue, ReceiveBuffer, SendBuffer
 from .config import TCPConfig
+from .recovery import Recovery
 from .rto import RTOEstimator
 from .sack import SackScoreboard
+from .sender import Sender
+from .state import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK,  # noqa: F401
+                    LISTEN, SYN_RECEIVED, SYN_SENT, TIME_WAIT, State, _RECV_TEXT_STATES, _SEND_STATES,
+                    _USER_SEND_STATES)
 from .timers import TimerSet
 
 log = logging.getLogger("netstack.tcp")
@@ -59,55 +62,17 @@ PAWS_IDLE = 24 * 24 * 3600.0     # RFC 7323 §5.5: TS.Recent is invalid after 24
 DEFAULT_PEER_MSS = 536           # RFC 9293 §3.7.1 (IPv4 default send MSS)
 TS_OPTION_LEN = 12               # NOP NOP TS
 
-_NNTS = struct.Struct("!III")
-_NNTS_WORD = 0x0101080A
 
 
 def _diff(a, b):
     return ((a - b + HALF) & MASK) - HALF
 
 
-class State(enum.Enum):
-    """The eleven states of RFC 9293 §3.3.2."""
-    CLOSED = "CLOSED"
-    LISTEN = "LISTEN"
-    SYN_SENT = "SYN-SENT"
-    SYN_RECEIVED = "SYN-RECEIVED"
-    ESTABLISHED = "ESTABLISHED"
-    FIN_WAIT_1 = "FIN-WAIT-1"
-    FIN_WAIT_2 = "FIN-WAIT-2"
-    CLOSE_WAIT = "CLOSE-WAIT"
-    CLOSING = "CLOSING"
-    LAST_ACK = "LAST-ACK"
-    TIME_WAIT = "TIME-WAIT"
-
-    def __str__(self):
-        return self.value
-
-
-CLOSED = State.CLOSED
-LISTEN = State.LISTEN
-SYN_SENT = State.SYN_SENT
-SYN_RECEIVED = State.SYN_RECEIVED
-ESTABLISHED = State.ESTABLISHED
-FIN_WAIT_1 = State.FIN_WAIT_1
-FIN_WAIT_2 = State.FIN_WAIT_2
-CLOSE_WAIT = State.CLOSE_WAIT
-CLOSING = State.CLOSING
-LAST_ACK = State.LAST_ACK
-TIME_WAIT = State.TIME_WAIT
-
-#: States in which we may send data and FIN.
-_SEND_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
-#: States in which arriving text is delivered (§3.10.7.4 seventh).
-_RECV_TEXT_STATES = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 #: Flags (low six bits) a header-predicted data segment may carry.
 _FAST_FLAGS = frozenset({ACK, ACK | PSH})
-#: States in which the user may still queue data.
-_USER_SEND_STATES = frozenset({SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT})
 
 
-class Connection:
+class Connection(Sender, Recovery):
     """A TCP connection (transmission control block + behaviour), RFC 9293 §3.3.1."""
 
     def __init__(self, layer, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
@@ -404,23 +369,6 @@ class Connection:
         return self.max_segment or self.snd_mss
 
     # ------------------------------------------------------------------ opening
-
-    def on_path_mtu(self, mtu: int, now: float) -> None:
-        """Path MTU discovery (RFC 1191 §6.2): a router said our segments are too big."""
-        if mtu < 68:
-            return
-        mss = mtu - 40 - (TS_OPTION_LEN if self.ts_enabled else 0)
-        if mss >= self.snd_mss:
-            return
-        self.snd_mss = max(mss, 8)
-        if self.max_segment and self.max_segment > self.snd_mss:
-            self.max_segment = None
-        self.cc.set_mss(self.snd_mss)
-        if self.state in _SEND_STATES and self.snd_max != self.snd_una:
-            # the too-big segment was dropped: resend from SND.UNA at the new size (not a loss signal)
-            self.snd_nxt = self.snd_una
-            self.rtt_seq = None
-            self._output(now)
 
     def _syn_options(self, now: float, peer_opts=None) -> bytes:
         """Options for our SYN, or for a SYN-ACK (only what the peer offered, RFC 7323 §1.3)."""
@@ -1059,249 +1007,6 @@ class Connection:
         if self._ack_now and self.state is not CLOSED and self.state is not SYN_SENT:
             self._send_ack(now)
 
-    def _send_ack(self, now: float) -> None:
-        # A pure ACK carries SND.MAX, not SND.NXT: after a go-back-N retransmission
-        # SND.NXT lags what the peer already has, and an ACK numbered below the
-        # peer's RCV.NXT would fail its acceptability test (BSD tcp_output does the same).
-        self._send(now, self.snd_max, ACK, b"")
-
-    def _send(self, now: float, seq: int, flags: int, payload) -> None:
-        """Emit one segment carrying ACK of RCV.NXT (all segments after the SYN do)."""
-        wnd = self._advertised_window()
-        if self.sack_ok and self.ooo.ranges:
-            # RFC 2018 §4: report the out-of-order blocks we hold (3 fit beside timestamps)
-            ts = self.ts_enabled
-            opts = build_options(ts=((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if ts else None,
-                                 sack_blocks=self.ooo.blocks(self.rcv_nxt, 3 if ts else 4))
-        elif self.ts_enabled:
-            opts = _NNTS.pack(_NNTS_WORD, (int(now * 1000) + self.ts_offset) & MASK, self.ts_recent)
-        else:
-            opts = b""
-        rcv_nxt = self.rcv_nxt
-        self.layer._emit(self, seq, rcv_nxt, flags, wnd, opts, payload)
-        self.last_ack_sent = rcv_nxt
-        self._ack_now = False
-        self.unacked_segs = 0
-        self.timers.delack = None
-
-    def _output(self, now: float) -> None:
-        """Send new data and FIN as the windows allow (RFC 9293 §3.8.6.2.1, RFC 1122 §4.2.3.4, RFC 896).
-
-        Sender SWS avoidance: a segment goes out if it is full-sized, or it
-        carries all queued data and (Nagle) nothing is outstanding or
-        TCP_NODELAY is set, or it is at least half the largest window the
-        peer ever offered.  The FIN goes with the last data.
-        """
-        buf = self.sndbuf
-        maxseg = self.max_segment or self.snd_mss
-        mss = self.snd_mss
-        timers = self.timers
-        sb = self.scoreboard
-        if sb.blocks and self.cc.in_recovery:
-            self._sack_recovery(now)
-            return
-        while True:
-            snd_nxt = self.snd_nxt
-            if sb.blocks and _diff(snd_nxt, self.snd_max) < 0:
-                # go-back-N after an RTO: skip what the peer SACKed (RFC 6675 §5.1)
-                end = sb.sacked_end(snd_nxt)
-                if end is not None:
-                    self.snd_nxt = end
-                    continue
-            off = _diff(snd_nxt, buf.seq)
-            queued = len(buf.data) - off
-            fin_pending = self.fin_queued and queued >= 0 and _diff(snd_nxt, self.fin_seq) <= 0
-            if queued <= 0 and not fin_pending:
-                break
-            wnd = self.snd_wnd
-            cwnd = self.cc.cwnd
-            if self.dupacks and not self.cc.in_recovery:
-                # Limited transmit (RFC 3042): one new segment per each of the first two
-                # duplicate ACKs, so a small window still produces three of them.
-                cwnd += min(self.dupacks, 2) * mss
-            if cwnd < wnd:
-                wnd = cwnd
-            usable = _diff(self.snd_una, snd_nxt) + wnd
-            n = queued
-            if n > usable:
-                n = usable if usable > 0 else 0
-            if n > maxseg:
-                n = maxseg
-            if sb.blocks and _diff(snd_nxt, self.snd_max) < 0:
-                hole = sb.next_hole(snd_nxt)
-                if hole is not None and _diff(hole[1], snd_nxt) < n:
-                    n = _diff(hole[1], snd_nxt)
-            fin = fin_pending and n == queued
-            if n == 0 and not fin:
-                break
-            if fin and n == 0 and usable <= 0 and self.snd_wnd == 0:
-                break        # the FIN needs a window too; the persist timer will probe
-            retrans = _diff(snd_nxt, self.snd_max) < 0
-            if n < mss and not fin and not retrans:
-                if n < queued:
-                    # Window-limited: SWS avoidance (RFC 1122 §4.2.3.4)
-                    if n < (self.max_sndwnd >> 1) or n <= 0:
-                        break
-                elif not self.nodelay and snd_nxt != self.snd_una:
-                    break    # Nagle (RFC 896): small segment while data is outstanding
-            flags = ACK
-            if n and n == queued:
-                flags |= PSH
-            if fin:
-                flags |= FIN
-            if n:
-                self._send(now, snd_nxt, flags, buf.view(snd_nxt, n))
-            else:
-                self._send(now, snd_nxt, flags, b"")
-            if retrans:
-                self.retrans_segs += 1
-                self.layer._count("tcp.retrans_segs")
-            elif self.rtt_seq is None and not self.ts_enabled:
-                self.rtt_seq = snd_nxt
-                self.rtt_time = now
-            snd_nxt = self.snd_nxt = (snd_nxt + n + (1 if fin else 0)) & MASK
-            if _diff(snd_nxt, self.snd_max) > 0:
-                self.snd_max = snd_nxt
-            if timers.retransmit is None:
-                timers.retransmit = now + self.rto.rto
-            if timers.persist is not None:
-                timers.persist = None
-            if not retrans and timers.tlp is None:
-                self._arm_tlp(now)
-        if self.snd_max == self.snd_una and timers.persist is None and (
-                len(buf.data) or (self.fin_queued and _diff(self.snd_nxt, self.fin_seq) <= 0)):
-            # Unsent data, nothing in flight, and the window (zero, or too small to pass
-            # the SWS test) stopped us: the persist timer probes a zero window
-            # (RFC 9293 §3.8.6.1) and is the SWS override timeout (RFC 1122 §4.2.3.4).
-            timers.retransmit = None
-            timers.persist = now + self._persist_interval()
-
-    def _arm_tlp(self, now: float) -> None:
-        """Schedule a tail loss probe (RFC 8985 §7.2): PTO = 2*SRTT (+ the delayed-ACK
-        allowance when one segment is in flight), only if it comes before the RTO."""
-        t = self.timers
-        srtt = self.rto.srtt
-        if (not self.config.tlp or srtt is None or self.tlp_pending or self.cc.in_recovery
-                or t.retransmit is None or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT)):
-            t.tlp = None
-            return
-        pto = max(2 * srtt, 0.01)
-        if _diff(self.snd_max, self.snd_una) <= self.snd_mss:
-            pto += self.config.delack_timeout
-        d = now + pto
-        t.tlp = d if d < t.retransmit else None
-
-    def _on_tlp_timeout(self, now: float) -> None:
-        """Send the tail loss probe (RFC 8985 §7.3): new data if the window allows,
-        else the last segment again, so that the ACK it elicits (with SACK) starts
-        fast recovery instead of waiting for the RTO."""
-        if (self.cc.in_recovery or self.snd_max == self.snd_una
-                or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT)):
-            return
-        buf = self.sndbuf
-        maxseg = self.max_segment or self.snd_mss
-        snd_nxt = self.snd_nxt
-        self.tlp_pending = True
-        self.layer._count("tcp.tlp_probes")
-        unsent = len(buf.data) - _diff(snd_nxt, buf.seq)
-        usable = _diff(self.snd_una, snd_nxt) + self.snd_wnd
-        if snd_nxt == self.snd_max and unsent > 0 and usable > 0:
-            n = min(unsent, maxseg, usable)
-            self._send(now, snd_nxt, ACK | (PSH if n == unsent else 0), buf.view(snd_nxt, n))
-            self.snd_nxt = self.snd_max = (snd_nxt + n) & MASK
-        else:
-            end = self.snd_max
-            fin = 0
-            if self.fin_queued and _diff(end, self.fin_seq) > 0:
-                end = self.fin_seq
-                fin = FIN
-            start = end if _diff(end, self.snd_una) <= maxseg else (end - maxseg) & MASK
-            if _diff(end, self.snd_una) <= maxseg:
-                start = self.snd_una
-            n = _diff(end, start)
-            if n <= 0 and not fin:
-                return
-            self._send(now, start, ACK | PSH | fin, buf.view(start, n) if n > 0 else b"")
-            self.retrans_segs += 1
-            self.layer._count("tcp.retrans_segs")
-        self.timers.retransmit = now + self.rto.rto
-
-    def _sack_recovery(self, now: float) -> None:
-        """SACK-based loss recovery (RFC 6675 §5, simplified).
-
-        While pipe < ssthresh: retransmit the next hole below the highest
-        SACKed byte (NextSeg rule 1), else send new data (rule 2).
-        """
-        sb = self.scoreboard
-        una = self.snd_una
-        buf = self.sndbuf
-        maxseg = self.max_segment or self.snd_mss
-        if _diff(self.high_rxt, una) < 0:
-            self.high_rxt = una
-        if (sb.next_hole(self.high_rxt) is None and sb.next_hole(una) is not None
-                and _diff(sb.high_sacked, self.rxt_mark) > 0):
-            # Lost retransmission: data first sent after our retransmissions was SACKed,
-            # yet a retransmitted hole is still open.  Retransmit the holes again
-            # (the idea of Linux's tcp_mark_lost_retrans / RACK, RFC 8985 §6.2).
-            self.layer._count("tcp.lost_retransmits")
-            self.high_rxt = una
-            self.rxt_mark = self.snd_max
-        pipe = _diff(self.snd_max, una) - sb.sacked_bytes - sb.lost_bytes(self.high_rxt)
-        limit = self.cc.ssthresh
-        timers = self.timers
-        while pipe < limit:
-            hole = sb.next_hole(self.high_rxt)
-            if hole is not None:
-                a, b = hole
-                n = min(_diff(b, a), maxseg, len(buf.data) - _diff(a, buf.seq))
-                if n <= 0:
-                    break
-                self._send(now, a, ACK, buf.view(a, n))
-                self.retrans_segs += 1
-                self.layer._count("tcp.retrans_segs")
-                self.high_rxt = (a + n) & MASK
-                self.rxt_mark = self.snd_max
-                pipe += n
-                continue
-            snd_nxt = self.snd_nxt
-            if snd_nxt != self.snd_max:
-                break
-            queued = len(buf.data) - _diff(snd_nxt, buf.seq)
-            fin_pending = self.fin_queued and queued >= 0 and _diff(snd_nxt, self.fin_seq) <= 0
-            usable = _diff(una, snd_nxt) + self.snd_wnd
-            n = min(queued, usable, maxseg)
-            if n < 0:
-                n = 0
-            fin = fin_pending and n == queued
-            if n == 0 and not fin:
-                break
-            flags = ACK | (PSH if n and n == queued else 0) | (FIN if fin else 0)
-            self._send(now, snd_nxt, flags, buf.view(snd_nxt, n) if n else b"")
-            self.snd_nxt = self.snd_max = (snd_nxt + n + (1 if fin else 0)) & MASK
-            pipe += n
-        if timers.retransmit is None and self.snd_max != self.snd_una:
-            timers.retransmit = now + self.rto.rto
-
-    def _retransmit_head(self, now: float) -> int:
-        """Retransmit the first unacknowledged segment (fast retransmit / partial ACK / RTO).
-
-        Returns the sequence space it covered (data + FIN)."""
-        una = self.snd_una
-        buf = self.sndbuf
-        avail = len(buf.data) - _diff(una, buf.seq)
-        n = min(avail, self.max_segment or self.snd_mss, max(_diff(self.snd_max, una), 0))
-        fin = 0
-        if self.fin_queued and n == avail and _diff(self.snd_max, self.fin_seq) > 0:
-            fin = FIN
-        if n <= 0 and not fin:
-            return 0
-        self._send(now, una, ACK | fin | (PSH if n and n == avail else 0), buf.view(una, n) if n else b"")
-        self.retrans_segs += 1
-        self.layer._count("tcp.retrans_segs")
-        if self.timers.retransmit is None:
-            self.timers.retransmit = now + self.rto.rto
-        return n + (1 if fin else 0)
-
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
@@ -1336,125 +1041,6 @@ class Connection:
                 return
         if self.state is not CLOSED:
             self._flush(now)
-
-    def _on_retransmit_timeout(self, now: float) -> None:
-        """THE RETRANSMISSION TIMER FIRED (RFC 6298 §5.4-§5.7, RFC 9293 §3.8.1).
-
-        Retransmit the earliest unacknowledged segment, back off the RTO,
-        collapse cwnd (RFC 5681 §3.1), and abort with TimeoutError after the
-        configured number of retries (RFC 9293 §3.8.3, R2).
-        """
-        st = self.state
-        self.retries += 1
-        self.rto.backoff()
-        self.rtt_seq = None                      # Karn: never time a retransmitted segment
-        if st is SYN_SENT or st is SYN_RECEIVED:
-            if self.retries > self.config.syn_retries:
-                self.layer._count("tcp.timeouts")
-                if st is SYN_SENT:
-                    self.layer._count("tcp.attempt_fails")
-                self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (no SYN-ACK)" if st is SYN_SENT
-                                        else "handshake timed out"), "timeout")
-                return
-            self.syn_retransmitted = True
-            self.retrans_segs += 1
-            self.layer._count("tcp.retrans_segs")
-            self._send_syn(now, synack=st is SYN_RECEIVED)
-            return
-        if self.snd_max == self.snd_una:
-            return
-        if self.retries > self.config.data_retries:
-            self.layer._count("tcp.timeouts")
-            self.layer._send_rst_for(self, self.snd_nxt)
-            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (retransmission limit)"), "timeout")
-            return
-        self.layer._count("tcp.rto_expirations")
-        self.cc.on_timeout(now, flight=_diff(self.snd_max, self.snd_una), snd_max=self.snd_max)
-        self.dupacks = 0
-        if self.retries >= 2:
-            self.scoreboard.clear()              # the peer may have reneged (RFC 2018 §8)
-        una = self.snd_nxt = self.snd_una        # go back N (RFC 5681 §3.1 loss window)
-        self._output(now)
-        if self.snd_nxt == una:
-            # Nothing was sendable (e.g. the window shrank): retransmit the head anyway.
-            self.snd_nxt = (una + self._retransmit_head(now)) & MASK
-        self.timers.retransmit = now + self.rto.rto
-
-    def _persist_interval(self) -> float:
-        cfg = self.config
-        base = max(self.rto.rto, cfg.persist_min)
-        return min(base * (1 << min(self.persist_backoff, 16)), cfg.persist_max)
-
-    def _on_persist_timeout(self, now: float) -> None:
-        """Zero-window probe (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17): one byte beyond the window."""
-        if self.state not in _SEND_STATES:
-            return
-        buf = self.sndbuf
-        una = self.snd_una
-        if self.snd_wnd != 0:
-            # SWS override: send what the (small) window allows, even if under the SWS bound.
-            usable = _diff(una, self.snd_nxt) + self.snd_wnd
-            avail = len(buf.data) - _diff(self.snd_nxt, buf.seq)
-            n = min(usable, avail, self.max_segment or self.snd_mss)
-            if n > 0 and self.snd_nxt == una:
-                self._send(now, una, ACK | PSH, buf.view(una, n))
-                self.snd_nxt = self.snd_max = (una + n) & MASK
-                if self.timers.retransmit is None:
-                    self.timers.retransmit = now + self.rto.rto
-            return
-        self.layer._count("tcp.window_probes")
-        avail = len(buf.data) - _diff(una, buf.seq)
-        if avail > 0:
-            self._send(now, una, ACK, buf.view(una, 1))
-            if self.snd_nxt == una:
-                self.snd_nxt = (una + 1) & MASK
-                if _diff(self.snd_nxt, self.snd_max) > 0:
-                    self.snd_max = self.snd_nxt
-        elif self.fin_queued:
-            self._send(now, una, ACK | FIN, b"")
-            if self.snd_nxt == una:
-                self.snd_nxt = self.snd_max = (una + 1) & MASK
-        else:
-            return
-        self.persist_backoff += 1
-        self.probes_unanswered += 1
-        if self.probes_unanswered > self.config.data_retries:
-            # RFC 1122 §4.2.2.17: probing may go on indefinitely while the peer
-            # answers; a peer that answers nothing at all is dead.
-            self.layer._count("tcp.timeouts")
-            self.layer._send_rst_for(self, self.snd_nxt)
-            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (zero-window probes unanswered)"), "timeout")
-            return
-        self.timers.persist = now + self._persist_interval()
-
-    def _arm_keepalive(self, now: float) -> None:
-        """Something arrived: the peer is alive; the next probe is an idle period away."""
-        self.keepalive_probes = 0
-        if self.state is ESTABLISHED or self.state is CLOSE_WAIT:
-            self.timers.keepalive = now + self.config.keepalive_idle
-        else:
-            self.timers.keepalive = None
-
-    def _on_keepalive_timeout(self, now: float) -> None:
-        """Send a keep-alive probe: <SEQ=SND.UNA-1> with no data, which any live peer
-        must ACK as unacceptable (RFC 1122 §4.2.3.6); abort after too many."""
-        cfg = self.config
-        if not self.keepalive or (self.state is not ESTABLISHED and self.state is not CLOSE_WAIT):
-            return
-        if self.snd_max != self.snd_una or self.timers.persist is not None:
-            # data in flight: the retransmission/persist machinery watches the peer
-            self.timers.keepalive = now + cfg.keepalive_interval
-            return
-        if self.keepalive_probes >= cfg.keepalive_probes:
-            self.layer._count("tcp.keepalive_timeouts")
-            self.layer._send_rst_for(self, self.snd_nxt)
-            self._fail(TimeoutError(errno.ETIMEDOUT, "connection timed out (keep-alive)"), "timeout")
-            return
-        probes = self.keepalive_probes + 1
-        self.layer._count("tcp.keepalive_probes")
-        self._send(now, (self.snd_una - 1) & MASK, ACK, b"")
-        self.keepalive_probes = probes
-        self.timers.keepalive = now + cfg.keepalive_interval
 
     def _on_delack_timeout(self, now: float) -> None:
         """The delayed-ACK timer (<= 200 ms) fired: ACK what we hold (RFC 9293 §3.8.6.3)."""

@@ -2,7 +2,7 @@
 
 This is where the *value* of the retransmission timer comes from; the timer
 itself is ``Connection.timers.retransmit`` (timers.py) and it fires in
-``Connection._on_retransmit_timeout`` (connection.py).
+``Recovery._on_retransmit_timeout`` (recovery.py).
 
 RFC 6298 §2:
   first sample R:   SRTT = R, RTTVAR = R/2
