@@ -410,7 +410,7 @@ def parse_only(views) -> int:
 # --- the run --------------------------------------------------------------------------------------
 
 
-async def _measure(count: int, repeat: int, payload: int, batch: int, progress) -> dict:
+async def _measure(count: int, repeat: int, payload: int, batch: int, progress, profile_path=None) -> dict:
     import netstack.stack as stack_module
 
     old_batch = stack_module.BATCH
@@ -438,6 +438,9 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress) 
             acks_total += acks
             runs["receive path"].append(ns / count)
             del views, iviews, _buf, _ibuf
+        profile = None
+        if profile_path is not None:
+            profile = await _profiled_run(full, count, progress)
     finally:
         full.close()
         iponly.close()
@@ -456,15 +459,43 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress) 
             "acks_per_segment": acks_total / (count * repeat) if name == "receive path" else None,
             "runs_ns_per_segment": runs[name],
         })
-    return {"rows": rows, "counters": full.stack.counters.snapshot()}
+    result = {"rows": rows, "counters": full.stack.counters.snapshot()}
+    if profile is not None:
+        from netstack.bench import _profile
+        _profile.dump(profile, profile_path)
+        result["profile"] = _profile.top(profile, count)
+    return result
+
+
+async def _profiled_run(path: ReceivePath, count: int, progress):
+    """One extra, untimed run of the receive path under cProfile."""
+    import cProfile
+
+    if progress is not None:
+        progress.step(f"profiling the receive path: {count} segments under cProfile")
+    _buf, views = path.peer.data(count)
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        _ns, acks = await path.run(views)
+    finally:
+        profile.disable()
+    path.check(views, acks)
+    return profile
 
 
 def measure(*, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT, payload: int = DEFAULT_PAYLOAD,
-            batch: int = DEFAULT_BATCH, progress: report.Progress | None = None) -> dict:
-    """Run the benchmark (in a fresh event loop); returns {"rows", "counters"}."""
+            batch: int = DEFAULT_BATCH, progress: report.Progress | None = None, profile_path: str | None = None
+            ) -> dict:
+    """Run the benchmark (in a fresh event loop); returns {"rows", "counters"[, "profile"]}.
+
+    With ``profile_path`` an extra run of the receive path goes through
+    cProfile after the timed ones: the raw profile is written there and
+    ``result["profile"]`` lists the top functions by own time per segment.
+    """
     if progress is not None:
-        progress.total = 2 * repeat
-    return asyncio.run(_measure(count, repeat, payload, batch, progress))
+        progress.total = 2 * repeat + (1 if profile_path else 0)
+    return asyncio.run(_measure(count, repeat, payload, batch, progress, profile_path))
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -480,15 +511,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with timestamps)")
     parser.add_argument("--batch", type=bounded(int, 1, 4096), default=DEFAULT_BATCH, metavar="N",
                         help=f"packets per loop wakeup (default {DEFAULT_BATCH}, the stack's batch)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="after the timed runs, profile one more run of the receive path with cProfile: "
+                             "write the raw profile to FILE and print the top functions per segment")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = report.check_writable(args.json)
+    problem = report.check_writable(args.json) or report.check_writable(args.profile)
     if problem:
-        print(f"netstack bench segments: {problem}", file=sys.stderr)
+        print(f"netstack bench segments: {problem.replace('--json', '--json/--profile', 1)}", file=sys.stderr)
         return 2
     count = args.count or (QUICK_COUNT if args.quick else DEFAULT_COUNT)
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
@@ -499,7 +533,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = report.Progress(0, "bench segments", quiet=args.quiet)
     try:
-        result = measure(count=count, repeat=repeat, payload=args.payload, batch=args.batch, progress=progress)
+        result = measure(count=count, repeat=repeat, payload=args.payload, batch=args.batch, progress=progress,
+                         profile_path=args.profile)
     except CheckFailed as exc:
         print(f"netstack bench segments: check failed: {exc}", file=sys.stderr)
         return 1
@@ -521,12 +556,20 @@ def run(args: argparse.Namespace) -> int:
           f"(parse+checksum, connection, ACK), "
           f"{by['ip layer']['ns_per_segment']:.0f} ns/segment in the loop and IP layer")
 
+    if "profile" in result:
+        from netstack.bench import _profile
+        print()
+        print(f"profile of one more run under cProfile (raw profile: {args.profile}; cProfile inflates "
+              f"small calls, so rank by it and read costs from the table above):")
+        print(_profile.format_top(result["profile"]))
+
     if args.json:
         settings = {"count": count, "repeat": repeat, "payload": args.payload, "batch": args.batch,
                     "packet_bytes": args.payload + 52}
+        extra = {"profile": result["profile"]} if "profile" in result else {}
         try:
             report.write_json(args.json, "segments", COLUMNS, rows, settings=settings,
-                              counters=result["counters"])
+                              counters=result["counters"], **extra)
         except OSError as exc:
             print(f"netstack bench segments: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1

@@ -154,3 +154,24 @@ def test_dropped_packets_fail_the_check():
             asyncio.run(go())
     finally:
         path.close()
+
+
+def test_profile_option_writes_a_profile_of_the_receive_path(tmp_path, capsys):
+    import pstats
+
+    prof = tmp_path / "rx.prof"
+    path = tmp_path / "segments.json"
+    status, out, err = _run(["bench", "segments", "--count", "300", "--repeat", "1", "--profile", str(prof),
+                             "--json", str(path)], capsys)
+    assert status == 0
+    assert "profiling the receive path" in err
+    assert "function (own time, cProfile)" in out
+    names = " ".join(pstats.Stats(str(prof)).stats and [f[2] for f in pstats.Stats(str(prof)).stats])
+    for fn in ("_on_readable", "input", "on_datagram", "parse_tcp", "parse_ipv4"):
+        assert fn in names, fn
+    doc = json.loads(path.read_text())
+    top = doc["profile"]
+    assert 0 < len(top) <= 15 and all(r["ns_per_packet"] > 0 for r in top)
+    assert top == sorted(top, key=lambda r: -r["ns_per_packet"])
+    # the profiled run is extra: the timed rows still hold exactly one run each
+    assert all(len(r["runs_ns_per_segment"]) == 1 for r in doc["rows"])
