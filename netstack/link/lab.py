@@ -34,6 +34,7 @@ __all__ = ["Lab", "LabError", "have_net_admin", "check_privileges"]
 log = logging.getLogger("netstack.link.lab")
 
 CAP_NET_ADMIN = 12
+TUN_PATH = "/dev/net/tun"
 
 
 class LabError(Exception):
@@ -52,8 +53,9 @@ def have_net_admin() -> bool:
     return os.geteuid() == 0
 
 
-def check_privileges(tun_path: str = "/dev/net/tun") -> None:
+def check_privileges(tun_path: str | None = None) -> None:
     """Raise LabError when the lab cannot possibly be set up here."""
+    tun_path = tun_path or TUN_PATH
     if not have_net_admin():
         raise LabError("needs root or CAP_NET_ADMIN (run with sudo)")
     if not os.path.exists(tun_path):
@@ -94,6 +96,7 @@ class Lab:
         self.prefixlen = self.kernel_if.network.prefixlen
         self.created_netns = False
         self._link: TunLink | None = None
+        self._owner_pid = os.getpid()
 
     # -- set-up / teardown --------------------------------------------------------------------
     @property
@@ -111,10 +114,12 @@ class Lab:
         from pyroute2 import IPRoute, NetNS, netns as pr_netns
 
         check_privileges()
+        self._owner_pid = os.getpid()
         try:
             if self.netns not in pr_netns.listnetns():
                 pr_netns.create(self.netns)
                 self.created_netns = True
+                log.info("created namespace %s", self.netns)
             else:
                 with NetNS(self.netns) as ns:
                     if ns.link_lookup(ifname=self.ifname):
@@ -157,13 +162,21 @@ class Lab:
         return self
 
     def down(self) -> None:
-        """Remove what ``up()`` created; safe to call twice or after a failed ``up()``."""
+        """Remove what ``up()`` created; safe to call twice or after a failed ``up()``.
+
+        Only in the process that ran ``up()``: pyroute2 forks helper processes
+        during set-up, and a child unwinding through our ``finally`` blocks must
+        not tear down the parent's lab.
+        """
+        if os.getpid() != self._owner_pid:
+            return
         if self._link is not None:
             self._link.close()          # non-persistent TUN: the kernel deletes the device
             self._link = None
         if self.created_netns:
             from pyroute2 import netns as pr_netns
             try:
+                log.info("removing namespace %s", self.netns)
                 pr_netns.remove(self.netns)
             except Exception as exc:
                 log.warning("cannot remove namespace %s: %s", self.netns, exc)
