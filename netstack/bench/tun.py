@@ -432,8 +432,15 @@ PATHS = ("read ceiling", "kernel -> stack", "stack -> kernel")
 
 
 def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
-            progress: report.Progress | None = None, name: str | None = None) -> dict:
-    """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs."""
+            progress: report.Progress | None = None, name: str | None = None,
+            profile_path: str | None = None) -> dict:
+    """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs.
+
+    With ``profile_path``, one more kernel -> stack transfer runs under
+    cProfile after the timed rounds (its figures are not reported): the raw
+    profile goes to that file and ``result["profile"]`` lists the top
+    functions by own time per received segment.
+    """
     from netstack.link.lab import Lab, LabError
 
     nbytes = int(mb * 1_000_000)
@@ -442,7 +449,8 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
     runs: dict[str, list[dict]] = {p: [] for p in PATHS}
     if progress is not None:
-        progress.total = 3 * repeat
+        progress.total = 3 * repeat + (1 if profile_path else 0)
+    profile = profiled = None
     try:
         lab.up()
     except LabError as exc:
@@ -450,7 +458,7 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     try:
         for r in range(repeat):
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: read ceiling (kernel UDP flood)")
+                progress.step(f"run {r + 1}/{repeat}: read ceiling (kernel UDP bursts)")
             runs["read ceiling"].append(read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
             _drain(lab.link)
             if progress is not None:
@@ -461,9 +469,25 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
                 progress.step(f"run {r + 1}/{repeat}: stack -> kernel, {mb:g} MB")
             runs["stack -> kernel"].append(asyncio.run(stack_to_kernel(lab, nbytes, limit)))
             _drain(lab.link)
+        if profile_path is not None:
+            import cProfile
+            if progress is not None:
+                progress.step(f"profiling kernel -> stack, {mb:g} MB, under cProfile")
+            profile = cProfile.Profile()
+            profile.enable()
+            try:
+                profiled = asyncio.run(kernel_to_stack(lab, nbytes, limit * 3))
+            finally:
+                profile.disable()
     finally:
         lab.down()
-    return summarize(runs, lab_name=name)
+    result = summarize(runs, lab_name=name)
+    if profile is not None and profiled is not None:
+        from netstack.bench import _profile
+        _profile.dump(profile, profile_path)
+        result["profile"] = _profile.top(profile, max(1, profiled["segments"]))
+        result["profiled_run"] = profiled
+    return result
 
 
 def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
@@ -511,6 +535,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"--quick {QUICK_FLOOD_PACKETS:,})")
     parser.add_argument("--flood-seconds", type=bounded(float, 0.1, 60), default=DEFAULT_FLOOD_SECONDS, metavar="S",
                         help=f"bound on the flood's duration (default {DEFAULT_FLOOD_SECONDS:g})")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="after the timed rounds, one more kernel -> stack transfer under cProfile: write "
+                             "the raw profile to FILE and print the top functions per received segment")
     parser.add_argument("--quick", action="store_true", help="one short round: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -534,9 +561,9 @@ def _interrupt_handler():
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = report.check_writable(args.json)
+    problem = report.check_writable(args.json) or report.check_writable(args.profile)
     if problem:
-        print(f"netstack bench tun: {problem}", file=sys.stderr)
+        print(f"netstack bench tun: {problem.replace('--json', '--json/--profile', 1)}", file=sys.stderr)
         return 2
     from netstack.link.lab import LabError, check_privileges
     try:
@@ -551,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
     old_term = signal.signal(signal.SIGTERM, _interrupt_handler())   # SIGTERM tears the lab down too
     try:
         result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,
-                         flood_seconds=args.flood_seconds, progress=progress)
+                         flood_seconds=args.flood_seconds, progress=progress, profile_path=args.profile)
     except BenchError as exc:
         print(f"netstack bench tun: {exc}", file=sys.stderr)
         return 1
@@ -573,14 +600,22 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("targets:")
     print(report.format_targets(result["targets"]))
+    if "profile" in result:
+        from netstack.bench import _profile
+        run = result["profiled_run"]
+        print()
+        print(f"profile of one more kernel -> stack transfer under cProfile ({run['mb_per_s']:.1f} MB/s while "
+              f"profiled; raw profile: {args.profile}); per received segment:")
+        print(_profile.format_top(result["profile"]))
     if args.json:
         settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat,
                     "burst_packets": BURST_PACKETS,
                     "flood_packets": flood, "flood_seconds": args.flood_seconds,
                     "flood_datagram": FLOOD_DATAGRAM}
         try:
+            extra = {"profile": result["profile"]} if "profile" in result else {}
             report.write_json(args.json, "tun", COLUMNS, result["rows"], settings=settings,
-                              targets=result["targets"])
+                              targets=result["targets"], **extra)
         except OSError as exc:
             print(f"netstack bench tun: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1

@@ -101,11 +101,13 @@ def test_failure_tears_the_lab_down(name, monkeypatch):
 def test_cli_json(tmp_path):
     require_tun()
     path = tmp_path / "tun.json"
+    prof = tmp_path / "k2s.prof"
     proc = subprocess.run([sys.executable, "-m", "netstack", "bench", "tun", "--mb", "1", "--repeat", "1",
-                           "--flood-packets", "5000", "--flood-seconds", "2", "--json", str(path)],
+                           "--flood-packets", "5000", "--flood-seconds", "2", "--json", str(path),
+                           "--profile", str(prof)],
                           capture_output=True, text=True, timeout=120, env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr
-    assert "bench tun: [1/3]" in proc.stderr and "bench tun:" not in proc.stdout
+    assert "bench tun: [1/4]" in proc.stderr and "bench tun:" not in proc.stdout
     for row in ("read ceiling", "kernel -> stack", "stack -> kernel", "targets:"):
         assert row in proc.stdout
     doc = json.loads(path.read_text())
@@ -115,6 +117,13 @@ def test_cli_json(tmp_path):
     assert doc["targets"][0]["goal"] == ">= 60 MB/s"
     lab = next(line for line in proc.stdout.splitlines() if "lab " in line).split("lab ")[1].split()[0]
     assert lab.startswith("nsb") and _gone(lab)
+    # --profile: an extra, profiled kernel -> stack transfer; its top functions, and the raw profile
+    import pstats
+    assert "profiling kernel -> stack" in proc.stderr and "function (own time, cProfile)" in proc.stdout
+    names = {f[2] for f in pstats.Stats(str(prof)).stats}
+    assert {"_on_readable", "on_datagram", "recv_batch"} <= names
+    assert doc["profile"] and all(r["ns_per_packet"] > 0 for r in doc["profile"])
+    assert len(doc["rows"][1]["runs"]) == 1                  # the profiled transfer is not among the runs
 
 
 def test_sigterm_removes_the_lab():
