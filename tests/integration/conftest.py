@@ -195,3 +195,20 @@ def serve_factory(tmp_path):
 def serve(serve_factory):
     """A running `netstack serve` with default options."""
     return serve_factory()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the integration suite: no namespace or TUN device named by this test process is left."""
+    yield
+    prefix = unique_lab_name().rsplit("x", 1)[0] + "x"      # "nst<pid>x": only this process's names
+    leftovers = []
+    for d in ("/run/netns", "/var/run/netns"):
+        if os.path.isdir(d):
+            leftovers += [f"netns {n}" for n in os.listdir(d) if n.startswith(prefix)]
+    leftovers += [f"link {n}" for n in os.listdir("/sys/class/net") if n.startswith(prefix)]
+    for entry in leftovers:                                        # clean up, then report
+        kind, name = entry.split()
+        if kind == "netns":
+            remove_netns_we_created(name)
+    assert not sorted(set(leftovers)), f"left behind by the tests: {sorted(set(leftovers))}"

@@ -72,8 +72,7 @@ def test_ping_three_replies(serve):
 def test_ping_4000_fragments_both_ways(serve):
     _need_ping()
     r = serve.run(["ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", "4000", STACK_ADDR], timeout=20)
-    import os
-    assert r.returncode == 0, r.stdout + r.stderr + serve.stdout + str(serve.proc.poll()) + str(os.listdir("/run/netns")) + serve.proc.stderr.read()
+    assert r.returncode == 0, r.stdout + r.stderr
     assert received(r.stdout) == 3
     assert "4008 bytes from" in r.stdout
     serve.stop()
@@ -84,8 +83,7 @@ def test_ping_4000_fragments_both_ways(serve):
 
 
 def test_udp_gets_port_unreachable(serve):
-    r = serve.python(UDP_CONNECTED + "\n", timeout=20) if False else serve.run(
-        ["python3", "-c", UDP_CONNECTED, STACK_ADDR], timeout=20)
+    r = serve.run(["python3", "-c", UDP_CONNECTED, STACK_ADDR], timeout=20)
     assert r.stdout.strip() == "ECONNREFUSED", r.stdout + r.stderr
     serve.stop()
     c = serve.counters()

@@ -1,0 +1,160 @@
+"""`netstack serve`: ready line, signals, teardown on every path, one-line errors (issue 3)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import (PEER_ADDR, REPO, STACK_ADDR, ServeProcess, _env, link_exists_in_root, netns_exists,
+                      remove_netns_we_created)
+from tests.conftest import require_tun, unique_lab_name
+
+pytestmark = pytest.mark.integration
+
+
+def serve_cmd(*args, timeout=30, prefix=()):
+    return subprocess.run([*prefix, sys.executable, "-m", "netstack", "serve", *args], capture_output=True,
+                          text=True, timeout=timeout, env=_env(), cwd=str(REPO))
+
+
+def assert_one_line_error(r, pattern):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert lines[0].startswith("netstack serve: ")
+
+
+def device_in_netns(netns, ifname) -> bool:
+    r = subprocess.run(["ip", "netns", "exec", netns, "ip", "-o", "link", "show", ifname], capture_output=True,
+                       timeout=10)
+    return r.returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_ready_then_signal_tears_everything_down(serve_factory, sig):
+    srv = serve_factory()
+    assert re.search(r"ready: 198\.18\.0\.2 in netns \S+ on \S+", srv.stdout)
+    assert netns_exists(srv.netns) and device_in_netns(srv.netns, srv.ifname)
+    assert not link_exists_in_root(srv.ifname)                 # the device lives only in the lab namespace
+    assert srv.stop(sig) == 0
+    assert not netns_exists(srv.netns)
+    assert not link_exists_in_root(srv.ifname)
+    assert "ip:" in srv.stdout and "in.packets" in srv.stdout or "(no counters)" in srv.stdout
+
+
+def test_sigusr1_prints_counters_and_keeps_running(serve_factory):
+    srv = serve_factory()
+    r = srv.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", STACK_ADDR], timeout=20)
+    assert r.returncode == 0
+    srv.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while "echo_reply" not in srv.stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert re.search(r"^\s+2 out\.echo_reply$", srv.stdout, re.M), srv.stdout
+    assert srv.proc.poll() is None
+    r = srv.run(["ping", "-c", "1", "-W", "2", STACK_ADDR], timeout=20)
+    assert r.returncode == 0
+    assert srv.stop() == 0
+    assert re.search(r"^\s+3 out\.echo_reply$", srv.stdout, re.M)      # and at exit
+
+
+def test_existing_namespace_is_used_and_kept(tmp_path):
+    require_tun()
+    from pyroute2 import netns
+    name = unique_lab_name()
+    netns.create(name)
+    try:
+        srv = ServeProcess(tmp_path, name=name)
+        srv.start()
+        try:
+            assert srv.run(["ping", "-c", "1", "-W", "2", STACK_ADDR], timeout=20).returncode == 0
+        finally:
+            srv.stop()
+        assert netns_exists(name)                               # not ours to delete
+        assert not device_in_netns(name, name)                  # but our device is gone
+    finally:
+        remove_netns_we_created(name)
+
+
+def test_device_name_in_use_in_root_namespace():
+    require_tun()
+    from netstack.link.tun import TunLink
+    name = unique_lab_name()
+    holder = TunLink(name)          # no address, never up: only occupies the name
+    ns = unique_lab_name()
+    try:
+        r = serve_cmd("--netns", ns, "--ifname", name)
+        assert_one_line_error(r, r"already in use")
+        assert not netns_exists(ns)                             # set-up failure removed what it created
+    finally:
+        holder.close()
+        remove_netns_we_created(ns)
+
+
+def test_device_name_in_use_inside_the_namespace(lab):
+    r = serve_cmd("--netns", lab.netns, "--ifname", lab.ifname)
+    assert_one_line_error(r, r"already in use")
+    assert netns_exists(lab.netns) and device_in_netns(lab.netns, lab.ifname)    # somebody else's lab untouched
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--addr", "::1"], r"--addr '::1' is not an IPv4 address"),
+    (["--addr", "mail.example"], r"not an IPv4 address"),
+    (["--peer", "2001:db8::1/64"], r"--peer .* is not an IPv4"),
+    (["--faults", "loss=200%"], r"--faults: loss=200%"),
+    (["--mtu", "20"], r"--mtu 20 out of range"),
+])
+def test_bad_options_one_line_exit_2(args, pattern):
+    ns = unique_lab_name()
+    r = serve_cmd("--netns", ns, "--ifname", ns, *args)
+    assert_one_line_error(r, pattern)
+    assert not netns_exists(ns)
+
+
+def test_not_root_one_line_exit_2():
+    require_tun()
+    ns = unique_lab_name()
+    # stay uid 0 but drop CAP_NET_ADMIN from every set
+    prefix = ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"]
+    r = serve_cmd("--netns", ns, "--ifname", ns, prefix=prefix)
+    assert_one_line_error(r, r"needs root or CAP_NET_ADMIN")
+    assert not netns_exists(ns)
+
+
+def test_no_dev_net_tun_one_line_exit_2(monkeypatch, capsys):
+    from netstack.cli import main
+    from netstack.link import lab
+    if not lab.have_net_admin():
+        pytest.skip("needs CAP_NET_ADMIN to get past the first check")
+    monkeypatch.setattr(lab, "TUN_PATH", "/nonexistent/net/tun")
+    ns = unique_lab_name()
+    assert main(["serve", "--netns", ns, "--ifname", ns]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/nonexistent/net/tun is missing" in err[0]
+    assert not netns_exists(ns)
+
+
+def test_trace_prints_packets(serve_factory):
+    srv = serve_factory("--trace")
+    srv.run(["ping", "-c", "1", "-W", "2", STACK_ADDR], timeout=20)
+    srv.stop()
+    lines = [l for l in srv.stdout.splitlines() if "ICMP echo" in l]
+    assert any(l.startswith("<") and "echo request" in l and "198.18.0.1 > 198.18.0.2" in l for l in lines), lines
+    assert any(l.startswith(">") and "echo reply" in l for l in lines), lines
+
+
+def test_faults_option_impairs_real_traffic(serve_factory):
+    srv = serve_factory("--faults", "loss=30%,seed=7")
+    r = srv.run(["ping", "-c", "40", "-i", "0.02", "-W", "1", STACK_ADDR], timeout=60)
+    srv.stop()
+    m = re.search(r"(\d+) received", r.stdout)
+    got = int(m.group(1))
+    assert 5 <= got <= 35, r.stdout                          # about 0.7 * 0.7 * 40 = 20 expected
+    c = srv.counters()
+    assert c["faults.rx.lost"] + c["faults.tx.lost"] > 0
+    assert c["faults.rx.packets"] == 40
