@@ -100,18 +100,12 @@ def add_parser(sub) -> None:
 
 def _validate(args):
     from netstack.link.faults import FaultSpecError, parse_fault_spec
+    from netstack.link.lab import LabError, parse_v4
     try:
-        addr = ipaddress.ip_address(args.addr)
-    except ValueError:
-        raise UsageError(f"--addr {args.addr!r} is not an IPv4 address") from None
-    if not isinstance(addr, ipaddress.IPv4Address):
-        raise UsageError(f"--addr {args.addr!r} is not an IPv4 address")
-    try:
-        peer = ipaddress.ip_interface(args.peer)
-    except ValueError:
-        raise UsageError(f"--peer {args.peer!r} is not an IPv4 address/prefix") from None
-    if not isinstance(peer, ipaddress.IPv4Interface):
-        raise UsageError(f"--peer {args.peer!r} is not an IPv4 address/prefix")
+        addr = parse_v4(args.addr, "--addr", ipaddress.ip_address)
+        peer = parse_v4(args.peer, "--peer")
+    except LabError as exc:
+        raise UsageError(str(exc)) from None
     if "/" not in args.peer:
         peer = ipaddress.IPv4Interface(f"{peer.ip}/24")
     if peer.ip == addr:

@@ -29,7 +29,7 @@ import subprocess
 
 from netstack.link.tun import TunError, TunLink
 
-__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges"]
+__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "parse_v4"]
 
 log = logging.getLogger("netstack.link.lab")
 
@@ -62,7 +62,7 @@ def check_privileges(tun_path: str | None = None) -> None:
         raise LabError(f"{tun_path} is missing (modprobe tun)")
 
 
-def _parse_v4(text: str, what: str, parse=ipaddress.ip_interface):
+def parse_v4(text: str, what: str, parse=ipaddress.ip_interface):
     """``parse(text)`` (ip_interface or ip_address), refusing anything but IPv4 with a LabError."""
     try:
         value = parse(text)
@@ -80,8 +80,8 @@ class Lab:
                  stack_addr: str = "198.18.0.2", mtu: int = 1500) -> None:
         self.netns = netns
         self.ifname = ifname
-        self.kernel_if = _parse_v4(kernel_addr, "peer address")
-        self.stack_ip = _parse_v4(stack_addr, "stack address", ipaddress.ip_address)
+        self.kernel_if = parse_v4(kernel_addr, "peer address")
+        self.stack_ip = parse_v4(stack_addr, "stack address", ipaddress.ip_address)
         if not netns or "/" in netns or netns in (".", ".."):
             raise LabError(f"bad namespace name {netns!r}")
         if not ifname or len(ifname) > 15 or "/" in ifname or " " in ifname:
