@@ -13,6 +13,9 @@ Input (RFC 791 §3.1, RFC 1122 §3.2.1), in order; each drop is counted as
   TUN shared with other users may still carry some);
 * the wire parser's reasons: ``truncated``, ``bad_version``, ``bad_ihl``,
   ``bad_total_length``, ``bad_checksum`` (RFC 1122 §3.2.1.2: silently discard);
+* ``bad_option_length``: an IPv4 option whose length byte is missing, below 2
+  or runs past the header (options are otherwise ignored: RFC 1122 §3.2.1.8
+  lets a host skip those it does not implement);
 * ``bad_src``: a source that is not a unique host address (broadcast,
   multicast, class E, 0/8 and loopback: RFC 1122 §3.2.1.3 "MUST silently
   discard");
@@ -40,7 +43,7 @@ from netstack.ip.reassembly import Reassembler
 from netstack.ip.udp import UDPInput
 from netstack.wire import icmp as W
 from netstack.wire.errors import MalformedPacket
-from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4_header, parse_ipv4
+from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4_header, iter_ipv4_options, parse_ipv4
 
 __all__ = ["IPLayer", "DatagramTooBig"]
 
@@ -106,6 +109,13 @@ class IPLayer:
         except MalformedPacket as exc:
             c.inc("ip.in.drop." + exc.reason)
             return
+        if p.ihl > 5:                               # options: walk them so a broken one cannot hide
+            try:
+                for _ in iter_ipv4_options(p.options):
+                    pass
+            except MalformedPacket as exc:
+                c.inc("ip.in.drop." + exc.reason)
+                return
         src = p.src
         if not is_unique_unicast(src) or src == self.broadcast:
             c.inc("ip.in.drop.bad_src")

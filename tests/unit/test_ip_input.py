@@ -111,3 +111,15 @@ def test_random_garbage_never_raises():
             b[rng.randrange(len(b))] = rng.randrange(256)
         ip.input(bytes(b[:rng.randrange(len(b) + 1)]), 0)
     assert ip.counters.get("ip.in.packets") == 3000
+
+
+def test_options_are_walked_and_broken_ones_dropped():
+    ip = layer()
+    t = Recorder()
+    ip.register(6, t)
+    ip.input(good(options=b"\x01\x01\x01\x00"), 0)                 # NOP NOP NOP EOL: fine, ignored
+    assert len(t.got) == 1
+    ip.input(good(options=b"\x07\x09\x04\x00"), 0)                 # record route claiming 9 bytes in 4
+    ip.input(good(options=b"\x01\x01\x01\x44"), 0)                 # timestamp with no length byte
+    assert drops(ip) == {"ip.in.drop.bad_option_length": 2}
+    assert len(t.got) == 1
