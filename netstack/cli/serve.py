@@ -133,8 +133,11 @@ def run(args) -> int:
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
     except LabError as exc:
         raise UsageError(str(exc)) from None
-    # SIGTERM before the loop is up must still tear down: turn it into KeyboardInterrupt meanwhile
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Before the loop is up, SIGTERM must still tear down (KeyboardInterrupt, like SIGINT) and SIGUSR1
+    # must not kill us; after the loop, teardown ignores all three (see _serve).
+    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         try:
             lab.up()
@@ -146,7 +149,8 @@ def run(args) -> int:
             return 0
     finally:
         lab.down()
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum, frame):
@@ -254,6 +258,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
         stack.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short
         print(report(), flush=True)
         if args.counters_json:
             snap = stack.counters.snapshot()

@@ -158,3 +158,30 @@ def test_faults_option_impairs_real_traffic(serve_factory):
     c = srv.counters()
     assert c["faults.rx.lost"] + c["faults.tx.lost"] > 0
     assert c["faults.rx.packets"] == 40
+
+
+def test_repeated_signals_do_not_cut_teardown_short(serve_factory):
+    srv = serve_factory()
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        srv.send_signal(sig)
+    assert srv.stop() in (0, 130)
+    assert not netns_exists(srv.netns)
+    assert not link_exists_in_root(srv.ifname)
+
+
+def test_sigterm_during_setup_tears_down(tmp_path):
+    require_tun()
+    for delay in (0.05, 0.15, 0.3):
+        srv = ServeProcess(tmp_path, name=unique_lab_name())
+        srv.proc = subprocess.Popen(srv.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=_env(), cwd=str(REPO))
+        try:
+            time.sleep(delay)
+            srv.proc.send_signal(signal.SIGTERM)
+            srv.proc.communicate(timeout=15)
+            assert not netns_exists(srv.netns), f"namespace left after SIGTERM at {delay}s"
+        finally:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait(timeout=5)
+            remove_netns_we_created(srv.netns)
