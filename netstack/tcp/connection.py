@@ -98,6 +98,7 @@ class Connection(Sender, Recovery):
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_sndwnd = 0         # largest window the peer ever offered (sender SWS, RFC 1122 §4.2.3.4)
+        self.snd_sml = 0            # end of the last small segment sent (Minshall's Nagle, sender.py)
         # Receive sequence variables
         self.irs = 0
         self.rcv_nxt = 0
@@ -413,7 +414,7 @@ class Connection(Sender, Recovery):
     def open_active(self, iss: int, now: float) -> None:
         """Active OPEN (RFC 9293 §3.10.1): send SYN, enter SYN-SENT."""
         self.iss = iss
-        self.snd_una = iss
+        self.snd_una = self.snd_sml = iss
         self.snd_nxt = self.snd_max = (iss + 1) & MASK
         self.sndbuf.seq = self.snd_nxt
         self.ts_offset = self.layer._ts_offset(self)
@@ -425,7 +426,7 @@ class Connection(Sender, Recovery):
         self.iss = iss
         self.irs = seg.seq
         self.rcv_nxt = (seg.seq + 1) & MASK
-        self.snd_una = iss
+        self.snd_una = self.snd_sml = iss
         self.snd_nxt = self.snd_max = (iss + 1) & MASK
         self.sndbuf.seq = self.snd_nxt
         self.ts_offset = self.layer._ts_offset(self)

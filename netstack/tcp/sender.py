@@ -2,7 +2,8 @@
 
   RFC 9293 §3.8.6.2.1, RFC 1122 §4.2.3.4, RFC 896   _output: segmentation at MSS (or
                                                     max_segment for TSO), sender SWS
-                                                    avoidance, Nagle, FIN with data
+                                                    avoidance, Nagle (Minshall's variant,
+                                                    _nagle_holds), FIN with data
   RFC 3042                                          limited transmit (in _output)
   RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17             _on_persist_timeout: zero-window probes
   RFC 1122 §4.2.3.6                                 keep-alive probes
@@ -63,9 +64,9 @@ class Sender:
         """Send new data and FIN as the windows allow (RFC 9293 §3.8.6.2.1, RFC 1122 §4.2.3.4, RFC 896).
 
         Sender SWS avoidance: a segment goes out if it is full-sized, or it
-        carries all queued data and (Nagle) nothing is outstanding or
-        TCP_NODELAY is set, or it is at least half the largest window the
-        peer ever offered.  The FIN goes with the last data.
+        carries all queued data and Nagle (``_nagle_holds``, Minshall's
+        variant) lets it go or TCP_NODELAY is set, or it is at least half the
+        largest window the peer ever offered.  The FIN goes with the last data.
         """
         buf = self.sndbuf
         maxseg = self.max_segment or self.snd_mss
@@ -117,8 +118,8 @@ class Sender:
                     # Window-limited: SWS avoidance (RFC 1122 §4.2.3.4)
                     if n < (self.max_sndwnd >> 1) or n <= 0:
                         break
-                elif not self.nodelay and snd_nxt != self.snd_una:
-                    break    # Nagle (RFC 896): small segment while data is outstanding
+                elif not self.nodelay and self._nagle_holds(snd_nxt):
+                    break    # Nagle: a small segment is already outstanding
             flags = ACK
             if n and n == queued:
                 flags |= PSH
@@ -134,6 +135,8 @@ class Sender:
             elif self.rtt_seq is None and not self.ts_enabled:
                 self.rtt_seq = snd_nxt
                 self.rtt_time = now
+            if 0 < n < mss and not retrans:
+                self.snd_sml = (snd_nxt + n) & MASK    # Minshall: end of the last small segment
             snd_nxt = self.snd_nxt = (snd_nxt + n + (1 if fin else 0)) & MASK
             if _diff(snd_nxt, self.snd_max) > 0:
                 self.snd_max = snd_nxt
@@ -150,6 +153,30 @@ class Sender:
             # (RFC 9293 §3.8.6.1) and is the SWS override timeout (RFC 1122 §4.2.3.4).
             timers.retransmit = None
             timers.persist = now + self._persist_interval()
+
+    def _nagle_holds(self, snd_nxt: int) -> bool:
+        """Nagle's algorithm, Minshall's variant (RFC 896; RFC 1122 §4.2.3.4; Minshall et al.,
+        draft-minshall-nagle; Linux tcp_minshall_check).
+
+        Classic Nagle (RFC 896) holds a sub-MSS segment while *any* data is
+        unacknowledged.  That stalls request/response protocols whose
+        messages are a little over one MSS: the full segment goes out, the
+        tail waits for its ACK, and the receiver delays that ACK because only
+        one full-sized segment arrived (RFC 1122 §4.2.3.2) -- one
+        delayed-ACK timeout per message.  Minshall's variant holds a small
+        segment only while a previously sent *small* segment is still
+        unacknowledged: SND.SML (the end of the last small segment sent) is
+        beyond SND.UNA.  Full-sized segments in flight no longer hold the
+        tail, and there is still at most one small segment in flight per
+        RTT, which is the property Nagle exists for (RFC 1122 §4.2.3.4
+        allows this: "a TCP SHOULD implement the Nagle Algorithm" and the
+        variant keeps its limit on tinygrams).
+
+        Holds iff SND.UNA < SND.SML <= SND.NXT (modulo 2^32; the upper bound
+        makes a stale SND.SML from more than 2^31 bytes ago harmless).
+        """
+        sml = self.snd_sml
+        return _diff(sml, self.snd_una) > 0 and _diff(sml, snd_nxt) <= 0
 
     def _persist_interval(self) -> float:
         cfg = self.config

@@ -148,7 +148,7 @@ def test_icmp_frag_needed_lowers_mss_and_resends():
     conn, synack = s.passive_open()
     us = synack.seq + 1
     conn.send(b"m" * 3000); s.poll()
-    assert [len(x.payload) for x in s.sent()] == [1448, 1448]
+    assert [len(x.payload) for x in s.sent()] == [1448, 1448, 104]   # Minshall: the tail goes too
     s.layer.on_icmp_error(3, 4, 1000, _quote(US, PEER, 80, 40000, us), s.now)
     assert conn.snd_mss == 1000 - 40 - 12
     segs = s.sent()

@@ -133,6 +133,50 @@ def test_nagle_holds_small_segment_until_ack():
     s.expect("P.", seq=us + 1, data=b"bc")
 
 
+def test_minshall_nagle_sends_the_tail_of_a_write_larger_than_mss_at_once():
+    # RFC 896 as modified by Minshall (RFC 1122 §4.2.3.4): only an unACKed *small* segment
+    # holds the next small one.  Classic Nagle would hold the 600-byte tail behind the full
+    # segment, and the peer's delayed ACK (one full segment only) would stall it ~200 ms.
+    s, conn, us, them = opened()
+    assert not conn.nodelay
+    conn.send(b"m" * (MSS + 600)); s.poll()
+    s.expect(".", seq=us, len=MSS)
+    tail = s.expect("P.", seq=us + MSS, len=600)
+    assert conn.snd_sml == us + MSS + 600
+    # A second small write while that small segment is unACKed: classic Nagle applies.
+    conn.send(b"x" * 10); s.poll()
+    s.expect_nothing()
+    # An ACK of the full segment alone is not enough: the small one is still in flight.
+    s.peer(".", seq=them, ack=us + MSS, ts=(101, tail.options.ts_val))
+    s.expect_nothing()
+    s.peer(".", seq=them, ack=us + MSS + 600, ts=(102, tail.options.ts_val))
+    s.expect("P.", seq=us + MSS + 600, data=b"x" * 10)
+
+
+def test_minshall_nagle_small_segment_may_follow_unacked_full_segments():
+    s, conn, us, them = opened()
+    conn.send(b"f" * MSS); s.poll()
+    s.expect("P.", seq=us, len=MSS)           # full-sized: Nagle never holds it
+    conn.send(b"s" * 100); s.poll()
+    # Data is outstanding, but no small segment: Minshall lets this one go.
+    s.expect("P.", seq=us + MSS, data=b"s" * 100)
+    conn.send(b"t" * 100); s.poll()
+    s.expect_nothing()                        # now a small segment is in flight
+
+
+def test_minshall_nagle_across_sequence_wrap():
+    s = Script()
+    s.layer._isn = lambda conn, now: 0xFFFFFFFF - MSS - 50
+    conn, synack = s.passive_open()
+    us, them = synack.seq + 1, 1001
+    conn.send(b"w" * (MSS + 600)); s.poll()
+    assert [len(x.payload) for x in s.sent()] == [MSS, 600]   # tail crosses 2^32
+    conn.send(b"y"); s.poll()
+    s.expect_nothing()
+    s.peer(".", seq=them, ack=us + MSS + 600, ts=(101, 0))
+    s.expect("P.", seq=(us + MSS + 600) & 0xFFFFFFFF, data=b"y")
+
+
 def test_nodelay_sends_small_segments_at_once():
     s, conn, us, them = opened(nodelay=True)
     conn.send(b"a"); s.poll()
