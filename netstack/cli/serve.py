@@ -25,7 +25,7 @@ Modules that do not exist yet are skipped, so the list can name future work.
 A module that needs TCP (``NEEDS_TCP = True``, the default) is skipped with a
 note on stderr while the stack has no TCP transport.  TCP itself is
 registered by ``netstack.tcp.serve`` if that exists, or else here from
-``netstack.tcp.TCPLayer(addr, counters=..., config=TCPConfig())``.
+``netstack.tcp.TCPLayer(addr, counters=..., config=TCPConfig.for_mtu(mtu), mtu=mtu)``.
 """
 from __future__ import annotations
 
@@ -191,7 +191,12 @@ def _install_tcp(stack, args) -> None:
         from netstack.tcp import TCPConfig, TCPLayer
     except ImportError:
         return                       # TCP not built yet: ICMP/UDP only
-    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig())
+    mtu = stack.link.mtu
+    config = TCPConfig.for_mtu(mtu) if hasattr(TCPConfig, "for_mtu") else TCPConfig()
+    try:
+        tcp = TCPLayer(stack.addr, counters=stack.counters, config=config, mtu=mtu)
+    except TypeError:                # an older TCPLayer without mtu=
+        tcp = TCPLayer(stack.addr, counters=stack.counters, config=config)
     stack.register_transport(6, tcp)
 
 
