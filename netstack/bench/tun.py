@@ -389,15 +389,20 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
             cpu0 = time.process_time()
             reader, writer = await asyncio.wait_for(open_connection(stack, KERNEL_ADDR, KERNEL_PORT), 10)
             block = bytes(range(256)) * 256
-            left = nbytes
-            deadline = time.monotonic() + limit
-            while left > 0:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"stack -> kernel did not finish within {limit:.0f} s")
-                chunk = block if left >= len(block) else block[:left]
-                writer.write(chunk)
-                left -= len(chunk)
-                await writer.drain()
+
+            async def send_all():
+                left = nbytes
+                while left > 0:
+                    chunk = block if left >= len(block) else block[:left]
+                    writer.write(chunk)
+                    left -= len(chunk)
+                    await writer.drain()
+
+            try:
+                await asyncio.wait_for(send_all(), limit)
+            except asyncio.TimeoutError:
+                writer.transport.abort()
+                raise BenchError(f"stack -> kernel did not finish within {limit:.0f} s") from None
             writer.close()
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), limit)
