@@ -157,7 +157,7 @@ def test_faults_option_impairs_real_traffic(serve_factory):
     assert 5 <= got <= 35, r.stdout                          # about 0.7 * 0.7 * 40 = 20 expected
     c = srv.counters()
     assert c["faults.rx.lost"] + c["faults.tx.lost"] > 0
-    assert c["faults.rx.packets"] == 40
+    assert c["faults.rx.packets"] >= 40                     # every echo request met the injector
 
 
 def test_repeated_signals_do_not_cut_teardown_short(serve_factory):
