@@ -49,9 +49,11 @@ def listener_ports(tcp) -> list[int]:
 
 
 def _ms(v) -> str:
+    """Seconds as milliseconds the way ss prints them: 204, 0.045, 1.5."""
     if v is None:
         return "-"
-    return f"{v * 1000:.3g}"
+    text = f"{v * 1000:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def format_info(i: dict) -> str:
