@@ -30,8 +30,19 @@ class TCPConfig:
     syn_retries: int = 6
     #: Retransmissions of data/FIN before aborting with TimeoutError (tcp_retries2).
     data_retries: int = 15
-    #: Delayed-ACK timeout (RFC 9293 §3.8.6.3: MUST be < 0.5 s; RFC 1122: 200 ms).
+    #: Delayed-ACK timeout bounds, seconds (RFC 9293 §3.8.6.3 / RFC 1122 §4.2.3.2: MUST be
+    #: < 0.5 s; issue 4: at most 200 ms).  The timer adapts between them to the peer's
+    #: segment spacing (Linux's ATO, connection.py ``_data_ack_policy``): it starts at
+    #: ``delack_min`` and doubles, up to ``delack_timeout``, each time it expires.
+    #: ``delack_timeout`` is the maximum (also RFC 8985's worst-case delayed ACK in the TLP).
+    delack_min: float = 0.04
     delack_timeout: float = 0.2
+    #: Quick-ACK mode (Linux tcp_incr_quickack): ACK each of the first data segments at once,
+    #: at most this many (fewer if the window is small: rcv_wnd / (2 * MSS), at least 2),
+    #: after the connection is established and again after the receiver was idle longer
+    #: than the RTO -- so a sender in slow start or restarting after idle, or one held by
+    #: Nagle, is not kept waiting for a delayed ACK.  0 disables quick-ACK.
+    quickack_segments: int = 16
     #: Window scale shift we offer (RFC 7323 §2.2); None disables the option.
     wscale: int | None = 7
     #: Offer / accept RFC 7323 timestamps.

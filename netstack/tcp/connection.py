@@ -23,7 +23,8 @@ Reading guide (RFC section -> where):
                                    acceptability (_acceptable), RST (_on_rst), SYN,
                                    ACK (_process_ack), text and FIN (_process_text_and_fin,
                                    _process_fin); header prediction: _fast_data
-  §3.8.6.3 delayed ACK             Connection._data_ack_policy, _on_delack_timeout
+  §3.8.6.3 delayed ACK, quick-ACK  Connection._data_ack_policy, _incr_quickack,
+                                   _on_delack_timeout
   §3.8.6.2.2 receiver SWS          Connection._advertised_window, _after_user_read
   RFC 7323 / 2018 negotiation      Connection._negotiate, _syn_options
   sending, Nagle, sender SWS,      sender.py (Sender._output, _send, _on_persist_timeout,
@@ -149,6 +150,10 @@ class Connection(Sender, Recovery):
         self.retrans_segs = 0
         self.unacked_segs = 0             # in-order segments received since our last ACK
         self._ack_now = False
+        # Delayed ACK (RFC 9293 §3.8.6.3) with Linux's adaptive timeout and quick-ACK mode
+        self.ato = min(cfg.delack_min, cfg.delack_timeout)   # current delayed-ACK timeout
+        self.quickack = 0                 # data segments still to ACK at once (quick-ACK mode)
+        self.lrcvtime = None              # when in-order data last arrived (idle detection)
         self._syn_wnd = 0
 
         # User-facing
@@ -319,7 +324,7 @@ class Connection(Sender, Recovery):
             "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
             "unacked": _diff(self.snd_max, self.snd_una), "send_q": len(self.sndbuf),
             "recv_q": len(self.rcvbuf), "ooo_bytes": self.ooo.nbytes,
-            "nodelay": self.nodelay,
+            "nodelay": self.nodelay, "ato": self.ato, "quickack": self.quickack,
             "timers": self.timers.as_dict(),
             "error": None if self.error is None else type(self.error).__name__,
             "soft_error": self.soft_error,
@@ -498,11 +503,7 @@ class Connection(Sender, Recovery):
         rcv_nxt = self.rcv_nxt = (rcv_nxt + n) & MASK
         self.unacked_segs += 1
         self._event("readable")
-        # delayed ACK policy (RFC 9293 §3.8.6.3), inlined
-        if ((rcv_nxt - self.last_ack_sent) & MASK) >= 2 * self.rcv_mss:
-            self._ack_now = True
-        elif self.timers.delack is None:
-            self.timers.delack = now + self.config.delack_timeout
+        self._data_ack_policy(now)
         if self.keepalive:
             self._arm_keepalive(now)
         if self.state is ESTABLISHED:
@@ -567,6 +568,7 @@ class Connection(Sender, Recovery):
 
     def _establish(self, now: float) -> None:
         self._set_state(ESTABLISHED)
+        self._incr_quickack()
         if self.keepalive:
             self._arm_keepalive(now)
         if self.syn_retransmitted and self.rto.samples == 0:
@@ -890,8 +892,7 @@ class Connection(Sender, Recovery):
                         seq = rcv_nxt
                         n = 0
                     self._event("readable")
-                    if not self._ack_now:
-                        self._data_ack_policy(now)
+                    self._data_ack_policy(now)
             else:
                 # Out of order: hold it, ACK immediately (RFC 5681 §4.2, RFC 9293 §3.10.7.4)
                 self.layer._count("tcp.in.ooo_segs")
@@ -949,16 +950,63 @@ class Connection(Sender, Recovery):
         t.timewait = now + 2 * self.config.msl
 
     def _data_ack_policy(self, now: float) -> None:
-        """Delayed ACK, RFC 9293 §3.8.6.3 / RFC 1122 §4.2.3.2 / RFC 5681 §4.2.
+        """In-order data arrived: ACK now or later.  Delayed ACK, RFC 9293 §3.8.6.3 /
+        RFC 1122 §4.2.3.2 / RFC 5681 §4.2, with Linux's quick-ACK and adaptive timeout.
 
-        ACK at least every second full-sized segment (counted in bytes, so
-        one large GRO segment counts for several), otherwise within
-        ``delack_timeout`` (<= 200 ms).
+        * Quick-ACK mode: the first data segments after the handshake, and
+          after the receiver was idle longer than the RTO, are ACKed at once
+          (``_incr_quickack``), so that a sender in slow start, or one whose
+          Nagle is waiting for this ACK, does not sit out a timer.
+        * Otherwise ACK at least every second full-sized segment (counted in
+          bytes, so one large GRO segment counts for several), and within the
+          delayed-ACK timeout ``ato``.
+        * ``ato`` adapts to the spacing ``m`` of arriving data (Linux
+          tcp_event_data_recv): closely spaced data pulls it towards
+          ``delack_min``; it doubles when the timer expires
+          (``_on_delack_timeout``); it always stays within
+          [``delack_min``, ``delack_timeout``] (<= 200 ms, RFC 1122's < 0.5 s).
         """
-        if _diff(self.rcv_nxt, self.last_ack_sent) >= 2 * self.rcv_mss:
+        cfg = self.config
+        last = self.lrcvtime
+        self.lrcvtime = now
+        if last is not None:
+            m = now - last
+            ato = self.ato
+            lo = cfg.delack_min
+            if m <= lo * 0.5:
+                ato = ato * 0.5 + lo * 0.5
+            elif m < ato:
+                ato = ato * 0.5 + m
+            elif m > self.rto.rto:
+                self._incr_quickack()            # idle longer than the RTO
+            if ato < lo:
+                ato = lo
+            hi = cfg.delack_timeout
+            self.ato = hi if ato > hi else ato           # the maximum wins over the minimum
+        if self._ack_now:
+            return
+        if self.quickack:
+            self.quickack -= 1
+            self.layer._count("tcp.quickacks")
+            self._ack_now = True
+        elif _diff(self.rcv_nxt, self.last_ack_sent) >= 2 * self.rcv_mss:
             self._ack_now = True
         elif self.timers.delack is None:
-            self.timers.delack = now + self.config.delack_timeout
+            self.timers.delack = now + self.ato
+
+    def _incr_quickack(self) -> None:
+        """Enter quick-ACK mode (Linux tcp_incr_quickack): the next rcv_wnd / (2 * MSS)
+        data segments, at least 2 and at most ``quickack_segments``, are ACKed at once."""
+        most = self.config.quickack_segments
+        if most <= 0:
+            return
+        n = _diff(self.rcv_adv, self.rcv_nxt) // (2 * self.rcv_mss)
+        if n < 2:
+            n = 2
+        if n > most:
+            n = most
+        if n > self.quickack:
+            self.quickack = n
 
     # ------------------------------------------------------------------ receive window
 
@@ -1044,10 +1092,18 @@ class Connection(Sender, Recovery):
             self._flush(now)
 
     def _on_delack_timeout(self, now: float) -> None:
-        """The delayed-ACK timer (<= 200 ms) fired: ACK what we hold (RFC 9293 §3.8.6.3)."""
+        """The delayed-ACK timer (<= 200 ms) fired: ACK what we hold (RFC 9293 §3.8.6.3).
+
+        Nothing to piggyback on came in time: the peer's data is sparser than
+        ``ato`` assumed, so the next timeout doubles, up to ``delack_timeout``
+        (Linux tcp_delack_timer_handler).
+        """
         if self.state is not CLOSED and self.state is not SYN_SENT:
             self.layer._count("tcp.delayed_acks")
             self._ack_now = True
+            ato = self.ato * 2
+            hi = self.config.delack_timeout
+            self.ato = hi if ato > hi else ato
 
 
 def _ip(a: int) -> str:

@@ -50,6 +50,7 @@ def test_event_sequence_for_a_whole_connection():
     conn.on_event = ev.append
     us, them = synack.seq + 1, 1001
     s.peer("P.", seq=them, ack=us, data=b"abc", ts=(102, 0))
+    s.expect(".", ack=them + 3)                # quick-ACK: first data after the handshake
     conn.send(b"xyz"); s.poll()
     seg = s.expect("P.")
     s.peer(".", seq=them + 3, ack=us + 3, ts=(103, seg.options.ts_val))

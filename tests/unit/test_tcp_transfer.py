@@ -18,18 +18,22 @@ def opened(cfg=None, *, ts=True, wscale=None, win=65535, nodelay=None):
 
 # ---------------------------------------------------------------- delayed ACK
 
+NO_QUICKACK = TCPConfig(quickack_segments=0)      # the plain RFC 1122 delayed ACK
+
+
 def test_delayed_ack_every_second_full_segment():
-    s, conn, us, them = opened()
+    s, conn, us, them = opened(NO_QUICKACK)
     s.peer(".", seq=them, ack=us, data=b"a" * MSS, ts=(101, 0))
     s.expect_nothing()
-    assert conn.timers.delack == pytest.approx(0.2)
+    assert conn.timers.delack == pytest.approx(0.04)      # delack_min: the timer starts low
     s.peer(".", seq=them + MSS, ack=us, data=b"b" * MSS, ts=(102, 0))
     s.expect(".", ack=them + 2 * MSS)
     assert conn.timers.delack is None
 
 
 def test_delayed_ack_timer_fires_within_200ms():
-    s, conn, us, them = opened()
+    # The timer pinned at its maximum (min = max = 200 ms): the ACK comes exactly then.
+    s, conn, us, them = opened(TCPConfig(quickack_segments=0, delack_min=0.2))
     s.at(1.0)
     s.peer("P.", seq=them, ack=us, data=b"ping", ts=(101, 0))
     s.expect_nothing()
@@ -41,9 +45,105 @@ def test_delayed_ack_timer_fires_within_200ms():
 
 
 def test_delack_timeout_configurable():
-    s, conn, us, them = opened(TCPConfig(delack_timeout=0.04))
+    s, conn, us, them = opened(TCPConfig(delack_min=0.01, delack_timeout=0.05, quickack_segments=0))
     s.peer("P.", seq=them, ack=us, data=b"ping", ts=(101, 0))
-    assert conn.timers.delack == pytest.approx(0.04)
+    assert conn.timers.delack == pytest.approx(0.01)
+    s.at(0.01)
+    s.expect(".", ack=them + 4)
+    assert conn.ato == pytest.approx(0.02)               # doubled: bounded by delack_timeout
+    s2, conn2, us2, them2 = opened(TCPConfig(delack_timeout=0.03, quickack_segments=0))
+    assert conn2.ato == pytest.approx(0.03)              # min (40 ms) above max: the max wins
+    s2.peer("P.", seq=them2, ack=us2, data=b"a", ts=(101, 0))
+    s2.at(1.0)
+    s2.peer("P.", seq=them2 + 1, ack=us2, data=b"b", ts=(102, 0))
+    assert conn2.ato == pytest.approx(0.03) and conn2.timers.delack == pytest.approx(1.03)
+
+
+def test_delayed_ack_timeout_adapts_between_40_and_200_ms():
+    # RFC 1122 §4.2.3.2 (< 0.5 s) and issue 4 (<= 200 ms): the adaptive timer (Linux ATO)
+    # starts at 40 ms, doubles each time it expires, and never exceeds 200 ms.
+    s, conn, us, them = opened(NO_QUICKACK)
+    delays = []
+    seq = them
+    for i in range(6):
+        s.at(s.now + 5.0)                                # sparse requests, never answered
+        s.peer("P.", seq=seq, ack=us, data=b"req", ts=(101 + i, 0))
+        seq += 3
+        s.expect_nothing()
+        t0 = s.now
+        while not s.layer.outbox:
+            s.at(conn.timers.delack)
+        s.expect(".", ack=seq)
+        delays.append(round(s.now - t0, 6))
+    assert delays == [0.04, 0.08, 0.16, 0.2, 0.2, 0.2]
+
+
+def test_delayed_ack_timeout_shrinks_for_closely_spaced_data():
+    s, conn, us, them = opened(NO_QUICKACK)
+    conn.ato = 0.2                                       # as after sparse traffic
+    s.at(1.0)
+    s.peer(".", seq=them, ack=us, data=b"a" * 100, ts=(101, 0))
+    s.sent()
+    s.at(1.01)                                           # 10 ms later: m <= delack_min / 2
+    s.peer(".", seq=them + 100, ack=us, data=b"b" * 100, ts=(102, 0))
+    assert conn.ato == pytest.approx(0.2 / 2 + 0.02)
+    s.at(1.06)                                           # 50 ms later, m < ato: ato/2 + m
+    s.peer(".", seq=them + 200, ack=us, data=b"c" * 100, ts=(103, 0))
+    assert conn.ato == pytest.approx(0.12 / 2 + 0.05)
+
+
+# ---------------------------------------------------------------- quick-ACK
+
+def test_quickack_first_segments_after_handshake_are_acked_at_once():
+    s, conn, us, them = opened()
+    # window 65535 / (2 * 1448) = 22 -> capped at quickack_segments = 16
+    assert conn.quickack == 16
+    for i in range(16):
+        s.peer("P.", seq=them + 10 * i, ack=us, data=b"q" * 10, ts=(101 + i, 0))
+        s.expect(".", ack=them + 10 * (i + 1))
+        assert conn.timers.delack is None
+    s.peer("P.", seq=them + 160, ack=us, data=b"q" * 10, ts=(200, 0))
+    s.expect_nothing()                                   # 17th: the ordinary delayed ACK
+    assert conn.timers.delack == pytest.approx(s.now + 0.04)
+    assert s.counters.get("tcp.quickacks") == 16
+
+
+def test_quickack_count_follows_a_small_window():
+    s, conn, us, them = opened(TCPConfig(rcvbuf=6 * 1460))
+    assert conn.quickack == (6 * 1460) // (2 * MSS)         # = 3, below the cap of 16
+    s2, conn2, _, _ = opened(TCPConfig(rcvbuf=1000))
+    assert conn2.quickack == 2                               # at least 2
+
+
+def test_quickack_after_idle_longer_than_rto():
+    s, conn, us, them = opened()
+    conn.quickack = 0                                    # quick-ACK credit used up
+    s.at(1.0)
+    s.peer("P.", seq=them, ack=us, data=b"one", ts=(101, 0))
+    s.expect_nothing()                                   # delayed
+    s.at(1.5)
+    s.expect(".", ack=them + 3)
+    assert conn.rto.rto == pytest.approx(1.0)
+    s.at(1.9)                                            # idle 0.9 s < RTO: still delayed
+    s.peer("P.", seq=them + 3, ack=us, data=b"two", ts=(102, 0))
+    s.expect_nothing()
+    s.at(2.5)
+    s.expect(".", ack=them + 6)
+    s.at(4.0)                                            # idle 2.1 s > RTO: quick-ACK again
+    s.peer("P.", seq=them + 6, ack=us, data=b"three", ts=(103, 0))
+    s.expect(".", ack=them + 11)
+    assert conn.quickack == 16 - 1
+
+
+def test_quickack_disabled_by_config():
+    s, conn, us, them = opened(NO_QUICKACK)
+    assert conn.quickack == 0
+    s.peer("P.", seq=them, ack=us, data=b"x", ts=(101, 0))
+    s.expect_nothing()
+    s.at(10.0)
+    s.sent()
+    s.peer("P.", seq=them + 1, ack=us, data=b"y", ts=(102, 0))
+    s.expect_nothing()                                   # not after idle either
 
 
 def test_reply_data_piggybacks_the_ack():
