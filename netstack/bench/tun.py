@@ -21,6 +21,13 @@ Each run measures, one after another on the same TUN:
     the queue empty, counting packets and bytes.  Only the reading is timed,
     so the sender never competes with the reader for a CPU.  No stack runs
     meanwhile.  Bounded by ``--flood-packets`` and ``--flood-seconds``.
+``ACK-only loop``
+    the reference for the receive path: the same kernel client sends the
+    same bytes to a plain Python loop on the same TUN that answers the
+    handshake and then only unpacks headers and writes an ACK (with
+    timestamps) for every second segment, as the stack does: no checksum
+    check, no buffering, no application.  What any Python TCP receiver
+    pays at least, per packet, for reading and ACKing through a TUN.
 ``kernel -> stack``
     a kernel TCP client sends ``--mb`` MB to a sink listener on the stack
     (netstack's asyncio streams, reading and discarding like the discard
@@ -35,7 +42,8 @@ Each run measures, one after another on the same TUN:
 Columns: MB/s (10^6 bytes/s of payload; for the ceiling, of whole packets),
 packets/s (data segments for the transfers, counted by the stack's
 ``tcp.in_segs``/``tcp.out_segs``), ``of ceiling`` (packets/s over the read
-ceiling's packets/s, same run), ACKs the stack sent per data segment it
+ceiling's packets/s, same run), ``of ACK-only`` (packets/s over the ACK-only
+loop's), ACKs the stack sent per data segment it
 received, CPU time of this process (user + system, ``time.process_time``)
 per packet, and seconds.  On a machine shared with other work the CPU
 figure is the steadier one: wall-clock rates drop when another process
@@ -57,6 +65,7 @@ import os
 import select
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -86,6 +95,7 @@ COLUMNS = [
     report.Column("mb_per_s", "MB/s", "{:.1f}"),
     report.Column("packets_per_s", "packets/s", "{:,.0f}"),
     report.Column("of_ceiling", "of ceiling", "{:.2f}"),
+    report.Column("of_ack_only", "of ACK-only", "{:.2f}"),
     report.Column("acks_per_segment", "ACKs/segment", "{:.3f}"),
     report.Column("cpu_us_per_packet", "CPU us/packet", "{:.2f}"),
     report.Column("seconds", "seconds", "{:.2f}"),
@@ -284,6 +294,164 @@ def _drain(link) -> None:
         pass
 
 
+# --- the ACK-only reference -------------------------------------------------------------------------
+
+_IP_HDR = struct.Struct("!BBHHHBBHII")
+_TCP_HDR = struct.Struct("!HHIIHHHH")
+_ACK_PACKET = struct.Struct("!BBHHHBBHIIHHIIHHHHIII")      # IPv4 + TCP + NOP,NOP,TS: 52 bytes
+ACK_ONLY_PORT = 5003
+ACK_ONLY_WSCALE = 7
+ACK_ONLY_WINDOW = 256 * 1024                                 # what the stack offers too
+
+
+def _fold(total: int) -> int:
+    """RFC 1071 checksum from a plain integer sum of 16-bit words (32-bit fields count as their halves)."""
+    s = total % 0xFFFF
+    return 0xFFFF - s if s else 0
+
+
+def _ack_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, ident) -> bytes:
+    """A 52-byte IPv4 + TCP (NOP,NOP,TS) packet, both checksums computed from the fields."""
+    ip_csum = _fold(0x4500 + 52 + ident + 0x4000 + (64 << 8 | 6) + src + dst)
+    offflags = 0x8000 | flags
+    tcp_csum = _fold(src + dst + 6 + 32 + sport + dport + seq + ack + offflags + window + 0x0101 + 0x080A
+                     + tsval + tsecr)
+    return _ACK_PACKET.pack(0x45, 0, 52, ident, 0x4000, 64, 6, ip_csum, src, dst, sport, dport, seq, ack,
+                            offflags, window, tcp_csum, 0, 0x0101080A, tsval, tsecr)
+
+
+def ack_only(lab, nbytes: int, limit: float) -> dict:
+    """The reference for kernel -> stack: a Python loop that only receives and ACKs, on the same TUN.
+
+    No stack runs.  A plain loop reads with ``TunLink.recv_batch(64)`` (and
+    ``select`` when the queue is empty), answers the kernel client's SYN
+    with a SYN-ACK offering what the stack offers (MSS from the MTU, window
+    scale 7, timestamps, a 256 KiB window), then for every data segment only
+    unpacks the headers, advances RCV.NXT when in order, and writes an ACK
+    (with timestamps) for every second segment, an immediate one for
+    anything out of order; a FIN is answered with FIN-ACK.  No checksum
+    verification, no buffering, no application: the least a Python TCP
+    receiver can do per packet, through the same TUN, with the same ACK
+    rate as the stack.
+    """
+    from netstack.wire.ipv4 import ip2int
+
+    link = lab.link
+    fd = link.fileno()
+    me, peer = ip2int(STACK_ADDR), ip2int(KERNEL_ADDR)
+    mss = lab.mtu - 40
+    _drain(link)
+    proc = subprocess.Popen(_in_ns(lab, KERNEL_CLIENT, STACK_ADDR, ACK_ONLY_PORT, nbytes, limit),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    send = link.send
+    recv_batch = link.recv_batch
+    unpack_ip = _IP_HDR.unpack_from
+    unpack_tcp = _TCP_HDR.unpack_from
+    iss = 0x10000000
+    snd_nxt = iss
+    rcv_nxt = None
+    sport = 0
+    tsecr = 0
+    ident = 0
+    window = ACK_ONLY_WINDOW >> ACK_ONLY_WSCALE
+    segments = acks = received = pending = 0
+    t_first = t_end = None
+    cpu0 = None
+    deadline = time.monotonic() + limit
+    t0_clock = time.monotonic()
+    done = False
+    try:
+        while not done and time.monotonic() < deadline:
+            batch = recv_batch(64)
+            if not batch:
+                if proc.poll() is not None and proc.returncode != 0:
+                    break
+                select.select([fd], [], [], 0.05)
+                continue
+            for view, _meta in batch:
+                if len(view) < 40 or view[9] != 6:
+                    continue
+                ihl = (view[0] & 15) << 2
+                tlen = unpack_ip(view)[2]
+                sp, dp, seq, ack, offflags, _w, _c, _u = unpack_tcp(view, ihl)
+                if dp != ACK_ONLY_PORT:
+                    continue
+                hlen = (offflags >> 12) << 2
+                flags = offflags & 0x1FF
+                if hlen >= 32 and view[ihl + 20] == 1 and view[ihl + 22] == 8:
+                    tsecr = int.from_bytes(view[ihl + 24:ihl + 28], "big")
+                elif hlen > 20:                      # a SYN: find the timestamp option the long way
+                    opts = bytes(view[ihl + 20:ihl + hlen])
+                    k = opts.find(b"\x08\x0a")
+                    if k >= 0:
+                        tsecr = int.from_bytes(opts[k + 2:k + 6], "big")
+                tsval = int((time.monotonic() - t0_clock) * 1000) & 0xFFFFFFFF
+                if flags & 0x02:                     # SYN: answer with SYN-ACK and our options
+                    sport = sp
+                    rcv_nxt = (seq + 1) & 0xFFFFFFFF
+                    ident = (ident + 1) & 0xFFFF
+                    opts = (struct.pack("!BBH", 2, 4, mss) + b"\x01\x03\x03" + bytes((ACK_ONLY_WSCALE,))
+                            + struct.pack("!BBBBII", 1, 1, 8, 10, tsval, tsecr))
+                    from netstack.wire.ipv4 import ipv4_packet
+                    from netstack.wire.tcp import tcp_segment
+                    seg = tcp_segment(src=me, dst=peer, src_port=ACK_ONLY_PORT, dst_port=sp, seq=iss,
+                                      ack=rcv_nxt, flags=0x12, window=65535, options=opts)
+                    send(ipv4_packet(src=me, dst=peer, protocol=6, payload=seg, df=True, ident=ident))
+                    snd_nxt = (iss + 1) & 0xFFFFFFFF
+                    continue
+                if rcv_nxt is None or sp != sport:
+                    continue
+                n = tlen - ihl - hlen
+                if n > 0:
+                    segments += 1
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                        cpu0 = time.process_time()
+                    if seq == rcv_nxt:
+                        rcv_nxt = (rcv_nxt + n) & 0xFFFFFFFF
+                        received += n
+                        pending += 1
+                        if pending < 2 and not flags & 0x01:
+                            continue                 # delayed: ACK every second segment
+                    pending = 0
+                if flags & 0x01 and seq + n == rcv_nxt:   # FIN in order: FIN-ACK, and we are done
+                    rcv_nxt = (rcv_nxt + 1) & 0xFFFFFFFF
+                    ident = (ident + 1) & 0xFFFF
+                    send(_ack_packet(me, peer, ACK_ONLY_PORT, sport, snd_nxt, rcv_nxt, 0x11, window, tsval,
+                                     tsecr, ident))
+                    snd_nxt = (snd_nxt + 1) & 0xFFFFFFFF
+                    acks += 1
+                    t_end = time.perf_counter()
+                    done = True
+                    break
+                if n > 0 or flags & 0x01:
+                    ident = (ident + 1) & 0xFFFF
+                    send(_ack_packet(me, peer, ACK_ONLY_PORT, sport, snd_nxt, rcv_nxt, 0x10, window, tsval,
+                                     tsecr, ident))
+                    acks += 1
+        cpu1 = time.process_time()
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            out, err = "", "kernel client did not finish"
+    finally:
+        _kill(proc)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        _drain(link)
+    if not done or t_first is None:
+        raise BenchError(f"ACK-only reference: the transfer did not complete ({received} of {nbytes} bytes; "
+                         f"{(err or '').strip()[-200:]})")
+    if received != nbytes:
+        raise BenchError(f"ACK-only reference: {received} bytes in order, expected {nbytes}")
+    secs = t_end - t_first
+    return {"bytes": received, "seconds": secs, "mb_per_s": received / secs / 1e6, "segments": segments,
+            "packets_per_s": segments / secs, "acks": acks, "acks_per_segment": acks / max(1, segments),
+            "cpu_seconds": cpu1 - cpu0, "cpu_us_per_segment": (cpu1 - cpu0) / max(1, segments) * 1e6}
+
+
 # --- the transfers ------------------------------------------------------------------------------
 
 
@@ -433,7 +601,7 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
 # --- the run --------------------------------------------------------------------------------------
 
 
-PATHS = ("read ceiling", "kernel -> stack", "stack -> kernel")
+PATHS = ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel")
 
 
 def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
@@ -454,7 +622,7 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
     runs: dict[str, list[dict]] = {p: [] for p in PATHS}
     if progress is not None:
-        progress.total = 3 * repeat + (1 if profile_path else 0)
+        progress.total = 4 * repeat + (1 if profile_path else 0)
     profile = profiled = None
     try:
         lab.up()
@@ -466,6 +634,9 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
                 progress.step(f"run {r + 1}/{repeat}: read ceiling (kernel UDP bursts)")
             runs["read ceiling"].append(read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
             _drain(lab.link)
+            if progress is not None:
+                progress.step(f"run {r + 1}/{repeat}: ACK-only loop (reference), {mb:g} MB")
+            runs["ACK-only loop"].append(ack_only(lab, nbytes, limit))
             if progress is not None:
                 progress.step(f"run {r + 1}/{repeat}: kernel -> stack, {mb:g} MB")
             runs["kernel -> stack"].append(asyncio.run(kernel_to_stack(lab, nbytes, limit)))
@@ -502,6 +673,7 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
         return statistics.median(values) if values else None
 
     ceiling_pps = med("read ceiling", "packets_per_s")
+    ack_only_pps = med("ACK-only loop", "packets_per_s")
     rows = []
     for path in PATHS:
         pps = med(path, "packets_per_s")
@@ -510,6 +682,8 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
             "mb_per_s": med(path, "mb_per_s"),
             "packets_per_s": pps,
             "of_ceiling": report.ratio(pps, ceiling_pps) if pps is not None else None,
+            "of_ack_only": (report.ratio(pps, ack_only_pps) if pps is not None
+                            and path in ("ACK-only loop", "kernel -> stack") else None),
             "acks_per_segment": med(path, "acks_per_segment"),
             "cpu_us_per_packet": med(path, "cpu_us_per_segment"),
             "seconds": med(path, "seconds"),
@@ -603,6 +777,14 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(report.format_table(COLUMNS, result["rows"]))
     print()
+    by = {r["path"]: r for r in result["rows"]}
+    k2s, ref = by["kernel -> stack"], by["ACK-only loop"]
+    if k2s["cpu_us_per_packet"] is not None and ref["cpu_us_per_packet"] is not None:
+        print(f"kernel -> stack: {k2s['of_ceiling']:.2f} of the read ceiling, {k2s['of_ack_only']:.2f} of the "
+              f"ACK-only loop; CPU per segment {k2s['cpu_us_per_packet']:.2f} us vs "
+              f"{ref['cpu_us_per_packet']:.2f} us for the ACK-only loop "
+              f"(+{k2s['cpu_us_per_packet'] - ref['cpu_us_per_packet']:.2f} us of stack work per segment)")
+        print()
     print("targets:")
     print(report.format_targets(result["targets"]))
     if "profile" in result:

@@ -55,6 +55,7 @@ def test_measures_all_three_paths_and_cleans_up(name):
     by = {r["path"]: r for r in result["rows"]}
     assert list(by) == list(T.PATHS)
     ceiling, k2s, s2k = by["read ceiling"], by["kernel -> stack"], by["stack -> kernel"]
+    ref = by["ACK-only loop"]
 
     (c,) = ceiling["runs"]
     assert c["packets"] >= 8000 and c["bursts"] >= 2
@@ -68,6 +69,12 @@ def test_measures_all_three_paths_and_cleans_up(name):
     assert k["acks_per_segment"] == pytest.approx(0.5, abs=0.05)   # delayed ACK, every second segment
     assert k2s["of_ceiling"] == pytest.approx(k2s["packets_per_s"] / ceiling["packets_per_s"])
     assert k2s["mb_per_s"] == pytest.approx(1.0 / k["seconds"])
+
+    (a,) = ref["runs"]
+    assert a["bytes"] == 1_000_000 and a["acks_per_segment"] == pytest.approx(0.5, abs=0.05)
+    assert 1_000_000 / 1448 <= a["segments"] <= 1_000_000 / 1448 + 60
+    assert ref["of_ack_only"] == pytest.approx(1.0) and s2k["of_ack_only"] is None
+    assert k2s["of_ack_only"] == pytest.approx(k2s["packets_per_s"] / ref["packets_per_s"])
 
     (s,) = s2k["runs"]
     assert s["bytes"] == 1_000_000 and s["segments"] >= 1_000_000 / 1448
@@ -84,6 +91,7 @@ def test_mtu_sets_the_segment_size(name):
     assert _gone(name)
     by = {r["path"]: r["runs"][0] for r in result["rows"]}
     assert by["read ceiling"]["bytes"] / by["read ceiling"]["packets"] > 3000
+    assert by["ACK-only loop"]["segments"] <= 1_000_000 / 3948 + 60
     # MSS 3960 minus 12 bytes of timestamps: far fewer segments than at MTU 1500
     assert by["kernel -> stack"]["segments"] <= 1_000_000 / 3948 + 60
     assert by["stack -> kernel"]["segments"] <= 1_000_000 / 3948 + 60
@@ -107,13 +115,13 @@ def test_cli_json(tmp_path):
                            "--profile", str(prof)],
                           capture_output=True, text=True, timeout=120, env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr
-    assert "bench tun: [1/4]" in proc.stderr and "bench tun:" not in proc.stdout
-    for row in ("read ceiling", "kernel -> stack", "stack -> kernel", "targets:"):
+    assert "bench tun: [1/5]" in proc.stderr and "bench tun:" not in proc.stdout
+    for row in ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel", "targets:"):
         assert row in proc.stdout
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "tun"
     assert doc["settings"]["mtu"] == 1500 and doc["settings"]["bytes"] == 1_000_000
-    assert [r["path"] for r in doc["rows"]] == ["read ceiling", "kernel -> stack", "stack -> kernel"]
+    assert [r["path"] for r in doc["rows"]] == ["read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel"]
     assert doc["targets"][0]["goal"] == ">= 60 MB/s"
     lab = next(line for line in proc.stdout.splitlines() if "lab " in line).split("lab ")[1].split()[0]
     assert lab.startswith("nsb") and _gone(lab)
@@ -123,7 +131,7 @@ def test_cli_json(tmp_path):
     names = {f[2] for f in pstats.Stats(str(prof)).stats}
     assert {"_on_readable", "on_datagram", "recv_batch"} <= names
     assert doc["profile"] and all(r["ns_per_packet"] > 0 for r in doc["profile"])
-    assert len(doc["rows"][1]["runs"]) == 1                  # the profiled transfer is not among the runs
+    assert len(doc["rows"][2]["runs"]) == 1                  # the profiled transfer is not among the runs
 
 
 def test_sigterm_removes_the_lab():
