@@ -47,8 +47,9 @@ def test_table_json_and_progress(tmp_path, capsys):
     assert by["parse"]["x_parse"] == pytest.approx(1.0)
     assert by["receive path"]["x_parse"] == pytest.approx(
         by["receive path"]["ns_per_segment"] / by["parse"]["ns_per_segment"])
-    # delayed ACK: one ACK per two full-sized segments
-    assert by["receive path"]["acks_per_segment"] == pytest.approx(0.5, abs=0.01)
+    # delayed ACK: one ACK per two full-sized segments (a few more while TCP quick-ACKs a fresh or
+    # long-idle connection, as Linux does), far from one per segment
+    assert 0.5 <= by["receive path"]["acks_per_segment"] < 0.7
     # the stack's counters went through TCP for every segment (2 runs x 200, plus the handshake)
     assert doc["counters"]["tcp.in_segs"] == 2 * 200 + 2
     assert doc["counters"]["link.in.packets"] == 2 * 200 + 2
@@ -105,7 +106,7 @@ def test_goes_through_the_live_loop_entry_point(monkeypatch):
     result = S.measure(count=130, repeat=1, batch=64)
     # handshake: 2 wakeups; then ceil(130/64) = 3 per path for the two stack paths
     assert len(calls) == 2 + 3 + 3
-    assert result["rows"][2]["acks_per_segment"] == pytest.approx(65 / 130)
+    assert 65 / 130 <= result["rows"][2]["acks_per_segment"] < 0.7
 
 
 def test_small_payloads_follow_the_delayed_ack_byte_rule():
