@@ -135,6 +135,21 @@ class _ExistingLoop(StackThread):
         self.thread = thread
         self.stacks = {}
 
+    @property
+    def running(self) -> bool:
+        return self.loop.is_running() and not self.loop.is_closed()
+
+    def call(self, coro, timeout: float | None = None):
+        try:
+            inside = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            inside = False
+        if inside:
+            coro.close()
+            raise RuntimeError("blocking netstack socket call from inside the stack's own loop; "
+                               "use the asyncio stream API there (or run the blocking code in a thread)")
+        return super().call(coro, timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
         pass          # not ours to stop
 
@@ -156,12 +171,14 @@ def background(stack, *, share: StackThread | None = None, loop: asyncio.Abstrac
         t = _threads.get(stack)
         if t is not None and t.running:
             return t
+        if loop is None and getattr(stack, "started", False) and not getattr(stack, "closed", False):
+            loop = getattr(stack, "_loop", None)      # already running (e.g. under `netstack serve`)
         if loop is not None:
-            t = _ExistingLoop(loop, thread or threading.main_thread())
+            t = _ExistingLoop(loop, thread)
         else:
             t = share if share is not None else StackThread()
         _threads[stack] = t
-    if loop is None:
+    if not isinstance(t, _ExistingLoop):
         t.add(stack)
     return t
 

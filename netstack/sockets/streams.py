@@ -231,14 +231,10 @@ class Server:
         listener = self._listener
         if listener is None:
             return
-        while True:
+        while self._serving:          # not serving yet: connections wait in the accept queue
             conn = listener.accept()
             if conn is None:
                 break
-            if not self._serving:
-                conn.abort()
-                kick(self._stack)
-                continue
             try:
                 protocol = self._protocol_factory()
             except Exception as exc:

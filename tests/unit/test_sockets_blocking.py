@@ -268,3 +268,44 @@ def test_stack_socket_entry_point(stacks):
         assert c.recv(2) == b"hi"
         conn.close()
     srv.close()
+
+
+def test_facade_on_a_stack_already_running_in_an_asyncio_loop():
+    """A stack started by asyncio code (as under `netstack serve`) in another thread:
+    the facade submits work to that loop; calling it from inside the loop is refused."""
+    import asyncio
+    from netstack.sockets import start_server
+    from netstack.services import echo
+
+    la, lb = MemoryLink.pair()
+    a = make_stack(la, A_ADDR)
+    b = make_stack(lb, B_ADDR)
+    ready = threading.Event()
+    box = {}
+
+    async def main():
+        a.start()
+        b.start()
+        box["loop"] = asyncio.get_running_loop()
+        box["server"] = await start_server(b, echo, port=7)
+        try:
+            blocking.socket(a).connect((B_ADDR, 7))
+        except RuntimeError as exc:
+            box["inside"] = exc
+        ready.set()
+        await asyncio.gather(a.run(), b.run())
+
+    t = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    t.start()
+    assert ready.wait(5)
+    try:
+        assert isinstance(box.get("inside"), RuntimeError)     # would deadlock: refused instead
+        with blocking.socket(a) as c:
+            c.connect((B_ADDR, 7))
+            c.sendall(b"over the running loop\n")
+            assert c.recv(100) == b"over the running loop\n"
+    finally:
+        box["loop"].call_soon_threadsafe(a.stop)
+        box["loop"].call_soon_threadsafe(b.stop)
+        t.join(5)
+    assert not t.is_alive()

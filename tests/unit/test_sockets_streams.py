@@ -426,3 +426,20 @@ def test_same_handler_code_runs_on_kernel_asyncio():
             server.close()
         assert ours == ref == ([b"one\n", b"two\n"], b"")
     run(main())
+
+
+def test_start_serving_later_accepts_queued_connections():
+    """Like asyncio: with start_serving=False the port listens and handshakes
+    complete; the handler runs for them once serving starts."""
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await start_server(b, echo, port=7010, start_serving=False)
+            reader, writer = await open_connection(a, B_ADDR, 7010)     # handshake completes
+            writer.write(b"queued\n")
+            await asyncio.sleep(0.1)
+            assert b.tcp.listeners[7010].pending == 1
+            await server.start_serving()
+            assert await asyncio.wait_for(reader.readline(), 5) == b"queued\n"
+            writer.close()
+            server.close()
+    run(main())
