@@ -11,7 +11,7 @@ import pytest
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet
 
-from conftest import PEER_ADDR, STACK_ADDR
+from labkit import PEER_ADDR, STACK_ADDR
 
 pytestmark = pytest.mark.integration
 

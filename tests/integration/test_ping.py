@@ -7,7 +7,7 @@ import pytest
 
 from netstack.wire import icmp as W
 
-from conftest import STACK_ADDR
+from labkit import STACK_ADDR
 
 pytestmark = pytest.mark.integration
 

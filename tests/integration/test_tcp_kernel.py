@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import PEER_ADDR, STACK_ADDR
+from labkit import PEER_ADDR, STACK_ADDR
 from tcp_fixtures import (PEER, LabStack, kernel_peer, kernel_peer_async, nft_drop_count, nft_random_drop,
                           ss_tan, tshark_fields, tshark_problems)
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from capture_packets import conversation, icmp_echo_pair, rst_packet
-from conftest import in_ci
+from nstest import in_ci
 from netstack.capture.pcap import LINKTYPE_RAW, PcapWriter
 
 TCP_FIELDS = re.compile(
