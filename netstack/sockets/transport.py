@@ -138,8 +138,9 @@ class TCPTransport(asyncio.Transport):
                 closed = True
         try:
             if readable or fatal or closed:
-                # Deliver what the connection still holds before any error or close.
-                self._pull()
+                # Deliver what the connection still holds before any error or close;
+                # once it is CLOSED, even past a pause_reading() (nothing else would).
+                self._pull(force=closed and fatal is None)
             if self._lost:
                 return
             if fatal is not None:
@@ -157,10 +158,10 @@ class TCPTransport(asyncio.Transport):
             self._fatal_error(exc, "Fatal error in protocol callback")
 
     # -- reading ------------------------------------------------------------------------------
-    def _pull(self) -> None:
+    def _pull(self, force: bool = False) -> None:
         conn = self._conn
         pulled = False
-        while not self._reading_paused and not self._eof_received and not self._lost:
+        while (force or not self._reading_paused) and not self._eof_received and not self._lost:
             try:
                 data = conn.recv(READ_CHUNK)
             except BlockingIOError:

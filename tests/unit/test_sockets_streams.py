@@ -443,3 +443,31 @@ def test_start_serving_later_accepts_queued_connections():
             writer.close()
             server.close()
     run(main())
+
+
+def test_data_left_in_tcp_when_connection_closes_is_not_lost():
+    """The peer sends more than the reader's limit and closes; we half-close
+    before reading: TCP reaches CLOSED (LAST-ACK acked) with bytes still in its
+    receive buffer; every byte must still reach the StreamReader, then EOF."""
+    size = 200_000
+
+    async def main():
+        async with stack_pair() as (a, b):
+            payload = os.urandom(size)
+
+            async def handler(r, w):
+                w.write(payload)
+                await w.drain()
+                w.write_eof()
+                await r.read()
+                w.close()
+
+            server = await start_server(b, handler, port=5010)
+            reader, writer = await open_connection(a, B_ADDR, 5010, limit=1024)   # pauses reading early
+            conn = writer.get_extra_info("netstack_connection")
+            await _until(lambda: conn.fin_received)
+            writer.write_eof()
+            await _until(lambda: str(conn.state) == "CLOSED")
+            assert await reader.read() == payload
+            server.close()
+    run(main())
