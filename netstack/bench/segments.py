@@ -30,7 +30,12 @@ Rows, timed in the same run with their repeats interleaved (median of
     the stack's loop and IPv4 layer delivering to a transport that does
     nothing (what IP input costs beyond the parse);
 ``receive path``
-    the full path above, ACKs included.
+    the full path above, ACKs included;
+``with streams``
+    the same with netstack's socket layer on top: the connection is accepted
+    by ``start_server`` and the application is an asyncio ``StreamReader``
+    reading 256 KiB at a time (as the echo/discard services do), so the
+    transport's event handling and the stream's buffering count too.
 
 Times are CPU time of the benchmark's thread (``time.thread_time_ns``):
 all the work runs in that thread without I/O, so this equals the wall time
@@ -74,7 +79,7 @@ STACK_ADDR = "198.18.0.2"
 PEER_PORT = 40000
 STACK_PORT = 5001
 
-ROWS = ("parse", "ip layer", "receive path")
+ROWS = ("parse", "ip layer", "receive path", "with streams")
 
 COLUMNS = [
     report.Column("path", "path", "{}", "<"),
@@ -296,11 +301,8 @@ class ReceivePath(_Driven):
         self.drained = 0
         self._sink = bytearray(self.config.rcvbuf)
 
-    def open(self) -> None:
-        """Start the stack (inside the running loop) and do the three-way handshake."""
-        self.stack.start()
-        self.tcp.listen(STACK_PORT)
-        listener = self.tcp.listeners[STACK_PORT]
+    def _handshake(self) -> None:
+        """SYN in, SYN-ACK out, ACK in: through the stack's own entry point, like any packet."""
         self.link.feed([memoryview(self.peer.syn())])
         self.stack._on_readable()
         if self.link.sent != 1:
@@ -308,6 +310,13 @@ class ReceivePath(_Driven):
         self.clock.now += 0.0001
         self.link.feed([memoryview(self.peer.ack_of(self.link.last_sent))])
         self.stack._on_readable()
+
+    def open(self) -> None:
+        """Start the stack (inside the running loop) and do the three-way handshake."""
+        self.stack.start()
+        self.tcp.listen(STACK_PORT)
+        listener = self.tcp.listeners[STACK_PORT]
+        self._handshake()
         self.conn = listener.accept()
         if self.conn is None or str(self.conn.state) != "ESTABLISHED":
             raise CheckFailed(f"handshake did not establish a connection: {self.conn!r}")
@@ -366,6 +375,78 @@ class ReceivePath(_Driven):
         self.drained = 0
 
 
+class StreamsPath(ReceivePath):
+    """The receive path with netstack's socket layer on top: the application is an asyncio
+    ``StreamReader`` (``start_server`` handler reading 256 KiB at a time), as for the services."""
+
+    def __init__(self, payload: int, batch: int) -> None:
+        super().__init__(payload, batch)
+        self.server = None
+        self._writer = None
+        self._handler_started = False
+        self._handler_done = False
+
+    async def _handle(self, reader, writer) -> None:
+        self.conn = writer.get_extra_info("netstack_connection")
+        self._writer = writer
+        self._handler_started = True
+        try:
+            while True:
+                data = await reader.read(262144)
+                if not data:
+                    break
+                self.drained += len(data)
+        except ConnectionError:
+            pass
+        finally:
+            self._handler_done = True
+
+    async def aopen(self) -> None:
+        from netstack.sockets.streams import start_server
+
+        self.stack.start()
+        self.server = await start_server(self.stack, self._handle, port=STACK_PORT)
+        self._handshake()
+        for _ in range(100):
+            if self._handler_started:
+                break
+            await asyncio.sleep(0)
+        if self.conn is None or str(self.conn.state) != "ESTABLISHED":
+            raise CheckFailed(f"the stream server did not get an established connection: {self.conn!r}")
+        self.link.sent = 0
+
+    async def run(self, views) -> tuple[int, int]:
+        link, stack, clock = self.link, self.stack, self.clock
+        on_readable = stack._on_readable
+        tick = 0.00001 * self.batch
+        sent0 = link.sent
+        expected = self.drained + len(views) * self.payload
+        link.feed(views)
+        t0 = _clock()
+        while link.pending():
+            on_readable()
+            clock.now += tick
+            await asyncio.sleep(0)   # the transport hands data to the StreamReader; the handler reads
+        for _ in range(1000):        # the application catches up with the last batch
+            if self.drained >= expected:
+                break
+            await asyncio.sleep(0)
+        t1 = _clock()
+        return t1 - t0, link.sent - sent0
+
+    async def aclose(self) -> None:
+        """Reset the connection so the handler ends, stop serving, close the stack."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+            for _ in range(100):
+                if self._handler_done:
+                    break
+                await asyncio.sleep(0)
+        if self.server is not None:
+            self.server.close()
+        self.close()
+
+
 class IPOnlyPath(_Driven):
     """The same loop and IP layer delivering to a transport that does nothing."""
 
@@ -417,16 +498,19 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
     stack_module.BATCH = batch
     full = ReceivePath(payload, batch)
     iponly = IPOnlyPath(payload, batch)
+    streams = StreamsPath(payload, batch)
     try:
         full.open()
         iponly.open()
+        await streams.aopen()
         runs: dict[str, list[float]] = {name: [] for name in ROWS}
-        acks_total = 0
+        acks_total = stream_acks = 0
         for r in range(repeat):
             if progress is not None:
                 progress.step(f"run {r + 1}/{repeat}: {count} segments of {payload} B (building)")
             _buf, views = full.peer.data(count)
             _ibuf, iviews = iponly.peer.data(count)
+            _sbuf, sviews = streams.peer.data(count)
             if progress is not None:
                 progress.step(f"run {r + 1}/{repeat}: {count} segments of {payload} B (timing)")
             runs["parse"].append(parse_only(views) / count)
@@ -437,13 +521,18 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             full.check(views, acks)
             acks_total += acks
             runs["receive path"].append(ns / count)
-            del views, iviews, _buf, _ibuf
+            ns, sacks = await streams.run(sviews)
+            streams.check(sviews, sacks)
+            stream_acks += sacks
+            runs["with streams"].append(ns / count)
+            del views, iviews, sviews, _buf, _ibuf, _sbuf
         profile = None
         if profile_path is not None:
             profile = await _profiled_run(full, count, progress)
     finally:
         full.close()
         iponly.close()
+        await streams.aclose()
         stack_module.BATCH = old_batch
 
     parse_ns = statistics.median(runs["parse"])
@@ -456,7 +545,8 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             "segments_per_s": 1e9 / ns,
             "mb_per_s": payload * 1e3 / ns,
             "x_parse": ns / parse_ns,
-            "acks_per_segment": acks_total / (count * repeat) if name == "receive path" else None,
+            "acks_per_segment": {"receive path": acks_total, "with streams": stream_acks}.get(name, 0)
+            / (count * repeat) if name in ("receive path", "with streams") else None,
             "runs_ns_per_segment": runs[name],
         })
     result = {"rows": rows, "counters": full.stack.counters.snapshot()}
@@ -554,7 +644,9 @@ def run(args: argparse.Namespace) -> int:
           f"(parse is {100 / full['x_parse']:.0f}% of it); "
           f"{full['ns_per_segment'] - by['ip layer']['ns_per_segment']:.0f} ns/segment in TCP "
           f"(parse+checksum, connection, ACK), "
-          f"{by['ip layer']['ns_per_segment']:.0f} ns/segment in the loop and IP layer")
+          f"{by['ip layer']['ns_per_segment']:.0f} ns/segment in the loop and IP layer; "
+          f"the socket layer and an asyncio StreamReader add "
+          f"{by['with streams']['ns_per_segment'] - full['ns_per_segment']:.0f} ns/segment")
 
     if "profile" in result:
         from netstack.bench import _profile
