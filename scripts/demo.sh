@@ -63,4 +63,4 @@ tail -n 25 "$work/serve.log"
 for f in "$work"/mail/*/new/*; do echo "--- $f"; cat "$f"; done
 
 banner "4b. The SMTP session as the stack saw it (netstack trace)"
-"$netstack" trace "$work/session.pcap"
+"$netstack" trace -A "$work/session.pcap"

@@ -31,10 +31,10 @@ import time
 
 from netstack.wire.icmp import (DEST_UNREACH, ECHO_REPLY, ECHO_REQUEST, TIME_EXCEEDED, quoted_datagram)
 from netstack.wire.ipv4 import int2ip
-from netstack.wire.tcp import ACK, SYN, flags_str
+from netstack.wire.tcp import ACK, SYN, TCPSegment, flags_str
 from netstack.wire.errors import MalformedPacket
 
-from .dissect import Dissection
+from .dissect import Dissection, UDPDatagram
 
 __all__ = ["SeqTracker", "format_time", "format_options", "format_packet", "ip_summary"]
 
@@ -185,3 +185,17 @@ def format_packet(d: Dissection, tracker: SeqTracker | None = None, ts: str = ""
     if d.proto == "icmp":
         return f"{head}{src} > {dst}: {_icmp_text(l4)}, length {plen}, {v.text()}"
     return f"{head}{src} > {dst}: ip-proto-{ip.protocol} {plen}"
+
+
+def payload_lines(d: Dissection) -> str:
+    """The TCP/UDP payload of a dissected packet as text for ``trace -A``: each line of the
+    payload on its own tab-indented line (CR LF and LF end a line), unprintable bytes as ``.``;
+    ``""`` when there is no payload."""
+    if not isinstance(d.l4, (TCPSegment, UDPDatagram)) or not d.l4.payload:
+        return ""
+    text = bytes(d.l4.payload).replace(b"\r\n", b"\n")
+    lines = text.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return "\n".join("\t" + "".join(chr(c) if 0x20 <= c <= 0x7E or c == 9 else "." for c in line)
+                     for line in lines)

@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("-x", "--explain", action="store_true",
                    help="after each line: hex + ASCII dump and a field-by-field reading of the headers")
     p.add_argument("--hex", action="store_true", help="after each line: the hex + ASCII dump only")
+    p.add_argument("-A", "--ascii", action="store_true",
+                   help="after each line: the TCP/UDP payload as text, one tab-indented line per line "
+                        "(unprintable bytes as '.'), like tcpdump -A but payload only: reads an SMTP dialogue")
     p.add_argument("-n", "--count", type=int, metavar="N", help="stop after N packets")
     p.add_argument("-S", "--absolute", action="store_true",
                    help="absolute TCP sequence numbers (default: relative, like tcpdump)")
@@ -51,6 +54,7 @@ def run(args) -> int:
     from netstack.capture import CaptureError, network_layer, read_frames
     from netstack.capture.dissect import dissect
     from netstack.capture.explain import explain_packet
+    from netstack.capture.format import payload_lines
     from netstack.capture.format import SeqTracker, format_packet, format_time
     from netstack.capture.hexdump import format_hex, packets_to_pcap
 
@@ -89,6 +93,10 @@ def run(args) -> int:
                 out.write(explain_packet(frame, ip_data, ip_off, d, note) + "\n\n")
             elif args.hex:
                 out.write(format_hex(frame.data) + "\n")
+            if args.ascii and d is not None:
+                text = payload_lines(d)
+                if text:
+                    out.write(text + "\n")
     except CaptureError as exc:
         sys.stdout.flush()
         raise UsageError(str(exc)) from None

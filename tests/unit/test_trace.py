@@ -351,3 +351,18 @@ def test_dissector_never_crashes_on_hostile_packets():
         explain_packet(Frame(1, data, LINKTYPE_RAW), data, 0, d)
 
     check()
+
+
+def test_ascii_prints_each_payload_line_under_its_packet(tmp_path, capsys):
+    """-A: the SMTP dialogue readable under the packet lines; header-only packets add nothing."""
+    pkts = cp.conversation()
+    binary = cp.c2s(cp.C_ISN + 1, cp.S_ISN + 1, PSH | ACK, payload=b"\x00\x01MAIL\r\nRCPT\n")
+    code, lines, _ = trace(capsys, str(write_pcap(tmp_path / "a.pcap", pkts + [binary])), "-A")
+    assert code == 0
+    assert lines[0].endswith("length 0") and not lines[1].startswith("\t")     # SYN: no payload line
+    i = next(n for n, l in enumerate(lines) if "length 22" in l)
+    assert lines[i + 1] == "\t220 mx.example ESMTP"
+    j = next(n for n, l in enumerate(lines) if "length 21" in l)
+    assert lines[j + 1] == "\tHELO client.example"
+    assert lines[-2:] == ["\t..MAIL", "\tRCPT"]                                # unprintable as '.', CRLF and LF end lines
+    assert sum(l.startswith("\t") for l in lines) == 4
