@@ -1,6 +1,6 @@
 """Bulk TCP through a real TUN with the Linux kernel as the peer, against the raw read ceiling.
 
-``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE]``
+``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE] [--profile FILE]``
 
 Needs root (or CAP_NET_ADMIN) and /dev/net/tun.  The benchmark creates its
 own lab (:class:`netstack.link.lab.Lab`): a namespace and a TUN device with
@@ -39,19 +39,25 @@ Each run measures, one after another on the same TUN:
     ``--mb`` MB through ``StreamWriter.write``/``drain`` and closes; the
     listener reads and discards, timed in the kernel from accept to EOF.
 
-Columns: MB/s (10^6 bytes/s of payload; for the ceiling, of whole packets),
-packets/s (data segments for the transfers, counted by the stack's
-``tcp.in_segs``/``tcp.out_segs``), ``of ceiling`` (packets/s over the read
-ceiling's packets/s, same run), ``of ACK-only`` (packets/s over the ACK-only
-loop's), ACKs the stack sent per data segment it
-received, CPU time of this process (user + system, ``time.process_time``)
-per packet, and seconds.  On a machine shared with other work the CPU
-figure is the steadier one: wall-clock rates drop when another process
-takes the CPU, CPU time per packet does not.  Note that the system time
-includes kernel work done inside our system calls: a ``write`` of an ACK
-to the TUN runs the kernel's TCP input for it, which sends the next
-segments (into the TUN) within the same call.  Figures are medians over ``--repeat`` runs, the
-three measurements interleaved within each run.
+Columns: MB/s (10^6 bytes/s of payload; for the ceiling, of whole
+packets); packets/s (data segments for the transfers, counted by the
+stack's ``tcp.in_segs``/``tcp.out_segs``); ``of ceiling``, packets/s over
+the read ceiling's packets/s of the same run; ``of ACK-only``, packets/s
+over the ACK-only loop's (receive direction only); ACKs sent per data
+segment received; CPU time of this process (user + system,
+``time.process_time``) per packet; seconds.  Figures are medians over
+``--repeat`` rounds, the four measurements interleaved within each round.
+
+On a machine shared with other work the CPU figure is the steadier one:
+wall-clock rates drop when another process takes the CPU, CPU time per
+packet does not.  System time includes kernel work done inside our system
+calls: a ``write`` of an ACK to the TUN runs the kernel's TCP input for it,
+which sends the next segments (into the TUN) within the same call; the
+ACK-only loop pays that too, so "CPU us/packet" minus the ACK-only loop's
+is what the stack itself costs per segment.
+
+``--profile FILE`` adds one more kernel -> stack transfer under cProfile
+(not part of the figures) and prints where its time went per segment.
 
 Target (issue 4): kernel -> stack at least 60 MB/s at MTU 1500.
 """
