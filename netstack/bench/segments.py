@@ -1,6 +1,6 @@
 """TCP receive path in memory: in-order data segments through IP, TCP and the connection.
 
-``netstack bench segments [--count N] [--repeat N] [--payload BYTES] [--batch N] [--json FILE]``
+``netstack bench segments [--count N] [--repeat N] [--payload BYTES] [--batch N] [--json FILE] [--profile FILE]``
 
 What is measured is exactly what the stack does for each received packet
 of a bulk transfer, without the TUN: the packets are raw IPv4 datagrams
