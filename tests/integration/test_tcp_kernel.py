@@ -173,7 +173,7 @@ def test_stack_active_open_10mb_each_way_and_stack_closes_first(lab, tmp_path):
                 w.close()
             server = await start_server(stack, bye, port=7070)
             res = await kernel_peer_async(lab.netns, "wait-close", STACK_ADDR, 7070)
-            key = (stack.addr and next(k for k in stack.tcp.connections if k[1] == res["port"]))
+            key = next(k for k in stack.tcp.connections if k[1] == res["port"])   # (raddr, rport, lport)
             found["our_state"] = str(stack.tcp.connections[key].state)
             found["table"] = stack_table(stack)
             found["kernel_rows"] = [row for row in ss_tan(lab.netns) if row[1] == f"{PEER_ADDR}:{res['port']}"]
