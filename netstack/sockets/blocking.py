@@ -23,6 +23,7 @@ Errors are the standard ones (``ConnectionRefusedError``,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import ipaddress
 import socket as _socket
@@ -54,6 +55,24 @@ _CHUNK = 64 * 1024
 # --------------------------------------------------------------------------------------------
 # The loop thread
 # --------------------------------------------------------------------------------------------
+#: Seconds a script's exit waits for its connections to deliver what they hold.
+LINGER_AT_EXIT = 3.0
+_SENDING_STATES = {"SYN-SENT", "SYN-RECEIVED", "FIN-WAIT-1", "CLOSING", "LAST-ACK"}
+
+
+def _connections(stack) -> list:
+    tcp = getattr(stack, "tcp", None)
+    return list(tcp.connections.values()) if tcp is not None else []
+
+
+def _unfinished(conn) -> bool:
+    """Data or a FIN of ours not yet acknowledged (ESTABLISHED/CLOSE-WAIT with an empty queue are done)."""
+    state = str(conn.state)
+    if state in _SENDING_STATES:
+        return True
+    return state in ("ESTABLISHED", "CLOSE-WAIT") and conn.bytes_unacked > 0
+
+
 class StackThread:
     """An asyncio loop in a daemon thread that runs one or more stacks (``stack.run()``)."""
 
@@ -108,6 +127,33 @@ class StackThread:
             fut.cancel()
             raise TimeoutError("timed out") from None
 
+    def linger(self, timeout: float = LINGER_AT_EXIT) -> bool:
+        """Wait (at most ``timeout`` s) until no connection on these stacks has
+        unacknowledged data or an unacknowledged FIN; True if they all got there.
+
+        Runs at interpreter exit: a script that ends with ``sendall(); close()``
+        expects its bytes delivered, as the kernel would deliver them after
+        the process is gone.  The loop thread is a daemon and dies with the
+        process, so we give TCP a bounded moment first.
+        """
+        if not self.running or not self.stacks:
+            return True
+
+        async def quiet():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                busy = [c for st in self.stacks for c in _connections(st) if _unfinished(c)]
+                if not busy:
+                    return True
+                if loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(0.01)
+        try:
+            return bool(self.call(quiet(), timeout + 1))
+        except (OSError, RuntimeError, TimeoutError):
+            return False
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every stack on this loop, then the loop; join the thread."""
         if not self.thread.is_alive():
@@ -156,6 +202,14 @@ class _ExistingLoop(StackThread):
 
 _threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _threads_lock = threading.Lock()
+
+
+@atexit.register
+def _linger_at_exit() -> None:
+    with _threads_lock:
+        runners = {id(t): t for t in _threads.values() if not isinstance(t, _ExistingLoop)}
+    for t in runners.values():
+        t.linger()
 
 
 def background(stack, *, share: StackThread | None = None, loop: asyncio.AbstractEventLoop | None = None,

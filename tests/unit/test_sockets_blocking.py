@@ -309,3 +309,39 @@ def test_facade_on_a_stack_already_running_in_an_asyncio_loop():
         box["loop"].call_soon_threadsafe(b.stop)
         t.join(5)
     assert not t.is_alive()
+
+
+def test_linger_waits_until_sent_data_is_acknowledged():
+    """What runs at interpreter exit: sendall(); close(); exit must not lose the
+    bytes.  A 50 ms link delay keeps data and FIN in flight when close() returns."""
+    from netstack.link.faults import FaultyLink
+    from netstack.sockets.blocking import _connections, _unfinished
+    la, lb = MemoryLink.pair()
+    a = make_stack(FaultyLink(la, delay=0.05, seed=1), A_ADDR)
+    b = make_stack(lb, B_ADDR)
+    runner = StackThread()
+    background(a, share=runner)
+    background(b, share=runner)
+    try:
+        srv = blocking.socket(b)
+        srv.bind(("", 7700))
+        srv.listen()
+        c = blocking.socket(a)
+        c.connect((B_ADDR, 7700))
+        conn, _ = srv.accept()
+        c.sendall(os.urandom(100_000))
+        c.close()
+        assert any(_unfinished(x) for x in _connections(a))      # still in flight
+        t0 = time.monotonic()
+        assert runner.linger(5) is True
+        assert time.monotonic() - t0 >= 0.05
+        assert not any(_unfinished(x) for x in _connections(a))
+        got = 0
+        conn.settimeout(5)
+        while chunk := conn.recv(65536):
+            got += len(chunk)
+        assert got == 100_000
+        conn.close()
+        srv.close()
+    finally:
+        runner.stop()
