@@ -56,9 +56,9 @@ def recv_all(s: socket.socket, limit: int | None = None):
     return n, h.hexdigest()
 
 
-def mode_echo(host, port, nbytes, seed):
-    data = payload(int(nbytes), int(seed))
-    s = connect(host, int(port))
+def exchange(s: socket.socket, data: bytes):
+    """Send ``data`` then half-close (in a thread) while receiving to EOF:
+    returns (bytes received, their sha256, seconds, send errors)."""
     t0 = time.monotonic()
     err = []
 
@@ -72,7 +72,13 @@ def mode_echo(host, port, nbytes, seed):
     t.start()
     n, digest = recv_all(s)
     t.join(TIMEOUT)
-    secs = time.monotonic() - t0
+    return n, digest, time.monotonic() - t0, err
+
+
+def mode_echo(host, port, nbytes, seed):
+    data = payload(int(nbytes), int(seed))
+    s = connect(host, int(port))
+    n, digest, secs, err = exchange(s, data)
     s.close()
     out(ok=(n == len(data) and digest == hashlib.sha256(data).hexdigest() and not err), bytes=n,
         seconds=secs, error=err)
@@ -160,20 +166,7 @@ def mode_listen(addr, port, nbytes, seed):
     out(listening=ls.getsockname()[1])
     conn, peer = ls.accept()
     conn.settimeout(TIMEOUT)
-    t0 = time.monotonic()
-    err = []
-
-    def send():
-        try:
-            conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            err.append(repr(exc))
-    t = threading.Thread(target=send)
-    t.start()
-    n, digest = recv_all(conn)
-    t.join(TIMEOUT)
-    secs = time.monotonic() - t0
+    n, digest, secs, err = exchange(conn, data)
     conn.close()
     ls.close()
     out(ok=not err, bytes=n, sha256=digest, seconds=secs, peer=list(peer), error=err)

@@ -114,18 +114,33 @@ def tshark_fields(pcap, display_filter: str, *fields: str) -> list[list[str]]:
     return [line.split("\t") for line in p.stdout.splitlines()]
 
 
-def tshark_problems(pcap) -> list[str]:
-    """Frames tshark flags as malformed, with a bad IP/TCP checksum, or after a gap
-    ("previous segment not captured"), with checksum validation switched on."""
+def tshark_problems(pcap, *, gaps: bool = True) -> list[str]:
+    """Frames tshark flags as malformed or with a bad IP/TCP checksum (checksum
+    validation switched on), and with ``gaps`` also those after a hole in the
+    capture ("previous segment not captured")."""
     if shutil.which("tshark") is None:
         raise AssertionError("tshark is not installed (scripts/setup.sh installs it)")
-    flt = ("_ws.malformed || ip.checksum.status == 0 || tcp.checksum.status == 0 "
-           "|| tcp.analysis.lost_segment")
+    flt = "_ws.malformed || ip.checksum.status == 0 || tcp.checksum.status == 0"
+    if gaps:
+        flt += " || tcp.analysis.lost_segment"
     p = subprocess.run(["tshark", "-n", "-r", str(pcap), "-o", "ip.check_checksum:TRUE",
                         "-o", "tcp.check_checksum:TRUE", "-Y", flt], capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise AssertionError(f"tshark failed: {p.stderr}")
     return [line for line in p.stdout.splitlines() if line.strip()]
+
+
+def tun_drops(netns: str, ifname: str) -> int:
+    """Packets dropped on the lab's TUN device (e.g. the kernel's queue toward us
+    was full while we were busy): such a run is not loss-free, and our capture,
+    taken on our side of the TUN, has holes.  Read it before the lab goes down."""
+    p = subprocess.run(["ip", "netns", "exec", netns, "ip", "-s", "-j", "link", "show", "dev", ifname],
+                       capture_output=True, text=True, timeout=10)
+    try:
+        stats = json.loads(p.stdout)[0]["stats64"]
+        return int(stats["tx"].get("dropped", 0)) + int(stats["rx"].get("dropped", 0))
+    except (ValueError, LookupError, TypeError):
+        raise AssertionError(f"cannot read the TUN statistics: {p.stdout!r} {p.stderr!r}") from None
 
 
 class LabStack:

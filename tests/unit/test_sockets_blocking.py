@@ -52,6 +52,17 @@ def _serve_once(server_sock, fn):
     return t, out
 
 
+def _connected(a, b, port):
+    """A listener on B, a client on A connected to it, and the accepted socket."""
+    srv = blocking.socket(b)
+    srv.bind(("", port))
+    srv.listen()
+    c = blocking.socket(a)
+    c.connect((B_ADDR, port))
+    conn, _ = srv.accept()
+    return srv, c, conn
+
+
 def test_bind_listen_accept_echo(stacks):
     a, b = stacks
     srv = NetstackSocket(b)
@@ -214,12 +225,7 @@ def test_eaddrinuse_and_errors(stacks):
 
 def test_peer_reset_raises_connection_reset(stacks):
     a, b = stacks
-    srv = blocking.socket(b)
-    srv.bind(("", 7400))
-    srv.listen()
-    c = blocking.socket(a)
-    c.connect((B_ADDR, 7400))
-    conn, _ = srv.accept()
+    srv, c, conn = _connected(a, b, 7400)
     c.sendall(b"unread")
     time.sleep(0.05)
     conn.close()                 # closing with unread data resets (RFC 2525 §2.17)
@@ -232,12 +238,7 @@ def test_peer_reset_raises_connection_reset(stacks):
 
 def test_shutdown_rd_and_makefile(stacks):
     a, b = stacks
-    srv = blocking.socket(b)
-    srv.bind(("", 7500))
-    srv.listen()
-    c = blocking.socket(a)
-    c.connect((B_ADDR, 7500))
-    conn, _ = srv.accept()
+    srv, c, conn = _connected(a, b, 7500)
     f = conn.makefile("rwb")
     c.sendall(b"line one\nline two\n")
     assert f.readline() == b"line one\n"
