@@ -417,7 +417,8 @@ class NetstackSocket:
                 reader = asyncio.StreamReader(limit=DEFAULT_LIMIT)
                 return asyncio.StreamReaderProtocol(reader, on_client)
 
-            server = await create_server(self._stack, factory, port=port, backlog=max(1, int(backlog)))
+            server = await create_server(self._stack, factory, port=port, backlog=max(1, int(backlog)),
+                                         nodelay=self._nodelay)      # BSD default: Nagle on
             return server, q
 
         self._server, self._accepted = self._call(start, blocking_op=False)
@@ -436,8 +437,7 @@ class NetstackSocket:
         reader, writer = self._call(get)
         conn = NetstackSocket(self._stack, _runner=self._runner)
         conn._attach(reader, writer)
-        if self._nodelay:
-            conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        conn._nodelay = self._nodelay         # inherited from the listening socket, as in BSD
         return conn, conn._peer
 
     def _attach(self, reader, writer) -> None:

@@ -96,13 +96,14 @@ def _check_local_host(stack, host) -> None:
 # Active open
 # --------------------------------------------------------------------------------------------
 async def create_connection(stack, protocol_factory, host, port, *, local_port: int | None = None,
-                            nodelay: bool | None = None, timeout: float | None = None):
+                            nodelay: bool = True, timeout: float | None = None):
     """Like ``loop.create_connection``: connect, then run ``protocol_factory()`` on a transport.
 
     Returns ``(transport, protocol)``.  Raises ``ConnectionRefusedError`` when
     the peer answers the SYN with a RST, ``TimeoutError`` when the SYN
     retransmissions run out (or ``timeout`` seconds pass: then the attempt is
-    aborted).
+    aborted).  ``nodelay`` (TCP_NODELAY, Nagle off) defaults to True because
+    asyncio sets it on every TCP transport; pass False for Nagle.
     """
     loop = asyncio.get_running_loop()
     dst = _parse_host(host)
@@ -112,8 +113,7 @@ async def create_connection(stack, protocol_factory, host, port, *, local_port: 
     kw = {}
     if local_port is not None:
         kw["src_port"] = local_port
-    if nodelay is not None:
-        kw["nodelay"] = nodelay
+    kw["nodelay"] = bool(nodelay)
     conn = tcp.connect(dst, int(port), _now(stack), **kw)
     opened = loop.create_future()
 
@@ -200,8 +200,9 @@ class Server:
     ``close_clients()`` / ``abort_clients()``; ``async with``.
     """
 
-    def __init__(self, stack, protocol_factory, port: int, backlog: int, loop) -> None:
+    def __init__(self, stack, protocol_factory, port: int, backlog: int, loop, nodelay: bool = True) -> None:
         self._stack = stack
+        self._nodelay = nodelay
         self._protocol_factory = protocol_factory
         self._port = port
         self._backlog = backlog
@@ -218,7 +219,7 @@ class Server:
     def _listen(self) -> None:
         tcp = tcp_layer(self._stack)
         port = self._port or _free_port(tcp)
-        listener = tcp.listen(port, self._backlog)     # OSError(EADDRINUSE) if taken
+        listener = tcp.listen(port, self._backlog, nodelay=self._nodelay)   # OSError(EADDRINUSE) if taken
         self._listener = listener
         self._port = port
         self.sockets = (ListenerInfo(self._stack, port),)
@@ -336,15 +337,18 @@ class Server:
 
 
 async def create_server(stack, protocol_factory, host=None, port: int = 0, *, backlog: int = 100,
-                        start_serving: bool = True) -> Server:
-    """Like ``loop.create_server`` on the stack's address."""
+                        start_serving: bool = True, nodelay: bool = True) -> Server:
+    """Like ``loop.create_server`` on the stack's address.
+
+    Accepted connections have TCP_NODELAY set, as asyncio's transports do
+    (``nodelay=False`` keeps Nagle on)."""
     loop = asyncio.get_running_loop()
     _check_local_host(stack, host)
     if port is None:
         port = 0
     if not 0 <= int(port) < 65536:
         raise OverflowError("port must be 0-65535.")
-    server = Server(stack, protocol_factory, int(port), backlog, loop)
+    server = Server(stack, protocol_factory, int(port), backlog, loop, nodelay)
     server._listen()
     if start_serving:
         await server.start_serving()
@@ -352,7 +356,7 @@ async def create_server(stack, protocol_factory, host=None, port: int = 0, *, ba
 
 
 async def start_server(stack, client_connected_cb, host=None, port: int = 0, *, limit: int = DEFAULT_LIMIT,
-                       backlog: int = 100, start_serving: bool = True) -> Server:
+                       backlog: int = 100, start_serving: bool = True, nodelay: bool = True) -> Server:
     """``asyncio.start_server`` on netstack.
 
     ``client_connected_cb(reader, writer)`` (plain function or coroutine) runs
@@ -364,4 +368,5 @@ async def start_server(stack, client_connected_cb, host=None, port: int = 0, *, 
         reader = asyncio.StreamReader(limit=limit, loop=loop)
         return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-    return await create_server(stack, factory, host, port, backlog=backlog, start_serving=start_serving)
+    return await create_server(stack, factory, host, port, backlog=backlog, start_serving=start_serving,
+                               nodelay=nodelay)

@@ -346,3 +346,24 @@ def test_linger_waits_until_sent_data_is_acknowledged():
         srv.close()
     finally:
         runner.stop()
+
+
+def test_blocking_sockets_keep_nagle_by_default_and_inherit_nodelay(stacks):
+    """BSD semantics: Nagle on unless TCP_NODELAY is set; accepted sockets inherit it."""
+    a, b = stacks
+    srv, c, conn = _connected(a, b, 7800)
+    assert c._connection().nodelay is False and conn._connection().nodelay is False
+    assert conn.getsockopt(IPPROTO_TCP, TCP_NODELAY) == 0
+    for s in (c, conn, srv):
+        s.close()
+    srv = blocking.socket(b)
+    srv.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+    srv.bind(("", 7801))
+    srv.listen()
+    c = blocking.socket(a)
+    c.connect((B_ADDR, 7801))
+    conn, _ = srv.accept()
+    assert conn._connection().nodelay is True
+    assert conn.getsockopt(IPPROTO_TCP, TCP_NODELAY) == 1
+    for s in (c, conn, srv):
+        s.close()

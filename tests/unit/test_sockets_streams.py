@@ -471,3 +471,29 @@ def test_data_left_in_tcp_when_connection_closes_is_not_lost():
             assert await reader.read() == payload
             server.close()
     run(main())
+
+
+def test_tcp_nodelay_defaults_like_asyncio():
+    """asyncio sets TCP_NODELAY on its TCP transports; so do ours (both ends), unless asked not to."""
+    async def main():
+        async with stack_pair() as (a, b):
+            seen = []
+
+            async def handler(r, w):
+                seen.append(w.get_extra_info("netstack_connection").nodelay)
+                w.close()
+
+            s1 = await start_server(b, handler, port=7020)
+            s2 = await start_server(b, handler, port=7021, nodelay=False)
+            r1, w1 = await open_connection(a, B_ADDR, 7020)
+            r2, w2 = await open_connection(a, B_ADDR, 7021, nodelay=False)
+            assert w1.get_extra_info("netstack_connection").nodelay is True
+            assert w2.get_extra_info("netstack_connection").nodelay is False
+            await r1.read()
+            await r2.read()
+            assert seen == [True, False]
+            for w in (w1, w2):
+                w.close()
+            s1.close()
+            s2.close()
+    run(main())
