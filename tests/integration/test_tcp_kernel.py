@@ -211,3 +211,15 @@ def test_impaired_10mb_each_way(serve_factory):
     c = srv.counters()
     assert c.get("faults.tx.lost", 0) > 0 and c.get("faults.rx.lost", 0) > 0
     assert c.get("tcp.retrans_segs", 0) > 0
+
+
+def test_serve_service_options_move_and_disable(serve_factory):
+    srv = serve_factory("--echo-port", "7007", "--chargen-port", "0")
+    r = kernel_peer(srv.netns, "echo", STACK_ADDR, 7007, 64 * 1024, 5)
+    assert r["ok"], r
+    for port in (7, 19):                       # moved away / turned off: nothing listens
+        assert kernel_peer(srv.netns, "refused", STACK_ADDR, port)["errno"] == "ECONNREFUSED"
+    assert kernel_peer(srv.netns, "discard", STACK_ADDR, 9, 1024)["ok"]
+    srv2 = serve_factory("--no-services")
+    for port in (7, 9, 19):
+        assert kernel_peer(srv2.netns, "refused", STACK_ADDR, port)["errno"] == "ECONNREFUSED"
