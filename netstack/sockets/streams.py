@@ -136,9 +136,11 @@ async def create_connection(stack, protocol_factory, host, port, *, local_port: 
             await opened
         else:
             await asyncio.wait_for(opened, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         conn.on_event = None
-        conn.abort()
+        if opened.done() and not opened.cancelled() and opened.exception() is not None:
+            raise                                   # the SYN retransmissions ran out
+        conn.abort()                                # our own ``timeout`` elapsed
         kick(stack)
         raise errors.timed_out("connect timed out") from None
     except BaseException:
