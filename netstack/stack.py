@@ -108,6 +108,24 @@ class Stack:
         if self.started:
             self.kick()
 
+    # -- the socket API (netstack.sockets), as methods ------------------------------------------
+    def open_connection(self, host, port, **kwds):
+        """``reader, writer = await stack.open_connection(host, port)``: like :func:`asyncio.open_connection`,
+        over this stack's TCP (see :func:`netstack.sockets.streams.open_connection`)."""
+        from netstack.sockets import open_connection
+        return open_connection(self, host, port, **kwds)
+
+    def start_server(self, client_connected_cb, host=None, port: int = 0, **kwds):
+        """``server = await stack.start_server(handler, port=25)``: like :func:`asyncio.start_server`
+        (see :func:`netstack.sockets.streams.start_server`)."""
+        from netstack.sockets import start_server
+        return start_server(self, client_connected_cb, host, port, **kwds)
+
+    def socket(self, family: int = 2, type: int = 1, proto: int = 0):
+        """A blocking, BSD-shaped TCP socket on this stack (see :mod:`netstack.sockets.blocking`)."""
+        from netstack.sockets import socket
+        return socket(self, family, type, proto)
+
     def kick(self) -> None:
         """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
         if self._loop is not None and not self._flush_scheduled and not self.closed:

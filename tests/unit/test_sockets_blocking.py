@@ -367,3 +367,20 @@ def test_blocking_sockets_keep_nagle_by_default_and_inherit_nodelay(stacks):
     assert conn.getsockopt(IPPROTO_TCP, TCP_NODELAY) == 1
     for s in (c, conn, srv):
         s.close()
+
+
+def test_stack_socket_method_is_the_facade(stacks):
+    """`stack.socket()` (the issue's spelling) gives the blocking facade: bind/listen/accept/recv/sendall."""
+    a, b = stacks
+    srv = b.socket()
+    assert isinstance(srv, NetstackSocket)
+    srv.bind(("", 7017))
+    srv.listen()
+    t, out = _serve_once(srv, lambda conn: conn.sendall(conn.recv(100)[::-1]))
+    with a.socket() as c:
+        c.connect((B_ADDR, 7017))
+        c.sendall(b"abc")
+        assert c.recv(100) == b"cba"
+    t.join(5)
+    assert "error" not in out, out.get("error")
+    srv.close()

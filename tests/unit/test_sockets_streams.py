@@ -497,3 +497,23 @@ def test_tcp_nodelay_defaults_like_asyncio():
             s1.close()
             s2.close()
     run(main())
+
+
+def test_stack_methods_delegate_to_the_stream_api():
+    """`await stack.start_server(...)` / `await stack.open_connection(...)`: the issue's spelling, asyncio's shape."""
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await b.start_server(echo, port=7)
+            assert isinstance(server, Server)
+            reader, writer = await a.open_connection(B_ADDR, 7)
+            assert isinstance(reader, asyncio.StreamReader) and isinstance(writer, asyncio.StreamWriter)
+            assert writer.get_extra_info("peername") == (B_ADDR, 7)
+            writer.write(b"ping\n")
+            assert await reader.readline() == b"ping\n"
+            writer.close()
+            await writer.wait_closed()
+            with pytest.raises(ConnectionRefusedError):
+                await a.open_connection(B_ADDR, 9999)
+            server.close()
+            await server.wait_closed()
+    run(main())
