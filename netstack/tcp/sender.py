@@ -44,11 +44,11 @@ class Sender:
     def _send(self, now: float, seq: int, flags: int, payload) -> None:
         """Emit one segment carrying ACK of RCV.NXT (all segments after the SYN do)."""
         wnd = self._advertised_window()
-        if self.sack_ok and self.ooo.ranges:
+        if self.sack_ok and self.ooo.ranges and (k := self._sack_blocks_that_fit(len(payload))):
             # RFC 2018 §4: report the out-of-order blocks we hold (3 fit beside timestamps)
             ts = self.ts_enabled
             opts = build_options(ts=((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if ts else None,
-                                 sack_blocks=self.ooo.blocks(self.rcv_nxt, 3 if ts else 4))
+                                 sack_blocks=self.ooo.blocks(self.rcv_nxt, k))
         elif self.ts_enabled:
             opts = _NNTS.pack(_NNTS_WORD, (int(now * 1000) + self.ts_offset) & MASK, self.ts_recent)
         else:
@@ -59,6 +59,22 @@ class Sender:
         self._ack_now = False
         self.unacked_segs = 0
         self.timers.delack = None
+
+    def _sack_blocks_that_fit(self, payload_len: int) -> int:
+        """How many SACK blocks this segment may carry without growing past the path MTU.
+
+        SND.MSS already leaves room for the timestamps option only (RFC 6691: the
+        MSS counts no options, so options come out of the payload's budget).  A
+        pure ACK has room for all (3 beside timestamps, else 4: RFC 2018 §3); a
+        full-sized data segment has none, and carries just the timestamps (the
+        next pure ACK reports the blocks).  A segment larger than the MSS is a
+        TSO super-segment, cut to size by the offload.
+        """
+        most = 3 if self.ts_enabled else 4
+        if payload_len == 0 or payload_len > self.snd_mss:
+            return most
+        room = self.snd_mss - payload_len          # option bytes beyond the timestamps
+        return min(most, (room - 4) // 8) if room >= 12 else 0
 
     def _output(self, now: float) -> None:
         """Send new data and FIN as the windows allow (RFC 9293 §3.8.6.2.1, RFC 1122 §4.2.3.4, RFC 896).

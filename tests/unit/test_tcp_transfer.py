@@ -553,3 +553,29 @@ def test_tlp_can_be_disabled():
     conn.send(b"x" * MSS); s.poll()
     s.sent()
     assert conn.timers.tlp is None
+
+
+def test_sack_blocks_never_grow_a_data_segment_past_the_mss():
+    """RFC 6691: the MSS counts no options, so SACK blocks come out of the payload's budget.
+
+    While we hold out-of-order data, a full-sized data segment carries only the
+    timestamps (1448 + 12 option bytes = the 1460 the peer allows; with a SACK
+    block it would be 1472 and need fragmenting), a short one carries the
+    blocks that fit, and a pure ACK carries them all.
+    """
+    s, conn, us, them = opened(nodelay=True)
+    mss = conn.snd_mss
+    assert conn.sack_ok and conn.ts_enabled and mss == 1448
+    s.peer(".", seq=them + 300, ack=us, data=b"D" * 100, ts=(101, 0))
+    s.peer(".", seq=them + 100, ack=us, data=b"B" * 100, ts=(102, 0))
+    assert s.expect(".", ack=them).options.sack_blocks
+    assert s.expect(".", ack=them).options.sack_blocks == ((them + 100, them + 200), (them + 300, them + 400))
+    conn.send(b"x" * (2 * mss + 100))
+    s.poll()
+    segs = s.sent()
+    assert [len(g.payload) for g in segs] == [mss, mss, 100]
+    for g in segs:
+        opt_len = g.data_offset * 4 - 20
+        assert len(g.payload) + opt_len <= mss + 12, (len(g.payload), opt_len)   # never past the peer's 1460
+    assert segs[0].options.sack_blocks == () and segs[0].options.ts_val is not None
+    assert segs[2].options.sack_blocks == ((them + 100, them + 200), (them + 300, them + 400))
