@@ -5,7 +5,7 @@ Sans-I/O (see CONTRACTS.md "Transport protocol"):
   on_datagram(src, dst, payload, now)   a TCP segment the IP layer accepted
   poll(now)                             fire due timers, flush user writes
   next_deadline() -> float | None       when poll() is next needed
-  outbox                                deque of (dst, segment) to hand to IP
+  outbox                                deque of (dst, segment, df) to hand to IP
   on_output                             callback set by the stack ("I have
                                         work": call poll(now), drain outbox)
 
@@ -207,9 +207,11 @@ class TCPLayer:
             cb()
 
     def _emit(self, conn: Connection, seq: int, ack: int, flags: int, window: int, options, payload) -> None:
+        # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
+        # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
         self.outbox.append((conn.remote_addr, build_segment(
             conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
-            seq, ack, flags, window, options, payload)))
+            seq, ack, flags, window, options, payload), True))
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()

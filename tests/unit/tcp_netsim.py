@@ -86,7 +86,7 @@ class Sim:
         for src_layer, dst_layer in ((self.a, self.b), (self.b, self.a)):
             ob = src_layer.outbox
             while ob:
-                dst, data = ob.popleft()
+                dst, data, *_df = ob.popleft()
                 self.ch.put(self.now, dst_layer, src_layer.local_addr, dst, data)
 
     def step(self) -> bool:

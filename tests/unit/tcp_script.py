@@ -76,7 +76,7 @@ class Script:
         """Drain and parse everything we sent so far (checksums verified)."""
         out = []
         while self.layer.outbox:
-            dst, data = self.layer.outbox.popleft()
+            dst, data, *_df = self.layer.outbox.popleft()
             assert dst == PEER
             out.append(parse_tcp(bytes(data), src=US, dst=PEER))
         return out
@@ -85,7 +85,7 @@ class Script:
         """Pop the next segment we sent and check it.  Keywords: seq, ack, win, data, len,
         mss, wscale, sackok, ts (bool: present?), ts_ecr, ts_val, no_options."""
         assert self.layer.outbox, f"expected a [{flags}] segment, we sent nothing"
-        dst, data = self.layer.outbox.popleft()
+        dst, data, *_df = self.layer.outbox.popleft()
         seg = parse_tcp(bytes(data), src=US, dst=PEER)
         want = parse_flags(flags)
         assert seg.flags == want, f"expected [{flags}], got [{flags_str(seg.flags)}] {seg!r}"

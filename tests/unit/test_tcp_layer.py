@@ -167,3 +167,19 @@ def test_icmp_port_unreachable_refuses_syn_sent():
     syn = s.expect("S")
     s.layer.on_icmp_error(3, 3, 0, _quote(US, PEER, conn.local_port, 8080, syn.seq), 0.1)
     assert conn.state is State.CLOSED and isinstance(conn.error, ConnectionRefusedError)
+
+
+def test_connection_segments_ask_for_df_and_reach_the_wire_with_it():
+    """A connection's segments go out with DF set (path-MTU discovery, RFC 1191 / RFC 1122 §4.2.2.6),
+    all the way through the IP layer."""
+    from netstack.counters import Counters
+    from netstack.ip.layer import IPLayer
+    from netstack.wire.ipv4 import PROTO_TCP, parse_ipv4
+
+    s = Script()
+    s.layer.connect(PEER, 80, 0.0)
+    dst, seg, df = s.layer.outbox[0]
+    assert dst == PEER and df is True
+    ip = IPLayer(s.layer.local_addr, counters=Counters())
+    ip.send(dst, PROTO_TCP, seg, 0.0, df=df)
+    assert parse_ipv4(ip.outbox.popleft()).df
