@@ -26,6 +26,7 @@ from netstack.wire.errors import MalformedPacket
 from netstack.wire.icmp import ICMPMessage, parse_icmp
 from netstack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, IPv4Packet, parse_ipv4, parse_ipv4_quoted
 from netstack.wire.tcp import TCPSegment, parse_tcp
+from netstack.wire.udp import UDPDatagram, parse_udp
 
 __all__ = ["Verdict", "UDPDatagram", "Dissection", "dissect", "parse_udp"]
 
@@ -55,26 +56,6 @@ class Verdict:
         if self.status == "unverified":
             return f"{head} (unverified: {self.why})"
         return f"{head} ({self.status})"
-
-
-class UDPDatagram:
-    """A parsed UDP header (RFC 768)."""
-
-    __slots__ = ("src_port", "dst_port", "length", "checksum", "payload")
-
-
-def parse_udp(buf) -> UDPDatagram:
-    """Parse a UDP datagram (RFC 768); raise MalformedPacket ``udp``: ``truncated``
-    (under 8 bytes) or ``bad_length`` (length field below 8 or beyond the bytes present)."""
-    mv = memoryview(buf)
-    if len(mv) < 8:
-        raise MalformedPacket("udp", "truncated", f"{len(mv)} bytes, a UDP header needs 8")
-    u = UDPDatagram()
-    u.src_port, u.dst_port, u.length, u.checksum = struct.unpack_from("!HHHH", mv)
-    if u.length < 8 or u.length > len(mv):
-        raise MalformedPacket("udp", "bad_length", f"length field {u.length}, {len(mv)} bytes present")
-    u.payload = mv[8: u.length]
-    return u
 
 
 @dataclass(slots=True)

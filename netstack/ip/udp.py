@@ -9,15 +9,11 @@ the pseudo-header, RFC 768 / RFC 1122 §4.1.3.4).
 """
 from __future__ import annotations
 
-import struct
-
-from netstack import checksum as _cs
+from netstack.wire.errors import MalformedPacket
 from netstack.wire.icmp import DEST_UNREACH, PORT
-from netstack.wire.ipv4 import PROTO_UDP
+from netstack.wire.udp import parse_udp
 
 __all__ = ["UDPInput"]
-
-_hdr = struct.Struct("!HHHH").unpack_from
 
 
 class UDPInput:
@@ -27,16 +23,10 @@ class UDPInput:
 
     def input(self, src: int, dst: int, payload, datagram, now: float) -> None:
         c = self.counters
-        n = len(payload)
-        if n < 8:
-            c.inc("udp.in.drop.truncated")
-            return
-        _sport, _dport, length, csum = _hdr(payload)
-        if length < 8 or length > n:
-            c.inc("udp.in.drop.bad_length")
-            return
-        if csum and _cs.pseudo_header_checksum(src, dst, PROTO_UDP, payload[:length]) != 0:
-            c.inc("udp.in.drop.bad_checksum")
+        try:
+            parse_udp(payload, src=src, dst=dst, verify=True)
+        except MalformedPacket as exc:
+            c.inc(exc.counter_name)
             return
         c.inc("udp.in.datagrams")
         c.inc("udp.in.no_port")
