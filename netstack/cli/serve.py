@@ -24,12 +24,11 @@ Adding a service (TCP, echo/discard/chargen, SMTP, ...): put a module path in
 Modules that do not exist yet are skipped, so the list can name future work.
 A module that needs TCP (``NEEDS_TCP = True``, the default) is skipped with a
 note on stderr while the stack has no TCP transport.  TCP itself is
-registered by ``netstack.tcp.serve`` if that exists, or else here from
-``netstack.tcp.TCPLayer(addr, counters=..., config=TCPConfig.for_mtu(mtu), mtu=mtu)``.
+registered by ``netstack.tcp.serve`` (``NEEDS_TCP = False``), first in the list,
+which also adds the ``--tcp-*`` options.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import inspect
@@ -44,7 +43,7 @@ from netstack.cli import UsageError
 
 #: service installers, in installation order (TCP first: the services need it)
 SERVICE_MODULES = [
-    "netstack.tcp.serve",       # registers TCP if present (else serve registers netstack.tcp.TCPLayer itself)
+    "netstack.tcp.serve",       # registers TCP (netstack.tcp.TCPLayer) and its --tcp-* options
     "netstack.services",        # echo / discard / chargen
     "smtp.serve",               # the SMTP server
 ]
@@ -183,23 +182,6 @@ def _closers(result) -> list:
     return []
 
 
-def _install_tcp(stack, args) -> None:
-    """Register the TCP transport (netstack.tcp.TCPLayer) unless an installer module does it."""
-    if 6 in stack.transports or "netstack.tcp.serve" in {m.__name__ for m in _service_modules()}:
-        return
-    try:
-        from netstack.tcp import TCPConfig, TCPLayer
-    except ImportError:
-        return                       # TCP not built yet: ICMP/UDP only
-    mtu = stack.link.mtu
-    config = TCPConfig.for_mtu(mtu) if hasattr(TCPConfig, "for_mtu") else TCPConfig()
-    try:
-        tcp = TCPLayer(stack.addr, counters=stack.counters, config=config, mtu=mtu)
-    except TypeError:                # an older TCPLayer without mtu=
-        tcp = TCPLayer(stack.addr, counters=stack.counters, config=config)
-    stack.register_transport(6, tcp)
-
-
 async def _serve(args, lab, addr: str, faults) -> int:
     from netstack.link.faults import FaultyLink
     from netstack.stack import Stack
@@ -237,7 +219,6 @@ async def _serve(args, lab, addr: str, faults) -> int:
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     try:
         stack.start()
-        _install_tcp(stack, args)
         for mod in services:
             if getattr(mod, "NEEDS_TCP", True) and 6 not in stack.transports:
                 print(f"netstack serve: {mod.__name__} not started: no TCP layer", file=sys.stderr)

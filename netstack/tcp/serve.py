@@ -1,0 +1,64 @@
+"""The TCP transport for ``netstack serve`` (an installer in netstack/cli/serve.py's SERVICE_MODULES).
+
+Registers :class:`netstack.tcp.TCPLayer` for IP protocol 6 with a
+:class:`~netstack.tcp.TCPConfig` whose MSS comes from the link MTU, and
+exposes the tunables an operator or a lab test wants on the command line.
+Defaults are the RFCs' (RFC 6298 §2.4: a minimum RTO of 1 s); Linux uses a
+200 ms minimum, which ``--tcp-rto-min 0.2`` reproduces.
+"""
+from __future__ import annotations
+
+import argparse
+
+from netstack.tcp.config import TCPConfig
+from netstack.tcp.layer import TCPLayer
+
+#: this installer is what provides TCP, so it does not need it
+NEEDS_TCP = False
+
+_DEFAULTS = TCPConfig()
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _buffer(text: str) -> int:
+    value = int(text)
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"must be at least 1024 bytes, not {text}")
+    return value
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("TCP")
+    g.add_argument("--tcp-rto-min", type=_seconds, metavar="S", default=_DEFAULTS.rto_min,
+                   help=f"minimum retransmission timeout in seconds (default {_DEFAULTS.rto_min:g}, RFC 6298; "
+                        "Linux uses 0.2)")
+    g.add_argument("--tcp-msl", type=_seconds, metavar="S", default=_DEFAULTS.msl,
+                   help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {_DEFAULTS.msl:g} s)")
+    g.add_argument("--tcp-rcvbuf", type=_buffer, metavar="BYTES", default=_DEFAULTS.rcvbuf,
+                   help=f"receive buffer per connection, bounds the window (default {_DEFAULTS.rcvbuf})")
+    g.add_argument("--tcp-sndbuf", type=_buffer, metavar="BYTES", default=_DEFAULTS.sndbuf,
+                   help=f"send buffer per connection (default {_DEFAULTS.sndbuf})")
+    g.add_argument("--tcp-no-sack", action="store_true", help="do not offer or accept SACK (RFC 2018)")
+    g.add_argument("--tcp-no-timestamps", action="store_true", help="do not offer or accept timestamps (RFC 7323)")
+    g.add_argument("--tcp-no-wscale", action="store_true", help="do not offer window scaling (RFC 7323)")
+
+
+def config_from_args(args, mtu: int) -> TCPConfig:
+    """The TCPConfig for ``netstack serve``'s options (argparse already checked their ranges)."""
+    return TCPConfig.for_mtu(
+        mtu, rto_min=args.tcp_rto_min, rto_initial=max(_DEFAULTS.rto_initial, args.tcp_rto_min),
+        msl=args.tcp_msl, rcvbuf=args.tcp_rcvbuf, sndbuf=args.tcp_sndbuf, ooo_max=args.tcp_rcvbuf,
+        sack=not args.tcp_no_sack, timestamps=not args.tcp_no_timestamps,
+        wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale)
+
+
+def install_from_args(stack, args) -> None:
+    mtu = stack.link.mtu
+    stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=config_from_args(args, mtu),
+                                         mtu=mtu))
