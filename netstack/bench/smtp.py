@@ -29,8 +29,9 @@ Hook for other streams (netstack's TCP): ``register_transport(name,
 factory)`` where ``factory()`` is an async context manager yielding
 ``(starter, opener)``: ``await starter(handler)`` starts a listening stream
 server and ``await opener()`` connects a client to it.  ``measure_ours(starter,
-opener, ...)`` is the measurement for one cell.  Pass ``--transports
-kernel,netstack`` once registered.
+opener, ...)`` is the measurement for one cell.  The default is
+``--transports kernel,netstack-tun``: our session on kernel streams and on
+netstack's own TCP over a TUN lab (or the in-memory link without root).
 """
 from __future__ import annotations
 
@@ -350,9 +351,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="LIST", help="memory, maildir-rootfs, maildir-tmpfs (default all)")
     parser.add_argument("--rootfs-dir", default="/var/tmp", help="directory on the root FS for maildir-rootfs")
     parser.add_argument("--tmpfs-dir", default="/dev/shm", help="directory on a tmpfs for maildir-tmpfs")
-    parser.add_argument("--transports", type=_names, default=("kernel",), metavar="LIST",
-                        help="streams for our server: " + ", ".join(TRANSPORTS) + " (default kernel)")
+    parser.add_argument("--transports", type=_names, default=None, metavar="LIST",
+                        help="streams for our server: " + ", ".join(TRANSPORTS) + " (default kernel,netstack-tun; "
+                             "kernel,netstack-memory where no TUN lab can be made)")
     parser.add_argument("--no-aiosmtpd", action="store_true", help="leave the aiosmtpd reference out")
+
+
+def _default_netstack_transport() -> str:
+    """Our SMTP on netstack over the real TUN when a lab can be made here (root, /dev/net/tun), else
+    over the in-memory link (said on stderr: those figures leave out the TUN and the kernel)."""
+    if os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
+        return "netstack-tun"
+    print("netstack bench smtp: no TUN lab here (needs root and /dev/net/tun): netstack runs over the "
+          "in-memory link", file=sys.stderr)
+    return "netstack-memory"
 
 
 def _fs_type(path: str) -> str:
@@ -375,6 +387,8 @@ def run(args) -> int:
     if err:
         print(f"netstack bench smtp: {err}", file=sys.stderr)
         return 2
+    if args.transports is None:
+        args.transports = ("kernel", _default_netstack_transport())
     for name in args.transports:
         if name not in TRANSPORTS:
             print(f"netstack bench smtp: unknown transport {name!r} (have: {', '.join(TRANSPORTS)})", file=sys.stderr)
