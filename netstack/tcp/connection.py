@@ -22,7 +22,8 @@ Reading guide (RFC section -> where):
   §3.10.7.4 other states           Connection._on_segment_sync: PAWS (RFC 7323 §5),
                                    acceptability (_acceptable), RST (_on_rst), SYN,
                                    ACK (_process_ack), text and FIN (_process_text_and_fin,
-                                   _process_fin); header prediction: _fast_data
+                                   _process_fin); header prediction: _predicted
+                                   (TCPLayer.on_datagram calls it from the raw header)
   §3.8.6.3 delayed ACK, quick-ACK  Connection._data_ack_policy, _incr_quickack,
                                    _on_delack_timeout
   §3.8.6.2.2 receiver SWS          Connection._advertised_window, _after_user_read
@@ -465,9 +466,8 @@ class Connection(Sender, Recovery):
     def on_segment(self, seg, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 §3.10.7) for every state but CLOSED and LISTEN."""
         st = self.state
-        if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS and seg.seq == self.rcv_nxt \
-                and seg.ack == self.snd_una and not self.ooo.ranges and not self.user_closed:
-            if self._fast_data(seg, now):
+        if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS:
+            if self._predicted(seg.seq, seg.ack, seg.window, seg.options.ts_val, seg.payload, now):
                 return
         if st is SYN_SENT:
             self._on_segment_syn_sent(seg, now)
@@ -478,22 +478,23 @@ class Connection(Sender, Recovery):
                 self._arm_keepalive(now)
             self._flush(now)
 
-    def _fast_data(self, seg, now: float) -> bool:
+    def _predicted(self, seq: int, ack: int, window: int, tsval, payload, now: float) -> bool:
         """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common case).
 
         The next in-order data segment in ESTABLISHED that acknowledges
         nothing new and leaves the send window unchanged: every check of
         §3.10.7.4 passes trivially, so only the text step runs.  Returns
-        False (nothing done) when the segment needs the full path.
+        False (nothing done) when the segment needs the full path.  Called
+        with the parsed fields by on_segment, and by TCPLayer.on_datagram
+        straight from the raw header (flags ACK or ACK|PSH, NOP,NOP,TS,
+        checksum verified) before any parsing.
         """
-        payload = seg.payload
         n = len(payload)
         rcv_nxt = self.rcv_nxt
-        if n == 0 or n > ((self.rcv_adv - rcv_nxt) & MASK) or \
-                (seg.window << self.snd_wscale) != self.snd_wnd:
+        if seq != rcv_nxt or ack != self.snd_una or n == 0 or self.ooo.ranges or self.user_closed \
+                or n > ((self.rcv_adv - rcv_nxt) & MASK) or (window << self.snd_wscale) != self.snd_wnd:
             return False
         if self.ts_enabled:
-            tsval = seg.options.ts_val
             if tsval is None or ((tsval - self.ts_recent) & MASK) >= HALF:
                 return False                       # no TS or PAWS candidate: full path
             if rcv_nxt == self.last_ack_sent:      # RFC 7323 §4.3

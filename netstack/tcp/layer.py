@@ -20,18 +20,27 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import struct
 from collections import deque
 
+from netstack import checksum as _checksum
 from netstack.wire.errors import MalformedPacket
 from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
 from .config import TCPConfig
-from .connection import CLOSED, SYN_SENT, Connection
+from .connection import CLOSED, ESTABLISHED, SYN_SENT, Connection
 from .isn import ISNGenerator
 from .listener import Listener
 from .output import build_segment
 
 log = logging.getLogger("netstack.tcp")
+
+#: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on
+_PREDICT = struct.Struct("!HHIIHHHHIII").unpack_from
+_phc = _checksum.pseudo_header_checksum
+#: data offset 8 words and flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
+_PREDICT_OFFFLAGS = (0x8010, 0x8018)
+_NNTS_WORD = 0x0101080A
 
 
 class _LocalCounters:
@@ -116,6 +125,24 @@ class TCPLayer:
         """A TCP segment from the IP layer (RFC 9293 §3.10.7)."""
         self._now = now
         counters = self.counters
+        # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
+        # of an ESTABLISHED connection goes straight to Connection._predicted from the raw
+        # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
+        # connection does not predict takes the full path below (parse, checks, counters).
+        if len(payload) > 32:
+            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+            if offflags in _PREDICT_OFFFLAGS and nnts == _NNTS_WORD:
+                conn = self.connections.get((src, sport, dport))
+                if conn is not None and conn.state is ESTABLISHED and _phc(src, dst, 6, payload) == 0:
+                    self._busy = True
+                    try:
+                        if conn._predicted(seq, ack, window, tsval, payload[32:], now):
+                            counters.inc("tcp.in_segs")
+                            if self._pending:
+                                self._flush_pending(now)
+                            return
+                    finally:
+                        self._busy = False
         try:
             seg = parse_tcp(payload, src=src, dst=dst)
         except MalformedPacket as e:
