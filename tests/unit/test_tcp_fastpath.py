@@ -169,3 +169,11 @@ def test_predicted_and_full_paths_agree_segment_by_segment(monkeypatch):
     trace, data, counters = results[0]
     assert counters.get("tcp.in.drop.bad_checksum") == 1 and counters.get("tcp.in.drop.paws") == 1
     assert len(data) == 8 * 1448 + 1000 + 10 and trace[-1][3] == "CLOSE-WAIT"
+
+
+def test_out_of_range_fields_still_raise_value_error():
+    opts = struct.pack("!III", 0x0101080A, 1, 2)
+    with pytest.raises(ValueError):
+        build_segment(A, B, 70000, 2, 3, 4, ACK, 5, opts, b"")
+    with pytest.raises(ValueError):
+        build_segment(A, B, 1, 2, 3, 4, ACK, 1 << 16, opts, b"")
