@@ -56,6 +56,18 @@ def _range(name: str, value: int, top: int) -> None:
         raise OverflowError(f"{name}={value!r} does not fit in 0..{top:#x}")
 
 
+def _wide_sum(data) -> int:
+    """``data`` as one big-endian integer (padded to even length), shrunk for long inputs:
+    congruent, modulo 0xFFFF, to the ones'-complement sum of its 16-bit words (2**16 = 1 mod 0xFFFF)."""
+    length = len(data)
+    value = _from_bytes(data, "big")
+    if length & 1:
+        value <<= 8
+    if length > _FOLD_ABOVE:
+        value = _shrink(value, 8 * length + 8)
+    return value
+
+
 def sum16(data, initial: int = 0) -> int:
     """Folded 16-bit ones'-complement sum of ``data`` plus ``initial``, not complemented.
 
@@ -63,13 +75,7 @@ def sum16(data, initial: int = 0) -> int:
     """
     if not 0 <= initial <= 0xFFFF:
         _range("initial", initial, 0xFFFF)
-    length = len(data)
-    value = _from_bytes(data, "big")
-    if length & 1:
-        value <<= 8
-    if length > _FOLD_ABOVE:
-        value = _shrink(value, 8 * length + 8)
-    value += initial
+    value = _wide_sum(data) + initial
     if not value:
         return 0
     return value % 0xFFFF or 0xFFFF
@@ -77,12 +83,7 @@ def sum16(data, initial: int = 0) -> int:
 
 def checksum(data) -> int:
     """RFC 1071 Internet checksum: ones'-complement of the ones'-complement sum."""
-    length = len(data)
-    value = _from_bytes(data, "big")
-    if length & 1:
-        value <<= 8
-    if length > _FOLD_ABOVE:
-        value = _shrink(value, 8 * length + 8)
+    value = _wide_sum(data)
     if not value:
         return 0xFFFF
     return 0xFFFF - (value % 0xFFFF or 0xFFFF)
@@ -98,11 +99,7 @@ def pseudo_header_checksum(src: int, dst: int, proto: int, data) -> int:
         _range("dst", dst, 0xFFFFFFFF)
         _range("proto", proto, 0xFF)
     length = len(data)
-    value = _from_bytes(data, "big")
-    if length & 1:
-        value <<= 8
-    if length > _FOLD_ABOVE:
-        value = _shrink(value, 8 * length + 8)
+    value = _wide_sum(data)
     value += (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length
     return 0xFFFF - _fold(value)
 
