@@ -60,6 +60,7 @@ import time
 
 from netstack.bench import report
 from netstack.bench._args import bounded
+from netstack.tcp.state import State
 
 #: What a run is timed with: the CPU time of this thread.  Everything measured
 #: runs in this thread (no I/O, no sleeping), so on an idle machine it equals
@@ -318,7 +319,7 @@ class ReceivePath(_Driven):
         listener = self.tcp.listeners[STACK_PORT]
         self._handshake()
         self.conn = listener.accept()
-        if self.conn is None or str(self.conn.state) != "ESTABLISHED":
+        if self.conn is None or self.conn.state is not State.ESTABLISHED:
             raise CheckFailed(f"handshake did not establish a connection: {self.conn!r}")
         self.link.sent = 0
 
@@ -338,7 +339,7 @@ class ReceivePath(_Driven):
             # one wakeup of the live loop: read up to BATCH packets, feed IP/TCP, flush, re-arm timer
             on_readable()
             # the application reads what arrived
-            while conn.rcvbuf.data:
+            while conn.rcv.buf.data:
                 drained += recv_into(sink)
             clock.now += tick
             await asyncio.sleep(0)   # the loop's turn: kicks and timers run as they would live
@@ -358,10 +359,10 @@ class ReceivePath(_Driven):
         if self.drained != expected:
             raise CheckFailed(f"the application read {self.drained} bytes, {expected} were sent")
         conn = self.conn
-        if conn.rcv_nxt != self.peer.seq:
-            raise CheckFailed(f"RCV.NXT is {conn.rcv_nxt}, the peer sent up to {self.peer.seq}")
+        if conn.rcv.nxt != self.peer.seq:
+            raise CheckFailed(f"RCV.NXT is {conn.rcv.nxt}, the peer sent up to {self.peer.seq}")
         # RFC 1122 §4.2.3.2 / RFC 5681 §4.2: an ACK at least every second full-sized segment
-        least = expected // (2 * conn.rcv_mss) - 1
+        least = expected // (2 * conn.rcv.mss) - 1
         if acks < least:
             raise CheckFailed(f"{acks} ACKs for {len(views)} segments of {self.payload} B: fewer than one "
                               f"per two full-sized segments ({least})")
@@ -411,7 +412,7 @@ class StreamsPath(ReceivePath):
             if self._handler_started:
                 break
             await asyncio.sleep(0)
-        if self.conn is None or str(self.conn.state) != "ESTABLISHED":
+        if self.conn is None or self.conn.state is not State.ESTABLISHED:
             raise CheckFailed(f"the stream server did not get an established connection: {self.conn!r}")
         self.link.sent = 0
 

@@ -57,7 +57,6 @@ _CHUNK = 64 * 1024
 # --------------------------------------------------------------------------------------------
 #: Seconds a script's exit waits for its connections to deliver what they hold.
 LINGER_AT_EXIT = 3.0
-_SENDING_STATES = {"SYN-SENT", "SYN-RECEIVED", "FIN-WAIT-1", "CLOSING", "LAST-ACK"}
 
 
 def _connections(stack) -> list:
@@ -67,10 +66,7 @@ def _connections(stack) -> list:
 
 def _unfinished(conn) -> bool:
     """Data or a FIN of ours not yet acknowledged (ESTABLISHED/CLOSE-WAIT with an empty queue are done)."""
-    state = str(conn.state)
-    if state in _SENDING_STATES:
-        return True
-    return state in ("ESTABLISHED", "CLOSE-WAIT") and conn.bytes_unacked > 0
+    return conn.sending
 
 
 class StackThread:

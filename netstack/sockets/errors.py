@@ -17,6 +17,8 @@ from __future__ import annotations
 import errno
 import os
 
+from netstack.tcp.events import ConnEvent
+
 __all__ = ["refused", "reset", "timed_out", "broken_pipe", "addr_in_use", "not_connected",
            "error_for_event", "connection_error", "with_errno"]
 
@@ -53,13 +55,13 @@ def not_connected(extra: str = "") -> OSError:
 
 
 _BY_EVENT = {
-    "refused": refused,
-    "reset": reset,
-    "timeout": timed_out,
+    ConnEvent.REFUSED: refused,
+    ConnEvent.RESET: reset,
+    ConnEvent.TIMEOUT: timed_out,
 }
 
 
-def error_for_event(event: str) -> OSError | None:
+def error_for_event(event: ConnEvent) -> OSError | None:
     """The exception a connection-ending event stands for (None for a clean end)."""
     make = _BY_EVENT.get(event)
     return make() if make else None
@@ -86,7 +88,7 @@ def with_errno(exc: BaseException) -> BaseException:
     return exc
 
 
-def connection_error(conn, event: str | None = None) -> BaseException | None:
+def connection_error(conn, event: ConnEvent | None = None) -> BaseException | None:
     """The error that ended ``conn``: its own ``error`` attribute if the TCP layer
     set one (with ``errno`` filled in), else the standard exception for ``event``."""
     exc = getattr(conn, "error", None)

@@ -29,6 +29,7 @@ import time
 
 from netstack.sockets import errors
 from netstack.sockets.transport import TCPTransport, kick
+from netstack.tcp.events import ConnEvent, ListenerEvent
 
 __all__ = ["open_connection", "start_server", "create_connection", "create_server", "Server",
            "tcp_layer", "DEFAULT_LIMIT"]
@@ -118,16 +119,15 @@ async def create_connection(stack, protocol_factory, host, port, *, local_port: 
     conn = tcp.connect(dst, int(port), _now(stack), **kw)
     opened = loop.create_future()
 
-    def on_event(*args):
-        ev = args[-1] if args else None
+    def on_event(ev: ConnEvent) -> None:
         if opened.done():
             return
-        if ev == "established":
+        if ev is ConnEvent.ESTABLISHED:
             opened.set_result(None)
-        elif ev in ("refused", "reset", "timeout", "closed"):
+        elif ev.is_failure or ev is ConnEvent.CLOSED:
             exc = errors.connection_error(conn, ev)
             if exc is None:
-                exc = errors.refused() if ev == "closed" else errors.reset()
+                exc = errors.refused() if ev is ConnEvent.CLOSED else errors.reset()
             opened.set_exception(exc)
 
     conn.on_event = on_event
@@ -228,7 +228,7 @@ class Server:
         self.sockets = (ListenerInfo(self._stack, port),)
         listener.on_event = self._on_listener_event
 
-    def _on_listener_event(self, *args) -> None:
+    def _on_listener_event(self, ev: ListenerEvent) -> None:
         self._loop.call_soon(self._accept_all)
 
     def _accept_all(self) -> None:

@@ -9,11 +9,11 @@ How data moves:
 
 - **Writing.** ``write(data)`` hands bytes to ``Connection.send``, which takes
   what fits in the TCP send buffer; the rest waits here in a user-space write
-  buffer and is pushed on the connection's ``"writable"`` events.  Above the
+  buffer and is pushed on the connection's ``WRITABLE`` events.  Above the
   high-water mark the protocol's ``pause_writing()`` is called, below the
   low-water mark ``resume_writing()`` (that is what ``StreamWriter.drain()``
   waits on).
-- **Reading.** On ``"readable"`` the transport pulls from ``Connection.recv``
+- **Reading.** On ``READABLE`` the transport pulls from ``Connection.recv``
   and feeds ``protocol.data_received``.  ``pause_reading()`` stops pulling, so
   the bytes stay in the TCP receive buffer, the advertised window shrinks and
   reaches zero: real TCP flow control (RFC 9293 §3.8.6), not an unbounded
@@ -36,6 +36,7 @@ import collections
 import logging
 
 from netstack.sockets import errors
+from netstack.tcp.events import ConnEvent
 
 __all__ = ["TCPTransport", "endpoints", "kick"]
 
@@ -97,14 +98,13 @@ class TCPTransport(asyncio.Transport):
         self._closing = False               # close() called (or connection ended)
         self._lost = False                  # connection_lost delivered
         self._conn_closed = False           # conn.close()/abort() called
-        self._pending: list[str] = []
+        self._pending: list[ConnEvent] = []
         self._scheduled = False
         self._conn_lost_writes = 0
         conn.on_event = self._on_event
 
     # -- connection events (called from inside the TCP layer) -----------------------------------
-    def _on_event(self, *args) -> None:
-        event = args[-1] if args else "readable"
+    def _on_event(self, event: ConnEvent) -> None:
         self._pending.append(event)
         if not self._scheduled:
             self._scheduled = True
@@ -113,8 +113,8 @@ class TCPTransport(asyncio.Transport):
     def _start(self) -> None:
         """Deliver ``connection_made`` and pick up anything already buffered."""
         self._protocol.connection_made(self)
-        self._pending.append("readable")
-        self._pending.append("writable")
+        self._pending.append(ConnEvent.READABLE)
+        self._pending.append(ConnEvent.WRITABLE)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._process)
@@ -128,13 +128,13 @@ class TCPTransport(asyncio.Transport):
         fatal = None
         readable = writable = closed = False
         for ev in events:
-            if ev in ("readable", "eof"):
+            if ev is ConnEvent.READABLE or ev is ConnEvent.EOF:
                 readable = True
-            elif ev == "writable":
+            elif ev is ConnEvent.WRITABLE:
                 writable = True
-            elif ev in ("reset", "refused", "timeout"):
+            elif ev.is_failure:
                 fatal = ev
-            elif ev == "closed":
+            elif ev is ConnEvent.CLOSED:
                 closed = True
         try:
             if readable or fatal or closed:
@@ -195,7 +195,7 @@ class TCPTransport(asyncio.Transport):
         if self._closing or not self._reading_paused:
             return
         self._reading_paused = False
-        self._on_event("readable")
+        self._on_event(ConnEvent.READABLE)
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, data) -> None:

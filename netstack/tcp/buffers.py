@@ -17,12 +17,7 @@ beginning sequence numbers SHOULD be held for later processing").
 """
 from __future__ import annotations
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-
-
-def _diff(a: int, b: int) -> int:
-    return ((a - b + HALF) & MASK) - HALF
+from .seq import MASK, seq_diff as _diff
 
 
 class SendBuffer:

@@ -14,6 +14,8 @@ import hashlib
 import os
 import struct
 
+from .seq import seq_add
+
 _PACK = struct.Struct("!IHIH").pack
 
 
@@ -37,4 +39,4 @@ class ISNGenerator:
             now: float) -> int:
         """M + F(): the ISN for this 4-tuple at time ``now`` (seconds)."""
         m = int(now * 250_000)  # one tick every 4 microseconds
-        return (m + self.offset(local_addr, local_port, remote_addr, remote_port)) & 0xFFFFFFFF
+        return seq_add(m, self.offset(local_addr, local_port, remote_addr, remote_port))

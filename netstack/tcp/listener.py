@@ -4,30 +4,55 @@ A SYN to a listening port creates a Connection in SYN-RECEIVED that waits
 in the SYN queue; when the handshake completes it moves to the accept queue,
 and ``accept()`` hands it to the user.  Both queues are bounded by the
 backlog: a SYN that finds either queue full is dropped and counted
-(``tcp.listen.drops``, ``tcp.listen.overflows``) -- the peer retransmits
-later.  SYN cookies come later.
+(``tcp.listen.drops``, ``tcp.listen.overflows``): the peer retransmits
+later.
+
+The listener makes connections through :class:`ListenerHost` (the layer):
+it never touches the layer's members, and the layer tells it of its
+connections' progress through :meth:`Listener.connection_established` and
+:meth:`Listener.connection_closed`.
 """
 from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import TYPE_CHECKING, Protocol
 
 from netstack.wire.tcp import ACK, RST, SYN
 
-from .connection import Connection
+from .events import ListenerEvent
+from .state import CLOSED, LISTEN, State
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 log = logging.getLogger("netstack.tcp")
 
 
+class ListenerHost(Protocol):
+    """What a listener asks of the TCP layer."""
+
+    def count(self, name: str, n: int = 1) -> None: ...
+
+    def reset_segment(self, src: int, dst: int, seg) -> None:
+        """Answer ``seg`` (from ``src`` to ``dst``) with an RST (RFC 9293 §3.10.7.1)."""
+
+    def open_passive(self, listener: "Listener", src: int, dst: int, seg, now: float) -> "Connection":
+        """Make, register and open a connection for this SYN (it sends the SYN-ACK)."""
+
+    def unlisten(self, listener: "Listener") -> None:
+        """The listener closed: free its port."""
+
+
 class Listener:
-    def __init__(self, layer, port: int, backlog: int = 128, *, nodelay: bool | None = None):
-        self.layer = layer
+    def __init__(self, host: ListenerHost, port: int, backlog: int = 128, *, nodelay: bool | None = None):
+        self.host = host
         self.port = port
         self.backlog = max(1, backlog)
         self.nodelay = nodelay
         self.syn_queue: dict = {}          # (remote_addr, remote_port) -> Connection in SYN-RECEIVED
         self.accept_queue: deque = deque()
-        self.on_event = None               # called with "acceptable" (socket layer sets it)
+        self.on_event = None               # called with ListenerEvent.ACCEPTABLE (the socket layer sets it)
         self.events: deque = deque(maxlen=64)
         self.closed = False
 
@@ -35,75 +60,76 @@ class Listener:
         return f"<Listener :{self.port} syn={len(self.syn_queue)} accept={len(self.accept_queue)}>"
 
     @property
-    def state(self):
+    def state(self) -> State:
         """LISTEN while open, CLOSED after close() (RFC 9293 §3.3.2)."""
-        from .connection import State
-        return State.CLOSED if self.closed else State.LISTEN
+        return CLOSED if self.closed else LISTEN
 
     @property
     def pending(self) -> int:
         """Connections ready for accept()."""
         return len(self.accept_queue)
 
-    def accept(self) -> Connection | None:
-        """Pop the oldest established connection, or None if there is none."""
+    def accept(self) -> "Connection | None":
+        """Pop the oldest established connection, or None if there is none.
+
+        (A connection reset while queued is still handed out, like Linux: its
+        first recv raises ConnectionResetError.)"""
         if not self.accept_queue:
             return None
-        conn = self.accept_queue.popleft()
-        conn.listener = None       # (a connection reset while queued is still handed out,
-        return conn                #  like Linux: its first recv raises ConnectionResetError)
+        return self.accept_queue.popleft()
 
     def close(self) -> None:
         """Stop listening; connections not yet accepted are reset (like Linux)."""
         if self.closed:
             return
         self.closed = True
-        self.layer._unlisten(self)
-        for conn in list(self.syn_queue.values()) + list(self.accept_queue):
-            conn.listener = None
-            conn.abort()
+        self.host.unlisten(self)
+        queued = list(self.syn_queue.values()) + list(self.accept_queue)
         self.syn_queue.clear()
         self.accept_queue.clear()
+        for conn in queued:
+            conn.abort()
 
-    def _event(self, name: str) -> None:
-        self.events.append(name)
+    def _event(self, ev: ListenerEvent) -> None:
+        self.events.append(ev)
         cb = self.on_event
         if cb is not None:
             try:
-                cb(name)
+                cb(ev)
             except Exception:
                 log.exception("listener on_event callback failed")
 
     def on_segment(self, src: int, dst: int, seg, now: float) -> None:
         """SEGMENT ARRIVES in LISTEN state (RFC 9293 §3.10.7.2)."""
         flags = seg.flags
-        layer = self.layer
+        host = self.host
         if flags & RST:
             return                                   # first: ignore an RST
         if flags & ACK:
             # second: any ACK is bad here -> <SEQ=SEG.ACK><CTL=RST>
-            layer._send_rst(dst, seg.dst_port, src, seg.src_port, seg.ack, 0, RST)
+            host.reset_segment(src, dst, seg)
             return
         if not flags & SYN:
-            layer._count("tcp.in.drop.listen_no_syn")
+            host.count("tcp.in.drop.listen_no_syn")
             return
         if len(self.syn_queue) >= self.backlog or len(self.accept_queue) >= self.backlog:
-            layer._count("tcp.listen.drops")
+            host.count("tcp.listen.drops")
             if len(self.accept_queue) >= self.backlog:
-                layer._count("tcp.listen.overflows")
+                host.count("tcp.listen.overflows")
             return
-        conn = Connection(layer, dst, self.port, src, seg.src_port, layer.config,
-                          nodelay=self.nodelay, listener=self)
-        layer._register(conn)
-        self.syn_queue[(src, seg.src_port)] = conn
-        layer._count("tcp.passive_opens")
-        conn.open_passive(seg, layer._isn(conn, now), now)
+        host.count("tcp.passive_opens")
+        conn = host.open_passive(self, src, dst, seg, now)
+        if conn.state is not CLOSED:
+            self.syn_queue[(src, seg.src_port)] = conn
 
-    def _established(self, conn: Connection) -> None:
-        self.syn_queue.pop((conn.remote_addr, conn.remote_port), None)
-        self.accept_queue.append(conn)
-        self._event("acceptable")
+    def connection_established(self, conn: "Connection") -> None:
+        """A connection of the SYN queue completed its handshake: move it to the accept queue."""
+        if self.syn_queue.get((conn.remote_addr, conn.remote_port)) is conn:
+            del self.syn_queue[(conn.remote_addr, conn.remote_port)]
+            self.accept_queue.append(conn)
+            self._event(ListenerEvent.ACCEPTABLE)
 
-    def _forget(self, conn: Connection) -> None:
+    def connection_closed(self, conn: "Connection") -> None:
+        """A connection of the SYN queue went back to CLOSED: forget it."""
         if self.syn_queue.get((conn.remote_addr, conn.remote_port)) is conn:
             del self.syn_queue[(conn.remote_addr, conn.remote_port)]

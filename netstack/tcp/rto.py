@@ -17,6 +17,8 @@ and with timestamps the echoed TSval identifies the transmission).
 """
 from __future__ import annotations
 
+from .seq import seq_gt
+
 ALPHA = 1 / 8
 BETA = 1 / 4
 K = 4
@@ -24,7 +26,7 @@ K = 4
 
 class RTOEstimator:
     __slots__ = ("srtt", "rttvar", "rto", "backoff_count", "rto_min", "rto_max",
-                 "granularity", "samples", "_base_rto")
+                 "granularity", "samples", "_base_rto", "timed_seq", "timed_at")
 
     def __init__(self, initial: float = 1.0, rto_min: float = 1.0, rto_max: float = 60.0,
                  granularity: float = 0.001):
@@ -37,6 +39,10 @@ class RTOEstimator:
         self.rto = self._base_rto
         self.backoff_count = 0
         self.samples = 0
+        #: Karn's rule without timestamps: the one segment being timed (its first sequence
+        #: number) and when it was sent; None when nothing is timed.
+        self.timed_seq: int | None = None
+        self.timed_at = 0.0
 
     def sample(self, r: float) -> None:
         """Feed one RTT measurement R (seconds), RFC 6298 §2.2/§2.3."""
@@ -64,6 +70,28 @@ class RTOEstimator:
         self.backoff_count += 1
         self.rto = min(self.rto * 2, self.rto_max)
         return self.rto
+
+    def time_segment(self, seq: int, now: float) -> None:
+        """Start timing the segment at ``seq`` if none is timed (one sample per RTT)."""
+        if self.timed_seq is None:
+            self.timed_seq = seq
+            self.timed_at = now
+
+    def cancel_timing(self) -> None:
+        """Karn (RFC 6298 §3): a retransmission makes the timed segment ambiguous."""
+        self.timed_seq = None
+
+    def sample_timed(self, ack: int, now: float) -> float | None:
+        """The ACK covers the timed segment: its RTT (not yet fed to the estimator), else None."""
+        t = self.timed_seq
+        if t is not None and seq_gt(ack, t):
+            self.timed_seq = None
+            return now - self.timed_at
+        return None
+
+    def after_syn_timeout(self) -> None:
+        """RFC 6298 §5.7: the SYN timed out and no RTT was measured: RTO 3 s when data begins."""
+        self._base_rto = self.rto = max(3.0, self.rto_min)
 
     def reset_backoff(self) -> None:
         """New data was acknowledged: return to the estimator's RTO."""

@@ -13,12 +13,7 @@ below HighSACK as lost).  Sequence numbers are 32-bit and wrap.
 """
 from __future__ import annotations
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-
-
-def _d(a: int, b: int) -> int:
-    return ((a - b + HALF) & MASK) - HALF
+from .seq import MASK, seq_diff as _d
 
 
 class SackScoreboard:

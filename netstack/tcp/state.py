@@ -35,8 +35,8 @@ LAST_ACK = State.LAST_ACK
 TIME_WAIT = State.TIME_WAIT
 
 #: States in which we may send data and FIN.
-_SEND_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+SEND_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: States in which arriving text is delivered (§3.10.7.4 seventh).
-_RECV_TEXT_STATES = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+RECV_TEXT_STATES = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 #: States in which the user may still queue data.
-_USER_SEND_STATES = frozenset({SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT})
+USER_SEND_STATES = frozenset({SYN_SENT, SYN_RECEIVED, ESTABLISHED, CLOSE_WAIT})

@@ -119,14 +119,14 @@ def test_small_payloads_follow_the_delayed_ack_byte_rule():
 
 def test_a_lost_ack_fails_the_check(monkeypatch):
     from netstack.tcp.layer import TCPLayer
-    real = TCPLayer._emit
+    real = TCPLayer.emit
 
-    def no_pure_acks(self, conn, seq, ack, flags, window, options, payload):
+    def no_pure_acks(self, conn, seq, ack, flags, window, payload, ts, sack_blocks, syn):
         if flags == ACK and not len(payload):
             return                               # the connection thinks it ACKed; nothing reaches the link
-        return real(self, conn, seq, ack, flags, window, options, payload)
+        return real(self, conn, seq, ack, flags, window, payload, ts, sack_blocks, syn)
 
-    monkeypatch.setattr(TCPLayer, "_emit", no_pure_acks)
+    monkeypatch.setattr(TCPLayer, "emit", no_pure_acks)
     with pytest.raises(S.CheckFailed, match="ACKs for 100 segments"):
         S.measure(count=100, repeat=1)
 

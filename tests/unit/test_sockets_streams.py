@@ -15,6 +15,7 @@ import pytest
 from netstack.sockets import Server, open_connection, start_server
 from netstack.sockets.transport import TCPTransport
 from netstack.services import echo
+from netstack.tcp.state import State
 from sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
 
 pytestmark = pytest.mark.timeout(60)
@@ -465,9 +466,9 @@ def test_data_left_in_tcp_when_connection_closes_is_not_lost():
             server = await start_server(b, handler, port=5010)
             reader, writer = await open_connection(a, B_ADDR, 5010, limit=1024)   # pauses reading early
             conn = writer.get_extra_info("netstack_connection")
-            await _until(lambda: conn.fin_received)
+            await _until(lambda: conn.rcv.fin_received)
             writer.write_eof()
-            await _until(lambda: str(conn.state) == "CLOSED")
+            await _until(lambda: conn.state is State.CLOSED)
             assert await reader.read() == payload
             server.close()
     run(main())

@@ -3,12 +3,8 @@ SYN/RST/ACK checks in synchronized states."""
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from netstack.tcp.connection import Connection
+from netstack.tcp.recv_space import ReceiveSpace
 from tcp_script import Script
-
-
-class _L:  # a do-nothing layer for the pure acceptability function
-    pass
 
 
 @pytest.mark.parametrize("seg_len,wnd,seq_off,ok", [
@@ -21,10 +17,11 @@ class _L:  # a do-nothing layer for the pure acceptability function
     (10, 100, -9, True),
 ])
 def test_acceptability_table(seg_len, wnd, seq_off, ok):
-    c = Connection(_L(), 1, 2, 3, 4)
+    r = ReceiveSpace(4096, 4096, 1460)
     for base in (1000, 0xFFFFFFF0):              # also across the 2**32 boundary
-        c.rcv_nxt = base
-        assert c._acceptable((base + seq_off) & 0xFFFFFFFF, seg_len, wnd) is ok
+        r.nxt = base
+        r.adv = (base + wnd) & 0xFFFFFFFF        # RCV.WND = wnd
+        assert r.acceptable((base + seq_off) & 0xFFFFFFFF, seg_len) is ok
 
 
 def opened(ts=True, cfg=None):
@@ -68,7 +65,7 @@ def test_zero_window_still_processes_ack():
     s.peer("P.", seq=them, ack=us, data=b"x" * wnd)
     s.expect(".", ack=them + wnd, win=0)
     s.peer("P.", seq=them + wnd, ack=us + 3, data=b"more")  # zero window: text dropped, ACK used
-    assert conn.snd_una == us + 3
+    assert conn.snd.una == us + 3
     assert conn.readable == wnd
     s.expect(".", ack=them + wnd, win=0)
 
@@ -93,7 +90,7 @@ def test_ack_of_unsent_data_is_answered_and_dropped():
     s, conn, us, them = opened(ts=False)
     s.peer("P.", seq=them, ack=us + 50, data=b"data")
     s.expect(".", seq=us, ack=them)
-    assert conn.readable == 0 and conn.snd_una == us
+    assert conn.readable == 0 and conn.snd.una == us
 
 
 def test_segment_without_ack_dropped():
@@ -106,7 +103,7 @@ def test_segment_without_ack_dropped():
 def test_paws_drops_old_timestamp_and_acks():
     s, conn, us, them = opened()
     s.peer("P.", seq=them, ack=us, data=b"a", ts=(200, 0))
-    assert conn.ts_recent == 200
+    assert conn.neg.ts_recent == 200
     s.peer("P.", seq=them + 1, ack=us, data=b"b", ts=(150, 0))   # older TSval: PAWS
     assert conn.readable == 1
     assert s.counters.get("tcp.in.drop.paws") == 1
@@ -123,14 +120,14 @@ def test_paws_24_day_rule():
     s.at(s.now + 25 * 24 * 3600)
     s.sent()
     s.peer("P.", seq=them + 1, ack=us, data=b"b", ts=(10, 0))
-    assert conn.readable == 2 and conn.ts_recent == 10
+    assert conn.readable == 2 and conn.neg.ts_recent == 10
 
 
 def test_ts_recent_updated_only_for_segments_at_or_before_last_ack():
     s, conn, us, them = opened()
     s.peer("P.", seq=them + 10, ack=us, data=b"later", ts=(300, 0))   # out of order
-    assert conn.ts_recent != 300
+    assert conn.neg.ts_recent != 300
     s.peer("P.", seq=them, ack=us, data=b"x" * 10, ts=(250, 0))
-    assert conn.ts_recent == 250
+    assert conn.neg.ts_recent == 250
     seg = s.sent()[-1]
     assert seg.options.ts_ecr == 250

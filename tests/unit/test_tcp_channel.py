@@ -53,7 +53,7 @@ def transfer(size, *, isn_a=None, isn_b=None, config_a=None, config_b=None, clos
 
 def test_clean_channel_2mb_both_ways_no_retransmissions():
     sim, ca, cb = transfer(2_000_000)
-    assert ca.retrans_segs == 0 and cb.retrans_segs == 0
+    assert ca.recovery.retrans_segs == 0 and cb.recovery.retrans_segs == 0
     assert sim.ca.get("tcp.retrans_segs") == 0
 
 
@@ -61,7 +61,7 @@ def test_lossy_reordering_duplicating_channel_10mb_both_ways():
     sim, ca, cb = transfer(10_000_000, loss=0.10, reorder=0.10, dup=0.01, seed=7)
     ch = sim.ch
     assert ch.lost > 1000 and ch.reordered > 1000 and ch.duplicated > 100
-    retrans = ca.retrans_segs + cb.retrans_segs
+    retrans = ca.recovery.retrans_segs + cb.recovery.retrans_segs
     lost_data = ch.lost_data
     # every lost data segment needs at least one retransmission; go-back-N after an RTO
     # may resend some that were not lost, but not wildly more
@@ -72,18 +72,18 @@ def test_lossy_reordering_duplicating_channel_10mb_both_ways():
 def test_transfer_across_sequence_wrap_both_directions():
     sim, ca, cb = transfer(3_000_000, isn_a=0xFFFFFFFF - 5000, isn_b=0xFFFF0000,
                            loss=0.02, reorder=0.05, seed=3)
-    assert ca.iss == 0xFFFFFFFF - 5000
-    assert ca.snd_max < 0x80000000 and cb.snd_max < 0x80000000   # both wrapped past 2**32
+    assert ca.snd.iss == 0xFFFFFFFF - 5000
+    assert ca.snd.max < 0x80000000 and cb.snd.max < 0x80000000   # both wrapped past 2**32
 
 
 def test_small_windows_slow_reader_zero_window_recovery():
     cfg = TCPConfig(rcvbuf=8192, wscale=None)
     sim, ca, cb = transfer(300_000, config_a=cfg, config_b=cfg, read_every=0.5, loss=0.02, seed=5)
     assert sim.ca.get("tcp.window_probes") + sim.cb.get("tcp.window_probes") > 0
-    assert ca.snd_wnd <= 8192 and cb.snd_wnd <= 8192
+    assert ca.snd.wnd <= 8192 and cb.snd.wnd <= 8192
 
 
 def test_no_timestamps_no_wscale_no_sack_peers():
     cfg = TCPConfig(timestamps=False, wscale=None, sack=False, rcvbuf=64 * 1024)
     sim, ca, cb = transfer(1_000_000, config_a=cfg, config_b=cfg, loss=0.05, reorder=0.05, seed=11)
-    assert not ca.ts_enabled and ca.snd_mss == 1460
+    assert not ca.neg.ts_enabled and ca.snd.mss == 1460

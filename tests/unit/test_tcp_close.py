@@ -3,6 +3,7 @@ abort, RST in synchronized states (RFC 9293 §3.6, §3.10.4, §3.10.5, §3.10.7.
 import pytest
 
 from netstack.tcp import State, TCPConfig
+from netstack.tcp.events import ConnEvent
 from tcp_script import PEER, Script
 
 
@@ -30,7 +31,7 @@ def test_active_close_through_fin_wait_and_time_wait():
     s.expect(".", seq=us + 1, ack=them + 1)
     assert conn.timers.timewait == pytest.approx(19.9)
     s.at(19.9)
-    assert conn.state is State.CLOSED and conn.events[-1] == "closed"
+    assert conn.state is State.CLOSED and conn.events[-1] == ConnEvent.CLOSED
     assert not s.layer.connections
     s.peer("F.", seq=them, ack=us + 1)
     s.expect("R", seq=us + 1)                    # now a closed port
@@ -49,7 +50,7 @@ def test_passive_close_close_wait_last_ack():
     s.peer("F.", seq=them, ack=us, data=b"bye")   # FIN with data
     s.expect(".", ack=them + 4)
     assert conn.state is State.CLOSE_WAIT
-    assert list(conn.events)[-2:] == ["readable", "eof"]
+    assert list(conn.events)[-2:] == [ConnEvent.READABLE, ConnEvent.EOF]
     assert conn.recv(10) == b"bye" and conn.recv(10) == b"" and conn.at_eof
     conn.send(b"reply")                           # CLOSE-WAIT may still send
     conn.close()
@@ -110,7 +111,7 @@ def test_abort_sends_rst():
     conn.send(b"abc"); s.poll(); s.sent()
     conn.abort()
     s.expect("R", seq=us + 3)
-    assert conn.state is State.CLOSED and conn.error is None and conn.events[-1] == "closed"
+    assert conn.state is State.CLOSED and conn.error is None and conn.events[-1] == ConnEvent.CLOSED
     assert not s.layer.connections
 
 
@@ -150,8 +151,8 @@ def test_shutdown_keeps_fin_wait_2_forever():
 
 
 @pytest.mark.parametrize("prep,final", [
-    ("established", "reset"), ("fin_wait_1", "reset"), ("fin_wait_2", "reset"),
-    ("close_wait", "reset"), ("last_ack", "closed"), ("closing", "closed"), ("time_wait", "closed"),
+    ("established", ConnEvent.RESET), ("fin_wait_1", ConnEvent.RESET), ("fin_wait_2", ConnEvent.RESET),
+    ("close_wait", ConnEvent.RESET), ("last_ack", ConnEvent.CLOSED), ("closing", ConnEvent.CLOSED), ("time_wait", ConnEvent.CLOSED),
 ])
 def test_rst_in_each_synchronized_state(prep, final):
     s, conn, us, them = opened()
@@ -172,8 +173,8 @@ def test_rst_in_each_synchronized_state(prep, final):
     assert conn.state.name == prep.upper()
     s.peer("R", seq=them + fin_off)
     assert conn.state is State.CLOSED
-    if final == "reset":
-        assert isinstance(conn.error, ConnectionResetError) and "reset" in conn.events
+    if final is ConnEvent.RESET:
+        assert isinstance(conn.error, ConnectionResetError) and ConnEvent.RESET in conn.events
         assert s.counters.get("tcp.estab_resets") == 1
     else:
         assert conn.error is None

@@ -1,7 +1,8 @@
 """TCP's fast paths behave exactly like the general ones.
 
-- build_segment(): a pure ACK with NOP,NOP,TS is packed in one go, its checksum
-  computed from the field values; it must be byte-for-byte what build_tcp writes.
+- segment.serialize(): a pure ACK with NOP,NOP,TS (the pure-ACK template) is packed in
+  one go, its checksum computed from the field values; it must be byte-for-byte what
+  build_tcp writes.
 - TCPLayer.on_datagram(): header prediction from the raw header (no TCPSegment)
   for in-order data to an ESTABLISHED connection; everything it does not predict,
   and anything corrupted, takes the full path with its checks and counters.
@@ -13,7 +14,9 @@ import struct
 
 import pytest
 
-from netstack.tcp.output import build_segment
+from netstack.tcp.negotiation import SynOptions
+from netstack.tcp.segment import serialize
+from netstack.tcp.state import State
 from netstack.wire.ipv4 import ip2int
 from netstack.wire.tcp import ACK, FIN, PSH, build_tcp, parse_tcp
 
@@ -34,8 +37,9 @@ def test_pure_ack_with_timestamps_matches_build_tcp():
         src, dst = rng.randrange(1 << 32), rng.randrange(1 << 32)
         args = (rng.randrange(65536), rng.randrange(65536), rng.randrange(1 << 32), rng.randrange(1 << 32),
                 rng.choice([ACK, ACK | FIN, ACK | PSH]), rng.randrange(65536))
-        opts = struct.pack("!III", 0x0101080A, rng.randrange(1 << 32), rng.randrange(1 << 32))
-        fast = build_segment(src, dst, *args, opts, b"")
+        ts = (rng.randrange(1 << 32), rng.randrange(1 << 32))
+        opts = struct.pack("!III", 0x0101080A, *ts)
+        fast = serialize(src, dst, *args, b"", ts)
         assert fast == _generic(src, dst, *args, opts)
         assert parse_tcp(fast, src=src, dst=dst).checksum_ok
 
@@ -44,7 +48,7 @@ def test_a_checksum_summing_to_zero_matches_too():
     # find fields whose ones' complement sum folds to 0xFFFF (checksum 0): both builders agree
     opts = struct.pack("!III", 0x0101080A, 1, 2)
     for seq in range(200000):
-        fast = build_segment(A, B, 1, 2, seq, 0, ACK, 0, opts, b"")
+        fast = serialize(A, B, 1, 2, seq, 0, ACK, 0, b"", (1, 2))
         if fast[16:18] == b"\0\0":
             assert fast == _generic(A, B, 1, 2, seq, 0, ACK, 0, opts)
             return
@@ -52,20 +56,24 @@ def test_a_checksum_summing_to_zero_matches_too():
 
 
 def test_other_segments_use_the_general_builder():
-    for opts, payload in ((b"", b""), (b"\x02\x04\x05\xb4", b""),
-                          (struct.pack("!III", 0x0101080A, 5, 6), b"data")):
-        seg = build_segment(A, B, 7, 8, 100, 200, ACK | PSH, 1000, opts, payload)
-        assert parse_tcp(seg, src=A, dst=B).payload == payload
+    syn = SynOptions(mss=1460, wscale=None, sack_permitted=False, ts=None)
+    for kw, payload in (({}, b""), ({"syn": syn}, b""), ({"ts": (5, 6)}, b"data"),
+                        ({"ts": (5, 6), "sack_blocks": [(1, 2)]}, b"")):
+        seg = serialize(A, B, 7, 8, 100, 200, ACK | PSH, 1000, payload, **kw)
+        parsed = parse_tcp(seg, src=A, dst=B)
+        assert parsed.payload == payload and parsed.checksum_ok
+        assert parsed.options.mss == (1460 if "syn" in kw else None)
+        assert parsed.options.ts_val == (5 if "ts" in kw else None)
 
 
 def test_pure_acks_do_not_go_through_build_tcp(monkeypatch):
-    import netstack.tcp.output as out
+    import netstack.tcp.segment as out
 
     def no_generic(*a, **k):
         raise AssertionError("the pure ACK should be packed directly")
 
     monkeypatch.setattr(out, "build_tcp", no_generic)
-    seg = out.build_segment(A, B, 1, 2, 3, 4, ACK, 5, struct.pack("!III", 0x0101080A, 6, 7), b"")
+    seg = out.serialize(A, B, 1, 2, 3, 4, ACK, 5, b"", (6, 7))
     assert parse_tcp(seg, src=A, dst=B).options.ts_val == 6
 
 
@@ -98,7 +106,7 @@ def _established(isn=0xFFFFFF00):
     peer = {"seq": (isn + 1) & 0xFFFFFFFF, "ack": (sa.seq + 1) & 0xFFFFFFFF, "ecr": sa.options.ts_val}
     layer.on_datagram(B, A, memoryview(_seg(peer, ACK, b"", 1001)), 10.01)
     conn = lst.accept()
-    assert str(conn.state) == "ESTABLISHED"
+    assert conn.state is State.ESTABLISHED
     return layer, conn, peer
 
 
@@ -161,8 +169,8 @@ def test_predicted_and_full_paths_agree_segment_by_segment(monkeypatch):
         trace = []
         for i, (what, seg) in enumerate(_script(peer)):
             layer.on_datagram(B, A, memoryview(seg), 10.1 + i * 0.001)
-            trace.append((what, [bytes(item[1]) for item in layer.outbox], conn.rcv_nxt, str(conn.state),
-                          conn.ts_recent, conn.readable))
+            trace.append((what, [bytes(item[1]) for item in layer.outbox], conn.rcv.nxt, str(conn.state),
+                          conn.neg.ts_recent, conn.readable))
             layer.outbox.clear()
         results.append((trace, conn.recv(1 << 20), dict(layer.counters.c)))
     assert results[0] == results[1]
@@ -172,8 +180,7 @@ def test_predicted_and_full_paths_agree_segment_by_segment(monkeypatch):
 
 
 def test_out_of_range_fields_still_raise_value_error():
-    opts = struct.pack("!III", 0x0101080A, 1, 2)
     with pytest.raises(ValueError):
-        build_segment(A, B, 70000, 2, 3, 4, ACK, 5, opts, b"")
+        serialize(A, B, 70000, 2, 3, 4, ACK, 5, b"", (1, 2))
     with pytest.raises(ValueError):
-        build_segment(A, B, 1, 2, 3, 4, ACK, 1 << 16, opts, b"")
+        serialize(A, B, 1, 2, 3, 4, ACK, 1 << 16, b"", (1, 2))

@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from netstack.tcp import State, TCPConfig
+from netstack.tcp.events import ConnEvent, ListenerEvent
 from tcp_script import PEER, Script
 
 
@@ -16,11 +17,11 @@ def test_passive_open_synack_fields_and_events():
     assert syn_ack.options.ts_val is not None
     assert lst.accept() is None and len(lst.syn_queue) == 1
     s.peer(".", seq=1001, ack=syn_ack.seq + 1, win=229, ts=(101, syn_ack.options.ts_val))
-    assert lst.events[-1] == "acceptable"
+    assert lst.events[-1] == ListenerEvent.ACCEPTABLE
     conn = lst.accept()
-    assert conn.state is State.ESTABLISHED and "established" in conn.events
-    assert conn.snd_wnd == 229 << 7                  # scaled after the handshake
-    assert conn.snd_una == syn_ack.seq + 1 and conn.rcv_nxt == 1001
+    assert conn.state is State.ESTABLISHED and ConnEvent.ESTABLISHED in conn.events
+    assert conn.snd.wnd == 229 << 7                  # scaled after the handshake
+    assert conn.snd.una == syn_ack.seq + 1 and conn.rcv.nxt == 1001
     assert s.counters.get("tcp.passive_opens") == 1
     s.expect_nothing()
 
@@ -36,10 +37,10 @@ def test_synack_options_only_for_what_the_peer_offered(wscale, sackok, ts):
     syn_ack = s.expect("S.", ack=2, mss=1460, wscale=7 if wscale is not None else None,
                        sackok=sackok, ts=ts)
     conn = s.layer.connections[(PEER, 40000, 80)]
-    assert conn.ts_enabled == ts and conn.sack_ok == sackok
-    assert conn.snd_wscale == (7 if wscale is not None else 0)
-    assert conn.rcv_wscale == (7 if wscale is not None else 0)
-    assert conn.snd_mss == 1400 - (12 if ts else 0)
+    assert conn.neg.ts_enabled == ts and conn.neg.sack_ok == sackok
+    assert conn.snd.wscale == (7 if wscale is not None else 0)
+    assert conn.rcv.wscale == (7 if wscale is not None else 0)
+    assert conn.snd.mss == 1400 - (12 if ts else 0)
     if ts:
         assert syn_ack.options.ts_ecr == 7
 
@@ -52,7 +53,7 @@ def test_config_disables_options(wscale, sackok, ts):
     s.peer("S", seq=1, mss=1460, wscale=3, sackok=True, ts=(7, 0))
     s.expect("S.", wscale=wscale, sackok=sackok, ts=ts)
     conn = s.layer.connections[(PEER, 40000, 80)]
-    assert conn.snd_wscale == (3 if wscale is not None else 0)
+    assert conn.snd.wscale == (3 if wscale is not None else 0)
 
 
 def test_peer_window_scale_above_14_is_clamped():
@@ -60,7 +61,7 @@ def test_peer_window_scale_above_14_is_clamped():
     s.layer.listen(80)
     s.peer("S", seq=1, options=bytes([1, 3, 3, 15]))      # NOP, WS shift 15
     s.expect("S.", wscale=7)
-    assert s.layer.connections[(PEER, 40000, 80)].snd_wscale == 14
+    assert s.layer.connections[(PEER, 40000, 80)].snd.wscale == 14
 
 
 def test_default_peer_mss_is_536_without_option():
@@ -68,7 +69,7 @@ def test_default_peer_mss_is_536_without_option():
     s.layer.listen(80)
     s.peer("S", seq=1)
     s.expect("S.", mss=1460)
-    assert s.layer.connections[(PEER, 40000, 80)].snd_mss == 536
+    assert s.layer.connections[(PEER, 40000, 80)].snd.mss == 536
 
 
 def test_active_open_syn_options_and_established():
@@ -80,10 +81,10 @@ def test_active_open_syn_options_and_established():
     assert 49152 <= conn.local_port <= 65535
     s.peer("S.", seq=9000, ack=syn.seq + 1, win=1000, mss=1200, ts=(50, syn.options.ts_val))
     s.expect(".", seq=syn.seq + 1, ack=9001, ts_ecr=50)
-    assert conn.state is State.ESTABLISHED and conn.events[-1] == "established"
+    assert conn.state is State.ESTABLISHED and conn.events[-1] == ConnEvent.ESTABLISHED
     # the SYN-ACK carried no window scale: neither side scales
-    assert conn.snd_wscale == 0 and conn.rcv_wscale == 0 and conn.snd_wnd == 1000
-    assert not conn.sack_ok and conn.ts_enabled and conn.snd_mss == 1188
+    assert conn.snd.wscale == 0 and conn.rcv.wscale == 0 and conn.snd.wnd == 1000
+    assert not conn.neg.sack_ok and conn.neg.ts_enabled and conn.snd.mss == 1188
     assert s.counters.get("tcp.active_opens") == 1
 
 
@@ -109,7 +110,7 @@ def test_connection_refused():
     s.peer("R.", seq=0, ack=syn.seq + 1)
     assert conn.state is State.CLOSED
     assert isinstance(conn.error, ConnectionRefusedError)
-    assert "refused" in conn.events and conn.events[-1] == "closed"
+    assert ConnEvent.REFUSED in conn.events and conn.events[-1] == ConnEvent.CLOSED
     with pytest.raises(ConnectionRefusedError):
         conn.send(b"x")
     assert not s.layer.connections
@@ -142,7 +143,7 @@ def test_syn_retransmission_backoff_and_timeout():
             times.append(t)
     assert times == [1.0, 3.0, 7.0]                  # 1 s, then doubled each time
     assert t == 15.0
-    assert isinstance(conn.error, TimeoutError) and "timeout" in conn.events
+    assert isinstance(conn.error, TimeoutError) and ConnEvent.TIMEOUT in conn.events
     assert s.counters.get("tcp.attempt_fails") == 1
 
 
@@ -156,7 +157,7 @@ def test_simultaneous_open():
     s.expect("S.", seq=syn.seq, ack=7001, wscale=7, ts_ecr=10, sackok=False)
     s.peer("S.", seq=7000, ack=syn.seq + 1, mss=1460, wscale=2, ts=(11, syn.options.ts_val))
     assert conn.state is State.ESTABLISHED
-    assert conn.snd_wscale == 2 and conn.ts_enabled
+    assert conn.snd.wscale == 2 and conn.neg.ts_enabled
     conn.send(b"hi")
     s.poll()
     s.expect("P.", seq=syn.seq + 1, ack=7001, data=b"hi")
@@ -266,4 +267,4 @@ def test_mss_from_link_mtu():
     s.layer.listen(80)
     s.peer("S", seq=1, mss=1460)
     s.expect("S.", mss=1360)
-    assert s.layer.connections[(PEER, 40000, 80)].snd_mss == 1360
+    assert s.layer.connections[(PEER, 40000, 80)].snd.mss == 1360

@@ -3,7 +3,8 @@ and the remaining state transitions."""
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from netstack.tcp.timers import TimerSet
+from netstack.tcp.timers import Timer, Timers
+from netstack.tcp.events import ConnEvent, ListenerEvent
 from tcp_script import PEER, Script
 
 
@@ -33,7 +34,7 @@ def test_writes_from_event_callbacks_go_out_in_the_same_pass():
     conn, synack = s.passive_open()
     kicks = []
     s.layer.on_output = lambda: kicks.append(1)
-    conn.on_event = lambda ev: ev == "readable" and conn.send(b"pong")
+    conn.on_event = lambda ev: ev == ConnEvent.READABLE and conn.send(b"pong")
     s.peer("P.", seq=1001, ack=synack.seq + 1, data=b"ping", ts=(102, 0))
     s.expect("P.", data=b"pong")
     assert not kicks                             # inside on_datagram: no kick needed
@@ -45,7 +46,7 @@ def test_event_sequence_for_a_whole_connection():
     lev = []
     lst.on_event = lev.append
     conn, synack = s.passive_open()
-    assert lev == ["acceptable"]
+    assert lev == [ListenerEvent.ACCEPTABLE]
     ev = []
     conn.on_event = ev.append
     us, them = synack.seq + 1, 1001
@@ -58,8 +59,8 @@ def test_event_sequence_for_a_whole_connection():
     conn.close(); s.poll()
     s.sent()
     s.peer(".", seq=them + 4, ack=us + 4, ts=(105, seg.options.ts_val))
-    assert ev == ["readable", "writable", "eof", "closed"]
-    assert list(conn.events)[0] == "established"
+    assert ev == [ConnEvent.READABLE, ConnEvent.WRITABLE, ConnEvent.EOF, ConnEvent.CLOSED]
+    assert list(conn.events)[0] == ConnEvent.ESTABLISHED
 
 
 def test_callback_exception_does_not_break_the_stack():
@@ -88,14 +89,16 @@ def test_counters_in_and_out():
     assert s.counters.get("tcp.in_segs") == 2 and s.counters.get("tcp.out_segs") == 1
 
 
-def test_timerset_next_deadline_and_due():
-    t = TimerSet()
+def test_timers_next_deadline_over_slot_delack_and_tlp():
+    t = Timers()
     assert t.next_deadline() is None
-    t.delack, t.retransmit, t.timewait = 0.2, 1.0, 60.0
-    assert t.next_deadline() == 0.2
-    assert t.due(1.0) == ["retransmit", "delack"]
+    t.arm(Timer.RETRANSMIT, 1.0)
+    t.delack = 0.3
+    assert t.arm_tlp(0.2) and t.next_deadline() == 0.2
+    t.tlp = None
+    assert t.next_deadline() == 0.3
     t.stop_all()
-    assert t.next_deadline() is None
+    assert t.next_deadline() is None and t.as_dict() == {}
 
 
 def test_listener_close_resets_unaccepted():
@@ -151,12 +154,12 @@ def test_icmp_frag_needed_lowers_mss_and_resends():
     conn.send(b"m" * 3000); s.poll()
     assert [len(x.payload) for x in s.sent()] == [1448, 1448, 104]   # Minshall: the tail goes too
     s.layer.on_icmp_error(3, 4, 1000, _quote(US, PEER, 80, 40000, us), s.now)
-    assert conn.snd_mss == 1000 - 40 - 12
+    assert conn.snd.mss == 1000 - 40 - 12
     segs = s.sent()
     assert segs[0].seq == us and all(len(x.payload) <= 948 for x in segs)
     # a quoted sequence number outside SND.UNA..SND.MAX is ignored (RFC 5927)
     s.layer.on_icmp_error(3, 4, 600, _quote(US, PEER, 80, 40000, us + 100000), s.now)
-    assert conn.snd_mss == 948
+    assert conn.snd.mss == 948
     assert s.counters.get("tcp.in.icmp.drop.out_of_window") == 1
 
 

@@ -35,9 +35,9 @@ def test_random_segments_against_established_connection(segs):
         for seg in s.sent():                 # everything we send parses, checksums verify
             assert seg.dst_port == 40000
         if conn.state is not State.CLOSED:
-            assert seq_le(conn.snd_una, conn.snd_nxt) and seq_le(conn.snd_nxt, conn.snd_max)
-            assert conn.readable <= conn.rcvbuf.capacity + 70000
-            assert conn.ooo.nbytes <= conn.config.ooo_max
+            assert seq_le(conn.snd.una, conn.snd.nxt) and seq_le(conn.snd.nxt, conn.snd.max)
+            assert conn.readable <= conn.rcv.buf.capacity + 70000
+            assert conn.rcv.ooo.nbytes <= conn.config.ooo_max
     s.after(200.0)
     s.sent()
 

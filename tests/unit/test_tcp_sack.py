@@ -54,7 +54,7 @@ def test_sack_recovery_retransmits_every_hole_without_waiting_for_partial_acks()
     assert conn.cc.in_recovery
     rexmit = [x.seq for x in sent if x.payload]
     assert rexmit[:2] == [seg(1), seg(4)]                          # both holes, no RTO needed
-    assert conn.scoreboard.sacked_bytes == 5 * MSS
+    assert conn.recovery.scoreboard.sacked_bytes == 5 * MSS
 
 
 def test_go_back_n_after_rto_skips_sacked_data():

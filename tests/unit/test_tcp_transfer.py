@@ -3,6 +3,7 @@ zero-window probing, RTO/Karn/retry limit, fast retransmit, window scaling, wrap
 import pytest
 
 from netstack.tcp import State, TCPConfig
+from netstack.tcp.events import ConnEvent
 from tcp_script import Script
 
 MSS = 1448   # 1460 - 12 (timestamps)
@@ -50,13 +51,13 @@ def test_delack_timeout_configurable():
     assert conn.timers.delack == pytest.approx(0.01)
     s.at(0.01)
     s.expect(".", ack=them + 4)
-    assert conn.ato == pytest.approx(0.02)               # doubled: bounded by delack_timeout
+    assert conn.acks.ato == pytest.approx(0.02)               # doubled: bounded by delack_timeout
     s2, conn2, us2, them2 = opened(TCPConfig(delack_timeout=0.03, quickack_segments=0))
-    assert conn2.ato == pytest.approx(0.03)              # min (40 ms) above max: the max wins
+    assert conn2.acks.ato == pytest.approx(0.03)              # min (40 ms) above max: the max wins
     s2.peer("P.", seq=them2, ack=us2, data=b"a", ts=(101, 0))
     s2.at(1.0)
     s2.peer("P.", seq=them2 + 1, ack=us2, data=b"b", ts=(102, 0))
-    assert conn2.ato == pytest.approx(0.03) and conn2.timers.delack == pytest.approx(1.03)
+    assert conn2.acks.ato == pytest.approx(0.03) and conn2.timers.delack == pytest.approx(1.03)
 
 
 def test_delayed_ack_timeout_adapts_between_40_and_200_ms():
@@ -80,16 +81,16 @@ def test_delayed_ack_timeout_adapts_between_40_and_200_ms():
 
 def test_delayed_ack_timeout_shrinks_for_closely_spaced_data():
     s, conn, us, them = opened(NO_QUICKACK)
-    conn.ato = 0.2                                       # as after sparse traffic
+    conn.acks.ato = 0.2                                       # as after sparse traffic
     s.at(1.0)
     s.peer(".", seq=them, ack=us, data=b"a" * 100, ts=(101, 0))
     s.sent()
     s.at(1.01)                                           # 10 ms later: m <= delack_min / 2
     s.peer(".", seq=them + 100, ack=us, data=b"b" * 100, ts=(102, 0))
-    assert conn.ato == pytest.approx(0.2 / 2 + 0.02)
+    assert conn.acks.ato == pytest.approx(0.2 / 2 + 0.02)
     s.at(1.06)                                           # 50 ms later, m < ato: ato/2 + m
     s.peer(".", seq=them + 200, ack=us, data=b"c" * 100, ts=(103, 0))
-    assert conn.ato == pytest.approx(0.12 / 2 + 0.05)
+    assert conn.acks.ato == pytest.approx(0.12 / 2 + 0.05)
 
 
 # ---------------------------------------------------------------- quick-ACK
@@ -97,7 +98,7 @@ def test_delayed_ack_timeout_shrinks_for_closely_spaced_data():
 def test_quickack_first_segments_after_handshake_are_acked_at_once():
     s, conn, us, them = opened()
     # window 65535 / (2 * 1448) = 22 -> capped at quickack_segments = 16
-    assert conn.quickack == 16
+    assert conn.acks.quickack == 16
     for i in range(16):
         s.peer("P.", seq=them + 10 * i, ack=us, data=b"q" * 10, ts=(101 + i, 0))
         s.expect(".", ack=them + 10 * (i + 1))
@@ -110,14 +111,14 @@ def test_quickack_first_segments_after_handshake_are_acked_at_once():
 
 def test_quickack_count_follows_a_small_window():
     s, conn, us, them = opened(TCPConfig(rcvbuf=6 * 1460))
-    assert conn.quickack == (6 * 1460) // (2 * MSS)         # = 3, below the cap of 16
+    assert conn.acks.quickack == (6 * 1460) // (2 * MSS)         # = 3, below the cap of 16
     s2, conn2, _, _ = opened(TCPConfig(rcvbuf=1000))
-    assert conn2.quickack == 2                               # at least 2
+    assert conn2.acks.quickack == 2                               # at least 2
 
 
 def test_quickack_after_idle_longer_than_rto():
     s, conn, us, them = opened()
-    conn.quickack = 0                                    # quick-ACK credit used up
+    conn.acks.quickack = 0                                    # quick-ACK credit used up
     s.at(1.0)
     s.peer("P.", seq=them, ack=us, data=b"one", ts=(101, 0))
     s.expect_nothing()                                   # delayed
@@ -132,12 +133,12 @@ def test_quickack_after_idle_longer_than_rto():
     s.at(4.0)                                            # idle 2.1 s > RTO: quick-ACK again
     s.peer("P.", seq=them + 6, ack=us, data=b"three", ts=(103, 0))
     s.expect(".", ack=them + 11)
-    assert conn.quickack == 16 - 1
+    assert conn.acks.quickack == 16 - 1
 
 
 def test_quickack_disabled_by_config():
     s, conn, us, them = opened(NO_QUICKACK)
-    assert conn.quickack == 0
+    assert conn.acks.quickack == 0
     s.peer("P.", seq=them, ack=us, data=b"x", ts=(101, 0))
     s.expect_nothing()
     s.at(10.0)
@@ -148,7 +149,7 @@ def test_quickack_disabled_by_config():
 
 def test_reply_data_piggybacks_the_ack():
     s, conn, us, them = opened()
-    conn.on_event = lambda ev: ev == "readable" and conn.send(conn.recv(100).upper())
+    conn.on_event = lambda ev: ev == ConnEvent.READABLE and conn.send(conn.recv(100).upper())
     s.peer("P.", seq=them, ack=us, data=b"echo", ts=(101, 0))
     s.expect("P.", seq=us, ack=them + 4, data=b"ECHO")
     s.expect_nothing()
@@ -171,7 +172,7 @@ def test_out_of_order_immediate_dup_ack_then_fill():
     s.expect(".", ack=them)                   # immediate duplicate ACK
     s.peer(".", seq=them + 300, ack=us, data=b"D" * 100, ts=(102, 0))
     s.expect(".", ack=them)
-    assert conn.readable == 0 and conn.ooo.nbytes == 200
+    assert conn.readable == 0 and conn.rcv.ooo.nbytes == 200
     s.peer(".", seq=them, ack=us, data=b"A" * 100, ts=(103, 0))
     s.expect(".", ack=them + 200)             # hole filled: immediate ACK
     s.peer(".", seq=them + 200, ack=us, data=b"C" * 100, ts=(104, 0))
@@ -194,7 +195,7 @@ def test_out_of_order_queue_byte_bound():
     s, conn, us, them = opened(TCPConfig(ooo_max=150))
     s.peer(".", seq=them + 100, ack=us, data=b"x" * 100, ts=(101, 0))
     s.peer(".", seq=them + 300, ack=us, data=b"y" * 100, ts=(102, 0))
-    assert conn.ooo.nbytes == 100
+    assert conn.rcv.ooo.nbytes == 100
     assert s.counters.get("tcp.in.drop.ooo_full") == 1
 
 
@@ -207,7 +208,7 @@ def test_segmentation_at_mss_and_max_segment_knob():
     assert [len(x.payload) for x in segs] == [MSS, MSS, 4000 - 2 * MSS]
     assert [x.seq for x in segs] == [us, us + MSS, us + 2 * MSS]
     s2, conn2, us2, _ = opened(nodelay=True)
-    conn2.max_segment = 3 * MSS                # TSO later: bigger than MSS
+    conn2.snd.max_segment = 3 * MSS                # TSO later: bigger than MSS
     conn2.send(b"z" * 4000); s2.poll()
     assert [len(x.payload) for x in s2.sent()] == [4000]
 
@@ -219,7 +220,7 @@ def test_send_buffer_bound():
     s.poll()
     seg = s.sent()[0]
     s.peer(".", seq=them, ack=us + 1000, ts=(101, seg.options.ts_val))
-    assert conn.writable == 1000 and conn.events[-1] == "writable"
+    assert conn.writable == 1000 and conn.events[-1] == ConnEvent.WRITABLE
 
 
 def test_nagle_holds_small_segment_until_ack():
@@ -242,7 +243,7 @@ def test_minshall_nagle_sends_the_tail_of_a_write_larger_than_mss_at_once():
     conn.send(b"m" * (MSS + 600)); s.poll()
     s.expect(".", seq=us, len=MSS)
     tail = s.expect("P.", seq=us + MSS, len=600)
-    assert conn.snd_sml == us + MSS + 600
+    assert conn.snd.sml == us + MSS + 600
     # A second small write while that small segment is unACKed: classic Nagle applies.
     conn.send(b"x" * 10); s.poll()
     s.expect_nothing()
@@ -308,7 +309,7 @@ def test_receiver_sws_avoidance_and_window_update():
     assert acks[-1].window == 0 and acks[-1].ack == them + rcvbuf
     conn.recv(100); s.poll()
     s.expect_nothing()                         # a tiny opening is not advertised
-    assert conn._advertised_window() == 0      # ... nor piggybacked (SWS: < min(buf/2, MSS))
+    assert conn.rcv.advertise() == 0      # ... nor piggybacked (SWS: < min(buf/2, MSS))
     conn.recv(MSS); s.poll()
     upd = s.expect(".", ack=them + rcvbuf)     # now at least one MSS: update at once
     assert upd.window == 100 + MSS
@@ -361,7 +362,7 @@ def test_rto_retransmits_head_with_backoff_and_karn():
     samples = conn.rto.samples                 # (one from the handshake)
     s.peer(".", seq=them, ack=us + 4)
     assert conn.rto.samples == samples         # Karn: no sample from a retransmitted segment
-    assert conn.timers.retransmit is None and conn.retrans_segs == 1
+    assert conn.timers.retransmit is None and conn.recovery.retrans_segs == 1
     conn.send(b"more"); s.poll(); s.sent()
     s.at(1.8)
     s.peer(".", seq=them, ack=us + 8)
@@ -391,7 +392,7 @@ def test_retry_limit_aborts_with_timeout_error():
     s.at(15.0)
     s.expect("R", seq=us + 4)
     assert conn.state is State.CLOSED and isinstance(conn.error, TimeoutError)
-    assert "timeout" in conn.events
+    assert ConnEvent.TIMEOUT in conn.events
     with pytest.raises(TimeoutError):
         conn.send(b"x")
 
@@ -433,7 +434,7 @@ def test_receive_across_sequence_wrap():
     for i in range(0, len(data), 500):
         s.peer(".", seq=them + i, ack=us, data=data[i:i + 500], ts=(101 + i, 0))
     assert conn.recv(5000) == data
-    assert conn.rcv_nxt == (them + len(data)) & 0xFFFFFFFF
+    assert conn.rcv.nxt == (them + len(data)) & 0xFFFFFFFF
     s.peer("F.", seq=them + len(data), ack=us, ts=(9000, 0))
     assert conn.state is State.CLOSE_WAIT
 
@@ -450,7 +451,7 @@ def test_send_across_sequence_wrap():
     assert sum(len(x.payload) for x in segs) == 3000
     assert segs[-1].seq < 3000                  # wrapped
     s.peer(".", seq=1001, ack=us + 3000, ts=(200, segs[-1].options.ts_val))
-    assert conn.snd_una == (us + 3000) & 0xFFFFFFFF and conn.bytes_unacked == 0
+    assert conn.snd.una == (us + 3000) & 0xFFFFFFFF and conn.bytes_unacked == 0
     assert conn.timers.retransmit is None
 
 
@@ -470,7 +471,7 @@ def test_unanswered_zero_window_probes_abort():
 
 def test_sack_blocks_reported_when_negotiated():
     s, conn, us, them = opened()                     # passive_open offers SACK-permitted
-    assert conn.sack_ok
+    assert conn.neg.sack_ok
     s.peer(".", seq=them + 100, ack=us, data=b"B" * 100, ts=(101, 0))
     ack = s.expect(".", ack=them)
     assert ack.options.sack_blocks == ((them + 100, them + 200),)
@@ -545,7 +546,7 @@ def test_tail_loss_probe_prefers_new_data():
     assert [x.seq for x in s.sent()] == [us + 2 * MSS, us + 3 * MSS]   # slow start: cwnd 3
     s.at(conn.timers.tlp)
     assert [x.seq for x in s.sent()] == [us + 4 * MSS]                  # new data beyond cwnd
-    assert s.counters.get("tcp.tlp_probes") == 1 and conn.retrans_segs == 0
+    assert s.counters.get("tcp.tlp_probes") == 1 and conn.recovery.retrans_segs == 0
 
 
 def test_tlp_can_be_disabled():
@@ -564,8 +565,8 @@ def test_sack_blocks_never_grow_a_data_segment_past_the_mss():
     blocks that fit, and a pure ACK carries them all.
     """
     s, conn, us, them = opened(nodelay=True)
-    mss = conn.snd_mss
-    assert conn.sack_ok and conn.ts_enabled and mss == 1448
+    mss = conn.snd.mss
+    assert conn.neg.sack_ok and conn.neg.ts_enabled and mss == 1448
     s.peer(".", seq=them + 300, ack=us, data=b"D" * 100, ts=(101, 0))
     s.peer(".", seq=them + 100, ack=us, data=b"B" * 100, ts=(102, 0))
     assert s.expect(".", ack=them).options.sack_blocks

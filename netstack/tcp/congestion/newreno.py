@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from . import CongestionControl
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
+from ..seq import seq_ge
 
 DUPACK_THRESHOLD = 3
 
@@ -43,7 +42,7 @@ class NewReno(CongestionControl):
         self.dupacks = 0
         mss = self.mss
         if self.in_recovery:
-            if ((ack - self.recover) & MASK) < HALF:      # ack >= recover: full ACK
+            if seq_ge(ack, self.recover):                  # a full ACK
                 # RFC 6582 §3.2 step 3: deflate.
                 self.cwnd = max(min(self.ssthresh, flight + mss), mss)
                 self.in_recovery = False
@@ -84,7 +83,7 @@ class NewReno(CongestionControl):
         if self.in_recovery:
             return False
         # (recover is one past the highest byte then sent, so "covers" is ack >= recover.)
-        if ack is not None and self.recover_valid and ((ack - self.recover) & MASK) >= HALF:
+        if ack is not None and self.recover_valid and not seq_ge(ack, self.recover):
             return False
         self.ssthresh = max(flight // 2, 2 * self.mss)          # eqn 4
         self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss

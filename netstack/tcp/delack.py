@@ -1,0 +1,90 @@
+"""When to acknowledge: delayed ACK and quick-ACK (RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2,
+RFC 5681 §4.2), with Linux's quick-ACK mode and adaptive delayed-ACK timeout.
+
+* An ACK is due at once (``due``) for out-of-order or duplicate data, a
+  filled hole, a FIN, a window update, and every second full-sized segment
+  (counted in bytes, so one large GRO segment counts for several).
+* Quick-ACK mode: the first data segments after the handshake, and after
+  the receiver was idle longer than the RTO, are ACKed at once
+  (:meth:`AckPolicy.enter_quickack`), so that a sender in slow start, or one
+  whose Nagle is waiting for this ACK, does not sit out a timer.
+* Otherwise the delayed-ACK timer runs for ``ato``.  ``ato`` adapts to the
+  spacing of arriving data (Linux tcp_event_data_recv): closely spaced data
+  pulls it towards ``delack_min``; it doubles each time the timer expires
+  (:meth:`AckPolicy.on_timeout`); it stays within [``delack_min``,
+  ``delack_timeout``] (<= 200 ms, RFC 1122's < 0.5 s).
+
+The policy only decides; the connection's sender sends the ACK and clears ``due``.
+"""
+from __future__ import annotations
+
+from .config import TCPConfig
+from .seq import seq_diff
+
+
+class AckPolicy:
+    __slots__ = ("config", "_count", "due", "ato", "quickack", "last_data")
+
+    def __init__(self, config: TCPConfig, count) -> None:
+        self.config = config
+        self._count = count             #: the host's counter increment (``tcp.quickacks``)
+        self.due = False                #: an ACK must go out on the next flush
+        self.ato = min(config.delack_min, config.delack_timeout)   #: current delayed-ACK timeout
+        self.quickack = 0               #: data segments still to ACK at once (quick-ACK mode)
+        self.last_data = None           #: when in-order data last arrived (idle detection)
+
+    def enter_quickack(self, rcv_wnd: int, rcv_mss: int) -> None:
+        """Enter quick-ACK mode (Linux tcp_incr_quickack): the next rcv_wnd / (2 * MSS)
+        data segments, at least 2 and at most ``quickack_segments``, are ACKed at once."""
+        most = self.config.quickack_segments
+        if most <= 0:
+            return
+        n = rcv_wnd // (2 * rcv_mss)
+        if n < 2:
+            n = 2
+        if n > most:
+            n = most
+        if n > self.quickack:
+            self.quickack = n
+
+    def on_data(self, now: float, rcv, rto: float) -> float | None:
+        """In-order data arrived in the receive space ``rcv`` (its RCV.NXT already moved).
+        Returns the delayed-ACK deadline to arm, or None (the ACK is ``due`` now, or a
+        delayed-ACK timer already runs).  Reads RCV.NXT, Last.ACK.sent, the window and the
+        receive MSS of ``rcv``."""
+        cfg = self.config
+        last = self.last_data
+        self.last_data = now
+        if last is not None:
+            m = now - last
+            ato = self.ato
+            lo = cfg.delack_min
+            if m <= lo * 0.5:
+                ato = ato * 0.5 + lo * 0.5
+            elif m < ato:
+                ato = ato * 0.5 + m
+            elif m > rto:
+                self.enter_quickack(rcv.wnd, rcv.mss)          # idle longer than the RTO
+            if ato < lo:
+                ato = lo
+            hi = cfg.delack_timeout
+            self.ato = hi if ato > hi else ato                 # the maximum wins over the minimum
+        if self.due:
+            return None
+        if self.quickack:
+            self.quickack -= 1
+            self._count("tcp.quickacks")
+            self.due = True
+            return None
+        if seq_diff(rcv.nxt, rcv.last_ack_sent) >= 2 * rcv.mss:
+            self.due = True                                    # every second full-sized segment
+            return None
+        return now + self.ato
+
+    def on_timeout(self) -> None:
+        """The delayed-ACK timer fired: nothing to piggyback on came in time, so the peer's data
+        is sparser than ``ato`` assumed; the next timeout doubles (Linux tcp_delack_timer_handler)."""
+        self.due = True
+        ato = self.ato * 2
+        hi = self.config.delack_timeout
+        self.ato = hi if ato > hi else ato

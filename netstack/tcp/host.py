@@ -1,0 +1,47 @@
+"""What a connection asks of its host: the one declared interface out of a Connection.
+
+A :class:`~netstack.tcp.connection.Connection` never touches the layer's or
+a listener's members; the :class:`~netstack.tcp.layer.TCPLayer` is its host
+and implements this protocol.  Tests drive a connection with a fake host
+that records what comes out.
+
+Segments leave as fields (the repr; serialising is segment.py's job):
+sequence and acknowledgment numbers, control bits, the window field, the
+payload (a view of the send buffer: serialise it before the buffer moves),
+and the options as values.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .events import StateChange
+    from .negotiation import SynOptions
+
+
+class ConnectionHost(Protocol):
+    #: The time of the input or timer being processed (the caller's clock, never a wall clock).
+    now: float
+
+    def emit(self, conn: "Connection", seq: int, ack: int, flags: int, window: int, payload,
+             ts: tuple[int, int] | None, sack_blocks: list | None, syn: "SynOptions | None") -> None:
+        """Send one segment of ``conn`` (DF set: path-MTU discovery, RFC 1191)."""
+
+    def send_reset(self, conn: "Connection", seq: int, ack: int, flags: int) -> None:
+        """Send an RST (``flags`` include RST, maybe ACK) on ``conn``'s 4-tuple, outside its state."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Increment the counter ``name`` (``tcp.retrans_segs``, ``tcp.in.drop.paws`` ...)."""
+
+    def want_flush(self, conn: "Connection") -> None:
+        """A user call queued work: call ``conn.flush(now)`` soon (it has no ``now`` of its own)."""
+
+    def established(self, conn: "Connection") -> None:
+        """A passive open completed its handshake: it is ready for ``accept()``."""
+
+    def closed(self, conn: "Connection") -> None:
+        """``conn`` reached CLOSED: forget it (its 4-tuple is free again)."""
+
+    def transition(self, conn: "Connection", change: "StateChange") -> None:
+        """``conn`` changed state (for observers: a state log, a picture)."""

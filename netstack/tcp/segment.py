@@ -1,0 +1,94 @@
+"""Serialising TCP: every outgoing segment's options and bytes are made here, and only here.
+
+The state machine never encodes bytes.  A connection describes a segment by
+its fields (the repr, as smoltcp's ``TcpRepr``): sequence and
+acknowledgment numbers, control bits, window field, payload, and the
+options as values: the timestamps pair, the SACK blocks, or the SYN options
+(:class:`~netstack.tcp.negotiation.SynOptions`).  The layer hands those to
+:func:`serialize`, which writes one complete segment, checksum included,
+into a freshly sized ``bytearray`` that goes straight into the outbox (the
+payload is copied once, from the send buffer; a reusable buffer is not
+possible because the outbox holds segments until the stack drains it).
+
+Option layouts are the ones Linux sends (RFC 9293 §3.1, RFC 7323 Appendix A,
+RFC 2018 §3): ``NOP,NOP,TS`` on every segment once timestamps are on, then
+``NOP,NOP,SACK`` blocks; SYNs carry ``MSS, SACK_PERM|NOP,NOP, TS, NOP,WS``
+(:func:`netstack.wire.tcp_options.build_options`).
+
+**The pure-ACK template.**  A pure ACK with timestamps (every second data
+segment received) has one fixed shape: a 32-byte header with ``NOP,NOP,TS``.
+:func:`pack_ts_header` writes it with one ``pack_into``, the checksum
+computed from the field values: the ones' complement sum is the sum modulo
+0xFFFF (RFC 1071 §2), a 32-bit field adding as its two halves, with the
+pseudo-header (src, dst, 0, 6, length) included (RFC 9293 §3.1).  The
+benchmarks build the kernel's segments with the same function.
+"""
+from __future__ import annotations
+
+import struct
+
+from netstack.wire.tcp import build_tcp
+from netstack.wire.tcp_options import build_options
+
+from .seq import MASK
+
+#: The first word of the NOP,NOP,TS option block (kinds 1, 1, 8, length 10).
+TS_WORD = 0x0101080A
+#: A 20-byte header followed by NOP,NOP,TS: the layout of nearly every segment once
+#: timestamps are on (also what the receive path's header prediction unpacks).
+HEADER_TS = struct.Struct("!HHIIHHHHIII")
+_pack_header_ts = HEADER_TS.pack_into
+_TS_BLOCK = struct.Struct("!III")
+_pack_ts_block = _TS_BLOCK.pack
+#: The constant part of the checksum sum of a 32-byte NOP,NOP,TS segment: protocol 6,
+#: TCP length 32, and the option word's two halves.
+_TS_ACK_CONST = 6 + 32 + 0x0101 + 0x080A
+
+
+def pack_ts_header(buf, offset: int, src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int,
+                   flags: int, window: int, tsval: int, tsecr: int) -> None:
+    """Write a 32-byte data-less segment with NOP,NOP,TS at ``offset``, checksum included.
+
+    :class:`struct.error` for an out-of-range field (callers that must report
+    which one take :func:`serialize`'s general path).
+    """
+    offflags = 0x8000 | flags                   # data offset 8 words
+    s = (src + dst + _TS_ACK_CONST + src_port + dst_port + seq + ack + offflags + window
+         + tsval + tsecr) % 0xFFFF
+    _pack_header_ts(buf, offset, src_port, dst_port, seq, ack, offflags, window, 0xFFFF - s if s else 0, 0,
+                    TS_WORD, tsval, tsecr)
+
+
+def encode_options(ts, sack_blocks, syn) -> bytes:
+    """The option bytes for a segment: SYN options, or timestamps and SACK blocks."""
+    if syn is not None:
+        return build_options(mss=syn.mss, wscale=syn.wscale, sack_permitted=syn.sack_permitted, ts=syn.ts)
+    if sack_blocks:
+        return build_options(ts=ts, sack_blocks=sack_blocks)
+    if ts is not None:
+        return _pack_ts_block(TS_WORD, ts[0], ts[1])
+    return b""
+
+
+def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int, flags: int, window: int,
+              payload=b"", ts: tuple[int, int] | None = None, sack_blocks=None, syn=None) -> bytearray:
+    """One complete TCP segment (RFC 9293 §3.1), checksum filled, as a new bytearray.
+
+    ``ts`` is ``(TSval, TSecr)`` or None; ``sack_blocks`` a list of
+    ``(left, right)`` or None; ``syn`` a SynOptions for a SYN or SYN-ACK.
+    :class:`ValueError` names an out-of-range field.
+    """
+    if ts is not None and not payload and not sack_blocks and syn is None and not flags & ~0x1FF:
+        buf = bytearray(32)
+        try:
+            pack_ts_header(buf, 0, src, dst, src_port, dst_port, seq & MASK, ack & MASK,
+                           flags, window, ts[0], ts[1])
+            return buf
+        except struct.error:
+            pass                                # out-of-range field: build_tcp says which
+    options = encode_options(ts, sack_blocks, syn)
+    olen = len(options)
+    buf = bytearray(20 + ((olen + 3) & ~3) + len(payload))
+    build_tcp(buf, 0, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
+              flags=flags, window=window, options=options, payload=payload)
+    return buf
