@@ -27,7 +27,7 @@ the checksum (the floor for any native call), and shows what the argument
 type costs (``bytes`` goes straight to C; ``bytearray``/``memoryview`` go
 through ``ffi.from_buffer``).
 
-Targets (issue 2), judged on figures from the same run: native at 1500 B
+Targets, judged on figures from the same run: native at 1500 B
 >= 50x scapy; native at 64 KiB >= 0.5x the copy rate; native at 20 B
 within 2x of the do-nothing cffi call.
 """
@@ -221,7 +221,7 @@ def _find(rows, size, impl):
 
 
 def targets(rows, calls) -> list[report.Target]:
-    """The three goals of issue 2, judged on this run's figures."""
+    """The three checksum goals, judged on this run's figures."""
     out = []
     row = _find(rows, 1500, "native")
     value = row and row["vs_scapy"]

@@ -59,7 +59,7 @@ is what the stack itself costs per segment.
 ``--profile FILE`` adds one more kernel -> stack transfer under cProfile
 (not part of the figures) and prints where its time went per segment.
 
-Target (issue 4): kernel -> stack at least 60 MB/s at MTU 1500.
+Target: kernel -> stack at least 60 MB/s at MTU 1500.
 """
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ class TCPConfig:
     #: Retransmissions of data/FIN before aborting with TimeoutError (tcp_retries2).
     data_retries: int = 15
     #: Delayed-ACK timeout bounds, seconds (RFC 9293 §3.8.6.3 / RFC 1122 §4.2.3.2: MUST be
-    #: < 0.5 s; issue 4: at most 200 ms).  The timer adapts between them to the peer's
-    #: segment spacing (Linux's ATO, connection.py ``_data_ack_policy``): it starts at
+    #: < 0.5 s; we keep it at most 200 ms).  The timer adapts between them to the peer's
+    #: segment spacing (Linux's ATO, delack.py ``AckPolicy``): it starts at
     #: ``delack_min`` and doubles, up to ``delack_timeout``, each time it expires.
     #: ``delack_timeout`` is the maximum (also RFC 8985's worst-case delayed ACK in the TLP).
     delack_min: float = 0.04
@@ -47,7 +47,7 @@ class TCPConfig:
     wscale: int | None = 7
     #: Offer / accept RFC 7323 timestamps.
     timestamps: bool = True
-    #: Offer / accept SACK-permitted (RFC 2018).  Negotiation only for now.
+    #: Offer / accept SACK-permitted (RFC 2018); with it, SACK blocks and SACK-based recovery (RFC 6675).
     sack: bool = True
     #: Default for TCP_NODELAY on new connections (Nagle off when True).
     nodelay: bool = False

@@ -1,8 +1,8 @@
 """The retransmission timeout estimator, RFC 6298.
 
 This is where the *value* of the retransmission timer comes from; the timer
-itself is ``Connection.timers.retransmit`` (timers.py) and it fires in
-``Recovery._on_retransmit_timeout`` (recovery.py).
+itself is the RETRANSMIT timer of timers.py's exclusive slot and it fires in
+``LossRecovery.on_retransmit_timeout`` (recovery.py).
 
 RFC 6298 §2:
   first sample R:   SRTT = R, RTTVAR = R/2

@@ -1,5 +1,5 @@
 """Hostile input from the kernel side: malformed packets are counted by reason, the
-stack keeps answering, and reassembly memory stays bounded (issue 3)."""
+stack keeps answering, and reassembly memory stays bounded."""
 import json
 import shutil
 import struct

@@ -1,4 +1,4 @@
-"""The real Linux kernel pings the stack through the TUN in a lab namespace (issue 3)."""
+"""The real Linux kernel pings the stack through the TUN in a lab namespace."""
 import re
 import shutil
 import subprocess

@@ -1,4 +1,4 @@
-"""`netstack serve`: ready line, signals, teardown on every path, one-line errors (issue 3)."""
+"""`netstack serve`: ready line, signals, teardown on every path, one-line errors."""
 import json
 import os
 import re

@@ -1,6 +1,6 @@
 """The sans-I/O SMTP session, driven byte by byte with a fake clock.
 
-Every reply path of issue 5 is checked against its exact wire text.
+Every reply path is checked against its exact wire text.
 """
 from __future__ import annotations
 

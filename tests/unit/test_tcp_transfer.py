@@ -61,7 +61,7 @@ def test_delack_timeout_configurable():
 
 
 def test_delayed_ack_timeout_adapts_between_40_and_200_ms():
-    # RFC 1122 §4.2.3.2 (< 0.5 s) and issue 4 (<= 200 ms): the adaptive timer (Linux ATO)
+    # RFC 1122 §4.2.3.2 (< 0.5 s) and our bound (<= 200 ms): the adaptive timer (Linux ATO)
     # starts at 40 ms, doubles each time it expires, and never exceeds 200 ms.
     s, conn, us, them = opened(NO_QUICKACK)
     delays = []
