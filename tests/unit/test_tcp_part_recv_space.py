@@ -2,6 +2,8 @@
 shrinks, scaling), window updates after reads, in-order delivery with the out-of-order
 queue, and the SYN window.  The acceptability table lives in test_tcp_acceptability.py
 (including the 2**32 wrap)."""
+import pytest
+
 from netstack.tcp.recv_space import ReceiveSpace
 
 M = 0xFFFFFFFF
@@ -133,19 +135,15 @@ def test_window_update_due_when_a_zero_window_opens_by_one_mss():
     assert r.window_update_due()               # RCV.WND < MSS <= free
 
 
-def test_window_update_due_when_the_window_grows_by_two_mss():
-    r = space(8192, mss=1000)                  # threshold min(4096, 2000) = 2000
-    arrive(r, 3000)                            # RCV.WND 5192, still >= MSS
-    r.buf.read(1999)
-    assert not r.window_update_due()
-    r.buf.read(1)
-    assert r.window_update_due()
-
-
-def test_window_update_threshold_is_half_the_buffer_when_smaller():
-    r = space(2000, mss=600)                   # threshold min(1000, 1200) = 1000
-    arrive(r, 1000)                            # RCV.WND 1000, still >= MSS
-    r.buf.read(999)
+@pytest.mark.parametrize("capacity,mss,received", [
+    (8192, 1000, 3000),      # threshold 2 * MSS = 2000 (less than half the buffer)
+    (2000, 600, 1000),       # threshold half the buffer = 1000 (less than 2 * MSS)
+])
+def test_window_update_due_when_the_window_grows_by_the_threshold(capacity, mss, received):
+    r = space(capacity, mss=mss)
+    threshold = min(capacity // 2, 2 * mss)
+    arrive(r, received)                        # RCV.WND stays >= MSS
+    r.buf.read(threshold - 1)
     assert not r.window_update_due()
     r.buf.read(1)
     assert r.window_update_due()
