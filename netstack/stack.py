@@ -14,15 +14,10 @@ with one ``now``, then flushes what the transports queued and re-arms the
 timer.  Capture (``pcap_path``) and ``trace`` cost nothing when off: the
 transmit and receive paths are chosen once at start.
 
-Transport protocol (what TCP implements; see CONTRACTS.md)::
-
-    on_datagram(src, dst, payload, now) -> None   # payload: memoryview of the transport segment
-    poll(now) -> None                             # fire due timers
-    next_deadline() -> float | None
-    outbox: deque of (dst, segment)               # segments with checksum filled
-    on_output: set by the stack to stack.kick     # call when outbox gained data outside on_datagram/poll
-    optional on_icmp_error(icmp_type, code, info, quoted, now)
-    optional outbox items of 3 elements (dst, segment, df) to send with DF set
+What the stack asks of a transport (TCP) is :class:`netstack.transport.Transport`:
+``on_datagram``, ``on_icmp_error``, ``poll``, ``next_deadline``, an ``outbox``
+of :class:`~netstack.transport.Outgoing` ``(dst, segment, df)`` items, and
+``on_output``, which the stack sets to :meth:`Stack.kick`.
 
 Counters are also exposed for SIGUSR1 handling by the CLI.
 """
@@ -35,7 +30,8 @@ import time
 
 from netstack.counters import Counters
 from netstack.ip.layer import DatagramTooBig, IPLayer
-from netstack.wire.ipv4 import int2ip, ip2int
+from netstack.transport import Transport
+from netstack.wire.ipv4 import int2ip, ip2int, ipv4_packet
 
 __all__ = ["Stack"]
 
@@ -97,14 +93,11 @@ class Stack:
         """The transport registered for protocol 6 (TCP), or None."""
         return self.transports.get(6)
 
-    def register_transport(self, proto: int, transport) -> None:
+    def register_transport(self, proto: int, transport: Transport) -> None:
         """Attach a transport for IP protocol ``proto`` (e.g. 6 for TCP)."""
         self.transports[proto] = transport
         self.ip.register(proto, transport)
-        try:
-            transport.on_output = self.kick
-        except AttributeError:
-            pass
+        transport.on_output = self.kick
         if self.started:
             self.kick()
 
@@ -257,27 +250,20 @@ class Stack:
         for proto, t in self.transports.items():
             box = t.outbox
             while box:
-                item = box.popleft()
+                dst, segment, df = box.popleft()
                 try:
-                    if len(item) == 2:
-                        send(item[0], proto, item[1], now)
-                    else:
-                        send(item[0], proto, item[1], now, df=item[2])
+                    send(dst, proto, segment, now, df=df)
                 except DatagramTooBig as exc:
-                    self._local_too_big(t, proto, item, exc, now)
+                    self._local_too_big(t, proto, dst, segment, exc, now)
 
-    def _local_too_big(self, transport, proto, item, exc: DatagramTooBig, now: float) -> None:
-        """DF set and too big for our own link: tell the local sender, like an ICMP
-        "fragmentation needed" (RFC 1191) from the first hop."""
-        hook = getattr(transport, "on_icmp_error", None)
-        if hook is None:
-            log.warning("dropping %d-byte datagram to %s: %s", exc.size, int2ip(item[0]), exc)
-            return
-        from netstack.wire.ipv4 import ipv4_packet
-        quoted = ipv4_packet(src=self.addr, dst=item[0], protocol=proto, payload=bytes(memoryview(item[1])[:8]),
-                             df=True)
+    def _local_too_big(self, transport: Transport, proto: int, dst: int, segment, exc: DatagramTooBig,
+                       now: float) -> None:
+        """Too big for our own link: tell the local sender, like an ICMP "fragmentation
+        needed" (RFC 1191) from the first hop.  With DF clear the IP layer fragments, so
+        this is a DF datagram, or one over 65535 bytes (then ``exc.mtu`` is 65535)."""
+        quoted = ipv4_packet(src=self.addr, dst=dst, protocol=proto, payload=bytes(memoryview(segment)[:8]), df=True)
         try:
-            hook(3, 4, exc.mtu, memoryview(quoted), now)
+            transport.on_icmp_error(3, 4, exc.mtu, memoryview(quoted), now)
         except Exception:
             log.exception("transport on_icmp_error failed")
 

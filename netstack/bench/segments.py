@@ -169,6 +169,9 @@ class NullTransport:
     def on_datagram(self, src, dst, payload, now) -> None:
         self.datagrams += 1
 
+    def on_icmp_error(self, icmp_type, code, info, quoted, now) -> None:
+        pass
+
     def poll(self, now) -> None:
         pass
 

@@ -1,11 +1,12 @@
-"""TCPLayer: the Transport the stack registers for protocol 6.
+"""TCPLayer: the stack's transport for protocol 6.
 
-Sans-I/O (see CONTRACTS.md "Transport protocol"):
+Sans-I/O; implements :class:`netstack.transport.Transport`:
 
   on_datagram(src, dst, payload, now)   a TCP segment the IP layer accepted
+  on_icmp_error(type, code, info, quoted, now)   an ICMP error about our segment
   poll(now)                             fire due timers, flush user writes
   next_deadline() -> float | None       when poll() is next needed
-  outbox                                deque of (dst, segment, df) to hand to IP
+  outbox                                deque of netstack.transport.Outgoing(dst, segment, df)
   on_output                             callback set by the stack ("I have
                                         work": call poll(now), drain outbox)
 
@@ -24,6 +25,7 @@ import struct
 from collections import deque
 
 from netstack import checksum as _checksum
+from netstack.transport import Outgoing
 from netstack.wire.errors import MalformedPacket
 from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
@@ -236,7 +238,7 @@ class TCPLayer:
     def _emit(self, conn: Connection, seq: int, ack: int, flags: int, window: int, options, payload) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
-        self.outbox.append((conn.remote_addr, build_segment(
+        self.outbox.append(Outgoing(conn.remote_addr, build_segment(
             conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
             seq, ack, flags, window, options, payload), True))
         self.counters.inc("tcp.out_segs")
@@ -244,7 +246,7 @@ class TCPLayer:
             self._kick()
 
     def _send_rst(self, src: int, sport: int, dst: int, dport: int, seq: int, ack: int, flags: int) -> None:
-        self.outbox.append((dst, build_segment(src, dst, sport, dport, seq, ack, flags, 0)))
+        self.outbox.append(Outgoing(dst, build_segment(src, dst, sport, dport, seq, ack, flags, 0), False))
         self.counters.inc("tcp.out_segs")
         self.counters.inc("tcp.out_rsts")
         if not self._busy:

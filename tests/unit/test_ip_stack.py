@@ -8,6 +8,7 @@ import pytest
 from netstack.capture.pcap import read_pcap
 from netstack.link import FaultyLink, MemoryLink
 from netstack.stack import Stack
+from netstack.transport import Outgoing
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 
@@ -57,7 +58,7 @@ class TimerTransport:
 
     def on_datagram(self, src, dst, payload, now):
         self.datagrams.append(bytes(payload))
-        self.outbox.append((src, b"ack:" + bytes(payload)))
+        self.outbox.append(Outgoing(src, b"ack:" + bytes(payload), False))
 
     def next_deadline(self):
         return self.at
@@ -66,7 +67,10 @@ class TimerTransport:
         self.polls.append(now)
         if self.at is not None and now >= self.at:
             self.at = None
-            self.outbox.append((PEER, b"timer fired"))
+            self.outbox.append(Outgoing(PEER, b"timer fired", False))
+
+    def on_icmp_error(self, icmp_type, code, info, quoted, now):
+        pass
 
 
 def test_transport_timers_input_and_kick():
@@ -83,7 +87,7 @@ def test_transport_timers_input_and_kick():
         fired = await replies(peer, 1, timeout=1)
         assert bytes(parse_ipv4(fired[0]).payload) == b"timer fired"
         # user write outside on_datagram/poll: kick makes the loop flush
-        t.outbox.append((PEER, b"user write"))
+        t.outbox.append(Outgoing(PEER, b"user write", False))
         t.on_output()
         kicked = await replies(peer, 1)
         stack.close()
@@ -103,8 +107,8 @@ def test_df_too_big_reported_to_local_sender():
         errors = []
         t.on_icmp_error = lambda ty, code, info, quoted, now: errors.append((ty, code, info, bytes(quoted)))
         stack.register_transport(6, t)
-        t.outbox.append((PEER, b"S" * 1500, True))
-        t.outbox.append((PEER, b"T" * 1500))          # DF clear: fragmented
+        t.outbox.append(Outgoing(PEER, b"S" * 1500, True))
+        t.outbox.append(Outgoing(PEER, b"T" * 1500, False))   # DF clear: fragmented
         stack.kick()
         got = await replies(peer, 2)
         stack.close()
