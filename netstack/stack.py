@@ -28,10 +28,14 @@ import logging
 import sys
 import time
 
+from typing import Callable
+
 from netstack.counters import Counters
 from netstack.ip.layer import DatagramTooBig, IPLayer
+from netstack.link.base import Link
+from netstack.tcp import TCPConfig, TCPLayer
 from netstack.transport import Transport
-from netstack.wire.ipv4 import int2ip, ip2int, ipv4_packet
+from netstack.wire.ipv4 import PROTO_TCP, int2ip, ip2int, ipv4_packet
 
 __all__ = ["Stack"]
 
@@ -66,14 +70,39 @@ def _trace_formatter():
 class Stack:
     """A host on one link: ``Stack(link, "198.18.0.2")`` (see module doc)."""
 
-    def __init__(self, link, addr, *, clock=time.monotonic, pcap_path=None, trace: bool = False,
-                 counters: Counters | None = None, trace_file=None, **ip_options) -> None:
+    def __init__(self, link: Link, addr: str | int, *, tcp: TCPConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic, counters: Counters | None = None,
+                 pcap_path=None, trace: bool = False, trace_file=None,
+                 ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
+                 reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
+                 icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
+        """One IPv4 address ``addr`` (dotted quad or int) on ``link``, with its own TCP.
+
+        ``tcp``: the TCP layer's configuration (:class:`~netstack.tcp.TCPConfig`); by
+        default ``TCPConfig.for_mtu(link.mtu)``.  Whatever it says, the MSS we announce
+        is at most the link MTU - 40 (RFC 9293 §3.7.1).  The layer is :attr:`tcp`.
+
+        ``clock``: the stack's time source, in seconds (every core gets ``now`` from it);
+        ``counters``: where every layer counts (a fresh :class:`~netstack.counters.Counters`
+        by default).
+
+        The IPv4 layer's options (:class:`~netstack.ip.IPLayer`): ``ttl`` of what we
+        send; fragment reassembly's ``reassembly_timeout`` (seconds),
+        ``reassembly_max_datagrams`` and ``reassembly_max_bytes`` (held at most);
+        ICMP errors sent at ``icmp_error_rate`` per second sustained, bursts of
+        ``icmp_error_burst``; ``broadcast``: the link's broadcast address (an int),
+        never accepted as a source.
+        """
         self.link = link
         self.addr = ip2int(addr) if isinstance(addr, str) else int(addr)
         self.clock = clock
         self.counters = counters if counters is not None else Counters()
-        self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, **ip_options)
-        self.transports: dict[int, object] = {}
+        self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, ttl=ttl,
+                          reassembly_timeout=reassembly_timeout, reassembly_max_datagrams=reassembly_max_datagrams,
+                          reassembly_max_bytes=reassembly_max_bytes, icmp_error_rate=icmp_error_rate,
+                          icmp_error_burst=icmp_error_burst, broadcast=broadcast)
+        #: IP protocol number -> transport; TCP (6) is :attr:`tcp`
+        self.transports: dict[int, Transport] = {}
         self.pcap_path = pcap_path
         self.trace = trace
         self.trace_file = trace_file if trace_file is not None else sys.stdout
@@ -86,17 +115,19 @@ class Stack:
         self._stopped: asyncio.Future | None = None
         self.started = False
         self.closed = False
+        #: this stack's TCP (RFC 9293), the transport for protocol 6
+        self.tcp = TCPLayer(self.addr, counters=self.counters,
+                            config=tcp if tcp is not None else TCPConfig.for_mtu(link.mtu), mtu=link.mtu)
+        self.register_transport(PROTO_TCP, self.tcp)
 
     # -- transports ----------------------------------------------------------------------------
-    @property
-    def tcp(self):
-        """The transport registered for protocol 6 (TCP), or None."""
-        return self.transports.get(6)
-
     def register_transport(self, proto: int, transport: Transport) -> None:
-        """Attach a transport for IP protocol ``proto`` (e.g. 6 for TCP)."""
-        self.transports[proto] = transport
+        """Attach a transport for IP protocol ``proto``, one not taken yet (TCP is the
+        stack's own, :attr:`tcp`; ICMP is the IP layer's)."""
+        if proto in self.transports:
+            raise ValueError(f"IP protocol {proto} already has a transport")
         self.ip.register(proto, transport)
+        self.transports[proto] = transport
         transport.on_output = self.kick
         if self.started:
             self.kick()

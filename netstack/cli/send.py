@@ -40,7 +40,6 @@ async def netstack_opener(args):
     from netstack.link.lab import Lab, LabError
     from netstack.sockets.streams import open_connection
     from netstack.stack import Stack
-    from netstack.tcp import TCPConfig, TCPLayer
 
     try:
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=args.peer, stack_addr=args.addr, mtu=args.mtu)
@@ -50,7 +49,6 @@ async def netstack_opener(args):
     stack = None
     try:
         stack = Stack(lab.link, args.addr)
-        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig()))
         stack.start()
         yield functools.partial(open_connection, stack)
     finally:

@@ -8,7 +8,8 @@ whatever the services add to the report); at exit the counters are printed
 and, with ``--counters-json FILE``, written as JSON.  Teardown (services,
 stack, lab) runs on every path.
 
-Adding a service (TCP, echo/discard/chargen, SMTP, ...): put a module path in
+The stack's TCP is built from the ``--tcp-*`` options (``netstack.tcp.serve``).
+Adding a service (echo/discard/chargen, SMTP, ...): put a module path in
 :data:`SERVICE_MODULES`.  The module exposes
 
 * ``add_arguments(parser)`` (optional): add its options to ``netstack serve``;
@@ -22,10 +23,6 @@ Adding a service (TCP, echo/discard/chargen, SMTP, ...): put a module path in
   (e.g. the ``ss -tin`` style connection table).
 
 Modules that do not exist yet are skipped, so the list can name future work.
-A module that needs TCP (``NEEDS_TCP = True``, the default) is skipped with a
-note on stderr while the stack has no TCP transport.  TCP itself is
-registered by ``netstack.tcp.serve`` (``NEEDS_TCP = False``), first in the list,
-which also adds the ``--tcp-*`` options.
 """
 from __future__ import annotations
 
@@ -40,10 +37,10 @@ import signal
 import sys
 
 from netstack.cli import UsageError
+from netstack.tcp import serve as tcp_options
 
-#: service installers, in installation order (TCP first: the services need it)
+#: service installers, in installation order
 SERVICE_MODULES = [
-    "netstack.tcp.serve",       # registers TCP (netstack.tcp.TCPLayer) and its --tcp-* options
     "netstack.services",        # echo / discard / chargen
     "smtp.serve",               # the SMTP server
 ]
@@ -91,6 +88,7 @@ def add_parser(sub) -> None:
     p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
                    help="ICMP error messages per second, sustained (default 100; burst 50)")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    tcp_options.add_arguments(p)
     for mod in _service_modules():
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(p)
@@ -190,9 +188,10 @@ async def _serve(args, lab, addr: str, faults) -> int:
     link = lab.link
     if faults is not None:
         link = FaultyLink(link, **faults)
-    stack = Stack(link, addr, pcap_path=args.pcap, trace=args.trace,
-                  reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
-                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
+    stack = Stack(link, addr, tcp=tcp_options.config_from_args(args, link.mtu), pcap_path=args.pcap,
+                  trace=args.trace, reassembly_timeout=args.reasm_timeout,
+                  reassembly_max_datagrams=args.reasm_max_datagrams, reassembly_max_bytes=args.reasm_max_bytes,
+                  icmp_error_rate=args.icmp_rate)
     closers = []
     services = _service_modules()
 
@@ -220,9 +219,6 @@ async def _serve(args, lab, addr: str, faults) -> int:
     try:
         stack.start()
         for mod in services:
-            if getattr(mod, "NEEDS_TCP", True) and 6 not in stack.transports:
-                print(f"netstack serve: {mod.__name__} not started: no TCP layer", file=sys.stderr)
-                continue
             installer = getattr(mod, "install_from_args", None) or mod.install
             try:
                 result = await _maybe_await(installer(stack, args))

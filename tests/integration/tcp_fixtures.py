@@ -154,10 +154,8 @@ class LabStack:
 
     async def __aenter__(self):
         from netstack.stack import Stack
-        from netstack.tcp import TCPConfig, TCPLayer
-        stack = Stack(self.lab.link, self.lab.stack_addr, pcap_path=self.pcap_path)
-        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters,
-                                             config=self.config or TCPConfig()))
+        from netstack.tcp import TCPConfig
+        stack = Stack(self.lab.link, self.lab.stack_addr, tcp=self.config or TCPConfig(), pcap_path=self.pcap_path)
         stack.start()
         self.stack = stack
         return stack
