@@ -11,8 +11,9 @@ No polling: the loop sleeps in asyncio until the link's fd is readable
 (``add_reader``) or the single timer set for the earliest deadline fires.
 Each wakeup reads a batch of packets, feeds them through the sans-I/O cores
 with one ``now``, then flushes what the transports queued and re-arms the
-timer.  Capture (``pcap_path``) and ``trace`` cost nothing when off: the
-transmit and receive paths are chosen once at start.
+timer.  Recording a pcap and printing the packet trace are link wrappers
+(:class:`netstack.link.capture.CaptureLink`), so the stack's receive and
+transmit paths have no capture branches.
 
 What the stack asks of a transport (TCP) is :class:`netstack.transport.Transport`:
 ``on_datagram``, ``on_icmp_error``, ``poll``, ``next_deadline``, an ``outbox``
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
-
 from typing import Callable
 
 from netstack.counters import Counters
@@ -35,7 +34,7 @@ from netstack.ip.layer import DatagramTooBig, IPLayer
 from netstack.link.base import Link
 from netstack.tcp import TCPConfig, TCPLayer
 from netstack.transport import Transport
-from netstack.wire.ipv4 import PROTO_TCP, int2ip, ip2int, ipv4_packet
+from netstack.wire.ipv4 import PROTO_TCP, ip2int, ipv4_packet
 
 __all__ = ["Stack"]
 
@@ -44,35 +43,11 @@ log = logging.getLogger("netstack.stack")
 BATCH = 64
 
 
-def _trace_formatter():
-    """A one-argument printer: the dissector's tcpdump-style line (netstack.capture.format),
-    with wall-clock time and per-connection relative sequence numbers; a minimal
-    fallback if the dissector is not importable."""
-    try:
-        from netstack.capture.dissect import dissect
-        from netstack.capture.format import SeqTracker, format_packet, format_time
-    except ImportError:
-        def fallback(data) -> str:
-            mv = memoryview(data)
-            if len(mv) < 20:
-                return f"[{len(mv)} bytes, truncated]"
-            return (f"IP {int2ip(int.from_bytes(mv[12:16], 'big'))} > "
-                    f"{int2ip(int.from_bytes(mv[16:20], 'big'))}: proto {mv[9]}, length {len(mv)}")
-        return fallback
-    tracker = SeqTracker()
-
-    def line(data) -> str:
-        t = time.time_ns()
-        return format_packet(dissect(data), tracker, ts=format_time(t // 1_000_000_000, t % 1_000_000_000))
-    return line
-
-
 class Stack:
     """A host on one link: ``Stack(link, "198.18.0.2")`` (see module doc)."""
 
     def __init__(self, link: Link, addr: str | int, *, tcp: TCPConfig | None = None,
                  clock: Callable[[], float] = time.monotonic, counters: Counters | None = None,
-                 pcap_path=None, trace: bool = False, trace_file=None,
                  ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
                  reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
                  icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
@@ -103,11 +78,6 @@ class Stack:
                           icmp_error_burst=icmp_error_burst, broadcast=broadcast)
         #: IP protocol number -> transport; TCP (6) is :attr:`tcp`
         self.transports: dict[int, Transport] = {}
-        self.pcap_path = pcap_path
-        self.trace = trace
-        self.trace_file = trace_file if trace_file is not None else sys.stdout
-        self._pcap = None
-        self._format = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -162,12 +132,7 @@ class Stack:
             return
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
-        if self.pcap_path is not None:
-            from netstack.capture.pcap import LINKTYPE_RAW, PcapWriter
-            self._pcap = PcapWriter(self.pcap_path, linktype=LINKTYPE_RAW)
-        if self.trace:
-            self._format = _trace_formatter()
-        self.ip.emit = self._transmit_plain if (self._pcap is None and not self.trace) else self._transmit_observed
+        self.ip.emit = self.link.send
         self.started = True
         self.link.attach(self._loop, self._on_readable)
         self._after_round()
@@ -194,12 +159,7 @@ class Stack:
         try:
             self.link.detach()
         except Exception:
-            pass
-        if self._pcap is not None:
-            try:
-                self._pcap.close()
-            finally:
-                self._pcap = None
+            log.exception("link detach failed")
         self.stop()
 
     async def __aenter__(self) -> "Stack":
@@ -210,23 +170,6 @@ class Stack:
         self.close()
 
     # -- the packet paths ----------------------------------------------------------------------
-    def _transmit_plain(self, view) -> None:
-        self.link.send(view)
-
-    def _transmit_observed(self, view) -> None:
-        if self._pcap is not None:
-            self._pcap.write(view)
-        if self._format is not None:
-            self._print_trace(">", view)
-        self.link.send(view)
-
-    def _print_trace(self, direction: str, view) -> None:
-        try:
-            line = self._format(view)
-        except Exception as exc:  # the dissector must not kill the loop
-            line = f"[unprintable packet: {exc}]"
-        print(f"{direction} {line}", file=self.trace_file, flush=True)
-
     def _on_readable(self) -> None:
         try:
             batch = self.link.recv_batch(BATCH)
@@ -238,17 +181,8 @@ class Stack:
             return
         now = self.clock()
         ip_input = self.ip.input
-        if self._pcap is None and self._format is None:
-            for view, _meta in batch:
-                ip_input(view, now)
-        else:
-            pcap = self._pcap
-            for view, _meta in batch:
-                if pcap is not None:
-                    pcap.write(view)
-                if self._format is not None:
-                    self._print_trace("<", view)
-                ip_input(view, now)
+        for view, _meta in batch:
+            ip_input(view, now)
         self.counters.inc("link.in.packets", len(batch))
         self._after_round(now)
 

@@ -2,8 +2,9 @@
 
 Steps: validate the options (one-line errors, exit 2), set up the lab
 namespace and TUN over netlink, wrap the link in the fault injector if
-``--faults`` is given, start the stack, run the *service installers*, print
-one line containing ``ready``, and serve.  SIGUSR1 prints the counters (and
+``--faults`` is given and in the capture wrapper (``netstack.link.capture``)
+if ``--pcap`` or ``--trace`` is, start the stack, run the *service
+installers*, print one line containing ``ready``, and serve.  SIGUSR1 prints the counters (and
 whatever the services add to the report); at exit the counters are printed
 and, with ``--counters-json FILE``, written as JSON.  Teardown (services,
 stack, lab) runs on every path.
@@ -181,6 +182,7 @@ def _closers(result) -> list:
 
 
 async def _serve(args, lab, addr: str, faults) -> int:
+    from netstack.link.capture import CaptureLink
     from netstack.link.faults import FaultyLink
     from netstack.stack import Stack
 
@@ -188,10 +190,12 @@ async def _serve(args, lab, addr: str, faults) -> int:
     link = lab.link
     if faults is not None:
         link = FaultyLink(link, **faults)
-    stack = Stack(link, addr, tcp=tcp_options.config_from_args(args, link.mtu), pcap_path=args.pcap,
-                  trace=args.trace, reassembly_timeout=args.reasm_timeout,
-                  reassembly_max_datagrams=args.reasm_max_datagrams, reassembly_max_bytes=args.reasm_max_bytes,
-                  icmp_error_rate=args.icmp_rate)
+    stack_link = link
+    if args.pcap or args.trace:           # what the stack sends and receives (inside the fault injector)
+        stack_link = CaptureLink(link, pcap=args.pcap, trace=sys.stdout if args.trace else None)
+    stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
+                  reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
+                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
     closers = []
     services = _service_modules()
 

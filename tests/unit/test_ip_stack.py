@@ -6,7 +6,7 @@ from collections import deque
 import pytest
 
 from netstack.capture.pcap import read_pcap
-from netstack.link import FaultyLink, MemoryLink
+from netstack.link import CaptureLink, FaultyLink, MemoryLink
 from netstack.stack import Stack
 from netstack.tcp import TCPConfig, TCPLayer
 from netstack.transport import Outgoing
@@ -171,7 +171,7 @@ def test_pcap_records_both_directions(tmp_path):
 
     async def main():
         a, peer = MemoryLink.pair()
-        async with Stack(a, US, pcap_path=str(path)):
+        async with Stack(CaptureLink(a, pcap=str(path)), US):
             peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
             await replies(peer, 1)
 
@@ -187,7 +187,7 @@ def test_trace_prints_each_packet():
 
     async def main():
         a, peer = MemoryLink.pair()
-        async with Stack(a, US, trace=True, trace_file=out):
+        async with Stack(CaptureLink(a, trace=out), US):
             peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
             await replies(peer, 1)
 
