@@ -8,7 +8,7 @@ reused if it exists; kernel side ``--peer``, stack ``--addr``), runs a stack
 for the duration of the send and connects from the stack's address to
 ``--server`` (default 198.18.0.1:25, the kernel side of the lab: run the
 receiving server inside the namespace, e.g. ``ip netns exec NS swaks``-style
-tools or ``python -m smtp.server --host 0.0.0.0``).  ``--kernel`` uses the
+tools or ``python -m netstack.cli.smtp_server --host 0.0.0.0``).  ``--kernel`` uses the
 kernel's TCP instead (default server 127.0.0.1:25).
 
 The client only sees an *opener* (``async opener(host, port) -> (reader,

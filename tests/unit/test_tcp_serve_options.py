@@ -5,7 +5,7 @@ from netstack.cli import build_parser
 from netstack.link.memory import MemoryLink
 from netstack.stack import Stack
 from netstack.tcp import TCPLayer
-from netstack.tcp import serve as tcp_serve
+from netstack.cli import tcp_options as tcp_serve
 
 
 def parse(*argv):

@@ -1,16 +1,16 @@
 """The ``--tcp-*`` options of ``netstack serve``.
 
-The :class:`~netstack.tcp.TCPConfig` the serving stack is built with (its MSS
-from the link MTU), from the tunables an operator or a lab test wants on the
-command line.
-Defaults are the RFCs' (RFC 6298 §2.4: a minimum RTO of 1 s); Linux uses a
-200 ms minimum, which ``--tcp-rto-min 0.2`` reproduces.
+:func:`config_from_args` gives the :class:`~netstack.tcp.TCPConfig` the
+serving stack is built with (``Stack(link, addr, tcp=...)``; its MSS from the
+link MTU), from the tunables an operator or a lab test wants on the command
+line.  Defaults are the RFCs' (RFC 6298 §2.4: a minimum RTO of 1 s); Linux
+uses a 200 ms minimum, which ``--tcp-rto-min 0.2`` reproduces.
 """
 from __future__ import annotations
 
 import argparse
 
-from netstack.tcp.config import TCPConfig
+from netstack.tcp import TCPConfig
 
 _DEFAULTS = TCPConfig()
 
