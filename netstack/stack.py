@@ -235,8 +235,7 @@ class Stack:
     def _after_round(self, now: float | None = None) -> None:
         if now is None:
             now = self.clock()
-        if self.transports:
-            self._flush_outboxes(now)
+        self._flush_outboxes(now)
         # re-arm the one timer for the earliest deadline
         deadline = self.ip.next_deadline()
         for t in self.transports.values():

@@ -4,10 +4,10 @@ Steps: validate the options (one-line errors, exit 2), set up the lab
 namespace and TUN over netlink, wrap the link in the fault injector if
 ``--faults`` is given and in the capture wrapper (``netstack.link.capture``)
 if ``--pcap`` or ``--trace`` is, start the stack, run the *service
-installers*, print one line containing ``ready``, and serve.  SIGUSR1 prints the counters (and
-whatever the services add to the report); at exit the counters are printed
-and, with ``--counters-json FILE``, written as JSON.  Teardown (services,
-stack, lab) runs on every path.
+installers*, print one line containing ``ready``, and serve.  SIGUSR1 prints
+the counters (and whatever the services add to the report); at exit the
+counters are printed and, with ``--counters-json FILE``, written as JSON.
+Teardown (services, stack, lab) runs on every path.
 
 The stack's TCP is built from the ``--tcp-*`` options (``netstack.cli.tcp_options``).
 The services are *installers*, modules of this package listed in
