@@ -4,10 +4,11 @@ Layers, bottom up (each a package):
 
 - ``netstack.checksum``  RFC 1071 Internet checksum (native C via cffi, or the pure-Python twin)
 - ``netstack.wire``      parse/build IPv4, ICMP and TCP headers; no state
-- ``netstack.link``      links: TUN device, in-memory pair, fault injection, the lab namespace
+- ``netstack.link``      links: TUN device, in-memory pair, fault injection, capture, the lab namespace
 - ``netstack.ip``        IPv4 input/output, reassembly, ICMP responder
 - ``netstack.tcp``       the sans-I/O TCP connection and its timers
-- ``netstack.stack``     the one loop that ties link + ip + tcp + timers together
+- ``netstack.transport`` the contract between the stack and a transport (TCP)
+- ``netstack.stack``     the one loop that ties link + ip + tcp + timers together; owns its TCP
 - ``netstack.sockets``   asyncio streams and the blocking socket facade
 - ``netstack.capture``   pcap files, hex dumps and the tcpdump-style dissector
 """

@@ -8,15 +8,16 @@
 
 They are ordinary ``async def handler(reader, writer)`` functions: they run on
 asyncio's kernel streams just as well (the tests use that as a reference).
-``install(stack, ...)`` starts them on a stack and returns the servers.
+``install(stack, ...)`` starts them on a stack and returns the servers
+(``netstack serve`` does that through ``netstack.cli.serve_services``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
-__all__ = ["echo", "discard", "chargen", "chargen_pattern", "chargen_stream", "install", "add_arguments",
-           "install_from_args", "report", "ECHO_PORT", "DISCARD_PORT", "CHARGEN_PORT"]
+__all__ = ["echo", "discard", "chargen", "chargen_pattern", "chargen_stream", "install", "ECHO_PORT",
+           "DISCARD_PORT", "CHARGEN_PORT"]
 
 log = logging.getLogger("netstack.services")
 
@@ -138,56 +139,3 @@ async def install(stack, *, echo_port: int | None = ECHO_PORT, discard_port: int
         servers.append(await start_server(stack, handler, port=port, backlog=backlog))
         log.info("%s listening on port %d", name, port)
     return servers
-
-
-# ---- `netstack serve` integration ------------------------------------------------------------
-def _port(text: str) -> int:
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range (0..65535, 0 = off): {v}")
-    return v
-
-
-def add_arguments(parser) -> None:
-    """Add the services' options to the ``netstack serve`` parser."""
-    g = parser.add_argument_group("services (echo, discard, chargen; on by default)")
-    g.add_argument("--echo-port", type=_port, default=ECHO_PORT, metavar="PORT",
-                   help=f"RFC 862 echo port (default {ECHO_PORT}; 0 = off)")
-    g.add_argument("--discard-port", type=_port, default=DISCARD_PORT, metavar="PORT",
-                   help=f"RFC 863 discard port (default {DISCARD_PORT}; 0 = off)")
-    g.add_argument("--chargen-port", type=_port, default=CHARGEN_PORT, metavar="PORT",
-                   help=f"RFC 864 chargen port (default {CHARGEN_PORT}; 0 = off)")
-    g.add_argument("--no-services", action="store_true", help="run none of echo, discard, chargen")
-
-
-async def install_from_args(stack, args):
-    """The installer ``netstack serve`` calls with its parsed options.
-
-    Returns the closer serve runs at teardown: stop listening and reset the
-    connections still open (a bulk chargen client would otherwise hold the
-    teardown until its own timeout).
-    """
-    if getattr(args, "no_services", False):
-        return None
-    servers = await install(stack, echo_port=getattr(args, "echo_port", ECHO_PORT),
-                            discard_port=getattr(args, "discard_port", DISCARD_PORT),
-                            chargen_port=getattr(args, "chargen_port", CHARGEN_PORT))
-
-    async def close_all() -> None:
-        for server in servers:
-            server.close()
-            server.abort_clients()
-        for server in servers:
-            await asyncio.wait_for(server.wait_closed(), 5)
-
-    return close_all
-
-
-def report(stack) -> str:
-    """For ``netstack serve``'s SIGUSR1/exit report: the ``ss -tin`` style table."""
-    from netstack.sockets.table import stack_table
-    return stack_table(stack)

@@ -11,18 +11,14 @@ No polling: the loop sleeps in asyncio until the link's fd is readable
 (``add_reader``) or the single timer set for the earliest deadline fires.
 Each wakeup reads a batch of packets, feeds them through the sans-I/O cores
 with one ``now``, then flushes what the transports queued and re-arms the
-timer.  Capture (``pcap_path``) and ``trace`` cost nothing when off: the
-transmit and receive paths are chosen once at start.
+timer.  Recording a pcap and printing the packet trace are link wrappers
+(:class:`netstack.link.capture.CaptureLink`), so the stack's receive and
+transmit paths have no capture branches.
 
-Transport protocol (what TCP implements; see CONTRACTS.md)::
-
-    on_datagram(src, dst, payload, now) -> None   # payload: memoryview of the transport segment
-    poll(now) -> None                             # fire due timers
-    next_deadline() -> float | None
-    outbox: deque of (dst, segment)               # segments with checksum filled
-    on_output: set by the stack to stack.kick     # call when outbox gained data outside on_datagram/poll
-    optional on_icmp_error(icmp_type, code, info, quoted, now)
-    optional outbox items of 3 elements (dst, segment, df) to send with DF set
+What the stack asks of a transport (TCP) is :class:`netstack.transport.Transport`:
+``on_datagram``, ``on_icmp_error``, ``poll``, ``next_deadline``, an ``outbox``
+of :class:`~netstack.transport.Outgoing` ``(dst, segment, df)`` items, and
+``on_output``, which the stack sets to :meth:`Stack.kick`.
 
 Counters are also exposed for SIGUSR1 handling by the CLI.
 """
@@ -30,12 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
+from typing import Callable
 
 from netstack.counters import Counters
 from netstack.ip.layer import DatagramTooBig, IPLayer
-from netstack.wire.ipv4 import int2ip, ip2int
+from netstack.link.base import Link
+from netstack.tcp import TCPConfig, TCPLayer
+from netstack.transport import Transport
+from netstack.wire.ipv4 import PROTO_TCP, ip2int, ipv4_packet
 
 __all__ = ["Stack"]
 
@@ -44,45 +43,41 @@ log = logging.getLogger("netstack.stack")
 BATCH = 64
 
 
-def _trace_formatter():
-    """A one-argument printer: the dissector's tcpdump-style line (netstack.capture.format),
-    with wall-clock time and per-connection relative sequence numbers; a minimal
-    fallback if the dissector is not importable."""
-    try:
-        from netstack.capture.dissect import dissect
-        from netstack.capture.format import SeqTracker, format_packet, format_time
-    except ImportError:
-        def fallback(data) -> str:
-            mv = memoryview(data)
-            if len(mv) < 20:
-                return f"[{len(mv)} bytes, truncated]"
-            return (f"IP {int2ip(int.from_bytes(mv[12:16], 'big'))} > "
-                    f"{int2ip(int.from_bytes(mv[16:20], 'big'))}: proto {mv[9]}, length {len(mv)}")
-        return fallback
-    tracker = SeqTracker()
-
-    def line(data) -> str:
-        t = time.time_ns()
-        return format_packet(dissect(data), tracker, ts=format_time(t // 1_000_000_000, t % 1_000_000_000))
-    return line
-
-
 class Stack:
     """A host on one link: ``Stack(link, "198.18.0.2")`` (see module doc)."""
 
-    def __init__(self, link, addr, *, clock=time.monotonic, pcap_path=None, trace: bool = False,
-                 counters: Counters | None = None, trace_file=None, **ip_options) -> None:
+    def __init__(self, link: Link, addr: str | int, *, tcp: TCPConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic, counters: Counters | None = None,
+                 ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
+                 reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
+                 icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
+        """One IPv4 address ``addr`` (dotted quad or int) on ``link``, with its own TCP.
+
+        ``tcp``: the TCP layer's configuration (:class:`~netstack.tcp.TCPConfig`); by
+        default ``TCPConfig.for_mtu(link.mtu)``.  Whatever it says, the MSS we announce
+        is at most the link MTU - 40 (RFC 9293 §3.7.1).  The layer is :attr:`tcp`.
+
+        ``clock``: the stack's time source, in seconds (every core gets ``now`` from it);
+        ``counters``: where every layer counts (a fresh :class:`~netstack.counters.Counters`
+        by default).
+
+        The IPv4 layer's options (:class:`~netstack.ip.IPLayer`): ``ttl`` of what we
+        send; fragment reassembly's ``reassembly_timeout`` (seconds),
+        ``reassembly_max_datagrams`` and ``reassembly_max_bytes`` (held at most);
+        ICMP errors sent at ``icmp_error_rate`` per second sustained, bursts of
+        ``icmp_error_burst``; ``broadcast``: the link's broadcast address (an int),
+        never accepted as a source.
+        """
         self.link = link
         self.addr = ip2int(addr) if isinstance(addr, str) else int(addr)
         self.clock = clock
         self.counters = counters if counters is not None else Counters()
-        self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, **ip_options)
-        self.transports: dict[int, object] = {}
-        self.pcap_path = pcap_path
-        self.trace = trace
-        self.trace_file = trace_file if trace_file is not None else sys.stdout
-        self._pcap = None
-        self._format = None
+        self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, ttl=ttl,
+                          reassembly_timeout=reassembly_timeout, reassembly_max_datagrams=reassembly_max_datagrams,
+                          reassembly_max_bytes=reassembly_max_bytes, icmp_error_rate=icmp_error_rate,
+                          icmp_error_burst=icmp_error_burst, broadcast=broadcast)
+        #: IP protocol number -> transport; TCP (6) is :attr:`tcp`
+        self.transports: dict[int, Transport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -90,21 +85,20 @@ class Stack:
         self._stopped: asyncio.Future | None = None
         self.started = False
         self.closed = False
+        #: this stack's TCP (RFC 9293), the transport for protocol 6
+        self.tcp = TCPLayer(self.addr, counters=self.counters,
+                            config=tcp if tcp is not None else TCPConfig.for_mtu(link.mtu), mtu=link.mtu)
+        self.register_transport(PROTO_TCP, self.tcp)
 
     # -- transports ----------------------------------------------------------------------------
-    @property
-    def tcp(self):
-        """The transport registered for protocol 6 (TCP), or None."""
-        return self.transports.get(6)
-
-    def register_transport(self, proto: int, transport) -> None:
-        """Attach a transport for IP protocol ``proto`` (e.g. 6 for TCP)."""
-        self.transports[proto] = transport
+    def register_transport(self, proto: int, transport: Transport) -> None:
+        """Attach a transport for IP protocol ``proto``, one not taken yet (TCP is the
+        stack's own, :attr:`tcp`; ICMP is the IP layer's)."""
+        if proto in self.transports:
+            raise ValueError(f"IP protocol {proto} already has a transport")
         self.ip.register(proto, transport)
-        try:
-            transport.on_output = self.kick
-        except AttributeError:
-            pass
+        self.transports[proto] = transport
+        transport.on_output = self.kick
         if self.started:
             self.kick()
 
@@ -138,12 +132,7 @@ class Stack:
             return
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
-        if self.pcap_path is not None:
-            from netstack.capture.pcap import LINKTYPE_RAW, PcapWriter
-            self._pcap = PcapWriter(self.pcap_path, linktype=LINKTYPE_RAW)
-        if self.trace:
-            self._format = _trace_formatter()
-        self.ip.emit = self._transmit_plain if (self._pcap is None and not self.trace) else self._transmit_observed
+        self.ip.emit = self.link.send
         self.started = True
         self.link.attach(self._loop, self._on_readable)
         self._after_round()
@@ -170,12 +159,7 @@ class Stack:
         try:
             self.link.detach()
         except Exception:
-            pass
-        if self._pcap is not None:
-            try:
-                self._pcap.close()
-            finally:
-                self._pcap = None
+            log.exception("link detach failed")
         self.stop()
 
     async def __aenter__(self) -> "Stack":
@@ -186,23 +170,6 @@ class Stack:
         self.close()
 
     # -- the packet paths ----------------------------------------------------------------------
-    def _transmit_plain(self, view) -> None:
-        self.link.send(view)
-
-    def _transmit_observed(self, view) -> None:
-        if self._pcap is not None:
-            self._pcap.write(view)
-        if self._format is not None:
-            self._print_trace(">", view)
-        self.link.send(view)
-
-    def _print_trace(self, direction: str, view) -> None:
-        try:
-            line = self._format(view)
-        except Exception as exc:  # the dissector must not kill the loop
-            line = f"[unprintable packet: {exc}]"
-        print(f"{direction} {line}", file=self.trace_file, flush=True)
-
     def _on_readable(self) -> None:
         try:
             batch = self.link.recv_batch(BATCH)
@@ -214,17 +181,8 @@ class Stack:
             return
         now = self.clock()
         ip_input = self.ip.input
-        if self._pcap is None and self._format is None:
-            for view, _meta in batch:
-                ip_input(view, now)
-        else:
-            pcap = self._pcap
-            for view, _meta in batch:
-                if pcap is not None:
-                    pcap.write(view)
-                if self._format is not None:
-                    self._print_trace("<", view)
-                ip_input(view, now)
+        for view, _meta in batch:
+            ip_input(view, now)
         self.counters.inc("link.in.packets", len(batch))
         self._after_round(now)
 
@@ -257,35 +215,27 @@ class Stack:
         for proto, t in self.transports.items():
             box = t.outbox
             while box:
-                item = box.popleft()
+                dst, segment, df = box.popleft()
                 try:
-                    if len(item) == 2:
-                        send(item[0], proto, item[1], now)
-                    else:
-                        send(item[0], proto, item[1], now, df=item[2])
+                    send(dst, proto, segment, now, df=df)
                 except DatagramTooBig as exc:
-                    self._local_too_big(t, proto, item, exc, now)
+                    self._local_too_big(t, proto, dst, segment, exc, now)
 
-    def _local_too_big(self, transport, proto, item, exc: DatagramTooBig, now: float) -> None:
-        """DF set and too big for our own link: tell the local sender, like an ICMP
-        "fragmentation needed" (RFC 1191) from the first hop."""
-        hook = getattr(transport, "on_icmp_error", None)
-        if hook is None:
-            log.warning("dropping %d-byte datagram to %s: %s", exc.size, int2ip(item[0]), exc)
-            return
-        from netstack.wire.ipv4 import ipv4_packet
-        quoted = ipv4_packet(src=self.addr, dst=item[0], protocol=proto, payload=bytes(memoryview(item[1])[:8]),
-                             df=True)
+    def _local_too_big(self, transport: Transport, proto: int, dst: int, segment, exc: DatagramTooBig,
+                       now: float) -> None:
+        """Too big for our own link: tell the local sender, like an ICMP "fragmentation
+        needed" (RFC 1191) from the first hop.  With DF clear the IP layer fragments, so
+        this is a DF datagram, or one over 65535 bytes (then ``exc.mtu`` is 65535)."""
+        quoted = ipv4_packet(src=self.addr, dst=dst, protocol=proto, payload=bytes(memoryview(segment)[:8]), df=True)
         try:
-            hook(3, 4, exc.mtu, memoryview(quoted), now)
+            transport.on_icmp_error(3, 4, exc.mtu, memoryview(quoted), now)
         except Exception:
             log.exception("transport on_icmp_error failed")
 
     def _after_round(self, now: float | None = None) -> None:
         if now is None:
             now = self.clock()
-        if self.transports:
-            self._flush_outboxes(now)
+        self._flush_outboxes(now)
         # re-arm the one timer for the earliest deadline
         deadline = self.ip.next_deadline()
         for t in self.transports.values():

@@ -4,25 +4,23 @@ File format, one user per line (blank lines and ``#`` comments ignored)::
 
     alice:$scrypt$ln=14,r=8,p=1$<salt, base64>$<hash, base64>
 
-``ln`` is log2 of the scrypt cost N.  Create or update entries with::
+``ln`` is log2 of the scrypt cost N.  Create or update entries with
+:func:`set_user`, or from the command line (``netstack.cli.smtp_users``)::
 
-    python -m smtp.auth add USERS_FILE alice            # asks for the password
-    printf 'secret\\n' | python -m smtp.auth add USERS_FILE alice --password-stdin
-    python -m smtp.auth check USERS_FILE alice          # exit 0 if the password matches
+    python -m netstack.cli.smtp_users add USERS_FILE alice            # asks for the password
+    printf 'secret\\n' | python -m netstack.cli.smtp_users add USERS_FILE alice --password-stdin
+    python -m netstack.cli.smtp_users check USERS_FILE alice          # exit 0 if the password matches
 
-A malformed file raises UsersFileError with "path:line: reason" (the CLI
+A malformed file raises UsersFileError with "path:line: reason" (the command
 prints that one line and exits 2).
 """
 from __future__ import annotations
 
-import argparse
 import base64
-import getpass
 import hashlib
 import hmac
 import os
 import re
-import sys
 
 DEFAULT_LN, DEFAULT_R, DEFAULT_P = 14, 8, 1
 _HASH_LEN = 32
@@ -120,29 +118,3 @@ def set_user(path: str, user: str, password: str, **kw) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m smtp.auth", description="Manage the SMTP AUTH users file (scrypt hashes).")
-    ap.add_argument("action", choices=["add", "check"])
-    ap.add_argument("file")
-    ap.add_argument("user")
-    ap.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    ap.add_argument("--ln", type=int, default=DEFAULT_LN, help="log2 of the scrypt cost N (default 14)")
-    args = ap.parse_args(argv)
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass(f"password for {args.user}: ")
-    try:
-        if args.action == "add":
-            set_user(args.file, args.user, password, ln=args.ln)
-            return 0
-        return 0 if Users.load(args.file).verify(args.user, password) else 1
-    except UsersFileError as exc:
-        print(f"smtp.auth: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ asyncio's kernel streams or netstack's own.  To listen::
     srv = await server.start(functools.partial(asyncio.start_server, host="127.0.0.1", port=2525))  # kernel
     srv = await server.start(functools.partial(streams.start_server, stack, port=25))              # netstack
 
-(``smtp.serve`` does the latter for ``netstack serve``.)
+(``netstack.cli.serve_smtp`` does the latter for ``netstack serve``.)
 
 STARTTLS (RFC 3207) swaps the plaintext stream for a ``smtp.tls.TlsStream``
 over the same reader/writer, so TLS works on any stream pair.
@@ -20,17 +20,16 @@ One log line per accepted message (logger ``smtp.server``, INFO)::
 
     queued 3F2A9C01DE client=127.0.0.1:40211 from=<a@x> to=<b@localhost>,<c@localhost> size=2048
 
-Run on kernel streams for tests and comparison: ``python -m smtp.server --port 2525 --maildir DIR``.
+Run on kernel streams for tests and comparison: ``python -m netstack.cli.smtp_server --port 2525
+--maildir DIR``.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import logging
 import os
 import ssl
-import sys
 import time
 
 from .delivery import MaildirDelivery, MemorySink
@@ -73,7 +72,6 @@ class SmtpServer:
         self.handshake_timeout = handshake_timeout
         self.active = 0
         self.accepted = 0
-        self._tasks: set = set()
 
     async def start(self, starter):
         """``starter(handler)`` -> awaitable listening server (e.g. a partial of asyncio.start_server)."""
@@ -186,78 +184,3 @@ class SmtpServer:
             log.info("queued %s client=%s:%s from=<%s> to=%s size=%d", qid, env.peer[0], env.peer[1],
                      env.mail_from, ",".join(f"<{r}>" for r in env.rcpt_tos), len(env.content))
         return session.delivered(qid, self.clock())
-
-
-# ---------------------------------------------------------------------- CLI helpers
-
-
-def add_server_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``python -m smtp.server`` and ``netstack serve``."""
-    p.add_argument("--maildir", default="./mail", help="base directory for the per-recipient Maildirs (default ./mail)")
-    p.add_argument("--smtp-hostname", default="localhost", help="our name in the greeting and Received: headers")
-    p.add_argument("--domain", action="append", default=None,
-                   help="a local domain to accept mail for (repeatable; default localhost and example.test)")
-    p.add_argument("--tls-cert", help="PEM certificate: enables STARTTLS")
-    p.add_argument("--tls-key", help="PEM private key (default: in the certificate file)")
-    p.add_argument("--users", help="users file for AUTH (see python -m smtp.auth); AUTH is offered only under TLS")
-    p.add_argument("--smtp-max-size", type=int, default=SessionConfig.max_message_size, help="SIZE limit in octets")
-    p.add_argument("--smtp-bare-lf", choices=["keep", "reject"], default="keep",
-                   help="bare CR/LF in DATA: keep as content (default) or reject the message with 550 5.5.2")
-
-
-def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
-    """An SmtpServer from parsed ``add_server_arguments`` options. Raises ValueError with a one-line reason."""
-    from .auth import Users
-    from .tls import server_context
-
-    domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
-    cfg = SessionConfig(hostname=args.smtp_hostname, local_domains=domains, max_message_size=args.smtp_max_size,
-                        bare_line_endings=args.smtp_bare_lf)
-    ctx = None
-    if args.tls_cert:
-        try:
-            ctx = server_context(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"{args.tls_cert}: cannot load certificate/key: {exc}") from exc
-    users = Users.load(args.users) if args.users else None
-    return SmtpServer(cfg, maildir=args.maildir, tls_context=ctx, users=users)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m smtp.server``: the server on the kernel's TCP (asyncio streams)."""
-    ap = argparse.ArgumentParser(prog="python -m smtp.server", description="SMTP server on kernel TCP streams")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=2525, help="0 picks a free port")
-    ap.add_argument("--port-file", help="write the bound port here once listening")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    add_server_arguments(ap)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(message)s")
-    try:
-        server = build_server(args)
-    except ValueError as exc:
-        print(f"smtp.server: {exc}", file=sys.stderr)
-        return 2
-
-    async def run():
-        srv = await server.start(lambda handler: asyncio.start_server(handler, args.host, args.port))
-        port = srv.sockets[0].getsockname()[1]
-        if args.port_file:
-            tmp = args.port_file + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(f"{port}\n")
-            os.replace(tmp, args.port_file)
-        print(f"listening on {args.host}:{port}", flush=True)
-        async with srv:
-            await srv.serve_forever()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,9 @@ Rows, timed in the same run with their repeats interleaved (median of
     over the same packets, nothing else;
 ``ip layer``
     the stack's loop and IPv4 layer delivering to a transport that does
-    nothing (what IP input costs beyond the parse);
+    nothing (what IP input costs beyond the parse; the packets carry an
+    experimental protocol number, 253, for which that transport is
+    registered, the stack's own TCP keeping 6);
 ``receive path``
     the full path above, ACKs included;
 ``with streams``
@@ -79,6 +81,8 @@ PEER_ADDR = "198.18.0.1"     # the "kernel" that sends
 STACK_ADDR = "198.18.0.2"
 PEER_PORT = 40000
 STACK_PORT = 5001
+#: the ``ip layer`` row's protocol number: one of RFC 3692's two for experimentation
+PROTO_EXPERIMENT = 253
 
 ROWS = ("parse", "ip layer", "receive path", "with streams")
 
@@ -170,6 +174,9 @@ class NullTransport:
     def on_datagram(self, src, dst, payload, now) -> None:
         self.datagrams += 1
 
+    def on_icmp_error(self, icmp_type, code, info, quoted, now) -> None:
+        pass
+
     def poll(self, now) -> None:
         pass
 
@@ -195,16 +202,18 @@ class Peer:
         self.window = window
         self.wscale = wscale
         self.ip_id = 0x1234
+        #: the IP protocol number of the packets (TCP; the ``ip layer`` row uses PROTO_EXPERIMENT)
+        self.protocol = 6
         self._data = bytes((i * 7 + 3) & 0xFF for i in range(payload))
 
     def _packet(self, flags: int, options: bytes, payload: bytes = b"") -> bytes:
-        from netstack.wire.ipv4 import PROTO_TCP, ipv4_packet
+        from netstack.wire.ipv4 import ipv4_packet
         from netstack.wire.tcp import tcp_segment
 
         seg = tcp_segment(src=self.src, dst=self.dst, src_port=self.sport, dst_port=self.dport, seq=self.seq,
                           ack=self.ack, flags=flags, window=self.window, options=options, payload=payload)
         self.ip_id = (self.ip_id + 1) & 0xFFFF
-        return ipv4_packet(src=self.src, dst=self.dst, protocol=PROTO_TCP, payload=seg, df=True,
+        return ipv4_packet(src=self.src, dst=self.dst, protocol=self.protocol, payload=seg, df=True,
                            ident=self.ip_id)
 
     def syn(self) -> bytes:
@@ -241,7 +250,7 @@ class Peer:
         Like a Linux bulk sender: ACK on every segment, PSH on every 16th,
         DF, TSval rising one tick per 32 segments, checksums filled.
         """
-        from netstack.wire.ipv4 import PROTO_TCP, build_ipv4_header
+        from netstack.wire.ipv4 import build_ipv4_header
         from netstack.wire.tcp import ACK, PSH, build_tcp
 
         n = self.payload
@@ -255,7 +264,7 @@ class Peer:
             ident = (ident + 1) & 0xFFFF
             if i % 32 == 0:
                 self.tsval = (self.tsval + 1) & 0xFFFFFFFF
-            build_ipv4_header(buf, off, src=self.src, dst=self.dst, protocol=PROTO_TCP, payload_len=32 + n,
+            build_ipv4_header(buf, off, src=self.src, dst=self.dst, protocol=self.protocol, payload_len=32 + n,
                               ident=ident, df=True)
             build_tcp(buf, off + 20, src=self.src, dst=self.dst, src_port=self.sport, dst_port=self.dport,
                       seq=seq, ack=self.ack, flags=ACK | (PSH if i % 16 == 15 else 0), window=self.window,
@@ -272,7 +281,7 @@ class Peer:
 class _Driven:
     """A Stack on a replay link under a fake clock, with a peer building its packets."""
 
-    def __init__(self, payload: int, batch: int) -> None:
+    def __init__(self, payload: int, batch: int, tcp=None) -> None:
         from netstack.stack import Stack
         from netstack.wire.ipv4 import ip2int
 
@@ -280,7 +289,7 @@ class _Driven:
         self.batch = batch
         self.clock = FakeClock()
         self.link = _replay_link_class()(mtu=max(1500, payload + 52))
-        self.stack = Stack(self.link, STACK_ADDR, clock=self.clock)
+        self.stack = Stack(self.link, STACK_ADDR, clock=self.clock, tcp=tcp)
         self.peer = Peer(payload=payload, src=ip2int(PEER_ADDR), dst=self.stack.addr)
 
     def close(self) -> None:
@@ -291,13 +300,11 @@ class ReceivePath(_Driven):
     """A Stack with TCP on a replay link, one ESTABLISHED connection, driven batch by batch."""
 
     def __init__(self, payload: int, batch: int) -> None:
-        from netstack.tcp import TCPConfig, TCPLayer
+        from netstack.tcp import TCPConfig
 
-        super().__init__(payload, batch)
         self.config = TCPConfig(mss=max(1460, payload + 12))
-        self.tcp = TCPLayer(self.stack.addr, counters=self.stack.counters, config=self.config,
-                            isn_secret=b"netstack bench segments")
-        self.stack.register_transport(6, self.tcp)
+        super().__init__(payload, batch, tcp=self.config)
+        self.tcp = self.stack.tcp
         self.conn = None
         self.drained = 0
         self._sink = bytearray(self.config.rcvbuf)
@@ -454,7 +461,8 @@ class IPOnlyPath(_Driven):
     def __init__(self, payload: int, batch: int) -> None:
         super().__init__(payload, batch)
         self.null = NullTransport()
-        self.stack.register_transport(6, self.null)
+        self.stack.register_transport(PROTO_EXPERIMENT, self.null)
+        self.peer.protocol = PROTO_EXPERIMENT
         self.peer.ack = 1
 
     def open(self) -> None:

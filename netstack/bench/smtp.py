@@ -89,13 +89,11 @@ async def netstack_memory_transport():
     from netstack.link.memory import MemoryLink
     from netstack.sockets.streams import open_connection, start_server
     from netstack.stack import Stack
-    from netstack.tcp import TCPConfig, TCPLayer
 
     la, lb = MemoryLink.pair(mtu=1500)
     stacks = []
     for link, addr in ((la, "10.9.0.1"), (lb, "10.9.0.2")):
         st = Stack(link, addr)
-        st.register_transport(6, TCPLayer(st.addr, counters=st.counters, config=TCPConfig()))
         st.start()
         stacks.append(st)
     client, server = stacks
@@ -129,7 +127,6 @@ async def netstack_tun_transport():
     from netstack.link.lab import Lab
     from netstack.sockets.streams import start_server
     from netstack.stack import Stack
-    from netstack.tcp import TCPConfig, TCPLayer
 
     name = f"nsb{os.getpid() % 100000}s{next(_lab_counter)}"[:15]
     lab = Lab(netns=name, ifname=name, kernel_addr="198.18.0.1/24", stack_addr="198.18.0.2", mtu=1500)
@@ -138,7 +135,6 @@ async def netstack_tun_transport():
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
         stack = Stack(lab.link, "198.18.0.2")
-        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig()))
         stack.start()
         libc = ctypes.CDLL(None, use_errno=True)
 

@@ -463,12 +463,8 @@ def ack_only(lab, nbytes: int, limit: float) -> dict:
 
 def _make_stack(lab):
     from netstack.stack import Stack
-    from netstack.tcp import TCPConfig, TCPLayer
 
-    stack = Stack(lab.link, STACK_ADDR)
-    tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig.for_mtu(lab.mtu))
-    stack.register_transport(6, tcp)
-    return stack
+    return Stack(lab.link, STACK_ADDR)          # TCP with its MSS from the link MTU
 
 
 async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:

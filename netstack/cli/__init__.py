@@ -6,6 +6,12 @@ Each subcommand lives in its own module under ``netstack.cli`` and exposes
 lazily only as far as argparse needs them, so ``netstack trace`` never imports
 pyroute2.
 
+Everything command-line lives in this package, never in the library or in
+``smtp``: argparse, ``netstack serve``'s service installers
+(``tcp_options``, ``serve_services``, ``serve_smtp``), and two commands of
+their own, ``python -m netstack.cli.smtp_server`` (the SMTP server on kernel
+streams) and ``python -m netstack.cli.smtp_users`` (the AUTH users file).
+
 Exit status: 0 success, 1 runtime failure, 2 bad usage or malformed input
 (one line on stderr naming the place).
 """
@@ -30,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"netstack.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"netstack.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"netstack.cli.{name}").add_parser(sub)
     return parser
 
 

@@ -8,7 +8,7 @@ reused if it exists; kernel side ``--peer``, stack ``--addr``), runs a stack
 for the duration of the send and connects from the stack's address to
 ``--server`` (default 198.18.0.1:25, the kernel side of the lab: run the
 receiving server inside the namespace, e.g. ``ip netns exec NS swaks``-style
-tools or ``python -m smtp.server --host 0.0.0.0``).  ``--kernel`` uses the
+tools or ``python -m netstack.cli.smtp_server --host 0.0.0.0``).  ``--kernel`` uses the
 kernel's TCP instead (default server 127.0.0.1:25).
 
 The client only sees an *opener* (``async opener(host, port) -> (reader,
@@ -40,7 +40,6 @@ async def netstack_opener(args):
     from netstack.link.lab import Lab, LabError
     from netstack.sockets.streams import open_connection
     from netstack.stack import Stack
-    from netstack.tcp import TCPConfig, TCPLayer
 
     try:
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=args.peer, stack_addr=args.addr, mtu=args.mtu)
@@ -50,7 +49,6 @@ async def netstack_opener(args):
     stack = None
     try:
         stack = Stack(lab.link, args.addr)
-        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig()))
         stack.start()
         yield functools.partial(open_connection, stack)
     finally:

@@ -2,35 +2,32 @@
 
 Steps: validate the options (one-line errors, exit 2), set up the lab
 namespace and TUN over netlink, wrap the link in the fault injector if
-``--faults`` is given, start the stack, run the *service installers*, print
-one line containing ``ready``, and serve.  SIGUSR1 prints the counters (and
-whatever the services add to the report); at exit the counters are printed
-and, with ``--counters-json FILE``, written as JSON.  Teardown (services,
-stack, lab) runs on every path.
+``--faults`` is given and in the capture wrapper (``netstack.link.capture``)
+if ``--pcap`` or ``--trace`` is, start the stack, run the *service
+installers*, print one line containing ``ready``, and serve.  SIGUSR1 prints
+the counters (and whatever the services add to the report); at exit the
+counters are printed and, with ``--counters-json FILE``, written as JSON.
+Teardown (services, stack, lab) runs on every path.
 
-Adding a service (TCP, echo/discard/chargen, SMTP, ...): put a module path in
-:data:`SERVICE_MODULES`.  The module exposes
+The stack's TCP is built from the ``--tcp-*`` options (``netstack.cli.tcp_options``).
+The services are *installers*, modules of this package listed in
+:data:`SERVICE_MODULES` (``serve_services``: echo/discard/chargen,
+``serve_smtp``: SMTP).  Adding one: write such a module and list it.  It exposes
 
 * ``add_arguments(parser)`` (optional): add its options to ``netstack serve``;
-* ``install_from_args(stack, args)`` (or ``install(stack, args)``): called in
-  order, inside the running event loop, after the stack is up and before
-  ``ready``; may be ``async``; may return what must be closed at teardown
-  (called in reverse order): a callable (sync or async), an object with
-  ``close()`` (and optionally ``wait_closed()``, like asyncio servers), or a
-  list of those;
+* ``install_from_args(stack, args)``: called in order, inside the running
+  event loop, after the stack is up and before ``ready``; may be ``async``;
+  may return what must be closed at teardown (called in reverse order): a
+  callable (sync or async), an object with ``close()`` (and optionally
+  ``wait_closed()``, like asyncio servers), or a list of those.  A
+  :class:`~netstack.cli.UsageError` it raises ends ``serve`` with exit
+  status 2 and that one line; any other exception with status 1;
 * ``report(stack)`` (optional): text appended to the SIGUSR1/exit report
   (e.g. the ``ss -tin`` style connection table).
-
-Modules that do not exist yet are skipped, so the list can name future work.
-A module that needs TCP (``NEEDS_TCP = True``, the default) is skipped with a
-note on stderr while the stack has no TCP transport.  TCP itself is
-registered by ``netstack.tcp.serve`` (``NEEDS_TCP = False``), first in the list,
-which also adds the ``--tcp-*`` options.
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import ipaddress
 import json
@@ -39,30 +36,12 @@ import os
 import signal
 import sys
 
-from netstack.cli import UsageError
+from netstack.cli import UsageError, serve_services, serve_smtp, tcp_options
 
-#: service installers, in installation order (TCP first: the services need it)
-SERVICE_MODULES = [
-    "netstack.tcp.serve",       # registers TCP (netstack.tcp.TCPLayer) and its --tcp-* options
-    "netstack.services",        # echo / discard / chargen
-    "smtp.serve",               # the SMTP server
-]
+#: the service installers, in installation order
+SERVICE_MODULES = [serve_services, serve_smtp]
 
 log = logging.getLogger("netstack.serve")
-
-
-def _service_modules():
-    mods = []
-    for name in SERVICE_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue               # not built yet
-            raise
-        if hasattr(mod, "install_from_args") or hasattr(mod, "install"):
-            mods.append(mod)
-    return mods
 
 
 def add_parser(sub) -> None:
@@ -91,7 +70,8 @@ def add_parser(sub) -> None:
     p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
                    help="ICMP error messages per second, sustained (default 100; burst 50)")
     p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
-    for mod in _service_modules():
+    tcp_options.add_arguments(p)
+    for mod in SERVICE_MODULES:
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(p)
     p.set_defaults(func=run)
@@ -183,6 +163,7 @@ def _closers(result) -> list:
 
 
 async def _serve(args, lab, addr: str, faults) -> int:
+    from netstack.link.capture import CaptureLink
     from netstack.link.faults import FaultyLink
     from netstack.stack import Stack
 
@@ -190,11 +171,14 @@ async def _serve(args, lab, addr: str, faults) -> int:
     link = lab.link
     if faults is not None:
         link = FaultyLink(link, **faults)
-    stack = Stack(link, addr, pcap_path=args.pcap, trace=args.trace,
+    stack_link = link
+    if args.pcap or args.trace:           # what the stack sends and receives (inside the fault injector)
+        stack_link = CaptureLink(link, pcap=args.pcap, trace=sys.stdout if args.trace else None)
+    stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
                   reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
     closers = []
-    services = _service_modules()
+    services = SERVICE_MODULES
 
     def report() -> str:
         parts = [stack.counters.format()]
@@ -220,12 +204,10 @@ async def _serve(args, lab, addr: str, faults) -> int:
     try:
         stack.start()
         for mod in services:
-            if getattr(mod, "NEEDS_TCP", True) and 6 not in stack.transports:
-                print(f"netstack serve: {mod.__name__} not started: no TCP layer", file=sys.stderr)
-                continue
-            installer = getattr(mod, "install_from_args", None) or mod.install
             try:
-                result = await _maybe_await(installer(stack, args))
+                result = await _maybe_await(mod.install_from_args(stack, args))
+            except UsageError:
+                raise
             except Exception as exc:
                 log.debug("service %s failed", mod.__name__, exc_info=True)
                 print(f"netstack serve: {mod.__name__}: cannot start: {type(exc).__name__}: {exc}",

@@ -11,8 +11,9 @@
   their rate (counted as ``icmp.out.rate_limited``).
 * Error messages we *receive* (Destination Unreachable, Time Exceeded, Source
   Quench, Parameter Problem) are handed to the transport named by the quoted
-  datagram's protocol if it has ``on_icmp_error(icmp_type, code, info, quoted,
-  now)``; ``info`` is the next-hop MTU for "fragmentation needed" (RFC 1191).
+  datagram's protocol, if one is registered: ``on_icmp_error(icmp_type, code,
+  info, quoted, now)`` (:class:`netstack.transport.Transport`); ``info`` is the
+  next-hop MTU for "fragmentation needed" (RFC 1191).
 """
 from __future__ import annotations
 
@@ -69,11 +70,10 @@ class ICMPResponder:
             self.counters.inc("icmp.in.drop.bad_quoted_datagram")
             return
         transport = self.ip.transports.get(quoted.protocol)
-        hook = getattr(transport, "on_icmp_error", None)
-        if hook is None:
+        if transport is None:
             return
         info = m.rest & 0xFFFF if (m.type == W.DEST_UNREACH and m.code == W.FRAG_NEEDED) else m.rest
-        hook(m.type, m.code, info, m.payload, now)
+        transport.on_icmp_error(m.type, m.code, info, m.payload, now)
 
     # -- errors we send --------------------------------------------------------------------------
     def may_send_error_about(self, datagram) -> bool:

@@ -37,6 +37,7 @@ import logging
 import random
 import struct
 from collections import deque
+from typing import TYPE_CHECKING
 
 from netstack.counters import Counters
 from netstack.ip.icmp import ICMPResponder, is_unique_unicast
@@ -45,6 +46,9 @@ from netstack.ip.udp import UDPInput
 from netstack.wire import icmp as W
 from netstack.wire.errors import MalformedPacket
 from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4_header, iter_ipv4_options, parse_ipv4
+
+if TYPE_CHECKING:
+    from netstack.transport import Transport
 
 __all__ = ["IPLayer", "DatagramTooBig"]
 
@@ -83,8 +87,8 @@ class IPLayer:
         self.counters = counters if counters is not None else Counters()
         self.outbox: deque = deque()
         self.emit = emit if emit is not None else self._emit_to_outbox
-        #: protocol number -> transport (``on_datagram(src, dst, payload, now)``)
-        self.transports: dict[int, object] = {}
+        #: protocol number -> transport (``on_datagram``, ``on_icmp_error``: netstack.transport.Transport)
+        self.transports: dict[int, Transport] = {}
         self.reassembler = Reassembler(self.counters, timeout=reassembly_timeout,
                                        max_datagrams=reassembly_max_datagrams, max_bytes=reassembly_max_bytes)
         self.icmp = ICMPResponder(self, error_rate=icmp_error_rate, error_burst=icmp_error_burst)
@@ -96,8 +100,9 @@ class IPLayer:
     def _emit_to_outbox(self, view) -> None:
         self.outbox.append(bytes(view))
 
-    def register(self, protocol: int, transport) -> None:
-        """Deliver datagrams of ``protocol`` to ``transport.on_datagram(src, dst, payload, now)``."""
+    def register(self, protocol: int, transport: Transport) -> None:
+        """Deliver datagrams of ``protocol`` to ``transport.on_datagram(src, dst, payload, now)``
+        and ICMP errors about them to ``transport.on_icmp_error``."""
         if protocol in (PROTO_ICMP,):
             raise ValueError("ICMP is handled by the IP layer itself")
         self.transports[protocol] = transport

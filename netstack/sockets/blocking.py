@@ -60,8 +60,7 @@ LINGER_AT_EXIT = 3.0
 
 
 def _connections(stack) -> list:
-    tcp = getattr(stack, "tcp", None)
-    return list(tcp.connections.values()) if tcp is not None else []
+    return list(stack.tcp.connections.values())
 
 
 def _unfinished(conn) -> bool:
@@ -268,10 +267,6 @@ class NetstackSocket:
         self._io_refs = 0
         self._peer: tuple[str, int] | None = None
         self._sockname: tuple[str, int] | None = None
-        if getattr(stack, "tcp", None) is None:
-            async def ensure_tcp():
-                tcp_layer(stack)        # registers a TCP layer, in the loop's thread
-            self._runner.call(ensure_tcp())
 
     # ---- plumbing
     def _call(self, coro_fn, *, blocking_op: bool = True):

@@ -40,20 +40,8 @@ DEFAULT_LIMIT = 2 ** 16   # asyncio.streams._DEFAULT_LIMIT
 
 
 def tcp_layer(stack):
-    """The stack's TCP layer (the Transport registered for protocol 6).
-
-    A stack without one gets a :class:`netstack.tcp.TCPLayer` on first use,
-    its MSS from the link MTU (RFC 9293 §3.7.1), so
-    ``open_connection(Stack(link, addr), ...)`` just works.
-    """
-    transports = getattr(stack, "transports", None)
-    tcp = transports.get(6) if transports is not None else getattr(stack, "tcp", None)
-    if tcp is None:
-        from netstack.tcp import TCPConfig, TCPLayer
-        mtu = stack.link.mtu
-        tcp = TCPLayer(stack.addr, counters=stack.counters, config=TCPConfig.for_mtu(mtu), mtu=mtu)
-        stack.register_transport(6, tcp)
-    return tcp
+    """The stack's TCP layer (:attr:`netstack.stack.Stack.tcp`)."""
+    return stack.tcp
 
 
 def _free_port(tcp) -> int:

@@ -7,7 +7,7 @@ SRTT/RTTVAR (RFC 6298), congestion window, sequence variables
 (snd_una/snd_nxt/rcv_nxt, RFC 9293 §3.3.1), windows and retransmissions.
 
 ``netstack serve`` prints it on SIGUSR1 with the counters
-(:func:`netstack.services.report`).
+(:func:`netstack.cli.serve_services.report`).
 """
 from __future__ import annotations
 

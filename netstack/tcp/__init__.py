@@ -25,7 +25,8 @@
 
 User-facing API (what netstack.sockets builds on):
 
-  layer = TCPLayer(local_addr, counters=..., config=TCPConfig(...), isn_secret=None)
+  layer = Stack(link, addr, tcp=TCPConfig(...)).tcp   # the stack builds its TCPLayer; on_output = stack.kick
+  layer = TCPLayer(local_addr, counters=..., config=TCPConfig(...), isn_secret=None)   # alone, sans-I/O
   lst = layer.listen(port, backlog=128)          # OSError(EADDRINUSE) if taken
       lst.on_event(ListenerEvent.ACCEPTABLE); lst.accept() -> Connection | None; lst.pending; lst.close()
   conn = layer.connect(dst, dst_port, now, src_port=None, nodelay=None)   # SYN already in outbox

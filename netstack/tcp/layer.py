@@ -1,11 +1,12 @@
-"""TCPLayer: the Transport the stack registers for protocol 6.
+"""TCPLayer: the stack's transport for protocol 6.
 
-Sans-I/O; the transport contract the stack relies on:
+Sans-I/O; implements :class:`netstack.transport.Transport`:
 
   on_datagram(src, dst, payload, now)   a TCP segment the IP layer accepted
+  on_icmp_error(type, code, info, quoted, now)   an ICMP error about our segment
   poll(now)                             fire due timers, flush user writes
   next_deadline() -> float | None       when poll() is next needed
-  outbox                                deque of (dst, segment, df) to hand to IP
+  outbox                                deque of netstack.transport.Outgoing(dst, segment, df)
   on_output                             callback set by the stack ("I have
                                         work": call poll(now), drain outbox)
 
@@ -23,6 +24,7 @@ import os
 from collections import deque
 
 from netstack import checksum as _checksum
+from netstack.transport import Outgoing
 from netstack.wire.errors import MalformedPacket
 from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
@@ -250,7 +252,7 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
-        self.outbox.append((conn.remote_addr, serialize(
+        self.outbox.append(Outgoing(conn.remote_addr, serialize(
             conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
             seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
         self.counters.inc("tcp.out_segs")
@@ -326,7 +328,7 @@ class TCPLayer:
             cb()
 
     def _send_rst(self, src: int, sport: int, dst: int, dport: int, seq: int, ack: int, flags: int) -> None:
-        self.outbox.append((dst, serialize(src, dst, sport, dport, seq, ack, flags, 0)))
+        self.outbox.append(Outgoing(dst, serialize(src, dst, sport, dport, seq, ack, flags, 0), False))
         self.counters.inc("tcp.out_segs")
         self.counters.inc("tcp.out_rsts")
         if not self._busy:

@@ -154,10 +154,10 @@ class LabStack:
 
     async def __aenter__(self):
         from netstack.stack import Stack
-        from netstack.tcp import TCPConfig, TCPLayer
-        stack = Stack(self.lab.link, self.lab.stack_addr, pcap_path=self.pcap_path)
-        stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters,
-                                             config=self.config or TCPConfig()))
+        from netstack.link.capture import CaptureLink
+        from netstack.tcp import TCPConfig
+        link = CaptureLink(self.lab.link, pcap=self.pcap_path) if self.pcap_path else self.lab.link
+        stack = Stack(link, self.lab.stack_addr, tcp=self.config or TCPConfig())
         stack.start()
         self.stack = stack
         return stack

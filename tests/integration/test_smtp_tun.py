@@ -236,7 +236,7 @@ def test_netstack_send_from_the_stack_to_a_kernel_side_server(tmp_path):
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     server = None
     try:
-        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "smtp.server", "--host",
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "netstack.cli.smtp_server", "--host",
                                    "0.0.0.0", "--port", "2525", "--port-file", str(port_file), "--maildir",
                                    str(maildir)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20

@@ -13,7 +13,7 @@ import contextlib
 from netstack.link.faults import FaultyLink
 from netstack.link.memory import MemoryLink
 from netstack.stack import Stack
-from netstack.tcp import TCPConfig, TCPLayer
+from netstack.tcp import TCPConfig
 
 A_ADDR = "10.9.0.1"
 B_ADDR = "10.9.0.2"
@@ -26,9 +26,7 @@ def fast_config(**kw) -> TCPConfig:
 
 
 def make_stack(link, addr: str, config: TCPConfig | None = None) -> Stack:
-    stack = Stack(link, addr)
-    stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=config or fast_config()))
-    return stack
+    return Stack(link, addr, tcp=config or fast_config())
 
 
 @contextlib.asynccontextmanager

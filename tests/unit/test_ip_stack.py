@@ -6,12 +6,18 @@ from collections import deque
 import pytest
 
 from netstack.capture.pcap import read_pcap
-from netstack.link import FaultyLink, MemoryLink
+from netstack.link import CaptureLink, FaultyLink, MemoryLink
 from netstack.stack import Stack
+from netstack.tcp import TCPConfig, TCPLayer
+from netstack.transport import Outgoing
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 
 from _ip_helpers import PEER, US, fragments
+
+
+#: an IP protocol number for the test transports (RFC 3692: for experimentation); TCP's is the stack's own
+EXPERIMENT = 253
 
 
 def run(coro, timeout=10):
@@ -45,6 +51,29 @@ def test_stack_answers_ping_over_memory_link():
     assert stack.counters.get("link.in.packets") == 100
 
 
+def test_the_stack_owns_its_tcp():
+    a, _peer = MemoryLink.pair(mtu=9000)
+    stack = Stack(a, US)
+    assert isinstance(stack.tcp, TCPLayer)
+    assert stack.transports[6] is stack.tcp and stack.ip.transports[6] is stack.tcp
+    assert stack.tcp.on_output == stack.kick
+    assert stack.tcp.local_addr == US and stack.tcp.counters is stack.counters
+    assert stack.tcp.config.mss == 8960                  # by default from the link MTU (RFC 9293 §3.7.1)
+    config = TCPConfig(rcvbuf=65536)
+    assert Stack(a, US, tcp=config).tcp.config is config
+    small, _ = MemoryLink.pair(mtu=576)
+    assert Stack(small, US, tcp=config).tcp.config.mss == 536   # never above the link's MTU - 40
+
+
+def test_register_transport_refuses_a_protocol_already_served():
+    a, _peer = MemoryLink.pair()
+    stack = Stack(a, US)
+    for proto in (6, 1):                                 # TCP is the stack's own; ICMP the IP layer's
+        with pytest.raises(ValueError):
+            stack.register_transport(proto, TimerTransport(None))
+    assert stack.transports == {6: stack.tcp}
+
+
 class TimerTransport:
     """Sends one segment when its deadline passes; counts polls."""
 
@@ -57,7 +86,7 @@ class TimerTransport:
 
     def on_datagram(self, src, dst, payload, now):
         self.datagrams.append(bytes(payload))
-        self.outbox.append((src, b"ack:" + bytes(payload)))
+        self.outbox.append(Outgoing(src, b"ack:" + bytes(payload), False))
 
     def next_deadline(self):
         return self.at
@@ -66,7 +95,10 @@ class TimerTransport:
         self.polls.append(now)
         if self.at is not None and now >= self.at:
             self.at = None
-            self.outbox.append((PEER, b"timer fired"))
+            self.outbox.append(Outgoing(PEER, b"timer fired", False))
+
+    def on_icmp_error(self, icmp_type, code, info, quoted, now):
+        pass
 
 
 def test_transport_timers_input_and_kick():
@@ -75,15 +107,15 @@ def test_transport_timers_input_and_kick():
         stack = Stack(a, US)
         stack.start()
         t = TimerTransport(stack.clock() + 0.05)
-        stack.register_transport(6, t)
+        stack.register_transport(EXPERIMENT, t)
         assert t.on_output == stack.kick
-        peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, payload=b"seg"))
+        peer.send(ipv4_packet(src=PEER, dst=US, protocol=EXPERIMENT, payload=b"seg"))
         first = await replies(peer, 1)
         assert bytes(parse_ipv4(first[0]).payload) == b"ack:seg"
         fired = await replies(peer, 1, timeout=1)
         assert bytes(parse_ipv4(fired[0]).payload) == b"timer fired"
         # user write outside on_datagram/poll: kick makes the loop flush
-        t.outbox.append((PEER, b"user write"))
+        t.outbox.append(Outgoing(PEER, b"user write", False))
         t.on_output()
         kicked = await replies(peer, 1)
         stack.close()
@@ -102,9 +134,9 @@ def test_df_too_big_reported_to_local_sender():
         t = TimerTransport(None)
         errors = []
         t.on_icmp_error = lambda ty, code, info, quoted, now: errors.append((ty, code, info, bytes(quoted)))
-        stack.register_transport(6, t)
-        t.outbox.append((PEER, b"S" * 1500, True))
-        t.outbox.append((PEER, b"T" * 1500))          # DF clear: fragmented
+        stack.register_transport(EXPERIMENT, t)
+        t.outbox.append(Outgoing(PEER, b"S" * 1500, True))
+        t.outbox.append(Outgoing(PEER, b"T" * 1500, False))   # DF clear: fragmented
         stack.kick()
         got = await replies(peer, 2)
         stack.close()
@@ -139,7 +171,7 @@ def test_pcap_records_both_directions(tmp_path):
 
     async def main():
         a, peer = MemoryLink.pair()
-        async with Stack(a, US, pcap_path=str(path)):
+        async with Stack(CaptureLink(a, pcap=str(path)), US):
             peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
             await replies(peer, 1)
 
@@ -155,7 +187,7 @@ def test_trace_prints_each_packet():
 
     async def main():
         a, peer = MemoryLink.pair()
-        async with Stack(a, US, trace=True, trace_file=out):
+        async with Stack(CaptureLink(a, trace=out), US):
             peer.send(ipv4_packet(src=PEER, dst=US, protocol=1, payload=W.echo_request(1, 1, b"hi")))
             await replies(peer, 1)
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from smtp import auth
+from netstack.cli import smtp_users
 from smtp.auth import Users, UsersFileError, hash_password, set_user, verify_password
 
 
@@ -47,12 +47,12 @@ def test_malformed_file_names_the_line(tmp_path, text, where):
 def test_tool_add_and_check(tmp_path, monkeypatch):
     path = str(tmp_path / "u")
     monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
-    assert auth.main(["add", path, "alice", "--password-stdin", "--ln", "4"]) == 0
+    assert smtp_users.main(["add", path, "alice", "--password-stdin", "--ln", "4"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
-    assert auth.main(["check", path, "alice", "--password-stdin"]) == 0
+    assert smtp_users.main(["check", path, "alice", "--password-stdin"]) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("nope\n"))
-    assert auth.main(["check", path, "alice", "--password-stdin"]) == 1
+    assert smtp_users.main(["check", path, "alice", "--password-stdin"]) == 1
     with open(path, "a") as f:
         f.write("broken\n")
     monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
-    assert auth.main(["check", path, "alice", "--password-stdin"]) == 2
+    assert smtp_users.main(["check", path, "alice", "--password-stdin"]) == 2

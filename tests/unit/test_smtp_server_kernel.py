@@ -372,12 +372,12 @@ def test_50_concurrent_clients_20_messages_each_delivered_exactly_once(tmp_path)
 
 
 class ServerProcess:
-    """``python -m smtp.server`` on kernel streams in a child process (killed by PID only)."""
+    """``python -m netstack.cli.smtp_server`` on kernel streams in a child process (killed by PID only)."""
 
     def __init__(self, tmp_path):
         self.maildir = tmp_path / "mail"
         self.port_file = tmp_path / "port"
-        self.proc = subprocess.Popen([sys.executable, "-m", "smtp.server", "--port", "0", "--port-file",
+        self.proc = subprocess.Popen([sys.executable, "-m", "netstack.cli.smtp_server", "--port", "0", "--port-file",
                                       str(self.port_file), "--maildir", str(self.maildir), "--smtp-hostname", "mx"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20

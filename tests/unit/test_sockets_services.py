@@ -9,6 +9,7 @@ import os
 import pytest
 
 from netstack import services
+from netstack.cli import serve_services
 from netstack.sockets import open_connection
 from netstack.sockets.table import connection_infos, format_table, stack_table
 from sockets_fixtures import A_ADDR, B_ADDR, stack_pair
@@ -44,7 +45,7 @@ def test_chargen_pattern_follows_rfc864():
 
 def _args(argv):
     p = argparse.ArgumentParser()
-    services.add_arguments(p)
+    serve_services.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -60,7 +61,7 @@ def test_serve_options():
 def test_installer_and_services_end_to_end():
     async def main():
         async with stack_pair() as (a, b):
-            closer = await services.install_from_args(b, _args(["--echo-port", "7007"]))
+            closer = await serve_services.install_from_args(b, _args(["--echo-port", "7007"]))
             assert sorted(b.tcp.listeners) == [9, 19, 7007]
 
             # echo on the moved port
@@ -91,7 +92,7 @@ def test_installer_and_services_end_to_end():
             r, w = await open_connection(a, B_ADDR, 7007)
             w.write(b"x")
             await r.readexactly(1)
-            text = services.report(b)
+            text = serve_services.report(b)
             assert "LISTEN" in text and f"{B_ADDR}:7007" in text and f"{B_ADDR}:19" in text
             assert "ESTAB" in text and f"{A_ADDR}:" in text
             assert "rto:" in text and "mss:" in text and "snd_una:" in text and "rcv_nxt:" in text
@@ -109,7 +110,7 @@ def test_installer_and_services_end_to_end():
 def test_no_services_installs_nothing():
     async def main():
         async with stack_pair() as (a, b):
-            assert await services.install_from_args(b, _args(["--no-services"])) is None
+            assert await serve_services.install_from_args(b, _args(["--no-services"])) is None
             assert not b.tcp.listeners
     run(main())
 

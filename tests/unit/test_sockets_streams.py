@@ -521,11 +521,13 @@ def test_stack_methods_delegate_to_the_stream_api():
 
 
 def test_default_tcp_layer_takes_its_mss_from_the_link_mtu():
-    """A Stack without TCP gets one on first use, announcing MSS = MTU - 40 (RFC 9293 §3.7.1)."""
+    """A Stack's own TCP, the one the streams use, announces MSS = MTU - 40 by default (RFC 9293 §3.7.1)."""
     from netstack.link.memory import MemoryLink
     from netstack.sockets.streams import tcp_layer
     from netstack.stack import Stack
 
     a, _b = MemoryLink.pair(mtu=9000)
-    tcp = tcp_layer(Stack(a, A_ADDR))
+    stack = Stack(a, A_ADDR)
+    tcp = tcp_layer(stack)
+    assert tcp is stack.tcp
     assert tcp.config.mss == 8960

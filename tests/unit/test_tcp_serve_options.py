@@ -1,11 +1,11 @@
-"""`netstack serve --tcp-*`: the options reach the TCPConfig of the registered TCPLayer."""
+"""`netstack serve --tcp-*`: the options reach the TCPConfig of the stack's TCP layer."""
 import pytest
 
 from netstack.cli import build_parser
 from netstack.link.memory import MemoryLink
 from netstack.stack import Stack
 from netstack.tcp import TCPLayer
-from netstack.tcp import serve as tcp_serve
+from netstack.cli import tcp_options as tcp_serve
 
 
 def parse(*argv):
@@ -17,13 +17,11 @@ def test_defaults_are_the_rfcs():
     assert (cfg.mss, cfg.rto_min, cfg.msl, cfg.sack, cfg.timestamps, cfg.wscale) == (1460, 1.0, 30.0, True, True, 7)
 
 
-def test_options_reach_the_registered_tcp_layer():
+def test_options_reach_the_stacks_tcp_layer():
     args = parse("--tcp-rto-min", "0.2", "--tcp-msl", "5", "--tcp-rcvbuf", "65536", "--tcp-no-sack",
                  "--tcp-no-timestamps", "--tcp-no-wscale")
     a, _b = MemoryLink.pair(mtu=9000)
-    stack = Stack(a, "10.9.0.1")
-    assert tcp_serve.NEEDS_TCP is False
-    tcp_serve.install_from_args(stack, args)
+    stack = Stack(a, "10.9.0.1", tcp=tcp_serve.config_from_args(args, a.mtu))     # as netstack serve builds it
     tcp = stack.tcp
     assert isinstance(tcp, TCPLayer)
     cfg = tcp.config

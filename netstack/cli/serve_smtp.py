@@ -1,8 +1,10 @@
-"""The SMTP service for ``netstack serve`` (see netstack/cli/serve.py, SERVICE_MODULES).
+"""The SMTP service for ``netstack serve`` (an installer in ``netstack.cli.serve``'s SERVICE_MODULES).
 
 Runs ``smtp.server.SmtpServer`` on netstack's own TCP streams
 (``netstack.sockets.streams.start_server``) on ``--smtp-port`` (default 25).
 The stack's address literal (e.g. ``[198.18.0.2]``) is always a local domain.
+The server's options are those of ``python -m netstack.cli.smtp_server``
+(:func:`netstack.cli.smtp_server.add_server_arguments`).
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import functools
 import ipaddress
 import logging
 
-from .server import add_server_arguments, build_server
+from netstack.cli import UsageError
+from netstack.cli.smtp_server import add_server_arguments, build_server
 
-NEEDS_TCP = True
 _servers: list = []
 
 
@@ -25,7 +27,6 @@ def add_arguments(parser) -> None:
 async def install_from_args(stack, args):
     if not args.smtp_port:
         return None
-    from netstack.cli import UsageError
     from netstack.sockets.streams import start_server
 
     literal = f"[{ipaddress.IPv4Address(stack.addr)}]"

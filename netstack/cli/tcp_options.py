@@ -1,20 +1,16 @@
-"""The TCP transport for ``netstack serve`` (an installer in netstack/cli/serve.py's SERVICE_MODULES).
+"""The ``--tcp-*`` options of ``netstack serve``.
 
-Registers :class:`netstack.tcp.TCPLayer` for IP protocol 6 with a
-:class:`~netstack.tcp.TCPConfig` whose MSS comes from the link MTU, and
-exposes the tunables an operator or a lab test wants on the command line.
-Defaults are the RFCs' (RFC 6298 §2.4: a minimum RTO of 1 s); Linux uses a
-200 ms minimum, which ``--tcp-rto-min 0.2`` reproduces.
+:func:`config_from_args` gives the :class:`~netstack.tcp.TCPConfig` the
+serving stack is built with (``Stack(link, addr, tcp=...)``; its MSS from the
+link MTU), from the tunables an operator or a lab test wants on the command
+line.  Defaults are the RFCs' (RFC 6298 §2.4: a minimum RTO of 1 s); Linux
+uses a 200 ms minimum, which ``--tcp-rto-min 0.2`` reproduces.
 """
 from __future__ import annotations
 
 import argparse
 
-from netstack.tcp.config import TCPConfig
-from netstack.tcp.layer import TCPLayer
-
-#: this installer is what provides TCP, so it does not need it
-NEEDS_TCP = False
+from netstack.tcp import TCPConfig
 
 _DEFAULTS = TCPConfig()
 
@@ -56,9 +52,3 @@ def config_from_args(args, mtu: int) -> TCPConfig:
         msl=args.tcp_msl, rcvbuf=args.tcp_rcvbuf, sndbuf=args.tcp_sndbuf, ooo_max=args.tcp_rcvbuf,
         sack=not args.tcp_no_sack, timestamps=not args.tcp_no_timestamps,
         wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale)
-
-
-def install_from_args(stack, args) -> None:
-    mtu = stack.link.mtu
-    stack.register_transport(6, TCPLayer(stack.addr, counters=stack.counters, config=config_from_args(args, mtu),
-                                         mtu=mtu))
