@@ -126,6 +126,8 @@ class StackThread:
         try:
             return fut.result(timeout)
         except _FutTimeout:
+            if fut.done():
+                raise       # the coroutine's own TimeoutError (same class since Python 3.11)
             fut.cancel()
             raise TimeoutError("timed out") from None
 
@@ -304,7 +306,9 @@ class NetstackSocket:
                 raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
             try:
                 return await asyncio.wait_for(coro_fn(), t)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as exc:
+                if exc.errno is not None:
+                    raise       # the connection's own ETIMEDOUT (retransmissions, keep-alive)
                 raise TimeoutError("timed out") from None
 
         return self._runner.call(runner())
