@@ -17,6 +17,10 @@ the ``socket`` module: ``settimeout(t)`` makes a blocking call raise
 ``TimeoutError`` (alias ``socket.timeout``) after ``t`` seconds,
 ``settimeout(0)`` / ``setblocking(False)`` makes it raise
 ``BlockingIOError`` when it would block, ``None`` blocks forever.
+Options (``setsockopt``/``getsockopt``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
+``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` (see
+:mod:`netstack.sockets.options`); set before ``connect()``/``listen()`` they
+apply to the connection, and accepted sockets inherit the listener's.
 Errors are the standard ones (``ConnectionRefusedError``,
 ``ConnectionResetError``, ``BrokenPipeError``, ``OSError(EADDRINUSE)``...).
 """
@@ -31,12 +35,14 @@ import threading
 import weakref
 from concurrent.futures import TimeoutError as _FutTimeout
 
-from netstack.sockets import errors
+from netstack.sockets import errors, options
+from netstack.sockets.options import TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL, SocketOptions
+from netstack.sockets.transport import kick
 from netstack.sockets.streams import DEFAULT_LIMIT, create_server, open_connection, tcp_layer
 
 __all__ = ["socket", "NetstackSocket", "background", "StackThread", "create_connection",
            "AF_INET", "SOCK_STREAM", "IPPROTO_TCP", "TCP_NODELAY", "SOL_SOCKET", "SO_REUSEADDR",
-           "SHUT_RD", "SHUT_WR", "SHUT_RDWR"]
+           "SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "SHUT_RD", "SHUT_WR", "SHUT_RDWR"]
 
 AF_INET = _socket.AF_INET
 SOCK_STREAM = _socket.SOCK_STREAM
@@ -119,6 +125,8 @@ class StackThread:
         try:
             return fut.result(timeout)
         except _FutTimeout:
+            if fut.done():
+                raise       # the coroutine's own TimeoutError (same class since Python 3.11)
             fut.cancel()
             raise TimeoutError("timed out") from None
 
@@ -256,7 +264,7 @@ class NetstackSocket:
         self._runner = _runner or background(stack)
         self._timeout: float | None = _socket.getdefaulttimeout()
         self._local_port: int | None = None
-        self._nodelay = False
+        self._opts = SocketOptions({"nodelay": 0})     # BSD default: Nagle on
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._server = None
@@ -293,7 +301,9 @@ class NetstackSocket:
                 raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
             try:
                 return await asyncio.wait_for(coro_fn(), t)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as exc:
+                if exc.errno is not None:
+                    raise       # the connection's own ETIMEDOUT (retransmissions, keep-alive)
                 raise TimeoutError("timed out") from None
 
         return self._runner.call(runner())
@@ -342,35 +352,26 @@ class NetstackSocket:
         return self._timeout != 0.0
 
     def setsockopt(self, level: int, optname: int, value) -> None:
+        """Options of :mod:`netstack.sockets.options`; kept for a connection made later."""
         self._check_open()
-        if level == IPPROTO_TCP and optname == TCP_NODELAY:
-            self._nodelay = bool(value if isinstance(value, int) else int.from_bytes(value, "little"))
-            conn = self._connection()
-            if conn is not None:
-                self._runner.call(self._set_nodelay(conn, self._nodelay))
-            return
-        if level == SOL_SOCKET and optname in (SO_REUSEADDR, SO_KEEPALIVE):
-            return      # accepted for compatibility; no effect
-        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        changed = self._opts.set(level, optname, value)
+        conn = self._connection()
+        if conn is not None:
+            self._apply(conn, changed)
 
-    @staticmethod
-    async def _set_nodelay(conn, value: bool) -> None:
-        setter = getattr(conn, "set_nodelay", None)
-        if setter is not None:
-            setter(value)
-        else:
-            conn.nodelay = value
+    def _apply(self, conn, values: dict) -> None:
+        async def apply():
+            options.apply(conn, values)
+            kick(self._stack)
+        self._runner.call(apply())
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0):
         self._check_open()
-        if level == IPPROTO_TCP and optname == TCP_NODELAY:
-            conn = self._connection()
-            if conn is not None:
-                return int(bool(getattr(conn, "nodelay", self._nodelay)))
-            return int(self._nodelay)
-        if level == SOL_SOCKET and optname == _socket.SO_TYPE:
-            return SOCK_STREAM
-        raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        return self._opts.get(level, optname, self._connection(), tcp_layer(self._stack).config)
+
+    @property
+    def _nodelay(self) -> bool:
+        return bool(self._opts.values["nodelay"])
 
     def _connection(self):
         if self._writer is None:
@@ -402,7 +403,9 @@ class NetstackSocket:
             q: asyncio.Queue = asyncio.Queue()
 
             def on_client(reader, writer):
-                q.put_nowait((reader, writer))
+                opts = self._opts.copy()      # inherited from the listening socket, as in BSD
+                opts.apply(writer.get_extra_info("netstack_connection"))
+                q.put_nowait((reader, writer, opts))
 
             def factory():
                 reader = asyncio.StreamReader(limit=DEFAULT_LIMIT)
@@ -425,10 +428,10 @@ class NetstackSocket:
         async def get():
             return await q.get()
 
-        reader, writer = self._call(get)
+        reader, writer, opts = self._call(get)
         conn = NetstackSocket(self._stack, _runner=self._runner)
+        conn._opts = opts
         conn._attach(reader, writer)
-        conn._nodelay = self._nodelay         # inherited from the listening socket, as in BSD
         return conn, conn._peer
 
     def _attach(self, reader, writer) -> None:
@@ -450,7 +453,10 @@ class NetstackSocket:
             kw["local_port"] = self._local_port
 
         async def conn():
-            return await open_connection(self._stack, host, port, **kw)
+            reader, writer = await open_connection(self._stack, host, port, **kw)
+            self._opts.apply(writer.get_extra_info("netstack_connection"))
+            kick(self._stack)
+            return reader, writer
 
         reader, writer = self._call(conn)
         self._attach(reader, writer)
@@ -551,7 +557,7 @@ class NetstackSocket:
                 server.close()
                 q = self._accepted
                 while q is not None and not q.empty():   # connections never accepted: reset
-                    _, w = q.get_nowait()
+                    _, w, _ = q.get_nowait()
                     w.transport.abort()
 
         try:

@@ -24,6 +24,9 @@ How data moves:
   A reset, a refused or timed-out connection ends with
   ``connection_lost(exc)`` carrying the standard exception
   (``ConnectionResetError``, ``TimeoutError``...).
+- **Options.** ``get_extra_info('socket')`` is a :class:`TransportSocket`, so
+  asyncio code that tunes its socket (``TCP_NODELAY``, ``SO_KEEPALIVE``,
+  ``TCP_KEEPIDLE``/``TCP_KEEPINTVL``/``TCP_KEEPCNT``) runs unchanged.
 
 Connection events arrive from inside the TCP layer's input or timer
 processing; the transport never re-enters the connection from there.  It
@@ -36,9 +39,11 @@ import collections
 import logging
 
 from netstack.sockets import errors
+from netstack.sockets import options
+from netstack.sockets.options import SocketOptions
 from netstack.tcp.events import ConnEvent
 
-__all__ = ["TCPTransport", "endpoints", "kick"]
+__all__ = ["TCPTransport", "TransportSocket", "endpoints", "kick"]
 
 log = logging.getLogger("netstack.sockets")
 
@@ -66,6 +71,48 @@ def kick(stack) -> None:
         k()
 
 
+class TransportSocket:
+    """What ``transport.get_extra_info('socket')`` gives: a socket-like view of
+    one netstack connection, as asyncio's ``trsock.TransportSocket`` is of a
+    kernel socket.
+
+    ``setsockopt``/``getsockopt`` take the options of
+    :mod:`netstack.sockets.options` (``TCP_NODELAY``, ``SO_KEEPALIVE``,
+    ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``) and act on the
+    connection at once; ``getsockname``/``getpeername`` give the endpoints.
+    Call it from the stack's loop (where asyncio code runs).  There is no
+    file descriptor: ``fileno()`` is -1.
+    """
+
+    family = 2        # socket.AF_INET
+    type = 1          # socket.SOCK_STREAM
+    proto = 6
+
+    def __init__(self, transport: "TCPTransport") -> None:
+        self._transport = transport
+        self._opts = SocketOptions()
+
+    def setsockopt(self, level: int, optname: int, value) -> None:
+        t = self._transport
+        options.apply(t._conn, self._opts.set(level, optname, value))
+        kick(t._stack)
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
+        return self._opts.get(level, optname, self._transport._conn)
+
+    def getsockname(self) -> tuple[str, int]:
+        return self._transport.get_extra_info("sockname")
+
+    def getpeername(self) -> tuple[str, int]:
+        return self._transport.get_extra_info("peername")
+
+    def fileno(self) -> int:
+        return -1
+
+    def __repr__(self) -> str:
+        return f"<netstack.TransportSocket laddr={self.getsockname()} raddr={self.getpeername()}>"
+
+
 class TCPTransport(asyncio.Transport):
     """``asyncio.Transport`` over an established netstack TCP connection."""
 
@@ -77,7 +124,7 @@ class TCPTransport(asyncio.Transport):
             base = {"sockname": sockname, "peername": peername}
         except AttributeError:
             pass
-        base.update({"socket": None, "netstack_connection": conn, "netstack_stack": stack})
+        base.update({"socket": TransportSocket(self), "netstack_connection": conn, "netstack_stack": stack})
         if extra:
             base.update(extra)
         super().__init__(base)

@@ -48,3 +48,22 @@ async def stack_pair(*, config_a: TCPConfig | None = None, config_b: TCPConfig |
     finally:
         a.close()
         b.close()
+
+
+@contextlib.contextmanager
+def blocking_pair(*, wrap_a=None, config_b: TCPConfig | None = None):
+    """``with blocking_pair() as (a, b):`` two stacks over an in-memory link on
+    one background loop thread, for the blocking facade (its sockets are
+    driven from plain threads).  ``wrap_a(link)`` may wrap A's link (e.g. in a FaultyLink)."""
+    from netstack.sockets.blocking import StackThread, background
+    la, lb = MemoryLink.pair()
+    a = make_stack(wrap_a(la) if wrap_a else la, A_ADDR)
+    b = make_stack(lb, B_ADDR, config_b)
+    runner = StackThread()
+    background(a, share=runner)
+    background(b, share=runner)
+    try:
+        yield a, b
+    finally:
+        runner.stop()
+        assert not runner.thread.is_alive()

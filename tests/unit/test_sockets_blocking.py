@@ -15,24 +15,15 @@ from netstack.link.memory import MemoryLink
 from netstack.sockets import blocking
 from netstack.sockets.blocking import (IPPROTO_TCP, SHUT_RD, SHUT_WR, TCP_NODELAY, NetstackSocket, StackThread,
                                        background)
-from sockets_fixtures import A_ADDR, B_ADDR, fast_config, make_stack
+from sockets_fixtures import A_ADDR, B_ADDR, blocking_pair, fast_config, make_stack
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def stacks():
-    la, lb = MemoryLink.pair()
-    a = make_stack(la, A_ADDR)
-    b = make_stack(lb, B_ADDR, fast_config(syn_retries=2, rto_initial=0.05))
-    runner = StackThread()
-    background(a, share=runner)
-    background(b, share=runner)
-    try:
-        yield a, b
-    finally:
-        runner.stop()
-        assert not runner.thread.is_alive()
+    with blocking_pair(config_b=fast_config(syn_retries=2, rto_initial=0.05)) as pair:
+        yield pair
 
 
 def _serve_once(server_sock, fn):

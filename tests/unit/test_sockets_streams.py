@@ -74,7 +74,8 @@ def test_extra_info():
             assert writer.get_extra_info("peername") == (B_ADDR, 8000)
             host, port = writer.get_extra_info("sockname")
             assert host == A_ADDR and 1024 <= port < 65536
-            assert writer.get_extra_info("socket") is None
+            sock = writer.get_extra_info("socket")
+            assert sock.getpeername() == (B_ADDR, 8000) and sock.getsockname() == (host, port)
             conn = writer.get_extra_info("netstack_connection")
             assert conn is not None and conn.remote_port == 8000
             assert writer.get_extra_info("nonexistent", "dflt") == "dflt"
