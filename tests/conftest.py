@@ -1,9 +1,9 @@
-"""Root pytest configuration: the shared helpers live in tests/nstest.py."""
+"""Root pytest configuration; the shared helpers live in the tests.support package."""
 from __future__ import annotations
 
 import pytest
 
-from nstest import require_tun
+from tests.support.nstest import require_tun
 
 
 @pytest.fixture

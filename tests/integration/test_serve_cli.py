@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from labkit import (PEER_ADDR, REPO, STACK_ADDR, ServeProcess, _env, link_exists_in_root, netns_exists,
+from tests.support.labkit import (PEER_ADDR, REPO, STACK_ADDR, ServeProcess, _env, link_exists_in_root, netns_exists,
                       remove_netns_we_created)
-from nstest import require_tun, unique_lab_name
+from tests.support.nstest import require_tun, unique_lab_name
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from netstack.stack import Stack
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 
-from _ip_helpers import PEER, US, fragments
+from tests.support.ip_helpers import PEER, US, fragments
 
 
 def run(coro, timeout=10):

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import os
 
-from sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
+from tests.support.sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
 
 from netstack.sockets.streams import open_connection, start_server
 from smtp.client import SmtpClient, send_message

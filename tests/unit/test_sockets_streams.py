@@ -15,7 +15,7 @@ import pytest
 from netstack.sockets import Server, open_connection, start_server
 from netstack.sockets.transport import TCPTransport
 from netstack.services import echo
-from sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
+from tests.support.sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,7 +4,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.connection import Connection
-from tcp_script import Script
+from tests.support.tcp_script import Script
 
 
 class _L:  # a do-nothing layer for the pure acceptability function

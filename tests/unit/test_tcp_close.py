@@ -3,7 +3,7 @@ abort, RST in synchronized states (RFC 9293 §3.6, §3.10.4, §3.10.5, §3.10.7.
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def opened(cfg=None, ts=False):

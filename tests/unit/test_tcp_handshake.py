@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def test_passive_open_synack_fields_and_events():

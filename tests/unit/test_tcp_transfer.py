@@ -3,7 +3,7 @@ zero-window probing, RTO/Karn/retry limit, fast retransmit, window scaling, wrap
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from tcp_script import Script
+from tests.support.tcp_script import Script
 
 MSS = 1448   # 1460 - 12 (timestamps)
 

@@ -13,7 +13,7 @@ from netstack.wire.icmp import (
 from netstack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, ip2int, ipv4_packet, parse_ipv4
 from netstack.wire.tcp import SYN, tcp_segment
 
-from wire_vectors import ref_checksum
+from tests.support.wire_vectors import ref_checksum
 
 A = ip2int("198.18.0.1")
 B = ip2int("198.18.0.2")

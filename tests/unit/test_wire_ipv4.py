@@ -12,7 +12,7 @@ from netstack.wire.ipv4 import (
     parse_ipv4, parse_ipv4_quoted,
 )
 
-from wire_vectors import SEED_HELO, ref_checksum
+from tests.support.wire_vectors import SEED_HELO, ref_checksum
 
 
 def reason_of(fn, *args, **kw) -> MalformedPacket:

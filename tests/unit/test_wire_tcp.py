@@ -12,7 +12,7 @@ from netstack.wire.tcp import (
 )
 from netstack.wire.tcp_options import encode_options, max_sack_blocks
 
-from wire_vectors import SEED_HELO, ref_tcp_checksum
+from tests.support.wire_vectors import SEED_HELO, ref_tcp_checksum
 
 A = ip2int("198.18.0.1")
 B = ip2int("198.18.0.2")

@@ -1,7 +1,7 @@
 """Integration helpers: constants, namespace checks, and `netstack serve` as a subprocess (ServeProcess).
 
 Imported by tests/integration/conftest.py (the fixtures) and by the tests themselves:
-``from labkit import STACK_ADDR, ServeProcess``.
+``from tests.support.labkit import STACK_ADDR, ServeProcess``.
 
 Every name is unique per process and call (nstest.unique_lab_name()),
 because several developers run the suite on one machine at the same time.
@@ -21,11 +21,13 @@ import threading
 import time
 from pathlib import Path
 
-from nstest import unique_lab_name
+from tests.support.nstest import unique_lab_name
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_ADDR = "198.18.0.2"
 PEER_ADDR = "198.18.0.1"
+# Run by path inside the lab namespace (`ServeProcess.run([sys.executable, NETNS_SEND])`): stdlib only.
+NETNS_SEND = Path(__file__).with_name("_netns_send.py")
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
