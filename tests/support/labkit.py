@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,21 @@ def _env() -> dict:
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def serve_cmd(*args, timeout=30, prefix=()):
+    """Run `python -m netstack serve ARGS` to completion (for the ways it refuses to start)."""
+    return subprocess.run([*prefix, sys.executable, "-m", "netstack", "serve", *args], capture_output=True,
+                          text=True, timeout=timeout, env=_env(), cwd=str(REPO))
+
+
+def assert_one_line_error(r, pattern):
+    """Exit status 2 and one stderr line, `netstack serve: ...`, matching ``pattern``."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert lines[0].startswith("netstack serve: ")
 
 
 def netns_exists(name: str) -> bool:
