@@ -1,9 +1,9 @@
-"""Root pytest configuration: the three tiers.
+"""Root pytest configuration: the three tiers and the unit tier's guard.
 
 Every test gets exactly one tier marker, from the directory it lives in:
 
 - ``unit``        tests/unit/: pure Python in this process (no kernel socket, subprocess,
-                  external tool, root or TUN);
+                  external tool, root or TUN); enforced by tests.support.unit_guard;
 - ``system``      tests/system/: kernel sockets (loopback too: our SMTP, aiosmtpd, smtplib),
                   subprocesses and external tools (tshark, tcpdump, swaks, openssl, a C
                   compiler), scapy (it reads the host's interfaces over netlink);
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.nstest import require_tun
+from tests.support.unit_guard import unit_tier_guard
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "system", "integration")
@@ -45,6 +46,16 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError("each test lives in tests/unit, tests/system or tests/integration and carries "
                                 "only that directory's tier marker:\n  " + "\n  ".join(misplaced))
+
+
+@pytest.fixture(autouse=True)
+def unit_guard(request):
+    """For unit tests: kernel sockets, processes and the TUN raise UnitTierViolation."""
+    if request.node.get_closest_marker("unit") is None:
+        yield None
+        return
+    with unit_tier_guard(request.node.nodeid) as guard:
+        yield guard
 
 
 @pytest.fixture
