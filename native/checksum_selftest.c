@@ -9,7 +9,7 @@
  * Every length 0..MAX_LEN at every start offset 0..7, each buffer allocated to
  * end exactly at its last byte, random / all-0xFF / all-zero contents, on every
  * kernel the CPU supports; plus sum16 chaining, the pseudo-header and RFC 1624.
- * Exit status 0 and "ok" lines on success.  tests/unit/test_checksum.py runs it.
+ * Exit status 0 and "ok" lines on success.  tests/system/test_checksum_processes.py runs it.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the whole test suite (unit + integration).
+# Set everything up, then run the whole test suite (the unit, system and integration tiers).
 # Integration tests need root and /dev/net/tun; with CI=true they fail rather than skip without them.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k trace`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k trace`, or `bash scripts/test.sh -m unit`
+# for the pure tier alone.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/scripts/setup.sh"

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from labkit import PEER_ADDR, STACK_ADDR, ServeProcess, remove_netns_we_created
-from nstest import require_tun, unique_lab_name
+from tests.support.labkit import PEER_ADDR, STACK_ADDR, ServeProcess, remove_netns_we_created
+from tests.support.nstest import require_tun, unique_lab_name
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nstest import require_tun, unique_lab_name
+from tests.support.nstest import require_tun, unique_lab_name
 
 pytestmark = pytest.mark.integration
 

@@ -4,18 +4,16 @@ import json
 import shutil
 import struct
 import sys
-from pathlib import Path
 
 import pytest
 
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet
 
-from labkit import PEER_ADDR, STACK_ADDR
+from tests.support.labkit import NETNS_SEND, PEER_ADDR, STACK_ADDR
 
 pytestmark = pytest.mark.integration
 
-SENDER = Path(__file__).with_name("_netns_send.py")
 REASM_CAP = 64 * 1024
 REASM_DATAGRAMS = 100           # the byte cap (44 fragments of 1480) binds first
 
@@ -34,7 +32,7 @@ def patch(pkt, offset, fmt, value):
 def send(srv, items, timeout=60):
     for item in items:
         item.setdefault("ifname", srv.ifname)
-    r = srv.run([sys.executable, str(SENDER)], input=json.dumps(items), timeout=timeout)
+    r = srv.run([sys.executable, str(NETNS_SEND)], input=json.dumps(items), timeout=timeout)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == len(items)
 

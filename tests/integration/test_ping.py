@@ -7,7 +7,7 @@ import pytest
 
 from netstack.wire import icmp as W
 
-from labkit import STACK_ADDR
+from tests.support.labkit import STACK_ADDR
 
 pytestmark = pytest.mark.integration
 

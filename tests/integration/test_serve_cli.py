@@ -1,32 +1,21 @@
-"""`netstack serve`: ready line, signals, teardown on every path, one-line errors."""
+"""`netstack serve`: ready line, signals, teardown on every path, one-line errors.
+
+Bad options, refused before anything is created, are in tests/system/test_serve_cli_options.py.
+"""
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from labkit import (PEER_ADDR, REPO, STACK_ADDR, ServeProcess, _env, link_exists_in_root, netns_exists,
-                      remove_netns_we_created)
-from nstest import require_tun, unique_lab_name
+from tests.support.labkit import (PEER_ADDR, REPO, STACK_ADDR, ServeProcess, _env, assert_one_line_error,
+                                 link_exists_in_root, netns_exists, remove_netns_we_created, serve_cmd)
+from tests.support.nstest import require_tun, unique_lab_name
 
 pytestmark = pytest.mark.integration
-
-
-def serve_cmd(*args, timeout=30, prefix=()):
-    return subprocess.run([*prefix, sys.executable, "-m", "netstack", "serve", *args], capture_output=True,
-                          text=True, timeout=timeout, env=_env(), cwd=str(REPO))
-
-
-def assert_one_line_error(r, pattern):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    assert lines[0].startswith("netstack serve: ")
 
 
 def device_in_netns(netns, ifname) -> bool:
@@ -100,20 +89,6 @@ def test_device_name_in_use_inside_the_namespace(lab):
     r = serve_cmd("--netns", lab.netns, "--ifname", lab.ifname)
     assert_one_line_error(r, r"already in use")
     assert netns_exists(lab.netns) and device_in_netns(lab.netns, lab.ifname)    # somebody else's lab untouched
-
-
-@pytest.mark.parametrize("args,pattern", [
-    (["--addr", "::1"], r"--addr '::1' is not an IPv4 address"),
-    (["--addr", "mail.example"], r"not an IPv4 address"),
-    (["--peer", "2001:db8::1/64"], r"--peer .* is not an IPv4"),
-    (["--faults", "loss=200%"], r"--faults: loss=200%"),
-    (["--mtu", "20"], r"--mtu 20 out of range"),
-])
-def test_bad_options_one_line_exit_2(args, pattern):
-    ns = unique_lab_name()
-    r = serve_cmd("--netns", ns, "--ifname", ns, *args)
-    assert_one_line_error(r, pattern)
-    assert not netns_exists(ns)
 
 
 def test_not_root_one_line_exit_2():

@@ -225,8 +225,8 @@ def test_netstack_send_from_the_stack_to_a_kernel_side_server(tmp_path):
     import subprocess
     import sys
 
-    from nstest import require_tun, unique_lab_name
-    from labkit import _env, remove_netns_we_created
+    from tests.support.nstest import require_tun, unique_lab_name
+    from tests.support.labkit import _env, remove_netns_we_created
 
     require_tun()
     name = unique_lab_name("nss")

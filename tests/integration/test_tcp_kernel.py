@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from labkit import PEER_ADDR, STACK_ADDR
-from tcp_fixtures import (PEER, LabStack, kernel_peer, kernel_peer_async, nft_drop_count, nft_random_drop,
+from tests.support.labkit import PEER_ADDR, STACK_ADDR
+from tests.support.tcp_fixtures import (PEER, LabStack, kernel_peer, kernel_peer_async, nft_drop_count, nft_random_drop,
                           ss_tan, tshark_fields, tshark_problems, tun_drops)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -113,26 +113,6 @@ def test_linktype_fcs_bits_are_masked_and_dlt_raw_alias():
     assert PcapReader(io.BytesIO(_pcap_bytes([], linktype=12))).linktype == LINKTYPE_RAW
 
 
-def test_scapy_reads_our_file_and_we_read_scapys(tmp_path):
-    scapy_utils = pytest.importorskip("scapy.utils")
-    ours = tmp_path / "ours.pcap"
-    with PcapWriter(ours) as w:
-        for i, p in enumerate(PKTS):
-            w.write(p, ts=100 + i)
-    theirs = scapy_utils.rdpcap(str(ours))
-    assert [bytes(p) for p in theirs] == PKTS
-    assert [int(p.time) for p in theirs] == [100, 101, 102, 103, 104]
-
-    from scapy.layers.inet import IP, TCP
-
-    pkts = [IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1, dport=2, flags="S", seq=7)]
-    pkts[0].time = 42.5
-    scapy_path = tmp_path / "scapy.pcap"
-    scapy_utils.wrpcap(str(scapy_path), pkts)
-    (rec,) = read_pcap(scapy_path)
-    assert rec.data == bytes(pkts[0]) and (rec.ts_sec, rec.ts_nsec) == (42, 500_000_000)
-
-
 # -- malformed files: one error naming the packet and offset -------------------------------------------
 
 def test_truncated_record_data_names_packet_and_offset():

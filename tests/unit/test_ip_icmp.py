@@ -5,7 +5,7 @@ from netstack.ip.ratelimit import TokenBucket
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ip2int, ipv4_packet
 
-from _ip_helpers import PEER, US, Recorder, icmp_of, layer, out_packets, udp_datagram
+from tests.support.ip_helpers import PEER, US, Recorder, icmp_of, layer, out_packets, udp_datagram
 
 
 def echo(payload=b"ping", ident=7, seq=3, **kw):

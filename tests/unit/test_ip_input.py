@@ -6,7 +6,7 @@ import pytest
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ip2int, ipv4_packet
 
-from _ip_helpers import PEER, US, Recorder, icmp_of, layer, out_packets
+from tests.support.ip_helpers import PEER, US, Recorder, icmp_of, layer, out_packets
 
 
 def good(**kw):

@@ -4,7 +4,7 @@ import pytest
 from netstack.ip import DatagramTooBig
 from netstack.wire.ipv4 import parse_ipv4
 
-from _ip_helpers import PEER, US, Recorder, layer, out_packets
+from tests.support.ip_helpers import PEER, US, Recorder, layer, out_packets
 
 
 def test_small_datagram_one_packet():

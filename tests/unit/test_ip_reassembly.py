@@ -6,7 +6,7 @@ import pytest
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import parse_ipv4
 
-from _ip_helpers import PEER, US, Recorder, frag, fragments, icmp_of, layer, out_packets
+from tests.support.ip_helpers import PEER, US, Recorder, frag, fragments, icmp_of, layer, out_packets
 
 
 def setup(**kw):

@@ -13,7 +13,7 @@ from netstack.transport import Outgoing
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 
-from _ip_helpers import PEER, US, fragments
+from tests.support.ip_helpers import PEER, US, fragments
 
 
 #: an IP protocol number for the test transports (RFC 3692: for experimentation); TCP's is the stack's own

@@ -4,7 +4,7 @@ import pytest
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet
 
-from _ip_helpers import PEER, US, icmp_of, layer, out_packets, udp_datagram
+from tests.support.ip_helpers import PEER, US, icmp_of, layer, out_packets, udp_datagram
 
 
 def send_udp(ip, seg):

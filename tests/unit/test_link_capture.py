@@ -8,7 +8,7 @@ from netstack.link import CaptureLink, MemoryLink
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ipv4_packet
 
-from _ip_helpers import PEER, US
+from tests.support.ip_helpers import PEER, US
 
 
 def ping(seq: int, src=US, dst=PEER, reply=False) -> bytes:

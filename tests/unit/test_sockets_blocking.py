@@ -15,7 +15,7 @@ from netstack.link.memory import MemoryLink
 from netstack.sockets import blocking
 from netstack.sockets.blocking import (IPPROTO_TCP, SHUT_RD, SHUT_WR, TCP_NODELAY, NetstackSocket, StackThread,
                                        background)
-from sockets_fixtures import A_ADDR, B_ADDR, blocking_pair, fast_config, make_stack
+from tests.support.sockets_fixtures import A_ADDR, B_ADDR, blocking_pair, fast_config, make_stack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ import random
 import pytest
 
 from netstack.sockets import open_connection, start_server
-from sockets_fixtures import B_ADDR, fast_config, stack_pair
+from tests.support.sockets_fixtures import B_ADDR, fast_config, stack_pair
 
 SIZE = 10 * 1024 * 1024
 MTU = 9000

@@ -18,7 +18,7 @@ import pytest
 from netstack.link.faults import FaultyLink
 from netstack.sockets import blocking, open_connection, start_server
 from netstack.tcp.state import State
-from sockets_fixtures import B_ADDR, blocking_pair, stack_pair
+from tests.support.sockets_fixtures import B_ADDR, blocking_pair, stack_pair
 
 SOL_SOCKET, SO_KEEPALIVE = std_socket.SOL_SOCKET, std_socket.SO_KEEPALIVE
 IPPROTO_TCP, TCP_NODELAY = std_socket.IPPROTO_TCP, std_socket.TCP_NODELAY

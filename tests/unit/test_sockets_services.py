@@ -12,7 +12,7 @@ from netstack import services
 from netstack.cli import serve_services
 from netstack.sockets import open_connection
 from netstack.sockets.table import connection_infos, format_table, stack_table
-from sockets_fixtures import A_ADDR, B_ADDR, stack_pair
+from tests.support.sockets_fixtures import A_ADDR, B_ADDR, stack_pair
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ from netstack.sockets import Server, open_connection, start_server
 from netstack.sockets.transport import TCPTransport
 from netstack.services import echo
 from netstack.tcp.state import State
-from sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
+from tests.support.sockets_fixtures import A_ADDR, B_ADDR, fast_config, stack_pair
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -400,33 +400,6 @@ def test_abort_sends_rst_to_peer():
             await writer.wait_closed()              # abort: connection_lost(None)
             assert isinstance(await asyncio.wait_for(outcome, 5), ConnectionResetError)
             server.close()
-    run(main())
-
-
-def test_same_handler_code_runs_on_kernel_asyncio():
-    """The reference: the very same handler and client code on asyncio's own
-    loopback sockets behave as on netstack (the API is asyncio's)."""
-    async def client(open_conn, host, port):
-        reader, writer = await open_conn(host, port)
-        writer.write(b"one\ntwo\n")
-        await writer.drain()
-        lines = [await reader.readline(), await reader.readline()]
-        writer.write_eof()
-        rest = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        return lines, rest
-
-    async def main():
-        kernel_server = await asyncio.start_server(echo, "127.0.0.1", 0)
-        kport = kernel_server.sockets[0].getsockname()[1]
-        ref = await client(asyncio.open_connection, "127.0.0.1", kport)
-        kernel_server.close()
-        async with stack_pair() as (a, b):
-            server = await start_server(b, echo, port=7)
-            ours = await client(lambda h, p: open_connection(a, h, p), B_ADDR, 7)
-            server.close()
-        assert ours == ref == ([b"one\n", b"two\n"], b"")
     run(main())
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.recv_space import ReceiveSpace
-from tcp_script import Script
+from tests.support.tcp_script import Script
 
 
 @pytest.mark.parametrize("seg_len,wnd,seq_off,ok", [

@@ -4,7 +4,7 @@ retransmissions, and both ends must close properly."""
 import pytest
 
 from netstack.tcp import State, TCPConfig
-from tcp_netsim import B_ADDR, Sim, Stream
+from tests.support.tcp_netsim import B_ADDR, Sim, Stream
 
 
 def transfer(size, *, isn_a=None, isn_b=None, config_a=None, config_b=None, close=True,

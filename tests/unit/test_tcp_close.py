@@ -4,7 +4,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.events import ConnEvent
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def opened(cfg=None, ts=False):

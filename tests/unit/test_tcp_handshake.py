@@ -6,7 +6,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.events import ConnEvent, ListenerEvent
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def test_passive_open_synack_fields_and_events():

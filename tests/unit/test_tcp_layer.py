@@ -5,7 +5,7 @@ import pytest
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.timers import Timer, Timers
 from netstack.tcp.events import ConnEvent, ListenerEvent
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def test_user_write_kicks_and_flushes_on_poll():
@@ -147,7 +147,7 @@ def _quote(conn_src, conn_dst, sport, dport, seq):
 
 
 def test_icmp_frag_needed_lowers_mss_and_resends():
-    from tcp_script import US
+    from tests.support.tcp_script import US
     s = Script()
     conn, synack = s.passive_open()
     us = synack.seq + 1
@@ -164,7 +164,7 @@ def test_icmp_frag_needed_lowers_mss_and_resends():
 
 
 def test_icmp_port_unreachable_refuses_syn_sent():
-    from tcp_script import US
+    from tests.support.tcp_script import US
     s = Script()
     conn = s.layer.connect(PEER, 8080, 0.0)
     syn = s.expect("S")

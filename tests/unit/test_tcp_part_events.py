@@ -9,7 +9,7 @@ from netstack.tcp import State, TCPConfig
 from netstack.tcp.events import ConnEvent, SegmentCause, StateChange, TimerCause, UserCall, UserCause
 from netstack.tcp.timers import Timer
 from netstack.wire.tcp import ACK, FIN, PSH, SYN
-from tcp_script import PEER, Script
+from tests.support.tcp_script import PEER, Script
 
 
 def observed(cfg=None):

@@ -13,7 +13,7 @@ either.
 import pytest
 
 from netstack.tcp import TCPConfig
-from tcp_netsim import B_ADDR, Sim
+from tests.support.tcp_netsim import B_ADDR, Sim
 
 MSG = 2048
 DELAY = 0.005          # one way: RTT = 10 ms

@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from netstack.tcp import State
 from netstack.tcp.seq import seq_le
-from tcp_script import PEER, US, Script
+from tests.support.tcp_script import PEER, US, Script
 
 MASK = 0xFFFFFFFF
 

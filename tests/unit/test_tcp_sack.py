@@ -2,7 +2,7 @@
 (RFC 3042), early retransmit (RFC 5827)."""
 from netstack.tcp import TCPConfig
 from netstack.tcp.sack import SackScoreboard
-from tcp_script import Script
+from tests.support.tcp_script import Script
 
 MSS = 1448
 M32 = 0xFFFFFFFF

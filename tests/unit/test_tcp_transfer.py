@@ -4,7 +4,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.events import ConnEvent
-from tcp_script import Script
+from tests.support.tcp_script import Script
 
 MSS = 1448   # 1460 - 12 (timestamps)
 

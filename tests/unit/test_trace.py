@@ -14,8 +14,8 @@ from netstack.wire.icmp import PORT, dest_unreachable
 from netstack.wire.ipv4 import PROTO_TCP, ip2int, ipv4_packet
 from netstack.wire.tcp import ACK, PSH, RST, SYN
 
-import capture_packets as cp
-from wire_vectors import ref_checksum, ref_tcp_checksum
+from tests.support import capture_packets as cp
+from tests.support.wire_vectors import ref_checksum, ref_tcp_checksum
 
 T0 = 1_700_000_000          # 2023-11-14 22:13:20 UTC
 

@@ -24,10 +24,10 @@ from netstack.cli import main
 from netstack.capture.hexdump import parse_hexdump
 from netstack.wire.ipv4 import ip2int
 
-from wire_vectors import SEED_HELO, ref_checksum, ref_tcp_checksum
+from tests.support.wire_vectors import SEED_EXCERPT, SEED_HELO, ref_checksum, ref_tcp_checksum
 
 ARTICLE = Path("/work/shared/seed/understanding-smtp-article.txt")
-EXCERPT = Path(__file__).with_name("seed_article_packets.txt")   # the article's two packets, verbatim
+EXCERPT = SEED_EXCERPT   # the article's two packets, verbatim
 # The whole article when it is present (prose around the dumps included), else the excerpt.
 SEED = ARTICLE if ARTICLE.exists() else EXCERPT
 

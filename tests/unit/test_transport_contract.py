@@ -9,7 +9,7 @@ from netstack.transport import Outgoing, Transport
 from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 from netstack.wire.tcp import ACK, RST, SYN, parse_tcp, tcp_segment
 
-from _ip_helpers import PEER, US
+from tests.support.ip_helpers import PEER, US
 
 
 def test_tcp_layer_is_a_transport():

@@ -19,7 +19,7 @@ from netstack.wire.ipv4 import build_ipv4_header, ipv4_packet, parse_ipv4
 from netstack.wire.tcp import build_options, build_tcp, parse_options, parse_tcp, tcp_segment
 from netstack.wire.tcp_options import encode_options
 
-from wire_vectors import SEED_HELO, ref_checksum, ref_tcp_checksum
+from tests.support.wire_vectors import SEED_HELO, ref_checksum, ref_tcp_checksum
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND = settings(max_examples=250, deadline=None)

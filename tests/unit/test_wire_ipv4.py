@@ -12,7 +12,7 @@ from netstack.wire.ipv4 import (
     parse_ipv4, parse_ipv4_quoted,
 )
 
-from wire_vectors import SEED_HELO, ref_checksum
+from tests.support.wire_vectors import SEED_HELO, ref_checksum
 
 
 def reason_of(fn, *args, **kw) -> MalformedPacket:
@@ -92,18 +92,6 @@ def test_reserved_flag_bit_is_reported_not_lost():
     pkt[10:12] = b"\0\0"
     pkt[10:12] = ref_checksum(bytes(pkt[:20])).to_bytes(2, "big")
     assert parse_ipv4(pkt).flags == 0b100
-
-
-def test_scapy_agrees_with_our_build():
-    scapy = pytest.importorskip("scapy.layers.inet")
-    pkt = ipv4_packet(src="198.18.0.2", dst="198.18.0.1", protocol=PROTO_UDP, payload=b"hello",
-                      ttl=17, ident=4242, df=True, tos=0xB8)
-    s = scapy.IP(pkt)
-    assert (s.src, s.dst, s.ttl, s.id, s.tos, s.len, s.proto) == ("198.18.0.2", "198.18.0.1", 17, 4242, 0xB8, 25, 17)
-    assert str(s.flags) == "DF"
-    rebuilt = scapy.IP(bytes(s))
-    del rebuilt.chksum
-    assert scapy.IP(bytes(rebuilt)).chksum == s.chksum
 
 
 def test_payload_is_a_view_not_a_copy():

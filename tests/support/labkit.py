@@ -1,7 +1,7 @@
 """Integration helpers: constants, namespace checks, and `netstack serve` as a subprocess (ServeProcess).
 
 Imported by tests/integration/conftest.py (the fixtures) and by the tests themselves:
-``from labkit import STACK_ADDR, ServeProcess``.
+``from tests.support.labkit import STACK_ADDR, ServeProcess``.
 
 Every name is unique per process and call (nstest.unique_lab_name()),
 because several developers run the suite on one machine at the same time.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -21,11 +22,13 @@ import threading
 import time
 from pathlib import Path
 
-from nstest import unique_lab_name
+from tests.support.nstest import unique_lab_name
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_ADDR = "198.18.0.2"
 PEER_ADDR = "198.18.0.1"
+# Run by path inside the lab namespace (`ServeProcess.run([sys.executable, NETNS_SEND])`): stdlib only.
+NETNS_SEND = Path(__file__).with_name("_netns_send.py")
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 
@@ -35,6 +38,21 @@ def _env() -> dict:
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def serve_cmd(*args, timeout=30, prefix=()):
+    """Run `python -m netstack serve ARGS` to completion (for the ways it refuses to start)."""
+    return subprocess.run([*prefix, sys.executable, "-m", "netstack", "serve", *args], capture_output=True,
+                          text=True, timeout=timeout, env=_env(), cwd=str(REPO))
+
+
+def assert_one_line_error(r, pattern):
+    """Exit status 2 and one stderr line, `netstack serve: ...`, matching ``pattern``."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert lines[0].startswith("netstack serve: ")
 
 
 def netns_exists(name: str) -> bool:

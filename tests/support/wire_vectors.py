@@ -6,6 +6,7 @@ do not check the code under test against itself.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 # The HELO packet of the seed article (/work/shared/seed/understanding-smtp-article.txt), as dumped there:
 # 06/09/2005 06:10:46.595221 192.168.1.100.40565 > 192.168.1.200.25: P [tcp sum ok]
@@ -18,6 +19,9 @@ SEED_HELO = bytes.fromhex(
     "332e 6d61 696c 2e6d 7564 2e79 6168 6f6f"
     "2e63 6f6d 0d0a".replace(" ", "")
 )
+
+# The article's two packets, verbatim (a tcpdump -x excerpt; scripts/demo.sh reads it too).
+SEED_EXCERPT = Path(__file__).with_name("seed_article_packets.txt")
 
 
 def ref_checksum(data: bytes) -> int:

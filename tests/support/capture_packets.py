@@ -5,7 +5,7 @@ from netstack.wire.icmp import echo_reply, echo_request, parse_icmp
 from netstack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, ip2int, ipv4_packet
 from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN, build_options, tcp_segment
 
-from wire_vectors import ref_checksum
+from tests.support.wire_vectors import ref_checksum
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 CPORT, SPORT = 40565, 25

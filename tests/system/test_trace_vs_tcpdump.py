@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from capture_packets import conversation, icmp_echo_pair, rst_packet
-from nstest import in_ci
+from tests.support.capture_packets import conversation, icmp_echo_pair, rst_packet
+from tests.support.nstest import in_ci
 from netstack.capture.pcap import LINKTYPE_RAW, PcapWriter
 
 TCP_FIELDS = re.compile(

@@ -17,8 +17,8 @@ import pytest
 
 from netstack.capture.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW, PcapWriter
 
-import capture_packets as cp
-from nstest import in_ci
+from tests.support import capture_packets as cp
+from tests.support.nstest import in_ci
 
 TSHARK = shutil.which("tshark") or shutil.which("tshark", path="/usr/bin:/usr/sbin")
 # Checksum validation is off by default in tshark; ICMP checksums are always verified.

@@ -1,5 +1,5 @@
 """Two netstack Stacks wired back to back over the in-memory link, for the
-socket-layer tests (tests/unit/test_sockets_*.py).
+socket-layer tests (tests/unit/test_sockets_*.py) and SMTP over netstack streams.
 
 Real asyncio loop and real time: the socket layer is the asyncio driver of the
 sans-I/O TCP core, so these tests exercise exactly what applications run.

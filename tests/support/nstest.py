@@ -1,5 +1,4 @@
-"""Helpers shared by every test directory (a plain module, not a conftest:
-two conftest.py files would both be importable as ``conftest`` and shadow each other).
+"""Helpers shared by every test directory: the TUN check and unique lab names.
 
 Integration tests need root and /dev/net/tun.  Locally they skip when those
 are missing; with ``CI=true`` in the environment they FAIL instead, so that a
