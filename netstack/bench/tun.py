@@ -78,6 +78,7 @@ import time
 
 from netstack.bench import report
 from netstack.bench._args import bounded
+from netstack.tcp.segment import pack_ts_header
 
 KERNEL_ADDR = "198.18.0.1"
 STACK_ADDR = "198.18.0.2"
@@ -304,7 +305,7 @@ def _drain(link) -> None:
 
 _IP_HDR = struct.Struct("!BBHHHBBHII")
 _TCP_HDR = struct.Struct("!HHIIHHHH")
-_ACK_PACKET = struct.Struct("!BBHHHBBHIIHHIIHHHHIII")      # IPv4 + TCP + NOP,NOP,TS: 52 bytes
+_IP_ACK_HDR = struct.Struct("!BBHHHBBHII")                  # the IPv4 header of a 52-byte ACK
 ACK_ONLY_PORT = 5003
 ACK_ONLY_WSCALE = 7
 ACK_ONLY_WINDOW = 256 * 1024                                 # what the stack offers too
@@ -317,13 +318,13 @@ def _fold(total: int) -> int:
 
 
 def _ack_packet(src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr, ident) -> bytes:
-    """A 52-byte IPv4 + TCP (NOP,NOP,TS) packet, both checksums computed from the fields."""
-    ip_csum = _fold(0x4500 + 52 + ident + 0x4000 + (64 << 8 | 6) + src + dst)
-    offflags = 0x8000 | flags
-    tcp_csum = _fold(src + dst + 6 + 32 + sport + dport + seq + ack + offflags + window + 0x0101 + 0x080A
-                     + tsval + tsecr)
-    return _ACK_PACKET.pack(0x45, 0, 52, ident, 0x4000, 64, 6, ip_csum, src, dst, sport, dport, seq, ack,
-                            offflags, window, tcp_csum, 0, 0x0101080A, tsval, tsecr)
+    """A 52-byte IPv4 + TCP (NOP,NOP,TS) packet, both checksums computed from the fields; the TCP
+    part is the stack's own pure-ACK template (netstack.tcp.segment.pack_ts_header)."""
+    buf = bytearray(52)
+    _IP_ACK_HDR.pack_into(buf, 0, 0x45, 0, 52, ident, 0x4000, 64, 6,
+                          _fold(0x4500 + 52 + ident + 0x4000 + (64 << 8 | 6) + src + dst), src, dst)
+    pack_ts_header(buf, 20, src, dst, sport, dport, seq, ack, flags, window, tsval, tsecr)
+    return bytes(buf)
 
 
 def ack_only(lab, nbytes: int, limit: float) -> dict:
