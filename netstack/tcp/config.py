@@ -66,6 +66,13 @@ class TCPConfig:
     persist_max: float = 60.0
     #: Orphaned FIN-WAIT-2 lifetime after close() (Linux tcp_fin_timeout).
     fin_timeout: float = 60.0
+    #: Challenge ACKs (RFC 5961 §7): at most one per this many seconds per connection (Linux's
+    #: tcp_invalid_ratelimit, 500 ms), and at most about ``challenge_ack_limit`` per second for
+    #: the whole stack.  The global budget of each second is drawn at random between half and
+    #: one and a half times the limit, so an off-path observer cannot use it as a side channel
+    #: (CVE-2016-5696).  0 disables the global limit.
+    challenge_ack_interval: float = 0.5
+    challenge_ack_limit: int = 1000
     #: Initial congestion window in segments (RFC 6928).
     initial_cwnd_segments: int = 10
     #: Ephemeral port range for connect() (RFC 6335 §6).

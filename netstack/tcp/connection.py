@@ -132,6 +132,7 @@ class Connection:
         self.error: BaseException | None = None
         self.soft_error = None            #: last ICMP soft error (type, code), RFC 1122 §4.2.3.9
         self._cause = None                #: what is being processed: the segment, timer or user call
+        self._last_challenge = float("-inf")  #: when the last challenge ACK went out (RFC 5961 §7)
         self._dirty = False               #: a flush has been asked of the host
 
     def __repr__(self):
@@ -449,7 +450,7 @@ class Connection:
         snd = self.snd
         rcv_nxt = rcv.nxt
         if seq != rcv_nxt or ack != snd.una or n == 0 or rcv.ooo.ranges or self.user_closed \
-                or n > ((rcv.adv - rcv_nxt) & MASK) or (window << snd.wscale) != snd.wnd:
+                or n > ((rcv.committed - rcv_nxt) & MASK) or (window << snd.wscale) != snd.wnd:
             return False
         neg = self.neg
         if neg.ts_enabled:
@@ -499,9 +500,7 @@ class Connection:
             return
         # fourth: SYN
         rcv = self.rcv
-        syn_wnd = seq_diff(rcv.adv, rcv.nxt)          # the window our SYN offered
-        rcv.start(seg.seq)
-        rcv.adv = (rcv.nxt + syn_wnd) & MASK
+        rcv.start_after_syn(seg.seq)
         self.neg.apply_peer_syn(seg.options, now, snd, rcv)
         self.cc.set_mss(snd.mss)
         snd.set_window(seg.window, seg.seq, snd.wl2)     # unscaled in SYN segments
@@ -595,8 +594,14 @@ class Connection:
         if neg.ts_enabled and tsval is not None:
             neg.remember(tsval, seq, rcv.last_ack_sent, now)
 
-        # second: RST
+        # second: RST (RFC 9293 §3.10.7.4 second, RFC 5961 §3.2): only an RST at exactly
+        # RCV.NXT resets; one elsewhere in the window gets a challenge ACK, so that a blind
+        # attacker must guess the one right number, not just land in the window.
         if flags & RST:
+            if seq != rcv.nxt:
+                self.host.count("tcp.in.rst_in_window")
+                self._challenge_ack(now)
+                return
             self._on_rst()
             return
 
@@ -606,8 +611,8 @@ class Connection:
                 # "return to LISTEN": the half-open connection is discarded.
                 self._enter_closed(None)
                 return
-            self.host.count("tcp.in.challenge_ack")
-            self.sender.send_ack(now)
+            self.host.count("tcp.in.syn_in_window")
+            self._challenge_ack(now)
             return
 
         # fifth: ACK
@@ -641,6 +646,16 @@ class Connection:
         if payload or flags & FIN:
             self._process_text(seg, seq, payload, flags, now)
 
+    def _challenge_ack(self, now: float) -> None:
+        """A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), rate-limited (RFC 5961 §7): at most one
+        per ``challenge_ack_interval`` per connection, and within the host's global budget."""
+        if now - self._last_challenge < self.config.challenge_ack_interval or not self.host.challenge_ack_allowed(now):
+            self.host.count("tcp.challenge_acks_limited")
+            return
+        self._last_challenge = now
+        self.host.count("tcp.in.challenge_ack")
+        self.sender.send_ack(now)
+
     def _on_rst(self) -> None:
         """RFC 9293 §3.10.7.4 second: an acceptable RST."""
         st = self.state
@@ -655,7 +670,11 @@ class Connection:
             self.host.count("tcp.estab_resets")
             self.rcv.buf.data.clear()
             self.fail(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"), ConnEvent.RESET)
-        else:  # CLOSING, LAST-ACK, TIME-WAIT
+        elif st is TIME_WAIT:
+            # RFC 1337 (TIME-WAIT assassination, hazard H1): an RST must not end TIME-WAIT early,
+            # or an old duplicate could be taken into a new incarnation of the connection.
+            self.host.count("tcp.in.rst_in_time_wait")
+        else:  # CLOSING, LAST-ACK
             self._enter_closed(None)
 
     def _process_ack(self, seg, seq: int, now: float) -> bool:
@@ -670,7 +689,13 @@ class Connection:
         if seq_diff(ack, snd.max) > 0:
             # ACKs something not yet sent: send an ACK, drop the segment.
             self.host.count("tcp.in.drop.ack_unsent")
-            self.sender.send_ack(now)
+            self._challenge_ack(now)
+            return False
+        if seq_diff(ack, (snd_una - snd.max_wnd) & MASK) < 0:
+            # RFC 5961 §5.2: acceptable only if SND.UNA - MAX.SND.WND =< SEG.ACK; an older ACK
+            # is a blind data injection's guess: drop the segment, send a (challenge) ACK.
+            self.host.count("tcp.in.drop.ack_too_old")
+            self._challenge_ack(now)
             return False
         wnd = seg.window << snd.wscale
         new_sack = False
@@ -766,6 +791,15 @@ class Connection:
                 n = keep
                 fin = 0
             if off == 0:
+                room = rcv.free
+                if n > room:
+                    # Beyond the buffer (the window's rounding allowance, or data sent into a
+                    # window the application has not emptied): not stored, not acknowledged.
+                    self.host.count("tcp.in.drop.rcvbuf_full")
+                    payload = payload[:room]
+                    n = room
+                    fin = 0
+                    self.acks.due = True
                 if n:
                     if rcv.take_in_order(payload, n):
                         self.acks.due = True              # filled a hole: ACK at once (RFC 5681 §4.2)

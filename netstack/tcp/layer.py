@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 from collections import deque
 
 from netstack import checksum as _checksum
@@ -87,6 +88,9 @@ class TCPLayer:
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
+        self._rng = random.Random(os.urandom(16))    # randomised budgets (never a security secret)
+        self._challenge_second = None
+        self._challenge_left = 0
 
     # ------------------------------------------------------------------ user side
 
@@ -261,6 +265,21 @@ class TCPLayer:
 
     def send_reset(self, conn: Connection, seq: int, ack: int, flags: int) -> None:
         self._send_rst(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port, seq, ack, flags)
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The stack-wide challenge-ACK budget (RFC 5961 §7), randomised per second so that the
+        count it leaves cannot be probed by an off-path attacker (CVE-2016-5696)."""
+        limit = self.config.challenge_ack_limit
+        if limit <= 0:
+            return True
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_left = (limit + 1) // 2 + self._rng.randrange(limit + 1)
+        if self._challenge_left <= 0:
+            return False
+        self._challenge_left -= 1
+        return True
 
     def want_flush(self, conn: Connection) -> None:
         self._pending.append(conn)

@@ -152,7 +152,7 @@ def test_shutdown_keeps_fin_wait_2_forever():
 
 @pytest.mark.parametrize("prep,final", [
     ("established", ConnEvent.RESET), ("fin_wait_1", ConnEvent.RESET), ("fin_wait_2", ConnEvent.RESET),
-    ("close_wait", ConnEvent.RESET), ("last_ack", ConnEvent.CLOSED), ("closing", ConnEvent.CLOSED), ("time_wait", ConnEvent.CLOSED),
+    ("close_wait", ConnEvent.RESET), ("last_ack", ConnEvent.CLOSED), ("closing", ConnEvent.CLOSED),
 ])
 def test_rst_in_each_synchronized_state(prep, final):
     s, conn, us, them = opened()
