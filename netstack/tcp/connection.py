@@ -26,7 +26,8 @@ class with its own state and its own tests:
   neg       negotiation.py   MSS, window scale, timestamps and PAWS, SACK-permitted
   rto       rto.py           RFC 6298 RTT estimator and RTO (and Karn's timed segment)
   acks      delack.py        delayed ACK and quick-ACK
-  timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT) + delayed ACK + TLP
+  timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT/FIN-WAIT-2)
+                             + delayed ACK + TLP
   cc        congestion/      congestion control behind its interface (NewReno)
   recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py), TLP, THE RTO firing
   sender    sender.py        what goes out and when: Nagle, SWS, persist, keep-alive probes
@@ -289,12 +290,15 @@ class Connection:
             if not 0 < int(count) <= 127:
                 raise ValueError(f"keep-alive probe count must be 1..127, not {count!r}")
             self.keepalive_count = int(count)
+        was_on = self.keepalive
         self.keepalive = bool(on)
         if not on:
             self.timers.stop(_KEEPALIVE)
-        else:
-            if self.timers.kind is _KEEPALIVE:
-                self.timers.stop(_KEEPALIVE)     # re-armed with the new idle time on the flush
+        elif not was_on or (idle is not None and self.timers.kind is _KEEPALIVE
+                            and self.sender.keepalive_probes == 0):
+            # Starting, or a new idle time before any probe went out: the flush arms the
+            # timer an idle period from now.  Probes already under way are left alone.
+            self.timers.stop(_KEEPALIVE)
             self._want_flush()
 
     def set_nodelay(self, on: bool = True) -> None:
@@ -432,6 +436,7 @@ class Connection:
             if self.keepalive:
                 self.sender.heard(now)
             self.flush(now)
+        self._cause = None                 # the segment's payload is only valid during the call
 
     def fast_path(self, seq: int, ack: int, window: int, tsval, payload, now: float) -> bool:
         """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common case).
@@ -686,6 +691,7 @@ class Connection:
         snd_una = snd.una
         acked = seq_diff(ack, snd_una)
         self.sender.probes_unanswered = 0
+        probing = timers.kind is _PERSIST          # the zero-window probe timer runs
         if seq_diff(ack, snd.max) > 0:
             # ACKs something not yet sent: send an ACK, drop the segment.
             self.host.count("tcp.in.drop.ack_unsent")
@@ -726,7 +732,7 @@ class Connection:
             # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
             if flight == 0:
                 timers.stop(_RETRANSMIT)
-            else:
+            elif not probing:                      # (while probing, the window decides below)
                 timers.arm(_RETRANSMIT, now + self.rto.rto)
                 recovery.arm_tlp(now)
             if snd.fin_acked(ack):
@@ -755,7 +761,7 @@ class Connection:
             self._dirty = True
         if snd.wnd == 0:
             self.sender.window_closed(now)
-        elif timers.kind is _PERSIST:
+        elif probing or timers.kind is _PERSIST:
             self.sender.window_opened(now)
         return True
 

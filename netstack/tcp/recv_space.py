@@ -64,8 +64,7 @@ class ReceiveSpace:
     @property
     def free(self) -> int:
         """Buffer space not holding unread data."""
-        f = self.buf.capacity - len(self.buf.data)
-        return f if f > 0 else 0
+        return self.buf.free
 
     def syn_window(self) -> int:
         """The window of our SYN or SYN-ACK (never scaled, RFC 7323 §2.2); it sets the right edge."""
