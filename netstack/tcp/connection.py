@@ -95,7 +95,7 @@ class Connection:
 
     def __init__(self, host, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
                  config: TCPConfig | None = None, *, nodelay: bool | None = None, passive: bool = False,
-                 ts_offset: int = 0):
+                 ts_offset: int = 0, ooo_budget=None):
         cfg = config or TCPConfig()
         self.host = host                  #: a ConnectionHost (host.py): the only way out
         self.config = cfg
@@ -113,7 +113,7 @@ class Connection:
 
         # The parts of the transmission control block.
         self.snd = SendSpace(cfg.sndbuf, cfg.max_segment)
-        self.rcv = ReceiveSpace(cfg.rcvbuf, cfg.ooo_max, cfg.mss)
+        self.rcv = ReceiveSpace(cfg.rcvbuf, cfg.ooo_max, cfg.mss, ooo_budget)
         self.neg = Negotiation(cfg, ts_offset)
         self.rto = RTOEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.acks = AckPolicy(cfg, host.count)
@@ -257,6 +257,12 @@ class Connection:
         if self.rcv.buf.data and self.established:
             self.abort()
             return
+        if not self.host.may_orphan(self):
+            # Too many connections closed by their applications still wind down: this one
+            # is aborted instead (Linux tcp_max_orphans).
+            self.host.count("tcp.limits.orphans_reset")
+            self.abort()
+            return
         self.user_closed = True
         self.shutdown_write()
 
@@ -374,6 +380,7 @@ class Connection:
     def _enter_closed(self, failure: ConnEvent | None) -> None:
         self._set_state(CLOSED)
         self.timers.stop_all()
+        self.rcv.ooo.clear()
         self.host.closed(self)
         if failure is not None:
             self._event(failure)
@@ -418,6 +425,42 @@ class Connection:
         self.sender.send_syn(now, synack=True)
         # Data carried on the SYN is not queued (RFC 9293 allows it; Linux drops it too
         # without TFO): it is simply not acknowledged and the peer resends it.
+
+    def open_from_cookie(self, seg, iss: int, opts, now: float) -> None:
+        """The ACK of a SYN-cookie handshake (RFC 4987 §3.6, syncookies.py) arrived at a listener
+        and its cookie checked out: become ESTABLISHED at once, with the options the cookie
+        carried (``opts``: mss, wscale, sack_permitted, ts_val)."""
+        snd = self.snd
+        rcv = self.rcv
+        rcv.start((seg.seq - 1) & MASK)
+        snd.start(iss)
+        self.neg.apply_peer_syn(opts, now, snd, rcv)
+        self.cc.set_mss(snd.mss)
+        rcv.syn_window()                             # what the cookie SYN-ACK offered
+        rcv.last_ack_sent = rcv.nxt
+        snd.una = snd.nxt
+        snd.set_window(seg.window << snd.wscale, seg.seq, seg.ack)
+        self.state = LISTEN                          # the handshake's two transitions, at once
+        self._cause = seg
+        self._set_state(SYN_RECEIVED, now)
+        self._establish(now)
+        self._cause = None
+
+    def reopens_time_wait(self, seg) -> bool:
+        """A SYN for this 4-tuple in TIME-WAIT may start a new incarnation (RFC 6191 §2 with
+        timestamps: its TSval is newer than TS.Recent; without them, RFC 1122 §4.2.2.13: its
+        SEG.SEQ is beyond RCV.NXT)."""
+        if self.state is not TIME_WAIT:
+            return False
+        tsval = seg.options.ts_val
+        if self.neg.ts_enabled and tsval is not None:
+            return seq_diff(tsval, self.neg.ts_recent) > 0
+        return seq_diff(seg.seq, self.rcv.nxt) > 0
+
+    def end_time_wait(self) -> None:
+        """Leave TIME-WAIT early for a new incarnation (``reopens_time_wait``)."""
+        self._cause = None
+        self._enter_closed(None)
 
     # ------------------------------------------------------------------ segment arrival
 

@@ -37,6 +37,9 @@ class ConnectionHost(Protocol):
     def challenge_ack_allowed(self, now: float) -> bool:
         """The global challenge-ACK budget (RFC 5961 §7) allows one more now (and takes it)."""
 
+    def may_orphan(self, conn: "Connection") -> bool:
+        """The application closes ``conn``: may it wind down on its own (an orphan)?"""
+
     def want_flush(self, conn: "Connection") -> None:
         """A user call queued work: call ``conn.flush(now)`` soon (it has no ``now`` of its own)."""
 

@@ -38,7 +38,7 @@ _GRANULES_RESERVED = 16
 class ReceiveSpace:
     __slots__ = ("irs", "nxt", "adv", "committed", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received")
 
-    def __init__(self, capacity: int, ooo_limit: int, mss: int) -> None:
+    def __init__(self, capacity: int, ooo_limit: int, mss: int, ooo_budget=None) -> None:
         self.irs = 0                #: IRS: the peer's initial sequence number
         self.nxt = 0                #: RCV.NXT: next sequence number expected
         self.adv = 0                #: RCV.NXT + RCV.WND as the peer knows it (never moves left)
@@ -47,7 +47,7 @@ class ReceiveSpace:
         self.wscale = 0             #: shift applied to the window field we send
         self.mss = mss              #: what we expect per full-sized segment
         self.buf = ReceiveBuffer(capacity)
-        self.ooo = OutOfOrderQueue(ooo_limit)
+        self.ooo = OutOfOrderQueue(ooo_limit, budget=ooo_budget)
         self.fin_received = False   #: the peer's FIN arrived in order
 
     def start(self, irs: int) -> None:
