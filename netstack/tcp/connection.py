@@ -840,10 +840,10 @@ class Connection:
                 n = keep
                 fin = 0
             if off == 0:
-                room = rcv.free
+                room = rcv.room
                 if n > room:
-                    # Beyond the buffer (the window's rounding allowance, or data sent into a
-                    # window the application has not emptied): not stored, not acknowledged.
+                    # Beyond the buffer and its slack for the window's rounding (recv_space.py):
+                    # not stored, not acknowledged.
                     self.host.count("tcp.in.drop.rcvbuf_full")
                     payload = payload[:room]
                     n = room

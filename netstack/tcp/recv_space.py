@@ -14,8 +14,8 @@
 peer was told (RCV.NXT + RCV.WND as it computes it from our window field:
 it never moves left, rounding included), and ``committed``, the edge backed
 by free buffer space (window scaling rounds the field up, so ``adv`` may lie
-up to 2^wscale - 1 bytes beyond it).  Data beyond the buffer's room is never
-stored: it is trimmed, not acknowledged, and the peer sends it again.  It
+beyond it).  Promised data is stored even a little past the buffer (``room``);
+data beyond that is trimmed, not acknowledged, and the peer sends it again.  It
 also keeps Last.ACK.sent (RFC 7323 §4.3), our window shift and receive MSS, the :class:`~netstack.tcp.buffers.ReceiveBuffer`
 of in-order bytes the user has not read, and the
 :class:`~netstack.tcp.buffers.OutOfOrderQueue` of bytes beyond a hole.
@@ -65,6 +65,16 @@ class ReceiveSpace:
     def free(self) -> int:
         """Buffer space not holding unread data."""
         return self.buf.free
+
+    @property
+    def room(self) -> int:
+        """In-order bytes that may still be stored: the buffer, plus an eighth of it for what
+        the window's rounding promised beyond it.  The window itself keeps 16 granules back
+        (``advertise``), which usually covers the promises; the slack is there so that
+        promised data is not dropped, and data beyond even that is (a peer sending tiny
+        segments into a large scale could otherwise make the promises grow without end)."""
+        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf.data)
+        return r if r > 0 else 0
 
     def syn_window(self) -> int:
         """The window of our SYN or SYN-ACK (never scaled, RFC 7323 §2.2); it sets the right edge."""

@@ -113,3 +113,19 @@ def test_advertised_right_edge_never_moves_left_at_every_scale(shift):
             assert ((peer_edge - edge) & 0xFFFFFFFF) < 0x80000000, "the right edge moved left"
         edge = peer_edge
         assert peer_edge == r.adv                        # we accept exactly what we advertised
+
+
+def test_promised_data_is_stored_past_the_buffer_within_its_slack_and_trimmed_beyond():
+    from netstack.tcp.recv_space import ReceiveSpace
+    r = ReceiveSpace(8000, 8000, 1000)
+    r.buf.data += bytes(8000)                            # full: what the rounding promised must still fit
+    assert r.room == 1000                                # an eighth of the buffer
+    s = Script(TCPConfig(rcvbuf=8000, wscale=None))
+    conn, synack = s.passive_open(ts=None, wscale=None)
+    us, them = synack.seq + 1, 1001
+    conn.rcv.buf.data += bytes(8000)                     # as if the application had not read
+    conn.rcv.adv = (conn.rcv.nxt + 2000) & 0xFFFFFFFF    # and 2000 bytes had been promised
+    s.peer("P.", seq=them, ack=us, data=b"y" * 1500)
+    assert conn.readable == 9000                         # 1000 stored, 500 left for the peer to resend
+    assert s.counters.get("tcp.in.drop.rcvbuf_full") == 1
+    s.expect(".", ack=them + 1000)
