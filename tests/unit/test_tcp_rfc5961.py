@@ -123,8 +123,9 @@ def test_promised_data_is_stored_past_the_buffer_within_its_slack_and_trimmed_be
     s = Script(TCPConfig(rcvbuf=8000, wscale=None))
     conn, synack = s.passive_open(ts=None, wscale=None)
     us, them = synack.seq + 1, 1001
-    conn.rcv.buf.data += bytes(8000)                     # as if the application had not read
-    conn.rcv.adv = (conn.rcv.nxt + 2000) & 0xFFFFFFFF    # and 2000 bytes had been promised
+    conn.rcv.buf.data += bytes(8000)                     # as if the application had not read,
+    conn.rcv.committed = conn.rcv.nxt                    # nothing is backed by the buffer any more,
+    conn.rcv.adv = (conn.rcv.nxt + 2000) & 0xFFFFFFFF    # and 2000 bytes had been promised by rounding
     s.peer("P.", seq=them, ack=us, data=b"y" * 1500)
     assert conn.readable == 9000                         # 1000 stored, 500 left for the peer to resend
     assert s.counters.get("tcp.in.drop.rcvbuf_full") == 1
