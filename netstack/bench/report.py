@@ -37,6 +37,7 @@ Every benchmark reports figures the same way:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -342,12 +343,28 @@ def write_json(path: str, benchmark: str, columns: Sequence[Column], rows: Seque
     }
     text = json.dumps(doc, indent=2, sort_keys=False, default=_jsonable) + "\n"
     if path == "-":
-        sys.stdout.write(text)
+        (_json_stdout or sys.stdout).write(text)
         return
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+_json_stdout = None
+
+
+@contextlib.contextmanager
+def json_alone_on_stdout():
+    """For ``--json -``: inside, ``print()`` goes to stderr (tables, notes) and only
+    :func:`write_json` writes to the real stdout, so that the output parses as JSON."""
+    global _json_stdout
+    saved, _json_stdout = _json_stdout, sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stdout = saved
 
 
 def _jsonable(value: Any) -> Any:

@@ -102,4 +102,9 @@ def run(args) -> int:
     if not args.bench:
         args.bench_parser.print_help(sys.stderr)
         return 2
+    if getattr(args, "json", None) == "-":
+        from netstack.bench import report
+
+        with report.json_alone_on_stdout():          # `--json -`: stdout is the JSON alone
+            return int(modules[args.bench].run(args) or 0)
     return int(modules[args.bench].run(args) or 0)

@@ -159,3 +159,13 @@ def test_compare_errors_are_one_line_exit_2(tmp_path, capsys):
             assert status == 0 and "same" in out
         else:
             assert status == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_json_dash_keeps_stdout_for_the_json_alone(capsys):
+    """`-` means stdout: the table goes to stderr, for every benchmark (segments prints with print())."""
+    assert main(["bench", "segments", "--count", "50", "--repeat", "2", "--warmup", "0", "--quiet",
+                 "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["benchmark"] == "segments" and doc["schema_version"] == 2
+    assert "ns/segment" in err and all(r["spread"]["n"] == 2 for r in doc["rows"])
