@@ -360,10 +360,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _default_netstack_transport() -> str:
     """Our SMTP on netstack over the real TUN when a lab can be made here (root, /dev/net/tun), else
     over the in-memory link (said on stderr: those figures leave out the TUN and the kernel)."""
-    if os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
+    from netstack.link.lab import missing_dependencies
+
+    missing = missing_dependencies()
+    if not missing and os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
         return "netstack-tun"
-    print("netstack bench smtp: no TUN lab here (needs root and /dev/net/tun): netstack runs over the "
-          "in-memory link", file=sys.stderr)
+    why = f"needs {' and '.join(missing)}" if missing else "needs root and /dev/net/tun"
+    print(f"netstack bench smtp: no TUN lab here ({why}): netstack runs over the in-memory link", file=sys.stderr)
     return "netstack-memory"
 
 

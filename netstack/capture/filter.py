@@ -27,7 +27,7 @@ meaning checked against the real tcpdump on the same captures
 Not supported (a :class:`FilterError` says so): IPv6 (``ip6``), names (no
 resolution, as with ``-n``), ``ether``, ``vlan``, ``less``/``greater``, byte
 offsets (``tcp[13] & 2 != 0``).  Packets that are not IPv4 match nothing but
-``not ...``.  Matching reads the raw header bytes as a BPF program would, so
+``not ...``; so ``host A`` does not match ARP, as tcpdump's does.  Matching reads the raw header bytes as a BPF program would, so
 a packet whose checksum is wrong or whose TCP header is malformed still
 matches on its addresses, protocol and ports.
 """

@@ -75,3 +75,10 @@ def test_trace_and_the_memory_stack_need_neither(no_pytun, monkeypatch, tmp_path
 
     import asyncio
     assert asyncio.run(asyncio.wait_for(echo(), 10)) == b"hello\n"
+
+
+def test_bench_smtp_falls_back_to_the_memory_link_without_pytun(no_pytun, capsys):
+    from netstack.bench import smtp as bench_smtp
+
+    assert bench_smtp._default_netstack_transport() == "netstack-memory"
+    assert "needs python-pytun" in capsys.readouterr().err
