@@ -26,7 +26,7 @@ from .pcap import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_LINUX_SLL, LINKTYP
 from .pcapng import PcapngReader
 from .hexdump import HexDumpError, guess_linktype, parse_hexdump
 
-__all__ = ["CaptureError", "Frame", "read_frames", "network_layer", "link_header", "PcapWriter", "PcapReader", "PcapError",
+__all__ = ["CaptureError", "Frame", "read_frames", "network_layer", "link_header", "arp_packet", "PcapWriter", "PcapReader", "PcapError",
            "HexDumpError", "LINKTYPE_RAW", "LINKTYPE_ETHERNET", "LINKTYPE_IPV4"]
 
 
@@ -148,10 +148,32 @@ class _Prepend(io.RawIOBase):
         return len(data)
 
 
-_ETHERTYPES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP", 0x8100: "802.1Q", 0x88CC: "LLDP"}
+_ETHERTYPES = {0x0800: "IPv4", 0x86DD: "IPv6", 0x0806: "ARP", 0x8035: "Reverse ARP", 0x8100: "802.1Q", 0x88CC: "LLDP"}
 # Link headers that carry an EtherType: link type -> (name, header length, offset of the EtherType).
 _ETHERTYPE_LINKS = {LINKTYPE_ETHERNET: ("Ethernet", 14, 12), LINKTYPE_LINUX_SLL: ("Linux cooked", 16, 14),
                     LINKTYPE_LINUX_SLL2: ("Linux cooked v2", 20, 0)}
+
+
+def _ethertype_payload(frame: Frame) -> tuple[str, int | None, int]:
+    """(link name, EtherType or None when cut short, offset of the payload) of a frame whose link
+    header carries an EtherType (802.1Q/802.1ad tags skipped)."""
+    data, lt = frame.data, frame.linktype
+    name, off, at = _ETHERTYPE_LINKS[lt]
+    if len(data) < off:
+        return name, None, off
+    etype = struct.unpack_from("!H", data, at)[0]
+    while lt == LINKTYPE_ETHERNET and etype in (0x8100, 0x88A8) and len(data) >= off + 4:   # VLAN tags
+        etype, off = struct.unpack_from("!H", data, off + 2)[0], off + 4
+    return name, etype, off
+
+
+def arp_packet(frame: Frame) -> bytes | None:
+    """The ARP (or RARP) packet of a frame whose link header says it carries one, else None
+    (for the filter's ``host``/``net``, which match ARP addresses as tcpdump's do)."""
+    if frame.linktype not in _ETHERTYPE_LINKS:
+        return None
+    _name, etype, off = _ethertype_payload(frame)
+    return frame.data[off:] if etype in (0x0806, 0x8035) else None
 
 
 def network_layer(frame: Frame) -> tuple[bytes | None, int, str | None]:
@@ -161,12 +183,9 @@ def network_layer(frame: Frame) -> tuple[bytes | None, int, str | None]:
     if lt in (LINKTYPE_RAW, LINKTYPE_IPV4):
         off = 0
     elif lt in _ETHERTYPE_LINKS:
-        name, off, at = _ETHERTYPE_LINKS[lt]
-        if len(data) < off:
+        name, etype, off = _ethertype_payload(frame)
+        if etype is None:
             return None, 0, f"{name} header cut short ({len(data)} bytes)"
-        etype = struct.unpack_from("!H", data, at)[0]
-        while lt == LINKTYPE_ETHERNET and etype in (0x8100, 0x88A8) and len(data) >= off + 4:   # VLAN tags
-            etype, off = struct.unpack_from("!H", data, off + 2)[0], off + 4
         if etype != 0x0800:
             return None, 0, f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x}), length {len(data)}"
     elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):

@@ -27,9 +27,11 @@ meaning checked against the real tcpdump on the same captures
 Not supported (a :class:`FilterError` says so): IPv6 (``ip6``), names (no
 resolution, as with ``-n``), ``ether``, ``vlan``, ``less``/``greater``, byte
 offsets (``tcp[13] & 2 != 0``).  Packets that are not IPv4 match nothing but
-``not ...``; so ``host A`` does not match ARP, as tcpdump's does.  Matching reads the raw header bytes as a BPF program would, so
-a packet whose checksum is wrong or whose TCP header is malformed still
-matches on its addresses, protocol and ports.
+``not ...``, except that ``host`` and ``net`` also match the addresses of an
+ARP or RARP packet, as tcpdump's do (``ip host A`` does not).  Matching reads
+the raw header bytes as a BPF program would, so a packet whose checksum is
+wrong or whose TCP header is malformed still matches on its addresses,
+protocol and ports.
 """
 from __future__ import annotations
 
@@ -40,8 +42,9 @@ from typing import Callable
 
 __all__ = ["FilterError", "compile_filter", "Match"]
 
-Match = Callable[[bytes], bool]
-"""A compiled filter: raw IPv4 packet bytes (or ``None`` for a non-IPv4 frame) -> matches."""
+Match = Callable[..., bool]
+"""A compiled filter: ``match(ip, arp=None)``: the raw IPv4 packet (``None`` for a frame that
+carries none) and, for an ARP or RARP frame, its ARP packet -> matches."""
 
 _PROTOS = {"ip": None, "tcp": 6, "udp": 17, "icmp": 1}
 _PORT_PROTOS = (6, 17, 132)                      # tcp, udp, sctp: the protocols that have ports
@@ -128,10 +131,15 @@ def _primitive(q: _Quals, value: str) -> Match:
             raise FilterError(f"{value!r}: non-network bits set in the network address")
         net = addr & mask
 
-        def match(ip, _net=net, _mask=mask, _dir=direction) -> bool:
-            if not _proto_ok(ip, None):
+        def match(ip, arp=None, _net=net, _mask=mask, _dir=direction, _ip_only=proto == "ip") -> bool:
+            test = lambda a: a & _mask == _net                          # noqa: E731
+            if _proto_ok(ip, None):
+                return _pick(struct.unpack_from("!II", ip, 12), _dir, test)
+            # tcpdump: `host A` is `ip host A or arp host A or rarp host A` (sender and target
+            # protocol addresses of an Ethernet/IPv4 ARP packet, at offsets 14 and 24)
+            if arp is None or _ip_only or len(arp) < 28 or arp[2:6] != b"\x08\x00\x06\x04":
                 return False
-            return _pick(struct.unpack_from("!II", ip, 12), _dir, lambda a: a & _mask == _net)
+            return _pick((int.from_bytes(arp[14:18], "big"), int.from_bytes(arp[24:28], "big")), _dir, test)
         return match
     if proto == "icmp":
         raise FilterError(f"'icmp {kind}' is not valid: ICMP has no ports")
@@ -144,7 +152,7 @@ def _primitive(q: _Quals, value: str) -> Match:
         lo, hi = sorted((_port(a), _port(b)))
     number = _PROTOS[proto] if proto else None
 
-    def match(ip, _lo=lo, _hi=hi, _dir=direction, _num=number) -> bool:
+    def match(ip, arp=None, _lo=lo, _hi=hi, _dir=direction, _num=number) -> bool:
         if not _proto_ok(ip, None) or (_num is not None and ip[9] != _num):
             return False
         ports = _ports(ip)
@@ -173,7 +181,8 @@ class _Parser:
         while self.peek() in ("and", "&&", "or", "||"):
             both = self.take() in ("and", "&&")
             right = self.factor()
-            left = (lambda a, b: (lambda ip: a(ip) and b(ip)) if both else (lambda ip: a(ip) or b(ip)))(left, right)
+            left = (lambda a, b: (lambda ip, arp=None: a(ip, arp) and b(ip, arp)) if both
+                    else (lambda ip, arp=None: a(ip, arp) or b(ip, arp)))(left, right)
         return left
 
     def factor(self) -> Match:
@@ -183,7 +192,7 @@ class _Parser:
         if tok in ("not", "!"):
             self.take()
             inner = self.factor()
-            return lambda ip: not inner(ip)
+            return lambda ip, arp=None: not inner(ip, arp)
         if tok == "(":
             self.take()
             inner = self.expr()
@@ -221,7 +230,7 @@ class _Parser:
             if q.proto is None:
                 raise FilterError(f"{self.peek()!r}: expected a primitive such as 'host', 'port', 'tcp'")
             proto = q.proto
-            return lambda ip: _proto_ok(ip, proto)
+            return lambda ip, arp=None: _proto_ok(ip, proto)
         value = self.peek()
         if value is None or value in _KEYWORDS or value in ("(", ")", "!", "&&", "||"):
             raise FilterError(f"{' '.join(x for x in (q.proto, q.dir, q.type) if x)} needs a value")
@@ -243,11 +252,13 @@ def _tokens(text: str) -> list[str]:
 
 
 def compile_filter(expression: str) -> Match:
-    """Compile a tcpdump-style *expression* (see the module docstring) into a predicate over raw
-    IPv4 packet bytes.  An empty expression matches every packet.  Raises :class:`FilterError`."""
+    """Compile a tcpdump-style *expression* (see the module docstring) into a predicate
+    ``match(ip, arp=None)`` over the raw IPv4 packet of a frame (None when it carries none) and
+    its ARP packet, if it is one.  An empty expression matches every packet.  Raises
+    :class:`FilterError`."""
     p = _Parser(expression)
     if not p.tokens:
-        return lambda ip: True
+        return lambda ip, arp=None: True
     match = p.expr()
     if p.peek() is not None:
         raise FilterError(f"unexpected {p.peek()!r} after a complete expression")

@@ -115,7 +115,7 @@ def _source_and_expression(args) -> tuple[str, str]:
 
 
 def run(args) -> int:
-    from netstack.capture import CaptureError, link_header, network_layer, read_frames
+    from netstack.capture import CaptureError, arp_packet, link_header, network_layer, read_frames
     from netstack.capture.dissect import dissect
     from netstack.capture.explain import explain_packet
     from netstack.capture.filter import FilterError, compile_filter
@@ -140,7 +140,7 @@ def run(args) -> int:
         n = 0
         for frame in read_frames(source):
             ip_data, ip_off, note = network_layer(frame)
-            if expression and not match(ip_data):
+            if expression and not match(ip_data, None if ip_data is not None else arp_packet(frame)):
                 continue
             yield frame, ip_data, ip_off, note
             n += 1

@@ -67,6 +67,28 @@ def test_filter_selects_what_tcpdump_selects(tmp_path, tcpdump, capsys):
     assert len(picks) > 15
 
 
+ETH_ARP = bytes.fromhex("ffffffffffff" "020000000001" "0806")
+ETH_EXPRESSIONS = ["host 198.18.0.2", "src host 198.18.0.1", "dst 198.18.0.1", "net 198.18.0.0/15",
+                   "ip host 198.18.0.2", "not host 198.18.0.2", "not tcp", "tcp or host 198.18.0.2",
+                   "icmp or src 198.18.0.2"]
+
+
+def test_filter_on_ethernet_with_arp_selects_what_tcpdump_selects(tmp_path, tcpdump, capsys):
+    """tcpdump's `host`/`net` also match ARP packets' addresses; ours too (`ip host` does not)."""
+    frames = [ETH_ARP + cp.arp_packet(1, "198.18.0.1", "198.18.0.2"),
+              ETH[:12] + b"\x08\x06" + cp.arp_packet(2, "198.18.0.2", "198.18.0.1", b"\x02\0\0\0\0\x02", b"\x02\0\0\0\0\x01")]
+    frames += [ETH + p for p in cp.conversation()[:3] + cp.icmp_echo_pair()]
+    pcap = tmp_path / "arp.pcap"
+    with PcapWriter(pcap, linktype=LINKTYPE_ETHERNET) as w:
+        for i, f in enumerate(frames):
+            w.write_ns(f, T0 * 10**9 + i * 1_000_000)
+    for expression in ETH_EXPRESSIONS:
+        theirs = [l.split(" ", 1)[0] for l in run_tcpdump(tcpdump, "-n", "-tt", "-r", pcap, expression)]
+        mine = [l.split(" ", 1)[0] for l in ours(capsys, "-tt", pcap, expression)]
+        assert mine == theirs, expression
+    assert len(ours(capsys, pcap, "host 198.18.0.2")) == len(frames)
+
+
 @pytest.mark.parametrize("linktype, head", [(LINKTYPE_ETHERNET, ETH), (LINKTYPE_LINUX_SLL, SLL)])
 def test_link_header_hex_and_times_match_tcpdump(tmp_path, tcpdump, capsys, linktype, head):
     pcap = write(tmp_path / "l.pcap", cp.conversation()[:5] + cp.icmp_echo_pair(), linktype, head,

@@ -67,6 +67,18 @@ def test_expression_meaning(expression, names):
     assert matching(expression) == names
 
 
+ARP = cp.arp_packet(1, "198.18.0.1", "198.18.0.2")          # who-has 198.18.0.2 tell 198.18.0.1
+
+
+@pytest.mark.parametrize("expression, matches", [
+    ("host 198.18.0.2", True), ("src host 198.18.0.1", True), ("dst 198.18.0.1", False),
+    ("net 198.18.0.0/15", True), ("ip host 198.18.0.2", False), ("tcp", False), ("port 25", False),
+    ("not host 198.18.0.2", False), ("not tcp", True), ("host 10.1.2.3", False),
+])
+def test_host_and_net_match_arp_addresses_as_tcpdump_does(expression, matches):
+    assert compile_filter(expression)(None, ARP) is matches
+
+
 def test_a_truncated_header_matches_on_what_is_there():
     cut = SYN[:22]                                 # IP header and half a port: no ports to compare
     assert compile_filter("tcp")(cut) and compile_filter("host 198.18.0.1")(cut)
