@@ -29,7 +29,8 @@ Examples: netstack trace s.pcap tcp port 25
 output: one line per packet in tcpdump's wording, plus the IP header checksum (in the IP
 parenthetical) and the TCP/UDP/ICMP checksum: `cksum 0x0449 (correct)` or
 `cksum 0x0449 (incorrect -> 0xee43)`, i.e. the value found and the value expected.
-Times are UTC. Sequence numbers are relative per connection, as tcpdump prints them;
+Times are UTC, with the file's precision (nine digits for a nanosecond capture, where
+tcpdump needs --nano). Sequence numbers are relative per connection, as tcpdump prints them;
 -S prints absolute numbers (as tcpdump -S). Names and ports are never resolved, so -n
 and -nn are accepted and change nothing. -A prints the TCP/UDP payload only, one
 tab-indented line per text line (tcpdump -A also prints the headers as characters).
