@@ -62,5 +62,5 @@ kill -INT "$serve_pid"; wait "$serve_pid" || true; serve_pid=""
 tail -n 25 "$work/serve.log"
 for f in "$work"/mail/*/new/*; do echo "--- $f"; cat "$f"; done
 
-banner "4b. The SMTP session as the stack saw it (netstack trace)"
-"$netstack" trace -A "$work/session.pcap"
+banner "4b. The SMTP session as the stack saw it (netstack trace -A FILE tcp port 25)"
+"$netstack" trace -A "$work/session.pcap" tcp port 25
