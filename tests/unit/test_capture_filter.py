@@ -107,3 +107,22 @@ def test_a_truncated_header_matches_on_what_is_there():
 def test_bad_expressions_are_one_line_errors(expression, message):
     with pytest.raises(FilterError, match=message):
         compile_filter(expression)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_WORDS = ["tcp", "udp", "icmp", "ip", "host", "net", "port", "portrange", "src", "dst", "and", "or", "not", "(", ")",
+          "!", "&&", "||", "198.18.0.1", "10.1", "10.0.0.0/8", "25", "20-30", "70000", "x", "ip6", "tcp[13]"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), max_size=8))
+def test_any_word_salad_compiles_or_raises_filter_error(words):
+    try:
+        match = compile_filter(" ".join(words))
+    except FilterError as exc:
+        assert "\n" not in str(exc)
+        return
+    for pkt in ALL.values():
+        assert match(pkt) in (True, False)
+    assert match(None, ARP) in (True, False)

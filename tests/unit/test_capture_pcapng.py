@@ -104,3 +104,29 @@ def test_trace_reads_pcapng_like_the_same_pcap(tmp_path, capsys):
     assert main(["trace", str(tmp_path / "a.pcapng")]) == 0
     got = capsys.readouterr().out
     assert got == want and got.count("\n") == len(pkts)
+
+
+def _valid() -> bytes:
+    pkts = cp.conversation()[:3]
+    return (shb() + idb(LINKTYPE_ETHERNET, tsresol=9) + idb(LINKTYPE_RAW) + epb(ETH + pkts[0], 5, iface=0)
+            + block(5, b"\0" * 16) + epb(pkts[1], 6, iface=1) + spb(ETH + pkts[2]))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=6), st.integers(0, 420))
+def test_mutated_files_fail_with_one_named_error_or_read(mutations, cut):
+    """Bad input is part of the API: a corrupt pcapng yields its good packets, then at most a
+    CaptureError naming the place; never another exception."""
+    data = bytearray(_valid())
+    for at, value in mutations:
+        if at < len(data):
+            data[at] = value
+    data = bytes(data[: len(data) - cut % len(data)])
+    try:
+        for f in frames(data):
+            assert isinstance(f.data, bytes) and f.ts_sec >= 0
+    except CaptureError as exc:
+        assert str(exc).startswith("x.pcapng: ") and "\n" not in str(exc)
