@@ -51,6 +51,7 @@ COLUMNS = [
     report.Column("unit", "unit", "{}", "<"),
     report.Column("reference", "reference", "{:,.0f}"),
     report.Column("ratio", "x reference", "{:.2f}"),
+    report.SPREAD,
 ]
 
 #: Kernel clients in the namespace: threads doing connect / echo 100 bytes / close for S seconds.
@@ -143,7 +144,7 @@ def _kernel_rate(lab, threads: int, seconds: float) -> dict:
         srv.wait(5)
 
 
-def connection_rate(*, seconds: float, threads: int, repeat: int, progress) -> dict:
+def connection_rate(*, seconds: float, threads: int, repeat: int, progress, warmup: int = 0) -> dict:
     from netstack.bench.tun import unique_name
     from netstack.link.lab import Lab, LabError
 
@@ -160,18 +161,19 @@ def connection_rate(*, seconds: float, threads: int, repeat: int, progress) -> d
         subprocess.run(lab.exec_prefix + ["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000",
                                           "net.ipv4.tcp_tw_reuse=1"], check=False, timeout=10,
                        capture_output=True)
-        for _ in range(repeat):
+        for i in range(warmup + repeat):             # the first `warmup` rounds are discarded
             progress.step("netstack echo")
             r = asyncio.run(_netstack_rate(lab, threads, seconds))
-            ours.append(r["connections"] / r["seconds"])
             progress.step("kernel echo")
             k = _kernel_rate(lab, threads, seconds)
-            kernel.append(k["connections"] / k["seconds"])
             if r["errors"] or k["errors"]:
                 raise BenchError(f"failed connections: netstack {r['errors']}, kernel {k['errors']}")
+            if i >= warmup:
+                ours.append(r["connections"] / r["seconds"])
+                kernel.append(k["connections"] / k["seconds"])
     finally:
         lab.down()
-    return {"ours": statistics.median(ours), "kernel": statistics.median(kernel), "lab": name}
+    return {"ours": statistics.median(ours), "kernel": statistics.median(kernel), "runs": ours, "lab": name}
 
 
 # --- idle connection memory ----------------------------------------------------------------------------
@@ -235,6 +237,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"idle connections for the memory figure (default {DEFAULT_IDLE})")
     parser.add_argument("--repeat", type=report._positive_int, metavar="N",
                         help=f"rounds of the rate measurement, median shown (default {DEFAULT_REPEAT})")
+    report.add_warmup_argument(parser, default=0)
     parser.add_argument("--no-rate", action="store_true", help="only the memory figure (no root needed)")
     parser.add_argument("--quick", action="store_true", help="short runs: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
@@ -262,8 +265,10 @@ def run(args: argparse.Namespace) -> int:
             except LabError as exc:
                 print(f"netstack bench conns: {exc} (--no-rate measures the memory alone)", file=sys.stderr)
                 return 2
-            rate = connection_rate(seconds=seconds, threads=args.clients, repeat=repeat, progress=progress)
+            rate = connection_rate(seconds=seconds, threads=args.clients, repeat=repeat, progress=progress,
+                                   warmup=args.warmup)
             rows.append({"what": "connection rate (connect, echo 100 B, close)", "value": rate["ours"],
+                         "runs": rate["runs"],
                          "unit": "conn/s", "reference": rate["kernel"],
                          "ratio": rate["ours"] / rate["kernel"] if rate["kernel"] else None})
         progress.step("idle connections")
@@ -278,17 +283,23 @@ def run(args: argparse.Namespace) -> int:
         print("netstack bench conns: interrupted", file=sys.stderr)
         return 130
     progress.finish()
+    report.add_spread(rows, "runs", "value")
+    warnings = report.spread_warnings(rows, lambda r: r["what"])
     env = report.environment()
     print(f"conns: {env['python']}; {env['cpu']}; {env['cpus']} CPUs")
-    print(f"rate: {args.clients} kernel client threads, {seconds:g} s per measurement, median of {repeat}; "
+    print(f"rate: {args.clients} kernel client threads, {seconds:g} s per measurement, median of {repeat} "
+          f"after {args.warmup} warm-up; "
           f"reference: the kernel's own TCP echo in the same namespace")
     print(f"memory: Python heap growth (tracemalloc) per connection end; reference: an empty dict per end")
     print()
     print(report.format_table(COLUMNS, rows))
+    for w in warnings:
+        print(w)
     if args.json:
         try:
-            report.write_json(args.json, "conns", COLUMNS, rows,
-                              settings={"seconds": seconds, "clients": args.clients, "idle": idle, "repeat": repeat})
+            report.write_json(args.json, "conns", COLUMNS, rows, key=["what"],
+                              warnings=warnings, settings={"seconds": seconds, "clients": args.clients, "idle": idle,
+                                                           "repeat": repeat, "warmup": args.warmup})
         except OSError as exc:
             print(f"netstack bench conns: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1
