@@ -51,6 +51,9 @@ ALLOWED: dict[str, set[str]] = {
                                    "netstack.stack"},
     "netstack.services": _LEAVES | {"netstack.wire", "netstack.capture", "netstack.ip", "netstack.tcp",
                                     "netstack.link", "netstack.stack", "netstack.sockets"},
+    # the gauges and MIB names of a stack's counters; the control socket that serves them
+    "netstack.mib": _LEAVES,
+    "netstack.control": _LEAVES | {"netstack.wire", "netstack.sockets", "netstack.mib"},
 }
 
 #: (importing module, imported module or package) -> why this import is allowed anyway
