@@ -57,6 +57,10 @@ ip netns exec "$ns" swaks --server 198.18.0.2 --port 25 --helo demo.example.test
     --header "Subject: hello through a userspace TCP/IP stack" \
     --body "This message crossed netstack's own IPv4 and TCP."
 
+banner "3c. Ask the running stack, as ss and nstat would ask the kernel"
+"$netstack" ss -tanio --netns "$ns"
+"$netstack" stats --netns "$ns"
+
 banner "4a. The delivered Maildir file"
 kill -INT "$serve_pid"; wait "$serve_pid" || true; serve_pid=""
 tail -n 25 "$work/serve.log"

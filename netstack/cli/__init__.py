@@ -22,7 +22,7 @@ import importlib
 import sys
 
 # Order here is the order in ``netstack --help``.
-SUBCOMMANDS = ["info", "trace", "serve", "send", "bench"]
+SUBCOMMANDS = ["info", "trace", "serve", "ss", "stats", "send", "bench"]
 
 
 class UsageError(Exception):
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netstack",
         description="A userspace TCP/IP stack on a Linux TUN device, with an SMTP server on its own sockets.",
     )
+    from netstack import __version__
+    parser.add_argument("--version", action="version", version=f"netstack {__version__}",
+                        help="print netstack's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"netstack.cli.{name}").add_parser(sub)

@@ -126,6 +126,12 @@ class Connection:
         self.syn_time = 0.0               #: when our SYN / SYN-ACK went out (handshake RTT)
         self.syn_retransmitted = False
 
+        # Per-connection statistics (ss -ti; RFC 4898's tcpEStatsPerfSegsIn/SegsOut and
+        # HCThruOctetsAcked): one integer increment each, nothing more on the segment paths.
+        self.segs_in = 0                  #: segments received for this connection
+        self.segs_out = 0                 #: segments sent, retransmissions and RSTs included
+        self.bytes_acked = 0              #: sequence space the peer acknowledged (SYN and FIN count 1)
+
         # User-facing
         self.on_event = None              #: callable(ConnEvent), set by the socket layer
         self.events: deque = deque(maxlen=64)        #: the last ConnEvents
@@ -335,9 +341,29 @@ class Connection:
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
             "keepalive": self.keepalive,
             "timers": self.timers.as_dict(),
+            "timer": self._slot_timer(),
+            "segs_in": self.segs_in, "segs_out": self.segs_out, "bytes_acked": self.bytes_acked,
+            "minrtt": self.rto.min_rtt,
             "error": None if self.error is None else type(self.error).__name__,
             "soft_error": self.soft_error,
         }
+
+    def _slot_timer(self) -> dict | None:
+        """What the exclusive timer slot holds, as ss -o shows it: the timer's name, its
+        deadline and how many times it has fired without an answer (retransmissions of the
+        head segment, zero-window or keep-alive probes), or None when the slot is empty."""
+        kind = self.timers.kind
+        if kind is None:
+            return None
+        if kind is _RETRANSMIT:
+            fired = self.recovery.retries
+        elif kind is _PERSIST:
+            fired = self.sender.probes_unanswered
+        elif kind is _KEEPALIVE:
+            fired = self.sender.keepalive_probes
+        else:
+            fired = 0
+        return {"name": kind.value, "at": self.timers.deadline, "fired": fired}
 
     # ------------------------------------------------------------------ events, states, failure
 
@@ -375,6 +401,7 @@ class Connection:
 
     def _send_rst(self) -> None:
         """<SEQ=SND.NXT><CTL=RST> (ABORT, RFC 9293 §3.10.5)."""
+        self.segs_out += 1
         self.host.send_reset(self, self.snd.nxt, 0, RST)
 
     def _enter_closed(self, failure: ConnEvent | None) -> None:
@@ -414,6 +441,7 @@ class Connection:
     def open_passive(self, seg, iss: int, now: float) -> None:
         """A SYN reached a LISTEN socket (RFC 9293 §3.10.7.2): send SYN-ACK, enter SYN-RECEIVED."""
         snd = self.snd
+        self.segs_in += 1                            # the SYN is this connection's first segment
         self.rcv.start(seg.seq)
         snd.start(iss)
         self.neg.apply_peer_syn(seg.options, now, snd, self.rcv)
@@ -469,7 +497,8 @@ class Connection:
         st = self.state
         if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS:
             if self.fast_path(seg.seq, seg.ack, seg.window, seg.options.ts_val, seg.payload, now):
-                return
+                return                             # counted in segs_in there
+        self.segs_in += 1
         self._cause = seg
         if st is SYN_SENT:
             self._on_segment_syn_sent(seg, now)
@@ -509,6 +538,7 @@ class Connection:
                 neg.ts_recent_age = now
         rcv.buf.data += payload                    # the one copy of the payload
         rcv.nxt = (rcv_nxt + n) & MASK
+        self.segs_in += 1
         self._event(_EV_READABLE)
         d = self.acks.on_data(now, rcv, self.rto.rto)
         if d is not None and self.timers.delack is None:
@@ -533,6 +563,7 @@ class Connection:
             # first: SEG.ACK =< ISS or SEG.ACK > SND.NXT -> RST (unless RST), drop
             if seq_diff(ack, snd.iss) <= 0 or seq_diff(ack, snd.max) > 0:
                 if not flags & RST:
+                    self.segs_out += 1
                     self.host.send_reset(self, ack, 0, RST)
                 self.host.count("tcp.in.drop.bad_ack")
                 return
@@ -555,6 +586,7 @@ class Connection:
         if ack_ok:
             snd.wl2 = seg.ack
             snd.una = seg.ack
+            self.bytes_acked += 1                  # our SYN
             self.timers.stop(_RETRANSMIT)
             self._sample_handshake_rtt(seg.options.ts_ecr, now)
             self._establish(now)
@@ -673,6 +705,7 @@ class Connection:
                 snd.set_window(seg.window << snd.wscale, seq, ack)
                 self._sample_handshake_rtt(opts.ts_ecr, now)
                 snd.una = (snd.iss + 1) & MASK
+                self.bytes_acked += 1              # our SYN-ACK
                 self.timers.stop(_RETRANSMIT)
                 self.recovery.retries = 0
                 fin_before = snd.fin_queued
@@ -682,6 +715,7 @@ class Connection:
                 if self.passive:
                     self.host.established(self)
             else:
+                self.segs_out += 1
                 self.host.send_reset(self, ack, 0, RST)
                 return
         if not self._process_ack(seg, seq, now):
@@ -756,6 +790,7 @@ class Connection:
             elif acked > 0 and sb.blocks:
                 sb.trim(ack)
         if acked > 0:
+            self.bytes_acked += acked
             freed = snd.acknowledge(ack)
             # RTT sample: TSecr (RFC 7323 §4.1) or the timed segment (Karn, RFC 6298 §3)
             ecr = seg.options.ts_ecr

@@ -81,6 +81,13 @@ class Listener:
         """Connections ready for accept()."""
         return len(self.accept_queue)
 
+    def info(self) -> dict:
+        """A snapshot for the connection table, in ss's shape for a LISTEN socket:
+        ``recv_q`` is the accept queue's length (connections waiting for accept()),
+        ``send_q`` the backlog; ``syn_queue``, the half-open connections."""
+        return {"state": self.state.value, "port": self.port, "recv_q": len(self.accept_queue),
+                "send_q": self.backlog, "backlog": self.backlog, "syn_queue": len(self.syn_queue)}
+
     def accept(self) -> "Connection | None":
         """Pop the oldest established connection, or None if there is none.
 

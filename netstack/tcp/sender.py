@@ -58,6 +58,7 @@ class Sender:
             sack = rcv.ooo.blocks(rcv.nxt, k)     # RFC 2018 §4: report the blocks we hold
         rcv_nxt = rcv.nxt
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
+        c.segs_out += 1
         rcv.last_ack_sent = rcv_nxt
         c.acks.due = False                        # AckPolicy: the ACK went out
         c.timers.delack = None
@@ -82,6 +83,7 @@ class Sender:
             flags = SYN
         c.syn_time = now
         c.host.emit(c, c.snd.iss, rcv.nxt, flags, wnd, b"", None, None, opts)
+        c.segs_out += 1
         c.timers.arm(_RETRANSMIT, now + c.rto.rto)
 
     def _sack_blocks_that_fit(self, payload_len: int) -> int:
