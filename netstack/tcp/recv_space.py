@@ -110,25 +110,12 @@ class ReceiveSpace:
         unscaled field value.
         """
         rcv_nxt = self.nxt
-        capacity = self.buf.capacity
-        free = capacity - len(self.buf.data)
-        if free < 0:
-            free = 0
         cur = seq_diff(self.committed, rcv_nxt)
         if cur < 0:
             cur = 0
-        mss = self.mss
+        free = self._window_room()
         shift = self.wscale
-        if shift:
-            # Headroom for the rounding up below: each advertisement may promise up to
-            # 2^wscale - 1 bytes beyond the buffer, and the promises add up while the window
-            # closes; keep that much of the buffer out of the window (as Linux keeps part of
-            # its buffer for overhead), so what we promised still fits.
-            reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
-            if reserve > capacity >> 4:
-                reserve = capacity >> 4
-            free -= reserve
-        if free - cur >= ((capacity >> 1) if (capacity >> 1) < mss else mss):
+        if self._grows(free, cur):
             max_wnd = 65535 << shift
             if free > max_wnd:
                 free = max_wnd
@@ -149,13 +136,40 @@ class ReceiveSpace:
         self.adv = (rcv_nxt + (field << shift)) & MASK
         return field
 
+    def _window_room(self) -> int:
+        """Free buffer space the window may offer: with window scaling, less 16 granules kept
+        back as headroom for the rounding up in ``advertise`` (each advertisement may promise up
+        to 2^wscale - 1 bytes more, and the promises add up while the window closes), at most a
+        sixteenth of the buffer, as Linux keeps part of its buffer out of the window."""
+        capacity = self.buf.capacity
+        free = capacity - len(self.buf.data)
+        shift = self.wscale
+        if shift:
+            reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
+            free -= reserve if reserve < capacity >> 4 else capacity >> 4
+        return free if free > 0 else 0
+
+    def _grows(self, free: int, cur: int) -> bool:
+        """Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): move the right edge only by at least
+        min(rcvbuf/2, MSS)."""
+        half = self.buf.capacity >> 1
+        return free - cur >= (half if half < self.mss else self.mss)
+
     def window_update_due(self) -> bool:
-        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?"""
-        free = self.free
+        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
+        Only when ``advertise`` will move the edge (an update with an unchanged window would be
+        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
+        free = self._window_room()
         cur = seq_diff(self.committed, self.nxt)
         if cur < 0:
             cur = 0
-        return free - cur >= min(self.buf.capacity >> 1, 2 * self.mss) or cur < self.mss <= free
+        if not self._grows(free, cur):
+            return False
+        shift = self.wscale
+        grown = min(free, 65535 << shift)
+        if (grown + (1 << shift) - 1) >> shift <= seq_diff(self.adv, self.nxt) >> shift:
+            return False                        # the rounded field would not change
+        return free - cur >= min(self.buf.capacity >> 1, 2 * self.mss) or cur < self.mss
 
     def take_in_order(self, payload, n: int) -> bool:
         """Append ``n`` in-order bytes at RCV.NXT, then whatever the out-of-order queue

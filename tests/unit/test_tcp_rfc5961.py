@@ -130,3 +130,27 @@ def test_promised_data_is_stored_past_the_buffer_within_its_slack_and_trimmed_be
     assert conn.readable == 9000                         # 1000 stored, 500 left for the peer to resend
     assert s.counters.get("tcp.in.drop.rcvbuf_full") == 1
     s.expect(".", ack=them + 1000)
+
+
+@pytest.mark.parametrize("shift", [0, 7, 14])
+def test_a_window_update_always_opens_the_window(shift):
+    """An update sent because the user read must carry a larger window than the last one:
+    with an unchanged window it would be a duplicate ACK to the peer (RFC 5681 §2)."""
+    import random
+    from netstack.tcp.recv_space import ReceiveSpace
+    rng = random.Random(shift)
+    r = ReceiveSpace(64 * 1024, 64 * 1024, 1448)
+    r.wscale = shift
+    r.start(1000)
+    last = r.advertise()
+    for _ in range(3000):
+        if rng.random() < 0.6 and r.wnd:
+            n = rng.randrange(1, min(r.wnd, 3000) + 1)
+            r.take_in_order(bytes(n), n)
+            last = r.advertise()                     # the ACK of that data
+        elif r.buf.data:
+            del r.buf.data[:rng.randrange(1, len(r.buf.data) + 1)]
+            if r.window_update_due():
+                field = r.advertise()
+                assert field > last, "a window update that does not open the window"
+                last = field
