@@ -57,4 +57,5 @@ def report(stack) -> str:
     if not _servers:
         return ""
     s = _servers[-1]
-    return f"smtp: {s.accepted} messages accepted, {s.active} sessions open"
+    return (f"smtp: {s.accepted} messages accepted, {s.active} sessions open, {s.sessions_shed} stalled sessions "
+            f"shed, {s.connections_refused} connections refused (full)")
