@@ -23,6 +23,8 @@ The services are *installers*, modules of this package listed in
 ``serve_smtp``: SMTP).  Adding one: write such a module and list it.  It exposes
 
 * ``add_arguments(parser)`` (optional): add its options to ``netstack serve``;
+* ``validate_args(args)`` (optional): check its options before anything is set
+  up; raises :class:`~netstack.cli.UsageError` (one line, exit status 2);
 * ``install_from_args(stack, args)``: called in order, inside the running
   event loop, after the stack is up and before ``ready``; may be ``async``;
   may return what must be closed at teardown (called in reverse order): a
@@ -98,6 +100,12 @@ def add_parser(sub) -> None:
                    help="fragment bytes held in reassembly at most (default 4 MiB)")
     p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
                    help="ICMP error messages per second, sustained (default 100; burst 50)")
+    p.add_argument("--ip-min-pmtu", type=int, default=552, metavar="BYTES",
+                   help="path-MTU floor: an ICMP 'fragmentation needed' below it sets it, never less; a path "
+                        "narrower than it gets datagrams without DF (default 552, as Linux's route/min_pmtu)")
+    p.add_argument("--ip-pmtu-decrease-interval", type=float, default=1.0, metavar="S",
+                   help="believe at most one path-MTU decrease per destination in S seconds; the others are "
+                        "ignored and counted (default 1; 0: no limit)")
     p.add_argument("--control-socket", metavar="PATH",
                    help="where `netstack ss`/`netstack stats` ask the stack (default /run/netstack/NETNS.sock; "
                         "mode 0600, root only)")
@@ -147,6 +155,13 @@ def _validate(args):
             raise UsageError(f"--faults: {exc}") from None
     if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
         raise UsageError("--reasm-* values must be positive")
+    if not 68 <= args.ip_min_pmtu <= 65535:
+        raise UsageError(f"--ip-min-pmtu {args.ip_min_pmtu} out of range (68..65535)")
+    if args.ip_pmtu_decrease_interval < 0:
+        raise UsageError("--ip-pmtu-decrease-interval must not be negative")
+    for mod in SERVICE_MODULES:
+        if hasattr(mod, "validate_args"):
+            mod.validate_args(args)
     if args.pcap_flush == "packet" and not args.pcap:
         raise UsageError("--pcap-flush packet needs --pcap FILE")
     if not args.control_socket:
@@ -249,7 +264,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
                                  pcap_flush=args.pcap_flush)
     stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
-                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
+                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate,
+                  min_pmtu=args.ip_min_pmtu, pmtu_decrease_interval=args.ip_pmtu_decrease_interval)
     closers = []
     services = SERVICE_MODULES
 

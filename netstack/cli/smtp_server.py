@@ -65,12 +65,8 @@ def add_server_arguments(p: argparse.ArgumentParser, *, maildir: str = "./mail")
                         "it gets 421 4.3.2 (default 2; 0: never shed)")
 
 
-def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
-    """An SmtpServer from parsed ``add_server_arguments`` options. Raises ValueError with a one-line reason."""
-    from smtp.auth import Users
-    from smtp.tls import server_context
-
-    domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
+def check_server_arguments(args) -> None:
+    """Refuse impossible values of the time and size options: ValueError with a one-line reason."""
     for opt in ("max_data_line", "idle_timeout", "line_timeout", "data_timeout", "min_data_rate", "session_timeout",
                 "shed_after"):
         if getattr(args, "smtp_" + opt) < 0:
@@ -83,6 +79,15 @@ def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
         raise ValueError("--smtp-max-connections must be at least 1")
     if 0 < args.smtp_max_data_line < 1000:
         raise ValueError("--smtp-max-data-line must be at least 1000 (RFC 5321 4.5.3.1.6) or 0")
+
+
+def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
+    """An SmtpServer from parsed ``add_server_arguments`` options. Raises ValueError with a one-line reason."""
+    from smtp.auth import Users
+    from smtp.tls import server_context
+
+    domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
+    check_server_arguments(args)
     cfg = SessionConfig(hostname=args.smtp_hostname, local_domains=domains, max_message_size=args.smtp_max_size,
                         bare_line_endings=args.smtp_bare_lf, max_data_line_length=args.smtp_max_data_line,
                         idle_timeout=args.smtp_idle_timeout, line_timeout=args.smtp_line_timeout,
