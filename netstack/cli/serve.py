@@ -50,6 +50,7 @@ import signal
 import sys
 
 from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, tcp_options
+from netstack.link.lab import DEFAULT_TUN_QUEUE_LEN
 
 #: the service installers, in installation order
 SERVICE_MODULES = [serve_services, serve_smtp]
@@ -83,6 +84,10 @@ def add_parser(sub) -> None:
     p.add_argument("--addr", default="198.18.0.2", help="the stack's IPv4 address (default 198.18.0.2)")
     p.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
     p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
+    p.add_argument("--tun-queue-len", type=int, default=DEFAULT_TUN_QUEUE_LEN, metavar="PACKETS",
+                   help="the TUN's txqueuelen: packets from the kernel waiting for the stack; a burst beyond it "
+                        f"is dropped and counted (link.tun.in.drop.queue_full) (default {DEFAULT_TUN_QUEUE_LEN}: "
+                        "holds the FINs and ACKs of 5,000 connections closed at once)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
     p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
                    help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
@@ -147,6 +152,8 @@ def _validate(args):
         raise UsageError(f"--addr and --peer are both {addr}")
     if not 68 <= args.mtu <= 65535:
         raise UsageError(f"--mtu {args.mtu} out of range (68..65535)")
+    if not 1 <= args.tun_queue_len <= 1_000_000:
+        raise UsageError(f"--tun-queue-len {args.tun_queue_len} out of range (1..1000000)")
     faults = None
     if args.faults:
         try:
@@ -180,7 +187,8 @@ def run(args) -> int:
     from netstack.link.lab import Lab, LabError, check_privileges
     try:
         check_privileges()
-        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
+        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu,
+                  tun_queue_len=args.tun_queue_len)
     except LabError as exc:
         raise UsageError(str(exc)) from None
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
@@ -269,8 +277,29 @@ async def _serve(args, lab, addr: str, faults) -> int:
     closers = []
     services = SERVICE_MODULES
 
+    def tun_stats() -> str:
+        """The TUN's drops into the counters (link.tun.*); one line about the device."""
+        try:
+            st = lab.update_counters(stack.counters)
+        except Exception as exc:          # the report must not fail because netlink did
+            log.debug("cannot read the TUN's statistics", exc_info=True)
+            return f"tun: statistics unavailable ({type(exc).__name__}: {exc})"
+        if not st:
+            return ""
+        return (f"tun {lab.ifname}: queue {st.get('txqlen', 0)} packets; kernel to stack {st.get('tx_packets', 0)} "
+                f"packets, {st.get('tx_dropped', 0)} dropped (queue full); stack to kernel {st.get('rx_packets', 0)} "
+                f"packets, {st.get('rx_dropped', 0)} dropped")
+
+    def refresh_tun_stats() -> None:      # so that the live counters carry the TUN's drops
+        nonlocal refresh
+        tun_stats()
+        refresh = loop.call_later(1.0, refresh_tun_stats)
+
     def report() -> str:
+        tun_line = tun_stats()
         parts = [stack.counters.format()]
+        if tun_line:
+            parts.append(tun_line)
         if faults is not None:
             parts.append("faults:\n" + "\n".join(f"    {v:>6} {k}" for k, v in sorted(link.stats.items())))
         for mod in services:
@@ -287,6 +316,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
     def on_usr1() -> None:
         print(report(), file=sys.stderr, flush=True)
 
+    refresh = loop.call_later(1.0, refresh_tun_stats)
     def on_stop_signal(sig) -> None:
         log.info("%s: shutting down", signal.Signals(sig).name)
         stack.stop()
@@ -319,6 +349,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
                         STATUS=f"serving {addr} in netns {lab.netns}: {', '.join(offered) or 'no services'}")
         await stack.run()
     finally:
+        refresh.cancel()
         if ready:
             sdnotify.notify(STOPPING=1)
         for closer in reversed(closers):
