@@ -277,29 +277,48 @@ async def _serve(args, lab, addr: str, faults) -> int:
     closers = []
     services = SERVICE_MODULES
 
-    def tun_stats() -> str:
-        """The TUN's drops into the counters (link.tun.*); one line about the device."""
-        try:
-            st = lab.update_counters(stack.counters)
-        except Exception as exc:          # the report must not fail because netlink did
-            log.debug("cannot read the TUN's statistics", exc_info=True)
-            return f"tun: statistics unavailable ({type(exc).__name__}: {exc})"
+    tun = {"stats": {}, "error": None, "reading": None}
+
+    def tun_line() -> str:
+        """One line about the device, from the latest reading of its statistics."""
+        if tun["error"]:
+            return f"tun: statistics unavailable ({tun['error']})"
+        st = tun["stats"]
         if not st:
             return ""
         return (f"tun {lab.ifname}: queue {st.get('txqlen', 0)} packets; kernel to stack {st.get('tx_packets', 0)} "
                 f"packets, {st.get('tx_dropped', 0)} dropped (queue full); stack to kernel {st.get('rx_packets', 0)} "
                 f"packets, {st.get('rx_dropped', 0)} dropped")
 
-    def refresh_tun_stats() -> None:      # so that the live counters carry the TUN's drops
+    def take_reading(fut) -> None:       # in the loop: the TUN's drops into the counters (link.tun.*)
+        tun["reading"] = None
+        try:
+            tun["stats"] = lab.update_counters(stack.counters, fut.result())
+            tun["error"] = None
+        except Exception as exc:         # the report must not fail because netlink did
+            log.debug("cannot read the TUN's statistics", exc_info=True)
+            tun["error"] = f"{type(exc).__name__}: {exc}"
+
+    def refresh_tun_stats() -> None:     # every second, never blocking the loop
         nonlocal refresh
-        tun_stats()
+        if tun["reading"] is None and not stack.closed:
+            fut = lab.device_stats_future()
+            if fut is not None:
+                tun["reading"] = fut
+                fut.add_done_callback(lambda f: loop.call_soon_threadsafe(take_reading, f))
         refresh = loop.call_later(1.0, refresh_tun_stats)
 
+    def final_tun_stats() -> None:       # at exit: one last reading (bounded wait)
+        try:
+            tun["stats"] = lab.update_counters(stack.counters, lab.device_stats(timeout=3.0))
+        except Exception as exc:
+            tun["error"] = f"{type(exc).__name__}: {exc}"
+
     def report() -> str:
-        tun_line = tun_stats()
         parts = [stack.counters.format()]
-        if tun_line:
-            parts.append(tun_line)
+        line = tun_line()
+        if line:
+            parts.append(line)
         if faults is not None:
             parts.append("faults:\n" + "\n".join(f"    {v:>6} {k}" for k, v in sorted(link.stats.items())))
         for mod in services:
@@ -316,7 +335,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
     def on_usr1() -> None:
         print(report(), file=sys.stderr, flush=True)
 
-    refresh = loop.call_later(1.0, refresh_tun_stats)
+    refresh = loop.call_soon(refresh_tun_stats)
+
     def on_stop_signal(sig) -> None:
         log.info("%s: shutting down", signal.Signals(sig).name)
         stack.stop()
@@ -361,6 +381,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
         for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short
+        final_tun_stats()
         print(report(), file=sys.stderr, flush=True)
         if args.counters_json:
             snap = stack.counters.snapshot()

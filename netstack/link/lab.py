@@ -257,20 +257,24 @@ class Lab:
         self.down()
 
     # -- the device's statistics ----------------------------------------------------------------
-    def device_stats(self) -> dict[str, int]:
+    def device_stats(self, timeout: float = 5.0) -> dict[str, int]:
         """The TUN's statistics as the kernel keeps them (IFLA_STATS64 over netlink, in the lab
         namespace): ``tx_packets``/``tx_dropped`` are packets the kernel sent toward the stack,
-        ``rx_*`` what the stack wrote.  Empty when the lab is down.
+        ``rx_*`` what the stack wrote; ``txqlen``.  Empty when the lab is down.  Blocks (at most
+        ``timeout`` seconds); inside an event loop use :meth:`device_stats_future`."""
+        fut = self.device_stats_future()
+        return fut.result(timeout=timeout) if fut is not None else {}
 
-        pyroute2's synchronous API runs an event loop of its own, so the netlink socket
-        lives in one worker thread: callable from inside a running asyncio loop (a
-        call takes well under a millisecond once the socket is open)."""
+    def device_stats_future(self):
+        """:meth:`device_stats` without blocking: a ``concurrent.futures.Future``, or None when the
+        lab is down.  pyroute2's synchronous API runs an event loop of its own, so the netlink
+        socket lives in one worker thread of the lab's; the stack's loop never waits for it."""
         if self._link is None or self._ifindex is None:
-            return {}
+            return None
         if self._stats_pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._stats_pool = ThreadPoolExecutor(1, thread_name_prefix="lab-stats")
-        return self._stats_pool.submit(self._read_stats).result(timeout=5)
+        return self._stats_pool.submit(self._read_stats)
 
     def _close_stats_ns(self) -> None:
         if self._stats_ns is not None:
@@ -279,8 +283,14 @@ class Lab:
 
     def _read_stats(self) -> dict[str, int]:
         if self._stats_ns is None:
-            from pyroute2 import NetNS
-            self._stats_ns = NetNS(self.netns)
+            # Enter the lab namespace with this worker thread alone (setns(2) moves only the
+            # calling thread) and open the netlink socket there.  pyroute2's NetNS would fork a
+            # helper and later stop it with SIGTERM, which the forked child reports through
+            # asyncio's inherited signal wake-up fd: the stack would take it for its own SIGTERM.
+            from pyroute2 import IPRoute
+            from pyroute2.netns import setns
+            setns(self.netns, flags=0, fork=False)
+            self._stats_ns = IPRoute()
         links = self._stats_ns.get_links(self._ifindex)
         if not links:
             return {}
@@ -289,10 +299,12 @@ class Lab:
         out["txqlen"] = int(links[0].get_attr("IFLA_TXQLEN") or 0)
         return out
 
-    def update_counters(self, counters) -> dict[str, int]:
-        """Add the device's drops since the last call to ``counters`` (``link.tun.in.drop.queue_full``,
-        ``link.tun.out.drop``; see the module doc); returns the statistics read."""
-        stats = self.device_stats()
+    def update_counters(self, counters, stats: dict[str, int] | None = None) -> dict[str, int]:
+        """Add the device's drops since the last reading to ``counters`` (``link.tun.in.drop.queue_full``,
+        ``link.tun.out.drop``; see the module doc): of ``stats`` (a :meth:`device_stats` result), or
+        of a reading made now (blocking).  Returns the statistics used."""
+        if stats is None:
+            stats = self.device_stats()
         for key, name in _DROP_COUNTERS.items():
             if key in stats:
                 delta = stats[key] - self._last_stats.get(key, 0)
