@@ -44,7 +44,10 @@ import logging
 import os
 import subprocess
 
-from netstack.link.tun import TunError, TunLink
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:                       # pytun is imported only when a lab comes up
+    from netstack.link.tun import TunLink
 
 __all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "missing_dependencies", "parse_v4",
            "DEFAULT_TUN_QUEUE_LEN"]
@@ -172,6 +175,8 @@ class Lab:
 
     def up(self) -> "Lab":
         from pyroute2 import IPRoute, NetNS, netns as pr_netns
+
+        from netstack.link.tun import TunError, TunLink
 
         check_privileges()
         self._owner_pid = os.getpid()
