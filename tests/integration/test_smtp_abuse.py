@@ -164,12 +164,9 @@ def test_600_slow_clients_cannot_stop_a_normal_delivery(serve_factory, tmp_path)
             crowd.wait(timeout=5)
         crowd.stdout.close()
         crowd.stderr.close()
-    usr1 = len(srv.lines)
+    since = len(srv.stderr_so_far)
     srv.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while "stalled sessions shed" not in "".join(srv.lines[usr1:]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    text = "".join(srv.lines[usr1:])
+    text = srv.wait_stderr("stalled sessions shed", since=since)      # the report goes to stderr
     assert srv.stop() == 0
     (copy,) = [open(os.path.join(maildir, "carol", "new", f), "rb").read()
                for f in os.listdir(maildir / "carol" / "new")]

@@ -72,15 +72,16 @@ def _burst(srv) -> dict:
 
 
 def _usr1_report(srv) -> str:
-    n = len(srv.lines)
+    """The SIGUSR1 report (on stderr) once it carries the TUN's line."""
+    since = len(srv.stderr_so_far)
     srv.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        text = "".join(srv.lines[n:])
+        text = srv.stderr_so_far[since:]
         if re.search(r"^tun .*dropped$", text, re.M):
             return text
         time.sleep(0.05)
-    raise AssertionError("no TUN line in the SIGUSR1 report:\n" + "".join(srv.lines[n:]))
+    raise AssertionError("no TUN line in the SIGUSR1 report:\n" + srv.stderr_so_far[since:])
 
 
 def test_5000_closes_at_once_drop_nothing_at_the_tun(serve_factory):
@@ -93,6 +94,10 @@ def test_5000_closes_at_once_drop_nothing_at_the_tun(serve_factory):
     assert re.search(r"^tun \S+: queue 10000 packets; kernel to stack \d+ packets, 0 dropped \(queue full\)", text,
                      re.M), text
     assert re.search(r"^\s+0 tun\.in\.drop\.queue_full$", text, re.M), text
+    r = srv.netstack("stats", "--json", "--netns", srv.netns)          # live, over the control socket
+    assert r.returncode == 0, r.stderr
+    live = json.loads(r.stdout)["counters"]
+    assert live["link.tun.in.drop.queue_full"] == 0 and "link.tun.out.drop" in live, live
     assert srv.stop() == 0
     counters = srv.counters()
     assert counters["link.tun.in.drop.queue_full"] == 0 and counters["link.tun.out.drop"] == 0
@@ -104,7 +109,11 @@ def test_the_same_burst_overflows_linux_default_queue_and_the_drops_are_counted(
     res = _burst(srv)
     assert res["opened"] == N, res
     _usr1_report(srv)
+    time.sleep(1.5)                                                   # the once-a-second reading
+    r = srv.netstack("stats", "--json", "--netns", srv.netns)
+    live = json.loads(r.stdout)["counters"]["link.tun.in.drop.queue_full"]
     assert srv.stop() == 0
     drops = srv.counters()["link.tun.in.drop.queue_full"]
+    assert 0 < live <= drops, (live, drops)
     print(f"\n{N} closes with txqueuelen 500: {drops} packets dropped at the TUN")
     assert drops > 0
