@@ -4,7 +4,8 @@ The stack streams chargen (port 19) to a kernel socket.  nftables holds the kern
 back for a moment so the stack's last segments are surely in flight; an ICMP type 3 code 4
 with next-hop MTU 68 or 400 then quotes either the last segment seen (in SND.UNA..SND.NXT)
 or a sequence number far outside it.  In window: the stack goes down to the 552-byte floor,
-never less, and drops DF for that destination; out of window: nothing changes.
+never less, and drops DF for that destination; out of window: nothing changes.  Two decreases
+at once: the second is ignored and counted (RFC 8201 rate limit).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import json, socket, subprocess, time
 from netstack.wire import icmp as W
 from netstack.wire.ipv4 import ip2int, ipv4_packet
 
-MTU, IN_WINDOW, IFNAME = %d, %s, %r
+MTU, IN_WINDOW, IFNAME, SECOND_MTU = %d, %s, %r, %d
 STACK = "198.18.0.2"
 
 def nft(rules):
@@ -74,6 +75,10 @@ try:
     pkt = ipv4_packet(src=ip2int("198.18.0.1"), dst=ip2int(STACK), protocol=1, payload=msg)
     raw_sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     raw_sock.sendto(pkt, (STACK, 0))
+    if SECOND_MTU:                           # a second decrease at once, quoting the same segment
+        msg = W.dest_unreachable(W.FRAG_NEEDED, bytes(raw[:28 + 8]), next_hop_mtu=SECOND_MTU)
+        raw_sock.sendto(ipv4_packet(src=ip2int("198.18.0.1"), dst=ip2int(STACK), protocol=1, payload=msg),
+                        (STACK, 0))
     time.sleep(0.2)
     stack_data()                             # what was sent before the ICMP took effect
 finally:
@@ -89,8 +94,8 @@ print(json.dumps({"held": len(held), "before_max": max(x[1] for x in before),
 """
 
 
-def _craft(srv, mtu: int, in_window: bool) -> dict:
-    r = srv.python(CRAFT % (mtu, in_window, srv.ifname), timeout=90)
+def _craft(srv, mtu: int, in_window: bool, second_mtu: int = 0) -> dict:
+    r = srv.python(CRAFT % (mtu, in_window, srv.ifname, second_mtu), timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -120,3 +125,14 @@ def test_out_of_window_frag_needed_is_ignored_and_counted(serve_factory, mtu):
     assert c["tcp.in.icmp.drop.out_of_window"] == 1
     assert c.get("tcp.in.icmp.frag_needed", 0) == 0 and c.get("ip.pmtu.floored", 0) == 0
 
+
+
+def test_a_second_decrease_within_the_interval_is_ignored_and_counted(serve_factory):
+    """RFC 8201: decreases per destination are rate-limited (--ip-pmtu-decrease-interval, 1 s)."""
+    srv = serve_factory("--smtp-port", "0")
+    res = _craft(srv, 1400, True, second_mtu=1200)
+    assert srv.stop() == 0
+    c = srv.counters()
+    assert res["after_max"] == 1400 and res["after_df"], res
+    assert c["ip.pmtu.decreases"] == 1 and c["ip.pmtu.ignored.rate_limited"] == 1
+    assert c["tcp.in.icmp.drop.pmtu_rate_limited"] == 1 and c["tcp.in.icmp.frag_needed"] == 1
