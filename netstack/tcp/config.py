@@ -68,6 +68,12 @@ class TCPConfig:
     fin_timeout: float = 60.0
     #: Initial congestion window in segments (RFC 6928).
     initial_cwnd_segments: int = 10
+    #: Congestion control of new connections: "cubic" (RFC 9438 with HyStart++, RFC 9406;
+    #: Linux's default) or "newreno" (RFC 5681 + RFC 6582); per socket: TCP_CONGESTION.
+    congestion: str = "cubic"
+    #: Loss detection with SACK: "rack" (RACK-TLP, RFC 8985) or "rfc6675" (the
+    #: conservative SACK-based recovery of RFC 6675).  Without SACK: duplicate ACKs.
+    loss_detection: str = "rack"
     #: Ephemeral port range for connect() (RFC 6335 §6).
     ephemeral_low: int = 49152
     ephemeral_high: int = 65535

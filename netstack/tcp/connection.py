@@ -117,7 +117,7 @@ class Connection:
         self.rto = RTOEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.acks = AckPolicy(cfg, host.count)
         self.timers = Timers()
-        self.cc = congestion.create("newreno", cfg.mss, cfg.initial_cwnd_segments)
+        self.cc = congestion.create(cfg.congestion, cfg.mss, cfg.initial_cwnd_segments)
         self.recovery = LossRecovery(self)
         self.sender = Sender(self)
 
@@ -302,6 +302,26 @@ class Connection:
         if on:
             self._want_flush()
 
+    @property
+    def congestion(self) -> str:
+        """The congestion control's name (TCP_CONGESTION)."""
+        return self.cc.name
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch the congestion control (``congestion.ALGORITHMS``).
+
+        As Linux, the window and slow-start threshold carry over; the new
+        algorithm's own state starts afresh.  ValueError for an unknown name."""
+        if name == "reno":
+            name = "newreno"
+        if name == self.cc.name:
+            return
+        old = self.cc
+        cc = congestion.create(name, old.mss, self.config.initial_cwnd_segments)
+        cc.cwnd, cc.ssthresh = old.cwnd, old.ssthresh
+        cc.in_recovery, cc.recover, cc.recover_valid = old.in_recovery, old.recover, old.recover_valid
+        self.cc = cc
+
     def info(self) -> dict:
         """A snapshot like ``ss -tin``."""
         snd, rcv, neg = self.snd, self.rcv, self.neg
@@ -318,7 +338,7 @@ class Connection:
             "srtt": self.rto.srtt, "rttvar": self.rto.rttvar, "rto": self.rto.rto,
             "backoff": self.rto.backoff_count,
             "retrans": self.recovery.retrans_segs, "retries": self.recovery.retries,
-            "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
+            "cc": self.cc.name, "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
             "unacked": snd.in_flight, "send_q": len(snd.buf),
             "recv_q": len(rcv.buf), "ooo_bytes": rcv.ooo.nbytes,
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
@@ -693,7 +713,7 @@ class Connection:
                 self.rto.sample(rtt)
             recovery.new_ack()
             flight = snd.in_flight
-            if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight):
+            if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight, snd_max=snd.max):
                 # NewReno partial ACK (RFC 6582 step 5); with SACK, output fills the holes
                 if not (self.neg.sack_ok and sb.blocks):
                     recovery.retransmit_head(now)
