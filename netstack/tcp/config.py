@@ -74,6 +74,10 @@ class TCPConfig:
     #: Loss detection with SACK: "rack" (RACK-TLP, RFC 8985) or "rfc6675" (the
     #: conservative SACK-based recovery of RFC 6675).  Without SACK: duplicate ACKs.
     loss_detection: str = "rack"
+    #: F-RTO (RFC 5682): after a first timeout, tell a spurious one from a real loss by the
+    #: next two ACKs before going back N.  Used when timestamps are off (with them, Eifel
+    #: detection, RFC 3522, does the job).
+    frto: bool = True
     #: Ephemeral port range for connect() (RFC 6335 §6).
     ephemeral_low: int = 49152
     ephemeral_high: int = 65535

@@ -339,6 +339,10 @@ class Connection:
             "backoff": self.rto.backoff_count,
             "retrans": self.recovery.retrans_segs, "retries": self.recovery.retries,
             "cc": self.cc.name, "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
+            "in_recovery": self.cc.in_recovery, "loss_detection": self.recovery.loss.name,
+            "reordering": getattr(self.recovery.loss, "reordering", 0),
+            "dsack": self.recovery.dsacks, "undo": self.recovery.undos,
+            "spurious_rto": self.recovery.spurious_rtos,
             "unacked": snd.in_flight, "send_q": len(snd.buf),
             "recv_q": len(rcv.buf), "ooo_bytes": rcv.ooo.nbytes,
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
@@ -605,6 +609,8 @@ class Connection:
                 self.acks.due = True
                 return
             self.host.count("tcp.in.drop.unacceptable")
+            if payload and neg.sack_ok and seq_diff((seq + len(payload)) & MASK, rcv.nxt) <= 0:
+                rcv.note_duplicate(seq, len(payload))     # [D-SACK] an old duplicate (RFC 2883 §4)
             if not flags & RST:
                 if st is TIME_WAIT and flags & FIN:
                     self.timers.arm(_TIME_WAIT, now + 2 * self.config.msl)
@@ -695,9 +701,11 @@ class Connection:
         wnd = seg.window << snd.wscale
         new_sack = False
         sb = recovery.scoreboard
+        sacked_before = sb.sacked_bytes
         if self.neg.sack_ok:
             blocks = seg.options.sack_blocks
             if blocks:
+                blocks = recovery.take_dsack(blocks, ack, now)     # [recovery] RFC 2883 §4 D-SACK
                 new_sack = sb.update(blocks, ack if acked > 0 else snd_una, snd.max)
             elif acked > 0 and sb.blocks:
                 sb.trim(ack)
@@ -711,7 +719,11 @@ class Connection:
                 rtt = self.rto.sample_timed(ack, now)
             if rtt is not None:
                 self.rto.sample(rtt)
+            if recovery.episode is not None:
+                recovery.check_spurious(now, ecr)                 # [recovery] Eifel, RFC 3522
             recovery.new_ack()
+            if recovery.frto and recovery.frto_ack(now, acked):   # [recovery] F-RTO, RFC 5682
+                self._dirty = True
             flight = snd.in_flight
             if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight, snd_max=snd.max):
                 # NewReno partial ACK (RFC 6582 step 5); with SACK, output fills the holes
@@ -741,9 +753,13 @@ class Connection:
                     self._event(ConnEvent.WRITABLE)
         elif (acked == 0 and snd.max != snd_una and not seg.payload
               and not seg.flags & (SYN | FIN) and (wnd == snd.wnd or new_sack)):
-            recovery.on_duplicate_ack(now, ack)
+            if recovery.frto:
+                recovery.frto_ack(now, 0)                         # [recovery] F-RTO step 2a/3a
+            else:
+                recovery.on_duplicate_ack(now, ack)
             self._dirty = True
-        if recovery.infer_loss_from_sack(now):
+        # [recovery] loss detection (RACK / RFC 6675) and PRR see every ACK
+        if recovery.after_ack(now, (acked if acked > 0 else 0) + sb.sacked_bytes - sacked_before, new_sack):
             self._dirty = True
         # Window update (§3.10.7.4 fifth: SND.WL1 < SEG.SEQ or (WL1 = SEQ and WL2 =< ACK))
         if acked >= 0 and snd.update_window(seq, ack, wnd):
@@ -770,6 +786,8 @@ class Connection:
                 return
             off = seq_diff(seq, rcv_nxt)
             if off < 0:                                   # trim the already-received front
+                if self.neg.sack_ok:                      # [D-SACK] RFC 2883 §4: report the duplicate part
+                    rcv.note_duplicate(seq, min(-off, n))
                 payload = payload[-off:]
                 n += off
                 seq = rcv_nxt
@@ -799,8 +817,11 @@ class Connection:
             else:
                 # Out of order: hold it, ACK immediately (RFC 5681 §4.2, RFC 9293 §3.10.7.4)
                 self.host.count("tcp.in.ooo_segs")
+                held = rcv.ooo.nbytes
                 if not rcv.ooo.insert(seq, payload, rcv_nxt):
                     self.host.count("tcp.in.drop.ooo_full")
+                elif rcv.ooo.nbytes == held and n and self.neg.sack_ok:
+                    rcv.note_duplicate(seq, n)            # [D-SACK] all of it held already (RFC 2883 §4)
                 elif fin:
                     rcv.ooo.fin_seq = (seq + n) & MASK
                 self.acks.due = True
@@ -907,6 +928,10 @@ class Connection:
             t.tlp = None
             self._cause = TimerCause(Timer.TLP)
             self.recovery.on_tlp_timeout(now)
+        if t.reo is not None and t.reo <= now:
+            t.reo = None
+            self._cause = TimerCause(Timer.REORDER)
+            self.recovery.on_reorder_timeout(now)
         if t.delack is not None and t.delack <= now:
             t.delack = None
             self._on_delack_timeout()

@@ -8,7 +8,7 @@
   RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17     Sender.on_persist_timeout: zero-window probes
   RFC 1122 §4.2.3.6                         Sender.on_keepalive_timeout: keep-alive probes
   RFC 7323 / RFC 2018 / RFC 6691            Sender.send: timestamps and SACK blocks, and
-                                            how many blocks fit beside the payload
+  RFC 2883                                  how many blocks fit beside the payload; a D-SACK first
 
 A part of :class:`~netstack.tcp.connection.Connection`, composed, not
 inherited: it reads the connection's other parts (``snd``, ``rcv``, ``neg``,
@@ -54,9 +54,18 @@ class Sender:
         # TSval: Negotiation.tsval, inlined on this per-segment path
         ts = ((int(now * 1000) + neg.ts_offset) & MASK, neg.ts_recent) if neg.ts_enabled else None
         sack = None
-        if neg.sack_ok and rcv.ooo.ranges and (k := self._sack_blocks_that_fit(len(payload))):
-            sack = rcv.ooo.blocks(rcv.nxt, k)     # RFC 2018 §4: report the blocks we hold
+        if neg.sack_ok and (rcv.ooo.ranges or rcv.dsack is not None) and (
+                k := self._sack_blocks_that_fit(len(payload))):
+            sack = rcv.ooo.blocks(rcv.nxt, k) if rcv.ooo.ranges else []   # RFC 2018 §4: the blocks we hold
+            if rcv.dsack is not None:
+                sack = [rcv.dsack, *sack[:k - 1]]                         # RFC 2883 §4: the D-SACK first
+                rcv.dsack = None
+                c.host.count("tcp.out.dsack")
         rcv_nxt = rcv.nxt
+        if payload and neg.sack_ok:
+            # the loss detection remembers each data transmission (RACK, RFC 8985 §6.1)
+            snd = c.snd
+            c.recovery.loss.on_transmit(seq, len(payload), now, seq_diff(seq, snd.max) < 0)
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
         rcv.last_ack_sent = rcv_nxt
         c.acks.due = False                        # AckPolicy: the ACK went out
@@ -172,7 +181,7 @@ class Sender:
                 flags |= FIN
             self.send(now, snd_nxt, flags, buf.view(snd_nxt, n) if n else b"")
             if retrans:
-                recovery.count_retransmission()
+                recovery.count_retransmission(now)
             elif not c.neg.ts_enabled:
                 c.rto.time_segment(snd_nxt, now)
             if 0 < n < mss and not retrans:
