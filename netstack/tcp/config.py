@@ -43,6 +43,10 @@ class TCPConfig:
     #: than the RTO -- so a sender in slow start or restarting after idle, or one held by
     #: Nagle, is not kept waiting for a delayed ACK.  0 disables quick-ACK.
     quickack_segments: int = 16
+    #: Interactive ("pingpong") mode, as Linux: in request/response traffic (we answer data
+    #: within the delayed-ACK time, or the peer answers ours) quick-ACK is off and the ACK of a
+    #: request rides on the reply (delack.py).  False: quick-ACK as above, always.
+    pingpong: bool = True
     #: Window scale shift we offer (RFC 7323 §2.2); None disables the option.
     wscale: int | None = 7
     #: Offer / accept RFC 7323 timestamps.

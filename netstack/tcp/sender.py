@@ -182,8 +182,11 @@ class Sender:
             self.send(now, snd_nxt, flags, buf.view(snd_nxt, n) if n else b"")
             if retrans:
                 recovery.count_retransmission(now)
-            elif not c.neg.ts_enabled:
-                c.rto.time_segment(snd_nxt, now)
+            else:
+                if n and not c.acks.spoke:
+                    c.acks.on_data_sent(now)          # interactive mode? (delack.py)
+                if not c.neg.ts_enabled:
+                    c.rto.time_segment(snd_nxt, now)
             if 0 < n < mss and not retrans:
                 snd.sml = (snd_nxt + n) & MASK    # Minshall: end of the last small segment
             snd.advance(snd_nxt, n + (1 if fin else 0))
