@@ -2,9 +2,13 @@
 
 Built only from ``Connection.info()`` (and the listeners' ports), so it shows
 exactly what the TCP layer knows: state, queues, addresses, then on an
-indented line the options negotiated (ts, sack, wscale), MSS, RTO and
-SRTT/RTTVAR (RFC 6298), congestion window, sequence variables
-(snd_una/snd_nxt/rcv_nxt, RFC 9293 §3.3.1), windows and retransmissions.
+indented line the congestion control (cubic or newreno, as ss prints it),
+the options negotiated (ts, sack, wscale), MSS, RTO and SRTT/RTTVAR (RFC
+6298), congestion window and slow-start threshold, sequence variables
+(snd_una/snd_nxt/rcv_nxt, RFC 9293 §3.3.1), windows and retransmissions,
+the reordering events the loss detection saw, D-SACKs received (``dsack_dups``,
+RFC 2883) and recoveries undone as spurious (``undo``, of which after a
+timeout: ``spurious_rto``).
 
 ``netstack serve`` prints it on SIGUSR1 with the counters
 (:func:`netstack.cli.serve_services.report`).
@@ -59,6 +63,8 @@ def _ms(v) -> str:
 def format_info(i: dict) -> str:
     """The indented detail line for one connection (ss -i style ``key:value`` words)."""
     words = []
+    if i.get("cc"):
+        words.append(str(i["cc"]))
     if i.get("timestamps"):
         words.append("ts")
     if i.get("sack_ok"):
@@ -83,6 +89,10 @@ def format_info(i: dict) -> str:
             words.append(f"{key}:{i[key]}")
     if "retrans" in i:
         words.append(f"retrans:{i.get('retries', 0)}/{i['retrans']}")
+    for key, label in (("reordering", "reordering"), ("dsack", "dsack_dups"), ("undo", "undo"),
+                       ("spurious_rto", "spurious_rto")):
+        if i.get(key):
+            words.append(f"{label}:{i[key]}")
     if i.get("ooo_bytes"):
         words.append(f"ooo:{i['ooo_bytes']}")
     timers = i.get("timers")

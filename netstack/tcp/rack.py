@@ -23,7 +23,9 @@ The interface (:class:`LossDetection`, a Protocol):
 :class:`Rack`, RFC 8985 §6: time-based.  Every data segment sent is
 remembered with its transmission time.  An ACK delivers segments (by the
 cumulative ACK or a SACK block); the most recently *sent* of them sets
-RACK.xmit_ts and RACK.rtt.  A segment sent before it and still not
+RACK.xmit_ts and RACK.rtt ("most recently" by transmission order, which also
+orders sends made within one tick of the clock: RFC 8985's RACK_sent_after
+breaks such ties by sequence number, which misorders a retransmission).  A segment sent before it and still not
 delivered is lost once
 
     seg.xmit_ts + RACK.rtt + RACK.reo_wnd <= now
@@ -114,12 +116,13 @@ class Rfc6675:
 class Segment:
     """One data segment as sent: [start, end), when, and what became of it."""
 
-    __slots__ = ("start", "end", "xmit", "retrans", "sacked", "lost")
+    __slots__ = ("start", "end", "xmit", "order", "retrans", "sacked", "lost")
 
-    def __init__(self, start: int, end: int, xmit: float) -> None:
+    def __init__(self, start: int, end: int, xmit: float, order: int) -> None:
         self.start = start
         self.end = end
         self.xmit = xmit
+        self.order = order        #: transmission number: orders sends made within one clock tick
         self.retrans = False
         self.sacked = False
         self.lost = False
@@ -135,13 +138,15 @@ class Rack:
     name = "rack"
     marks_lost_retransmissions = True
 
-    __slots__ = ("segs", "xmit_ts", "end_seq", "rtt", "min_rtt", "fack", "reordering_seen",
+    __slots__ = ("segs", "xmit_ts", "xmit_order", "tx_count", "end_seq", "rtt", "min_rtt", "fack", "reordering_seen",
                  "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "dsack_pending", "deadline",
                  "_lost", "_retrans_out", "_srtt", "_in_recovery", "_sacked", "reordering")
 
     def __init__(self, mss: int = 1460) -> None:
         self.segs: deque[Segment] = deque()   #: in sequence order, from SND.UNA
         self.xmit_ts: float | None = None     #: RACK.xmit_ts: newest transmission delivered
+        self.xmit_order = -1                  #: its transmission number (RACK_sent_after's order)
+        self.tx_count = 0                     #: transmissions so far
         self.end_seq = 0                      #: RACK.end_seq
         self.rtt = 0.0                        #: RACK.rtt: the RTT of that delivery
         self.min_rtt: float | None = None     #: RACK.min_RTT
@@ -173,7 +178,8 @@ class Rack:
             if segs and seq_diff(seq, segs[-1].end) < 0:
                 retransmission = True          # (a resend of the tail, e.g. after a window probe)
             else:
-                segs.append(Segment(seq, end, now))
+                self.tx_count += 1
+                segs.append(Segment(seq, end, now, self.tx_count))
                 return
         # a retransmission: the segments it covers get the new time; split at its edges
         i = 0
@@ -199,12 +205,14 @@ class Rack:
                     self._retrans_out += 1
                 s.retrans = True
                 s.xmit = now
+                self.tx_count += 1
+                s.order = self.tx_count
             i += 1
 
     def _split(self, i: int, at: int) -> None:
         """Cut segment ``i`` in two at ``at`` (inside it); both halves keep its state."""
         s = self.segs[i]
-        head = Segment(s.start, at, s.xmit)
+        head = Segment(s.start, at, s.xmit, s.order)
         head.retrans, head.sacked, head.lost = s.retrans, s.sacked, s.lost
         s.start = at
         self.segs.insert(i, head)
@@ -225,9 +233,9 @@ class Rack:
                 return
         elif rtt > 0 and (self.min_rtt is None or rtt < self.min_rtt):
             self.min_rtt = rtt
-        x = self.xmit_ts
-        if x is None or s.xmit > x or (s.xmit == x and seq_diff(s.end, self.end_seq) > 0):
+        if s.order > self.xmit_order:              # RACK_sent_after (by transmission order)
             self.xmit_ts = s.xmit
+            self.xmit_order = s.order
             self.end_seq = s.end
             self.rtt = rtt
         # Step 3: reordering
@@ -303,14 +311,13 @@ class Rack:
 
     def _detect(self, now: float) -> None:
         """RFC 8985 §6.2 step 5: mark lost what was sent before RACK.xmit_ts and is overdue."""
-        x = self.xmit_ts
-        end_seq = self.end_seq
+        order = self.xmit_order
         window = self.rtt + self.reo_wnd()
         timeout = 0.0
         for s in self.segs:
             if s.sacked or s.lost:
                 continue
-            if s.xmit < x or (s.xmit == x and seq_diff(end_seq, s.end) > 0):
+            if s.order < order:                    # sent before the newest delivered one
                 remaining = s.xmit + window - now
                 if remaining <= 0:
                     s.lost = True
@@ -344,10 +351,12 @@ class Rack:
         return self._lost > 0
 
     def next_lost(self, start: int):
+        """The first segment marked lost and not retransmitted since.  ``start`` (RFC 6675's
+        HighRxt) does not matter here: a retransmission found lost again (its new
+        transmission time overdue) goes again, below it or not."""
         for s in self.segs:
-            if s.lost and seq_diff(s.end, start) > 0:
-                a = s.start if seq_diff(s.start, start) >= 0 else start
-                return a, s.end
+            if s.lost:
+                return s.start, s.end
         return None
 
     def lost_bytes(self, start: int) -> int:

@@ -172,6 +172,37 @@ class LossRecovery:
             return True
         return False
 
+    def retransmit_lost(self, now: float) -> None:
+        """Outside fast recovery (after a timeout, or while the congestion control declines
+        a second reduction for the same window, RFC 6582 §4.1), segments RACK marks lost
+        still go again, first, as cwnd allows (RFC 8985 §6.3; Linux's Loss state)."""
+        c = self.conn
+        snd = c.snd
+        ld = self.loss
+        sb = self.scoreboard
+        pipe = snd.in_flight - sb.sacked_bytes - ld.lost_bytes(snd.una)
+        cwnd = c.cc.cwnd
+        maxseg = snd.segment_size
+        while pipe < cwnd:
+            hole = ld.next_lost(snd.una)
+            if hole is None:
+                break
+            a, b = hole
+            avail = snd.unsent(a)
+            n = min(seq_diff(b, a), maxseg, avail)
+            if n <= 0:
+                break
+            flags = ACK
+            if n == avail:
+                flags |= PSH
+                if snd.fin_queued and seq_diff(snd.max, snd.fin_seq) > 0:
+                    flags |= FIN                 # the FIN went with this data: again with it
+            c.sender.send(now, a, flags, snd.buf.view(a, n))
+            self.count_retransmission(now)
+            pipe += n
+        if c.timers.kind is not _RETRANSMIT and snd.max != snd.una:
+            c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+
     def on_reorder_timeout(self, now: float) -> None:
         """RACK's reordering timer (RFC 8985 §6.2 step 5): look again; recover if now lost."""
         c = self.conn
@@ -452,6 +483,15 @@ class LossRecovery:
                 return None
             self.frto = 0
         self.frto = 0
+        if c.neg.sack_ok and self.loss.marks_lost_retransmissions:
+            # RACK (RFC 8985 §6.3): every segment not SACKed is now marked lost, and the
+            # marks lead the retransmissions (Sender.output -> retransmit_lost), as cwnd allows.
+            before = self.retrans_segs
+            c.sender.output(now)
+            if self.retrans_segs == before:
+                self.retransmit_head(now)
+            c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+            return None
         snd.nxt = una                            # go back N (RFC 5681 §3.1 loss window)
         c.sender.output(now)
         if snd.nxt == una:

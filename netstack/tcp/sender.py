@@ -131,6 +131,9 @@ class Sender:
         if sb.blocks and cc.in_recovery:
             recovery.sack_recovery(now)
             return
+        loss = recovery.loss
+        if loss.marks_lost_retransmissions and loss.lost(now) and not recovery.frto:
+            recovery.retransmit_lost(now)         # RACK marks outside recovery (after an RTO)
         while True:
             snd_nxt = snd.nxt
             if sb.blocks and seq_diff(snd_nxt, snd.max) < 0:

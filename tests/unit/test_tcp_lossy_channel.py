@@ -3,6 +3,7 @@ CUBIC + SACK + RACK (the default), NewReno + SACK (RFC 6675), NewReno without SA
 1 %, 5 % and 15 % loss with reordering and duplication: every byte arrives intact."""
 import pytest
 
+from netstack.sockets.table import format_info
 from netstack.tcp import TCPConfig
 from tests.unit.test_tcp_channel import transfer
 
@@ -25,6 +26,9 @@ def test_every_byte_intact_over_a_lossy_reordering_duplicating_channel(setup, lo
     info = ca.info()
     for key in ("cc", "cwnd", "ssthresh", "srtt", "rttvar", "retrans", "reordering", "dsack", "undo"):
         assert key in info
+    line = format_info(info)                   # the ss -tin style table's detail line
+    assert line.split()[0] == cfg.congestion and f"cwnd:{info['cwnd']}" in line and "rtt:" in line
     if cfg.sack:
         # duplicated segments came back as D-SACKs (RFC 2883), on both sides
         assert sim.ca.get("tcp.out.dsack") > 0 and sim.ca.get("tcp.in.dsack") > 0
+        assert info["dsack"] > 0 and f"dsack_dups:{info['dsack']}" in line

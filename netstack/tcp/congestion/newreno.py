@@ -153,6 +153,7 @@ class NewReno(CongestionControl):
             self.ssthresh = self.prior_ssthresh
         self.prior_cwnd = 0
         self.in_recovery = False
+        self.recover_valid = False        # the reduction is gone: a new loss may reduce again
         self.dupacks = 0
         self._ca_acc = 0
         self.undos += 1
