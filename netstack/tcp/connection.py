@@ -27,8 +27,9 @@ class with its own state and its own tests:
   rto       rto.py           RFC 6298 RTT estimator and RTO (and Karn's timed segment)
   acks      delack.py        delayed ACK and quick-ACK
   timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT) + delayed ACK + TLP
-  cc        congestion/      congestion control behind its interface (NewReno)
-  recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py), TLP, THE RTO firing
+  cc        congestion/      congestion control behind its interface (CUBIC or NewReno)
+  recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py; loss detection:
+                             rack.py; PRR: prr.py), TLP, undo, THE RTO firing
   sender    sender.py        what goes out and when: Nagle, SWS, persist, keep-alive probes
 
 Reading guide (RFC section -> where):
@@ -51,7 +52,11 @@ Reading guide (RFC section -> where):
   retransmission timer (RFC 6298),  recovery.py (LossRecovery.on_retransmit_timeout, ...);
   fast retransmit, SACK recovery,   the RTO value: rto.py
   tail loss probe, path MTU
-  congestion window                 congestion/newreno.py (RFC 5681, RFC 6582)
+  congestion window                 congestion/cubic.py (RFC 9438, RFC 9406), congestion/newreno.py
+                                    (RFC 5681, RFC 6582)
+  loss detection, D-SACK, undo      rack.py (RFC 8985, RFC 6675), recovery.py (RFC 2883, 3522, 4015,
+                                    5682); the hooks in _process_ack are marked [recovery]
+  D-SACK generation                 _process_text and the acceptability step, marked [D-SACK]
 """
 from __future__ import annotations
 
