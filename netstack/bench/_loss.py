@@ -44,6 +44,7 @@ COLUMNS = [
     report.Column("s2k_mb_per_s", "stack->kernel MB/s", "{:.2f}"),
     report.Column("s2k_x", "x newreno", "{:.2f}"),
     report.Column("s2k_retrans", "retrans (s->k)", "{:,.0f}"),
+    report.Column("s2k_rtos", "RTOs (s->k)", "{:,.0f}"),
     report.Column("s2k_seconds", "s->k seconds", "{:.2f}"),
 ]
 
@@ -104,6 +105,7 @@ def summarize(runs: dict, rates: list[float]) -> dict:
                 row[f"{d}_x"] = None if mbps is None or not ref[d] else mbps / ref[d]
                 row[f"{d}_seconds"] = med(rate, name, d, "seconds")
                 row[f"{d}_retrans"] = med(rate, name, d, "retrans")
+                row[f"{d}_rtos"] = med(rate, name, d, "rtos")
             row["runs"] = {d: runs.get((rate, name, d), []) for d in ("k2s", "s2k")}
             rows.append(row)
     targets = []

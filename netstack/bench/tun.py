@@ -610,7 +610,10 @@ async def stack_to_kernel(lab, nbytes: int, limit: float, *, tcp=None, loss: flo
     return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6, "segments": segs,
             "packets_per_s": segs / secs, "stack_seconds": t1 - t0, "cpu_seconds": cpu1 - cpu0,
             "cpu_us_per_segment": (cpu1 - cpu0) / max(1, segs) * 1e6,
-            "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0)}
+            "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0),
+            "rtos": c1.get("tcp.rto_expirations", 0) - c0.get("tcp.rto_expirations", 0),
+            "tlps": c1.get("tcp.tlp_probes", 0) - c0.get("tcp.tlp_probes", 0),
+            "undos": sum(v - c0.get(k, 0) for k, v in c1.items() if k.startswith("tcp.undo."))}
 
 
 # --- the run --------------------------------------------------------------------------------------

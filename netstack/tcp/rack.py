@@ -19,6 +19,8 @@ The interface (:class:`LossDetection`, a Protocol):
   undo_marks()                               the losses were spurious (recovery undone)
   deadline                                   when :meth:`on_reorder_timeout` is due, or None
   on_reorder_timeout(now)                    RACK's reordering timer (RFC 8985 §6.2 step 5)
+  marks_lost_retransmissions                 True if it finds lost retransmissions itself
+                                             (RACK; then its marks also lead after an RTO)
 
 :class:`Rack`, RFC 8985 §6: time-based.  Every data segment sent is
 remembered with its transmission time.  An ACK delivers segments (by the
@@ -56,6 +58,8 @@ REO_WND_PERSIST = 16          #: recoveries a D-SACK-widened reo_wnd lasts (RFC 
 class LossDetection(Protocol):
     name: str
     deadline: float | None
+    #: finds lost retransmissions itself (RACK); else recovery.py's HighRxt rule does
+    marks_lost_retransmissions: bool
 
     def on_transmit(self, seq: int, n: int, now: float, retransmission: bool) -> None: ...
     def on_ack(self, now: float, ack: int, scoreboard, newly_sacked: bool, srtt: float | None,
