@@ -825,10 +825,11 @@ class Connection:
                 held = rcv.ooo.nbytes
                 if not rcv.ooo.insert(seq, payload, rcv_nxt):
                     self.host.count("tcp.in.drop.ooo_full")
-                elif rcv.ooo.nbytes == held and n and self.neg.sack_ok:
-                    rcv.note_duplicate(seq, n)            # [D-SACK] all of it held already (RFC 2883 §4)
-                elif fin:
-                    rcv.ooo.fin_seq = (seq + n) & MASK
+                else:
+                    if rcv.ooo.nbytes == held and n and self.neg.sack_ok:
+                        rcv.note_duplicate(seq, n)        # [D-SACK] all of it held already (RFC 2883 §4)
+                    if fin:
+                        rcv.ooo.fin_seq = (seq + n) & MASK
                 self.acks.due = True
                 return
         elif n:
