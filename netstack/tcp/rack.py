@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-from .seq import MASK, seq_diff
+from .seq import HALF, MASK, seq_diff
 
 DUPTHRESH = 3
 REO_WND_PERSIST = 16          #: recoveries a D-SACK-widened reo_wnd lasts (RFC 8985 §6.2 step 4)
@@ -179,7 +179,7 @@ class Rack:
         segs = self.segs
         end = (seq + n) & MASK
         if not retransmission:
-            if segs and seq_diff(seq, segs[-1].end) < 0:
+            if segs and ((seq - segs[-1].end) & MASK) >= HALF:
                 retransmission = True          # (a resend of the tail, e.g. after a window probe)
             else:
                 self.tx_count += 1
@@ -258,6 +258,19 @@ class Rack:
                 self.reo_wnd_mult = 1
         self._in_recovery = in_recovery
         segs = self.segs
+        if not (self._retrans_out or self._sacked or self._lost or scoreboard.blocks or self.dsack_pending):
+            # The common case, nothing retransmitted, SACKed or lost: the segments the
+            # cumulative ACK covers were sent in order, so the last of them is the most
+            # recently sent and has the smallest RTT; it alone updates RACK (§6.2 step 2).
+            last = None
+            while segs and ((ack - segs[0].end) & MASK) < HALF:
+                last = segs.popleft()
+            if segs and ((segs[0].start - ack) & MASK) >= HALF:
+                segs[0].start = ack
+            if last is not None:
+                self._deliver(last, now)
+            self.deadline = None
+            return
         while segs and seq_diff(segs[0].end, ack) <= 0:      # cumulatively acknowledged
             s = segs.popleft()
             if s.lost:

@@ -158,6 +158,8 @@ class LossRecovery:
         if in_rec:
             self.prr.on_ack(delivered)
             return delivered > 0 or ld.lost(now)
+        if not ld.lost(now):
+            return False
         return self._maybe_recover(now)
 
     def _maybe_recover(self, now: float) -> bool:

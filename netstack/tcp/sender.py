@@ -24,7 +24,7 @@ import errno
 
 from netstack.wire.tcp import ACK, FIN, PSH, SYN
 
-from .seq import MASK, seq_diff
+from .seq import HALF, MASK, seq_diff
 from .state import CLOSE_WAIT, ESTABLISHED, SEND_STATES
 from .timers import Timer
 
@@ -64,8 +64,7 @@ class Sender:
         rcv_nxt = rcv.nxt
         if payload and neg.sack_ok:
             # the loss detection remembers each data transmission (RACK, RFC 8985 §6.1)
-            snd = c.snd
-            c.recovery.loss.on_transmit(seq, len(payload), now, seq_diff(seq, snd.max) < 0)
+            c.recovery.loss.on_transmit(seq, len(payload), now, ((seq - c.snd.max) & MASK) >= HALF)
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
         rcv.last_ack_sent = rcv_nxt
         c.acks.due = False                        # AckPolicy: the ACK went out
