@@ -118,7 +118,9 @@ class Rfc6675:
 
 
 class Segment:
-    """One data segment as sent: [start, end), when, and what became of it."""
+    """Data as sent: [start, end), when, and what became of it.  One record holds a burst
+    (segments sent back to back at one time) until an ACK, a SACK block or a
+    retransmission cuts it; its pieces keep the burst's transmission number."""
 
     __slots__ = ("start", "end", "xmit", "order", "retrans", "sacked", "lost")
 
@@ -144,10 +146,15 @@ class Rack:
 
     __slots__ = ("segs", "xmit_ts", "xmit_order", "tx_count", "end_seq", "rtt", "min_rtt", "fack", "reordering_seen",
                  "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "dsack_pending", "deadline",
-                 "_lost", "_retrans_out", "_srtt", "_in_recovery", "_sacked", "reordering")
+                 "_lost", "_retrans_out", "_srtt", "_in_recovery", "_sacked", "reordering", "mss",
+                 "_sacked_bytes")
 
     def __init__(self, mss: int = 1460) -> None:
-        self.segs: deque[Segment] = deque()   #: in sequence order, from SND.UNA
+        self.mss = mss
+        self._sacked_bytes = 0
+        #: in sequence order, from SND.UNA; one record per burst (segments sent at one time),
+        #: cut where a SACK block, an ACK or a retransmission needs it
+        self.segs: deque[Segment] = deque()
         self.xmit_ts: float | None = None     #: RACK.xmit_ts: newest transmission delivered
         self.xmit_order = -1                  #: its transmission number (RACK_sent_after's order)
         self.tx_count = 0                     #: transmissions so far
@@ -182,6 +189,11 @@ class Rack:
             if segs and ((seq - segs[-1].end) & MASK) >= HALF:
                 retransmission = True          # (a resend of the tail, e.g. after a window probe)
             else:
+                if segs:
+                    last = segs[-1]
+                    if last.xmit == now and last.end == seq and not (last.retrans or last.sacked or last.lost):
+                        last.end = end          # sent in the same burst: one record (split later if need be)
+                        return
                 self.tx_count += 1
                 segs.append(Segment(seq, end, now, self.tx_count))
                 return
@@ -237,7 +249,8 @@ class Rack:
                 return
         elif rtt > 0 and (self.min_rtt is None or rtt < self.min_rtt):
             self.min_rtt = rtt
-        if s.order > self.xmit_order:              # RACK_sent_after (by transmission order)
+        if s.order > self.xmit_order or (s.order == self.xmit_order and seq_diff(s.end, self.end_seq) > 0):
+            # RACK_sent_after (by transmission order; within one burst by sequence)
             self.xmit_ts = s.xmit
             self.xmit_order = s.order
             self.end_seq = s.end
@@ -284,25 +297,39 @@ class Rack:
             if s.lost:
                 self._lost -= seq_diff(ack, s.start)
             s.start = ack
+        self._sacked_bytes = scoreboard.sacked_bytes
         if newly_sacked and scoreboard.blocks:
             blocks = scoreboard.blocks
             bi = 0
             nb = len(blocks)
-            for s in segs:
+            i = 0
+            while i < len(segs):
+                s = segs[i]
                 if s.sacked:
+                    i += 1
                     continue
                 while bi < nb and seq_diff(blocks[bi][1], s.start) <= 0:
                     bi += 1
                 if bi == nb:
                     break
                 l, r = blocks[bi]
-                if seq_diff(s.start, l) >= 0 and seq_diff(s.end, r) <= 0:
-                    s.sacked = True
-                    self._sacked += 1
-                    if s.lost:
-                        s.lost = False
-                        self._lost -= seq_diff(s.end, s.start)
-                    self._deliver(s, now)
+                if seq_diff(l, s.end) >= 0:            # the block starts beyond this record
+                    i += 1
+                    continue
+                if seq_diff(l, s.start) > 0:           # a record of one burst, SACKed in part:
+                    self._split(i, l)                  # cut it at the block's edges
+                    i += 1
+                    continue
+                if seq_diff(s.end, r) > 0:
+                    self._split(i, r)
+                    s = segs[i]
+                s.sacked = True
+                self._sacked += 1
+                if s.lost:
+                    s.lost = False
+                    self._lost -= seq_diff(s.end, s.start)
+                self._deliver(s, now)
+                i += 1
         if self.dsack_pending:
             # Step 4: at most one widening per round trip (RACK.dsack_round).
             self.dsack_pending = False
@@ -320,7 +347,7 @@ class Rack:
 
     def reo_wnd(self) -> float:
         """RFC 8985 §6.2 step 4."""
-        if not self.reordering_seen and (self._in_recovery or self._sacked >= DUPTHRESH):
+        if not self.reordering_seen and (self._in_recovery or self._sacked_bytes >= DUPTHRESH * self.mss):
             return 0.0
         base = (self.min_rtt or 0.0) * self.reo_wnd_mult / 4
         srtt = self._srtt
@@ -329,12 +356,14 @@ class Rack:
     def _detect(self, now: float) -> None:
         """RFC 8985 §6.2 step 5: mark lost what was sent before RACK.xmit_ts and is overdue."""
         order = self.xmit_order
+        end_seq = self.end_seq
         window = self.rtt + self.reo_wnd()
         timeout = 0.0
         for s in self.segs:
             if s.sacked or s.lost:
                 continue
-            if s.order < order:                    # sent before the newest delivered one
+            if s.order < order or (s.order == order and seq_diff(end_seq, s.end) > 0):
+                # sent before the newest delivered one (in one burst: lower sequence first)
                 remaining = s.xmit + window - now
                 if remaining <= 0:
                     s.lost = True

@@ -56,6 +56,23 @@ def test_rack_marks_lost_after_one_reordering_window():
     assert r.next_lost(0) == (seg(2), seg(3))
 
 
+def test_rack_one_record_per_burst_cut_by_sack_blocks():
+    r = Rack(MSS)
+    sb = SackScoreboard()
+    r.on_transmit(0, MSS, 0.0, False)
+    r.on_ack(0.1, MSS, sb, False, 0.1, False)
+    for i in range(1, 6):                                    # a burst: one record
+        r.on_transmit(i * MSS, MSS, 1.0, False)
+    assert len(r.segs) == 1 and (r.segs[0].start, r.segs[0].end) == (MSS, 6 * MSS)
+    sb.update([(3 * MSS, 4 * MSS), (5 * MSS, 6 * MSS)], MSS, 6 * MSS)
+    r.on_ack(1.1, MSS, sb, True, 0.1, False)
+    assert [(s.start // MSS, s.end // MSS, s.sacked) for s in r.segs] == [
+        (1, 3, False), (3, 4, True), (4, 5, False), (5, 6, True)]
+    # within the burst, lower sequence numbers went first: 1-2 and 4 are "sent before" 5
+    r.on_reorder_timeout(1.0 + r.rtt + r.reo_wnd())
+    assert r.next_lost(0) == (MSS, 3 * MSS) and r.lost_bytes(0) == 3 * MSS
+
+
 def test_rack_reordering_seen_widens_and_dsack_multiplies_the_window():
     r = Rack(MSS)
     sb = SackScoreboard()
