@@ -160,9 +160,9 @@ class LossRecovery:
             return delivered > 0 or ld.lost(now)
         if not ld.lost(now):
             return False
-        return self._maybe_recover(now)
+        return self._maybe_recover(now, delivered)
 
-    def _maybe_recover(self, now: float) -> bool:
+    def _maybe_recover(self, now: float, delivered: int = 0) -> bool:
         c = self.conn
         snd = c.snd
         ld = self.loss
@@ -171,6 +171,7 @@ class LossRecovery:
         if c.cc.enter_recovery(now, flight=snd.in_flight, snd_max=snd.max, ack=snd.una):
             c.host.count("tcp.sack_recoveries")
             self._start_fast_recovery(now, retransmit=ld.name != "rack")
+            self.prr.on_ack(delivered)           # RFC 6937: the ACK that starts recovery counts
             return True
         return False
 
