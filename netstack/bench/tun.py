@@ -1,6 +1,8 @@
 """Bulk TCP through a real TUN with the Linux kernel as the peer, against the raw read ceiling.
 
 ``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE] [--profile FILE]``
+``netstack bench tun --loss 0,1,5 [--mb N] [--repeat N] ...``: goodput under loss instead
+(netstack/bench/_loss.py: CUBIC+SACK+RACK, NewReno+SACK, NewReno without SACK, both directions)
 
 Needs root (or CAP_NET_ADMIN) and /dev/net/tun.  The benchmark creates its
 own lab (:class:`netstack.link.lab.Lab`): a namespace and a TUN device with
@@ -467,17 +469,24 @@ def ack_only(lab, nbytes: int, limit: float) -> dict:
 # --- the transfers ------------------------------------------------------------------------------
 
 
-def _make_stack(lab):
+def _make_stack(lab, tcp=None, loss: float = 0.0, seed: int = 1):
+    """A fresh stack on the lab's TUN; ``tcp``: its TCPConfig (default: for the MTU);
+    ``loss``: drop that fraction of packets both ways (netstack.link.faults.FaultyLink, seeded)."""
     from netstack.stack import Stack
 
-    return Stack(lab.link, STACK_ADDR)          # TCP with its MSS from the link MTU
+    link = lab.link
+    if loss:
+        from netstack.link.faults import FaultyLink
+        link = FaultyLink(link, loss=loss, seed=seed)
+    return Stack(link, STACK_ADDR, tcp=tcp)     # TCP with its MSS from the link MTU
 
 
-async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
+async def kernel_to_stack(lab, nbytes: int, limit: float, *, tcp=None, loss: float = 0.0,
+                          seed: int = 1) -> dict:
     """The kernel sends ``nbytes`` to a sink listener on a fresh stack."""
     from netstack.sockets.streams import start_server
 
-    stack = _make_stack(lab)
+    stack = _make_stack(lab, tcp, loss, seed)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     got = {"bytes": 0}
@@ -501,6 +510,7 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
             got.update(bytes=n, seconds=t1 - t0, cpu_seconds=cpu1 - cpu0,
                        user_seconds=os1.user - os0.user, system_seconds=os1.system - os0.system,
                        segments=c1.get("tcp.in_segs", 0) - c0.get("tcp.in_segs", 0),
+                       retrans=c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0),
                        acks=c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0))
             writer.close()
             if not done.done():
@@ -537,16 +547,18 @@ async def kernel_to_stack(lab, nbytes: int, limit: float) -> dict:
     return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6,
             "segments": got["segments"], "packets_per_s": got["segments"] / secs,
             "acks": got["acks"], "acks_per_segment": got["acks"] / max(1, got["segments"]),
+            "retrans": got.get("retrans", 0),
             "cpu_seconds": got["cpu_seconds"], "cpu_us_per_segment": got["cpu_seconds"] / max(1, got["segments"]) * 1e6,
             "user_seconds": got["user_seconds"], "system_seconds": got["system_seconds"],
             "kernel_seconds": kernel["seconds"]}
 
 
-async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
+async def stack_to_kernel(lab, nbytes: int, limit: float, *, tcp=None, loss: float = 0.0,
+                          seed: int = 1) -> dict:
     """A fresh stack connects to a kernel listener and sends ``nbytes``."""
     from netstack.sockets.streams import open_connection
 
-    stack = _make_stack(lab)
+    stack = _make_stack(lab, tcp, loss, seed)
     proc = None
     async with stack:
         try:
@@ -603,7 +615,10 @@ async def stack_to_kernel(lab, nbytes: int, limit: float) -> dict:
     return {"bytes": nbytes, "seconds": secs, "mb_per_s": nbytes / secs / 1e6, "segments": segs,
             "packets_per_s": segs / secs, "stack_seconds": t1 - t0, "cpu_seconds": cpu1 - cpu0,
             "cpu_us_per_segment": (cpu1 - cpu0) / max(1, segs) * 1e6,
-            "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0)}
+            "retrans": c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0),
+            "rtos": c1.get("tcp.rto_expirations", 0) - c0.get("tcp.rto_expirations", 0),
+            "tlps": c1.get("tcp.tlp_probes", 0) - c0.get("tcp.tlp_probes", 0),
+            "undos": sum(v - c0.get(k, 0) for k, v in c1.items() if k.startswith("tcp.undo."))}
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -677,6 +692,65 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     return result
 
 
+LOSS_DEFAULT_MB = 2
+LOSS_QUICK_MB = 1
+LOSS_DEFAULT_REPEAT = 1
+
+
+def measure_loss(*, rates: list[float], mb: float, mtu: int, repeat: int,
+                 progress: report.Progress | None = None, name: str | None = None) -> dict:
+    """The loss matrix (netstack/bench/_loss.py) on a unique lab, torn down on every path."""
+    from netstack.bench import _loss
+    from netstack.link.lab import Lab, LabError
+
+    nbytes = int(mb * 1_000_000)
+    limit = 60.0 + nbytes / 20e3          # at least 20 kB/s under loss, or the run is abandoned
+    name = name or unique_name()
+    lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
+    if progress is not None:
+        progress.total = repeat * len(rates) * len(_loss.SETUPS) * 2
+    try:
+        lab.up()
+    except LabError as exc:
+        raise BenchError(f"cannot set up the lab: {exc}") from None
+    try:
+        result = _loss.measure(lab, rates=rates, mb=mb, mtu=mtu, repeat=repeat, limit=limit, progress=progress)
+    finally:
+        lab.down()
+    result["lab"] = name
+    return result
+
+
+def _run_loss(args, progress) -> int:
+    from netstack.bench import _loss
+
+    rates = _loss.parse_rates(args.loss)
+    mb = args.mb or (LOSS_QUICK_MB if args.quick else LOSS_DEFAULT_MB)
+    repeat = args.repeat or LOSS_DEFAULT_REPEAT
+    result = measure_loss(rates=rates, mb=mb, mtu=args.mtu, repeat=repeat, progress=progress)
+    progress.finish()
+    env = report.environment()
+    print(f"tun --loss: {env['python']}; {env['cpu']}; {env['cpus']} CPUs")
+    print(f"MTU {args.mtu}, {mb:g} MB each way per transfer, median of {repeat} rounds; loss both ways on the "
+          f"stack's link (FaultyLink, seeded); lab {result['lab']} (removed)")
+    print("'x newreno': goodput over NewReno without SACK's at the same loss, same run")
+    print()
+    print(report.format_table(_loss.COLUMNS, result["rows"]))
+    print()
+    print("targets:")
+    print(report.format_targets(result["targets"]))
+    if args.json:
+        settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat, "loss": rates,
+                    "setups": _loss.SETUPS}
+        try:
+            report.write_json(args.json, "tun-loss", _loss.COLUMNS, result["rows"], settings=settings,
+                              targets=result["targets"])
+        except OSError as exc:
+            print(f"netstack bench tun: cannot write {args.json}: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
     """Median rows from per-run figures; ``of_ceiling`` uses the ceiling's median packets/s."""
     def med(path, key):
@@ -730,6 +804,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="after the timed rounds, one more kernel -> stack transfer under cProfile: write "
                              "the raw profile to FILE and print the top functions per received segment")
+    parser.add_argument("--loss", metavar="PCTS",
+                        help="instead: goodput both ways under these loss rates in percent (e.g. 0,1,5; loss on "
+                             "the stack's link both ways) for CUBIC+SACK+RACK, NewReno+SACK and NewReno "
+                             f"without SACK (default --mb {LOSS_DEFAULT_MB}, --repeat {LOSS_DEFAULT_REPEAT})")
     parser.add_argument("--quick", action="store_true", help="one short round: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -767,6 +845,24 @@ def run(args: argparse.Namespace) -> int:
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     flood = args.flood_packets or (QUICK_FLOOD_PACKETS if args.quick else DEFAULT_FLOOD_PACKETS)
     progress = report.Progress(0, "bench tun", quiet=args.quiet)
+    if args.loss is not None:
+        from netstack.bench import _loss
+        try:
+            _loss.parse_rates(args.loss)
+        except ValueError as exc:
+            print(f"netstack bench tun: {exc}", file=sys.stderr)
+            return 2
+        old_term = signal.signal(signal.SIGTERM, _interrupt_handler())
+        try:
+            return _run_loss(args, report.Progress(0, "bench tun --loss", quiet=args.quiet))
+        except BenchError as exc:
+            print(f"netstack bench tun: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("netstack bench tun: interrupted (lab removed)", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
     old_term = signal.signal(signal.SIGTERM, _interrupt_handler())   # SIGTERM tears the lab down too
     try:
         result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,

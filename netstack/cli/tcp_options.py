@@ -12,6 +12,7 @@ import argparse
 
 from netstack.tcp import TCPConfig
 from netstack.tcp.syncookies import SynCookieMode
+from netstack.tcp.congestion import ALGORITHMS
 
 _DEFAULTS = TCPConfig()
 
@@ -48,6 +49,13 @@ def add_arguments(parser) -> None:
                    help=f"receive buffer per connection, bounds the window (default {_DEFAULTS.rcvbuf})")
     g.add_argument("--tcp-sndbuf", type=_buffer, metavar="BYTES", default=_DEFAULTS.sndbuf,
                    help=f"send buffer per connection (default {_DEFAULTS.sndbuf})")
+    g.add_argument("--tcp-cc", choices=ALGORITHMS, default=_DEFAULTS.congestion, metavar="NAME",
+                   help=f"congestion control of new connections: {' or '.join(ALGORITHMS)} "
+                        f"(default {_DEFAULTS.congestion}: RFC 9438 with HyStart++; a socket may change its own "
+                        "with TCP_CONGESTION)")
+    g.add_argument("--tcp-loss-detection", choices=("rack", "rfc6675"), default=_DEFAULTS.loss_detection,
+                   metavar="NAME", help=f"loss detection with SACK: rack (RFC 8985) or rfc6675 "
+                                        f"(default {_DEFAULTS.loss_detection})")
     g.add_argument("--tcp-no-sack", action="store_true", help="do not offer or accept SACK (RFC 2018)")
     g.add_argument("--tcp-no-timestamps", action="store_true", help="do not offer or accept timestamps (RFC 7323)")
     g.add_argument("--tcp-no-wscale", action="store_true", help="do not offer window scaling (RFC 7323)")
@@ -69,5 +77,6 @@ def config_from_args(args, mtu: int) -> TCPConfig:
         msl=args.tcp_msl, rcvbuf=args.tcp_rcvbuf, sndbuf=args.tcp_sndbuf, ooo_max=args.tcp_rcvbuf,
         sack=not args.tcp_no_sack, timestamps=not args.tcp_no_timestamps,
         wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale,
+        congestion=args.tcp_cc, loss_detection=args.tcp_loss_detection,
         syncookies=SynCookieMode(args.tcp_syncookies), max_connections=args.tcp_max_connections,
         max_orphans=args.tcp_max_orphans)

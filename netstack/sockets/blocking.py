@@ -367,7 +367,7 @@ class NetstackSocket:
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0):
         self._check_open()
-        return self._opts.get(level, optname, self._connection(), tcp_layer(self._stack).config)
+        return self._opts.get(level, optname, self._connection(), tcp_layer(self._stack).config, buflen)
 
     @property
     def _nodelay(self) -> bool:

@@ -9,12 +9,15 @@ each is validated, the way Linux validates them:
 ``IPPROTO_TCP, TCP_KEEPIDLE``      1..32767 s of silence before the first probe
 ``IPPROTO_TCP, TCP_KEEPINTVL``     1..32767 s between probes
 ``IPPROTO_TCP, TCP_KEEPCNT``       1..127 unanswered probes before ETIMEDOUT
+``IPPROTO_TCP, TCP_CONGESTION``    bytes or str: ``b"cubic"`` (RFC 9438) or ``b"newreno"``
+                                   (``b"reno"`` too); ``getsockopt`` gives the name as bytes
 ``SOL_SOCKET, SO_REUSEADDR``       0/1: accepted and remembered, no effect
 ``SOL_SOCKET, SO_TYPE``            read-only: ``SOCK_STREAM``
 =================================  =============================================
 
 An option outside the table raises ``OSError(ENOPROTOOPT)``, a value out of
-range ``OSError(EINVAL)``.  :class:`SocketOptions` keeps the values set on a
+range (or an unknown congestion control, as Linux says ``ENOENT``) ``OSError(EINVAL)``
+/ ``OSError(ENOENT)``.  :class:`SocketOptions` keeps the values set on a
 socket before its connection exists and applies them once it does;
 :func:`apply` and :meth:`SocketOptions.apply` act on a
 :class:`~netstack.tcp.Connection` and must run in the stack's loop thread.
@@ -25,7 +28,7 @@ import errno
 import socket as _socket
 import sys
 
-__all__ = ["SocketOptions", "parse", "apply", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"]
+__all__ = ["SocketOptions", "parse", "apply", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_CONGESTION"]
 
 SOL_SOCKET = _socket.SOL_SOCKET
 IPPROTO_TCP = _socket.IPPROTO_TCP
@@ -37,6 +40,7 @@ SO_TYPE = _socket.SO_TYPE
 TCP_KEEPIDLE = getattr(_socket, "TCP_KEEPIDLE", 4)
 TCP_KEEPINTVL = getattr(_socket, "TCP_KEEPINTVL", 5)
 TCP_KEEPCNT = getattr(_socket, "TCP_KEEPCNT", 6)
+TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
 
 #: (level, optname) -> option name.
 _NAMES = {
@@ -46,15 +50,16 @@ _NAMES = {
     (IPPROTO_TCP, TCP_KEEPINTVL): "keepintvl",
     (IPPROTO_TCP, TCP_KEEPCNT): "keepcnt",
     (SOL_SOCKET, SO_REUSEADDR): "reuseaddr",
+    (IPPROTO_TCP, TCP_CONGESTION): "congestion",
 }
 #: Integer options and their ranges (Linux: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT);
 #: the others are booleans.
 _RANGES = {"keepidle": (1, 32767), "keepintvl": (1, 32767), "keepcnt": (1, 127)}
 #: The Connection attribute behind each TCP option.
-_ATTRS = {"nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
+_ATTRS = {"congestion": "congestion", "nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
           "keepintvl": "keepalive_interval", "keepcnt": "keepalive_count"}
 #: The TCPConfig field giving each option's value before a connection exists.
-_CONFIG = {"nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
+_CONFIG = {"congestion": "congestion", "nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
            "keepintvl": "keepalive_interval", "keepcnt": "keepalive_probes"}
 
 
@@ -73,7 +78,24 @@ def _as_int(value) -> int:
     return value
 
 
-def parse(level: int, optname: int, value) -> tuple[str, int]:
+def _congestion_name(value) -> str:
+    """TCP_CONGESTION's value: a name as bytes (NUL-padded, as C passes it) or str."""
+    from netstack.tcp.congestion import ALGORITHMS
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        text = bytes(value).split(b"\0", 1)[0].decode("ascii", "replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise TypeError(f"TCP_CONGESTION takes a name (bytes), not {type(value).__name__}")
+    if text == "reno":
+        text = "newreno"
+    if text not in ALGORITHMS:
+        raise OSError(errno.ENOENT, f"No such file or directory (congestion control {text!r}; "
+                                    f"known: {', '.join(ALGORITHMS)})")
+    return text
+
+
+def parse(level: int, optname: int, value) -> tuple[str, int | str]:
     """Validate a ``setsockopt`` call: ``(option name, value)``.
 
     ``value`` is an int or a bytes-like (a C int, as ``socket.setsockopt``
@@ -82,6 +104,8 @@ def parse(level: int, optname: int, value) -> tuple[str, int]:
     name = _NAMES.get((level, optname))
     if name is None:
         raise _no_option()
+    if name == "congestion":
+        return name, _congestion_name(value)
     n = _as_int(value)
     bounds = _RANGES.get(name)
     if bounds is None:
@@ -95,6 +119,8 @@ def apply(conn, values: dict) -> None:
     """Set the options in ``values`` (``{name: int}`` from :func:`parse`) on ``conn``."""
     if "nodelay" in values:
         conn.set_nodelay(bool(values["nodelay"]))
+    if "congestion" in values:
+        conn.set_congestion(values["congestion"])
     keep = {k: values[k] for k in ("keepalive", "keepidle", "keepintvl", "keepcnt") if k in values}
     if keep:
         conn.set_keepalive(bool(keep.get("keepalive", conn.keepalive)), idle=keep.get("keepidle"),
@@ -125,13 +151,22 @@ class SocketOptions:
         self.values[name] = n
         return {name: n}
 
-    def get(self, level: int, optname: int, conn=None, defaults=None) -> int:
+    def get(self, level: int, optname: int, conn=None, defaults=None, buflen: int = 0):
         """``getsockopt``: the value in force on ``conn`` if there is one, else
         the value set, else the default from ``defaults`` (a TCPConfig).
-        Seconds are whole, as Linux reports them."""
+        Seconds are whole, as Linux reports them.  TCP_CONGESTION gives the
+        name as bytes (NUL-padded to ``buflen`` if one is given, as Linux)."""
         name = _option(level, optname)
         if name == "type":
             return _socket.SOCK_STREAM
+        if name == "congestion":
+            from netstack.tcp.congestion import DEFAULT
+            if conn is not None:
+                text = conn.congestion
+            else:
+                text = self.values.get(name) or getattr(defaults, "congestion", None) or DEFAULT
+            raw = text.encode()
+            return raw.ljust(buflen, b"\0")[:buflen] if buflen else raw
         if conn is not None and name in _ATTRS:
             return int(getattr(conn, _ATTRS[name]))
         if name in self.values:

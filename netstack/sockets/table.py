@@ -16,7 +16,10 @@ Two steps, so that a running stack can be asked over its control socket
   RFC 6298), ato, mss, cwnd in segments as ss shows it and ``cwnd_bytes``
   (netstack counts the window in bytes, RFC 5681), ssthresh, bytes_acked,
   segs_out, segs_in, minrtt, then the sequence variables of RFC 9293 §3.3.1
-  (snd_una, snd_nxt, rcv_nxt, windows) for teaching.
+  (snd_una, snd_nxt, rcv_nxt, windows) for teaching, and what loss recovery
+  saw: reordering events, D-SACKs received (``dsack_dups``, RFC 2883) and
+  recoveries undone as spurious (``undo``; after a timeout: ``spurious_rto``).
+  The congestion control (cubic or newreno) leads the line, as ss prints it.
 
 ``netstack serve`` prints :func:`stack_table` on SIGUSR1 (all sockets, with
 ``-i`` and ``-o`` detail).
@@ -117,9 +120,11 @@ def _segments(nbytes, mss) -> int | None:
     return max(1, nbytes // mss) if nbytes else 0
 
 
-def _detail(i: dict) -> str:
+def format_info(i: dict) -> str:
     """The indented ``-i`` line for one connection (ss's ``key:value`` words)."""
     words = []
+    if i.get("cc"):
+        words.append(str(i["cc"]))
     if i.get("timestamps"):
         words.append("ts")
     if i.get("sack_ok"):
@@ -160,6 +165,10 @@ def _detail(i: dict) -> str:
     for key in ("snd_una", "snd_nxt", "rcv_nxt", "snd_wnd", "rcv_wnd"):
         if key in i:
             words.append(f"{key}:{i[key]}")
+    for key, label in (("reordering", "reordering"), ("dsack", "dsack_dups"), ("undo", "undo"),
+                       ("spurious_rto", "spurious_rto")):
+        if i.get(key):
+            words.append(f"{label}:{i[key]}")
     if i.get("ooo_bytes"):
         words.append(f"ooo:{i['ooo_bytes']}")
     if i.get("error"):
@@ -214,7 +223,7 @@ def format_ss(snap: dict, *, states: str = "connected", info: bool = False, time
         rows.append((_SHORT_STATE.get(state, state), str(i.get("recv_q", 0)), str(i.get("send_q", 0)),
                      _endpoint(i.get("local", "?"), numeric), _endpoint(i.get("remote", "?"), numeric),
                      _timer_word(i) if timers and is_conn else ""))
-        details.append(_detail(i) if info and is_conn else None)
+        details.append(format_info(i) if info and is_conn else None)
     widths = [max(len(r[c]) for r in rows) for c in range(6)]
     out = []
     for r, d in zip(rows, details):

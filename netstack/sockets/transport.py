@@ -97,8 +97,8 @@ class TransportSocket:
         options.apply(t._conn, self._opts.set(level, optname, value))
         kick(t._stack)
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
-        return self._opts.get(level, optname, self._transport._conn)
+    def getsockopt(self, level: int, optname: int, buflen: int = 0):
+        return self._opts.get(level, optname, self._transport._conn, buflen=buflen)
 
     def getsockname(self) -> tuple[str, int]:
         return self._transport.get_extra_info("sockname")

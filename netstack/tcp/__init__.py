@@ -10,12 +10,16 @@
   negotiation.py  MSS, window scale, timestamps and PAWS, SACK-permitted
   delack.py       delayed ACK and quick-ACK
   sender.py       what goes out and when: segmentation, Nagle, SWS, persist, keep-alive
-  recovery.py     THE RETRANSMISSION TIMER fires here; fast retransmit, SACK recovery, TLP, path MTU
+  recovery.py     THE RETRANSMISSION TIMER fires here; fast retransmit, SACK recovery, TLP, path MTU,
+                  D-SACK on receipt, undo of spurious recoveries (Eifel, D-SACK, F-RTO)
   rto.py          the RTO value (RFC 6298 estimator, Karn)
   sack.py         the sender's SACK scoreboard (RFC 6675)
-  congestion/     congestion control behind one small interface; newreno.py (RFC 5681 + RFC 6582)
+  rack.py         loss detection behind one interface: RACK-TLP (RFC 8985, default) or RFC 6675
+  prr.py          Proportional Rate Reduction (RFC 6937) in SACK recovery
+  congestion/     congestion control behind one small interface; cubic.py (RFC 9438 + HyStart++,
+                  RFC 9406; the default), newreno.py (RFC 5681 + RFC 6582)
   timers.py       one exclusive slot (retransmit | persist | keep-alive | TIME-WAIT | FIN-WAIT-2)
-                  plus the independent delayed-ACK and TLP timers
+                  plus the independent delayed-ACK, TLP and RACK reordering timers
   segment.py      serialising: options and segment bytes (the only place), the pure-ACK template
   host.py         ConnectionHost: the one interface out of a Connection
   listener.py     SYN queue + accept queue
@@ -36,6 +40,7 @@ User-facing API (what netstack.sockets builds on):
       conn.recv(n) -> bytes (b"" at EOF; BlockingIOError if nothing yet; the error after a failure)
       conn.recv_into(buf) -> int; conn.readable / conn.writable (byte counts); conn.at_eof
       conn.shutdown_write(); conn.close(); conn.abort(); conn.set_nodelay(bool)
+      conn.set_congestion("cubic" | "newreno"); conn.congestion
       conn.set_keepalive(on, idle=, interval=, count=)
       conn.error (ConnectionRefusedError / ConnectionResetError / TimeoutError, with errno)
       conn.state (State enum), conn.transitions (StateChanges), conn.info() (like `ss -tin`)

@@ -45,6 +45,10 @@ class TCPConfig:
     #: than the RTO -- so a sender in slow start or restarting after idle, or one held by
     #: Nagle, is not kept waiting for a delayed ACK.  0 disables quick-ACK.
     quickack_segments: int = 16
+    #: Interactive ("pingpong") mode, as Linux: in request/response traffic (we answer data
+    #: within the delayed-ACK time, or the peer answers ours) quick-ACK is off and the ACK of a
+    #: request rides on the reply (delack.py).  False: quick-ACK as above, always.
+    pingpong: bool = True
     #: Window scale shift we offer (RFC 7323 §2.2); None disables the option.
     wscale: int | None = 7
     #: Offer / accept RFC 7323 timestamps.
@@ -92,6 +96,16 @@ class TCPConfig:
     challenge_ack_limit: int = 1000
     #: Initial congestion window in segments (RFC 6928).
     initial_cwnd_segments: int = 10
+    #: Congestion control of new connections: "cubic" (RFC 9438 with HyStart++, RFC 9406;
+    #: Linux's default) or "newreno" (RFC 5681 + RFC 6582); per socket: TCP_CONGESTION.
+    congestion: str = "cubic"
+    #: Loss detection with SACK: "rack" (RACK-TLP, RFC 8985) or "rfc6675" (the
+    #: conservative SACK-based recovery of RFC 6675).  Without SACK: duplicate ACKs.
+    loss_detection: str = "rack"
+    #: F-RTO (RFC 5682): after a first timeout, tell a spurious one from a real loss by the
+    #: next two ACKs before going back N.  Used when timestamps are off (with them, Eifel
+    #: detection, RFC 3522, does the job).
+    frto: bool = True
     #: Ephemeral port range for connect() (RFC 6335 §6).
     ephemeral_low: int = 49152
     ephemeral_high: int = 65535

@@ -27,9 +27,10 @@ class with its own state and its own tests:
   rto       rto.py           RFC 6298 RTT estimator and RTO (and Karn's timed segment)
   acks      delack.py        delayed ACK and quick-ACK
   timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT/FIN-WAIT-2)
-                             + delayed ACK + TLP
-  cc        congestion/      congestion control behind its interface (NewReno)
-  recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py), TLP, THE RTO firing
+                             + delayed ACK + TLP + the reordering timer
+  cc        congestion/      congestion control behind its interface (CUBIC or NewReno)
+  recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py; loss detection:
+                             rack.py; PRR: prr.py), TLP, undo, THE RTO firing
   sender    sender.py        what goes out and when: Nagle, SWS, persist, keep-alive probes
 
 Reading guide (RFC section -> where):
@@ -52,7 +53,11 @@ Reading guide (RFC section -> where):
   retransmission timer (RFC 6298),  recovery.py (LossRecovery.on_retransmit_timeout, ...);
   fast retransmit, SACK recovery,   the RTO value: rto.py
   tail loss probe, path MTU
-  congestion window                 congestion/newreno.py (RFC 5681, RFC 6582)
+  congestion window                 congestion/cubic.py (RFC 9438, RFC 9406), congestion/newreno.py
+                                    (RFC 5681, RFC 6582)
+  loss detection, D-SACK, undo      rack.py (RFC 8985, RFC 6675), recovery.py (RFC 2883, 3522, 4015,
+                                    5682); the hooks in _process_ack are marked [recovery]
+  D-SACK generation                 _process_text and the acceptability step, marked [D-SACK]
 """
 from __future__ import annotations
 
@@ -118,7 +123,7 @@ class Connection:
         self.rto = RTOEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.acks = AckPolicy(cfg, host.count)
         self.timers = Timers()
-        self.cc = congestion.create("newreno", cfg.mss, cfg.initial_cwnd_segments)
+        self.cc = congestion.create(cfg.congestion, cfg.mss, cfg.initial_cwnd_segments)
         self.recovery = LossRecovery(self)
         self.sender = Sender(self)
 
@@ -319,6 +324,26 @@ class Connection:
         if on:
             self._want_flush()
 
+    @property
+    def congestion(self) -> str:
+        """The congestion control's name (TCP_CONGESTION)."""
+        return self.cc.name
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch the congestion control (``congestion.ALGORITHMS``).
+
+        As Linux, the window and slow-start threshold carry over; the new
+        algorithm's own state starts afresh.  ValueError for an unknown name."""
+        if name == "reno":
+            name = "newreno"
+        if name == self.cc.name:
+            return
+        old = self.cc
+        cc = congestion.create(name, old.mss, self.config.initial_cwnd_segments)
+        cc.cwnd, cc.ssthresh = old.cwnd, old.ssthresh
+        cc.in_recovery, cc.recover, cc.recover_valid = old.in_recovery, old.recover, old.recover_valid
+        self.cc = cc
+
     def info(self) -> dict:
         """A snapshot like ``ss -tin``."""
         snd, rcv, neg = self.snd, self.rcv, self.neg
@@ -335,7 +360,11 @@ class Connection:
             "srtt": self.rto.srtt, "rttvar": self.rto.rttvar, "rto": self.rto.rto,
             "backoff": self.rto.backoff_count,
             "retrans": self.recovery.retrans_segs, "retries": self.recovery.retries,
-            "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
+            "cc": self.cc.name, "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
+            "in_recovery": self.cc.in_recovery, "loss_detection": self.recovery.loss.name,
+            "reordering": getattr(self.recovery.loss, "reordering", 0),
+            "dsack": self.recovery.dsacks, "undo": self.recovery.undos,
+            "spurious_rto": self.recovery.spurious_rtos,
             "unacked": snd.in_flight, "send_q": len(snd.buf),
             "recv_q": len(rcv.buf), "ooo_bytes": rcv.ooo.nbytes,
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
@@ -664,6 +693,8 @@ class Connection:
                 self.acks.due = True
                 return
             self.host.count("tcp.in.drop.unacceptable")
+            if payload and neg.sack_ok and seq_diff((seq + len(payload)) & MASK, rcv.nxt) <= 0:
+                rcv.note_duplicate(seq, len(payload))     # [D-SACK] an old duplicate (RFC 2883 §4)
             if not flags & RST:
                 if st is TIME_WAIT and flags & FIN:
                     self.timers.arm(_TIME_WAIT, now + 2 * self.config.msl)
@@ -783,9 +814,11 @@ class Connection:
         wnd = seg.window << snd.wscale
         new_sack = False
         sb = recovery.scoreboard
+        sacked_before = sb.sacked_bytes
         if self.neg.sack_ok:
             blocks = seg.options.sack_blocks
             if blocks:
+                blocks = recovery.take_dsack(blocks, ack, now)     # [recovery] RFC 2883 §4 D-SACK
                 new_sack = sb.update(blocks, ack if acked > 0 else snd_una, snd.max)
             elif acked > 0 and sb.blocks:
                 sb.trim(ack)
@@ -800,9 +833,13 @@ class Connection:
                 rtt = self.rto.sample_timed(ack, now)
             if rtt is not None:
                 self.rto.sample(rtt)
+            if recovery.episode is not None:
+                recovery.check_spurious(now, ecr)                 # [recovery] Eifel, RFC 3522
             recovery.new_ack()
+            if recovery.frto and recovery.frto_ack(now, acked):   # [recovery] F-RTO, RFC 5682
+                self._dirty = True
             flight = snd.in_flight
-            if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight):
+            if self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight, snd_max=snd.max):
                 # NewReno partial ACK (RFC 6582 step 5); with SACK, output fills the holes
                 if not (self.neg.sack_ok and sb.blocks):
                     recovery.retransmit_head(now)
@@ -830,9 +867,13 @@ class Connection:
                     self._event(ConnEvent.WRITABLE)
         elif (acked == 0 and snd.max != snd_una and not seg.payload
               and not seg.flags & (SYN | FIN) and (wnd == snd.wnd or new_sack)):
-            recovery.on_duplicate_ack(now, ack)
+            if recovery.frto:
+                recovery.frto_ack(now, 0)                         # [recovery] F-RTO step 2a/3a
+            else:
+                recovery.on_duplicate_ack(now, ack)
             self._dirty = True
-        if recovery.infer_loss_from_sack(now):
+        # [recovery] loss detection (RACK / RFC 6675) and PRR see every ACK
+        if recovery.after_ack(now, (acked if acked > 0 else 0) + sb.sacked_bytes - sacked_before, new_sack):
             self._dirty = True
         # Window update (§3.10.7.4 fifth: SND.WL1 < SEG.SEQ or (WL1 = SEQ and WL2 =< ACK))
         if acked >= 0 and snd.update_window(seq, ack, wnd):
@@ -859,6 +900,8 @@ class Connection:
                 return
             off = seq_diff(seq, rcv_nxt)
             if off < 0:                                   # trim the already-received front
+                if self.neg.sack_ok:                      # [D-SACK] RFC 2883 §4: report the duplicate part
+                    rcv.note_duplicate(seq, min(-off, n))
                 payload = payload[-off:]
                 n += off
                 seq = rcv_nxt
@@ -897,10 +940,14 @@ class Connection:
             else:
                 # Out of order: hold it, ACK immediately (RFC 5681 §4.2, RFC 9293 §3.10.7.4)
                 self.host.count("tcp.in.ooo_segs")
+                held = rcv.ooo.nbytes
                 if not rcv.ooo.insert(seq, payload, rcv_nxt):
                     self.host.count("tcp.in.drop.ooo_full")
-                elif fin:
-                    rcv.ooo.fin_seq = (seq + n) & MASK
+                else:
+                    if rcv.ooo.nbytes == held and n and self.neg.sack_ok:
+                        rcv.note_duplicate(seq, n)        # [D-SACK] all of it held already (RFC 2883 §4)
+                    if fin:
+                        rcv.ooo.fin_seq = (seq + n) & MASK
                 self.acks.due = True
                 return
         elif n:
@@ -1005,6 +1052,10 @@ class Connection:
             t.tlp = None
             self._cause = TimerCause(Timer.TLP)
             self.recovery.on_tlp_timeout(now)
+        if t.reo is not None and t.reo <= now:
+            t.reo = None
+            self._cause = TimerCause(Timer.REORDER)
+            self.recovery.on_reorder_timeout(now)
         if t.delack is not None and t.delack <= now:
             t.delack = None
             self._on_delack_timeout()

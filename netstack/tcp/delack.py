@@ -8,6 +8,16 @@ RFC 5681 §4.2), with Linux's quick-ACK mode and adaptive delayed-ACK timeout.
   the receiver was idle longer than the RTO, are ACKed at once
   (:meth:`AckPolicy.enter_quickack`), so that a sender in slow start, or one
   whose Nagle is waiting for this ACK, does not sit out a timer.
+* Interactive ("pingpong") mode, as Linux's: once we send data within ``ato``
+  of receiving some (:meth:`AckPolicy.on_data_sent`), or data arrives that
+  follows data we sent (the peer answers us, as a client answers an SMTP
+  greeting), the connection is in request/response mode.  Then quick-ACK is not used, not even after idle:
+  the request's ACK waits for the delayed-ACK timer and rides on the reply
+  that follows within it.  A timer that fires nonetheless (the reply took
+  longer) ends the mode (Linux tcp_delack_timer_handler).  The trade-off is
+  Linux's: a peer that writes a request in two small writes with Nagle on
+  waits up to ``ato`` for the ACK of the first.  ``TCPConfig.pingpong``
+  turns the mode off.
 * Otherwise the delayed-ACK timer runs for ``ato``.  ``ato`` adapts to the
   spacing of arriving data (Linux tcp_event_data_recv): closely spaced data
   pulls it towards ``delack_min``; it doubles each time the timer expires
@@ -23,7 +33,7 @@ from .seq import seq_diff
 
 
 class AckPolicy:
-    __slots__ = ("config", "_count", "due", "ato", "quickack", "last_data")
+    __slots__ = ("config", "_count", "due", "ato", "quickack", "last_data", "pingpong", "spoke")
 
     def __init__(self, config: TCPConfig, count) -> None:
         self.config = config
@@ -32,6 +42,8 @@ class AckPolicy:
         self.ato = min(config.delack_min, config.delack_timeout)   #: current delayed-ACK timeout
         self.quickack = 0               #: data segments still to ACK at once (quick-ACK mode)
         self.last_data = None           #: when in-order data last arrived (idle detection)
+        self.pingpong = False           #: interactive (request/response) mode
+        self.spoke = False              #: we sent data since data last arrived
 
     def enter_quickack(self, rcv_wnd: int, rcv_mss: int) -> None:
         """Enter quick-ACK mode (Linux tcp_incr_quickack): the next rcv_wnd / (2 * MSS)
@@ -55,6 +67,11 @@ class AckPolicy:
         cfg = self.config
         last = self.last_data
         self.last_data = now
+        if self.spoke:
+            self.spoke = False
+            if not self.pingpong and cfg.pingpong:
+                self.pingpong = True                           # the peer answers what we sent
+                self._count("tcp.pingpong")
         if last is not None:
             m = now - last
             ato = self.ato
@@ -63,7 +80,7 @@ class AckPolicy:
                 ato = ato * 0.5 + lo * 0.5
             elif m < ato:
                 ato = ato * 0.5 + m
-            elif m > rto:
+            elif m > rto and not self.pingpong:
                 self.enter_quickack(rcv.wnd, rcv.mss)          # idle longer than the RTO
             if ato < lo:
                 ato = lo
@@ -71,7 +88,7 @@ class AckPolicy:
             self.ato = hi if ato > hi else ato                 # the maximum wins over the minimum
         if self.due:
             return None
-        if self.quickack:
+        if self.quickack and not self.pingpong:
             self.quickack -= 1
             self._count("tcp.quickacks")
             self.due = True
@@ -81,10 +98,24 @@ class AckPolicy:
             return None
         return now + self.ato
 
+    def on_data_sent(self, now: float) -> None:
+        """We sent data: if it follows received data within ``ato``, it answers it, and the
+        connection is in interactive mode (Linux tcp_event_data_sent / pingpong)."""
+        self.spoke = True
+        last = self.last_data
+        if not self.pingpong and last is not None and now - last < self.ato and self.config.pingpong:
+            self.pingpong = True
+            self._count("tcp.pingpong")
+
     def on_timeout(self) -> None:
         """The delayed-ACK timer fired: nothing to piggyback on came in time, so the peer's data
-        is sparser than ``ato`` assumed; the next timeout doubles (Linux tcp_delack_timer_handler)."""
+        is sparser than ``ato`` assumed; the next timeout doubles (Linux tcp_delack_timer_handler).
+        In interactive mode the reply did not come in time: leave it, with the minimum ``ato``."""
         self.due = True
+        if self.pingpong:
+            self.pingpong = False
+            self.ato = self.config.delack_min
+            return
         ato = self.ato * 2
         hi = self.config.delack_timeout
         self.ato = hi if ato > hi else ato

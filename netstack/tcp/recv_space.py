@@ -24,6 +24,7 @@ of in-order bytes the user has not read, and the
   RFC 9293 §3.8.6.2.2          advertise(): receiver-side SWS avoidance
   RFC 9293 §3.8.6, RFC 7323    advertise(): the right edge never moves left, rounding included
   RFC 1122 §4.2.3.3            window_update_due(): after the user reads
+  RFC 2883 §4                  note_duplicate(): the D-SACK block the next ACK reports first
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ _GRANULES_RESERVED = 16
 
 
 class ReceiveSpace:
-    __slots__ = ("irs", "nxt", "adv", "committed", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received")
+    __slots__ = ("irs", "nxt", "adv", "committed", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received",
+                 "dsack")
 
     def __init__(self, capacity: int, ooo_limit: int, mss: int, ooo_budget=None) -> None:
         self.irs = 0                #: IRS: the peer's initial sequence number
@@ -49,6 +51,7 @@ class ReceiveSpace:
         self.buf = ReceiveBuffer(capacity)
         self.ooo = OutOfOrderQueue(ooo_limit, budget=ooo_budget)
         self.fin_received = False   #: the peer's FIN arrived in order
+        self.dsack: tuple[int, int] | None = None   #: D-SACK block not yet reported (RFC 2883)
 
     def start(self, irs: int) -> None:
         """The peer's SYN arrived: RCV.NXT = IRS + 1."""
@@ -170,6 +173,13 @@ class ReceiveSpace:
         if (grown + (1 << shift) - 1) >> shift <= seq_diff(self.adv, self.nxt) >> shift:
             return False                        # the rounded field would not change
         return free - cur >= min(self.buf.capacity >> 1, 2 * self.mss) or cur < self.mss
+
+    # -- D-SACK (RFC 2883) --------------------------------------------------------------------
+    def note_duplicate(self, seq: int, n: int) -> None:
+        """Bytes [seq, seq+n) arrived that we already hold: the next ACK's first SACK block
+        reports them (RFC 2883 §4, one block per duplicate segment: the latest wins)."""
+        if n > 0:
+            self.dsack = (seq, (seq + n) & MASK)
 
     def take_in_order(self, payload, n: int) -> bool:
         """Append ``n`` in-order bytes at RCV.NXT, then whatever the out-of-order queue

@@ -8,7 +8,7 @@
   RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17     Sender.on_persist_timeout: zero-window probes
   RFC 1122 §4.2.3.6                         Sender.on_keepalive_timeout: keep-alive probes
   RFC 7323 / RFC 2018 / RFC 6691            Sender.send: timestamps and SACK blocks, and
-                                            how many blocks fit beside the payload
+  RFC 2883                                  how many blocks fit beside the payload; a D-SACK first
 
 A part of :class:`~netstack.tcp.connection.Connection`, composed, not
 inherited: it reads the connection's other parts (``snd``, ``rcv``, ``neg``,
@@ -24,7 +24,7 @@ import errno
 
 from netstack.wire.tcp import ACK, FIN, PSH, SYN
 
-from .seq import MASK, seq_diff
+from .seq import HALF, MASK, seq_diff
 from .state import CLOSE_WAIT, ESTABLISHED, SEND_STATES
 from .timers import Timer
 
@@ -54,9 +54,17 @@ class Sender:
         # TSval: Negotiation.tsval, inlined on this per-segment path
         ts = ((int(now * 1000) + neg.ts_offset) & MASK, neg.ts_recent) if neg.ts_enabled else None
         sack = None
-        if neg.sack_ok and rcv.ooo.ranges and (k := self._sack_blocks_that_fit(len(payload))):
-            sack = rcv.ooo.blocks(rcv.nxt, k)     # RFC 2018 §4: report the blocks we hold
+        if neg.sack_ok and (rcv.ooo.ranges or rcv.dsack is not None) and (
+                k := self._sack_blocks_that_fit(len(payload))):
+            sack = rcv.ooo.blocks(rcv.nxt, k) if rcv.ooo.ranges else []   # RFC 2018 §4: the blocks we hold
+            if rcv.dsack is not None:
+                sack = [rcv.dsack, *sack[:k - 1]]                         # RFC 2883 §4: the D-SACK first
+                rcv.dsack = None
+                c.host.count("tcp.out.dsack")
         rcv_nxt = rcv.nxt
+        if payload and neg.sack_ok:
+            # the loss detection remembers each data transmission (RACK, RFC 8985 §6.1)
+            c.recovery.loss.on_transmit(seq, len(payload), now, ((seq - c.snd.max) & MASK) >= HALF)
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
         c.segs_out += 1
         rcv.last_ack_sent = rcv_nxt
@@ -124,6 +132,9 @@ class Sender:
         if sb.blocks and cc.in_recovery:
             recovery.sack_recovery(now)
             return
+        loss = recovery.loss
+        if loss.marks_lost_retransmissions and loss.lost(now) and not recovery.frto:
+            recovery.retransmit_lost(now)         # RACK marks outside recovery (after an RTO)
         while True:
             snd_nxt = snd.nxt
             if sb.blocks and seq_diff(snd_nxt, snd.max) < 0:
@@ -174,9 +185,12 @@ class Sender:
                 flags |= FIN
             self.send(now, snd_nxt, flags, buf.view(snd_nxt, n) if n else b"")
             if retrans:
-                recovery.count_retransmission()
-            elif not c.neg.ts_enabled:
-                c.rto.time_segment(snd_nxt, now)
+                recovery.count_retransmission(now)
+            else:
+                if n and not c.acks.spoke:
+                    c.acks.on_data_sent(now)          # interactive mode? (delack.py)
+                if not c.neg.ts_enabled:
+                    c.rto.time_segment(snd_nxt, now)
             if 0 < n < mss and not retrans:
                 snd.sml = (snd_nxt + n) & MASK    # Minshall: end of the last small segment
             snd.advance(snd_nxt, n + (1 if fin else 0))

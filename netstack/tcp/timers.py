@@ -14,10 +14,11 @@ The rules between the timers are made structural, as smoltcp's
   persist timer (its probes replace retransmissions until the window opens);
   an idle connection by keep-alive; a closing one by TIME-WAIT's 2*MSL or
   the orphan FIN-WAIT-2 limit.)
-* **Two independent timers**: DELAYED_ACK (RFC 9293 §3.8.6.3), and TLP, the
+* **Three independent timers**: DELAYED_ACK (RFC 9293 §3.8.6.3); TLP, the
   tail loss probe (RFC 8985 §7), which exists only in front of an armed
   retransmission timer: it is refused unless it comes before the RTO, and
-  it is cleared whenever the slot stops holding RETRANSMIT.
+  it is cleared whenever the slot stops holding RETRANSMIT; and REORDER,
+  RACK's reordering timer (RFC 8985 §6.2), set by the loss detection.
 
 The read-only properties (``retransmit``, ``persist``, ...) give one timer's
 deadline, or None, for tests and the connection table.
@@ -36,6 +37,7 @@ class Timer(enum.Enum):
     FIN_WAIT_2 = "finwait2"       #: orphaned FIN-WAIT-2 limit after close() (exclusive slot)
     DELAYED_ACK = "delack"        #: RFC 9293 §3.8.6.3 (independent)
     TLP = "tlp"                   #: RFC 8985 §7.2 tail loss probe (independent, before the RTO)
+    REORDER = "reorder"           #: RFC 8985 §6.2 RACK reordering timer (independent)
 
 
 #: The timers that share the one exclusive slot.
@@ -47,13 +49,14 @@ _RETRANSMIT = Timer.RETRANSMIT
 class Timers:
     """The exclusive slot plus the delayed-ACK and TLP deadlines."""
 
-    __slots__ = ("kind", "deadline", "delack", "tlp")
+    __slots__ = ("kind", "deadline", "delack", "tlp", "reo")
 
     def __init__(self) -> None:
         self.kind: Timer | None = None        #: what the exclusive slot holds, or None
         self.deadline: float | None = None    #: when it fires
         self.delack: float | None = None      #: the delayed-ACK deadline, or None
         self.tlp: float | None = None         #: the tail-loss-probe deadline, or None
+        self.reo: float | None = None         #: RACK's reordering deadline, or None
 
     # -- the exclusive slot ---------------------------------------------------------------------
     def arm(self, kind: Timer, at: float) -> None:
@@ -86,7 +89,7 @@ class Timers:
 
     # -- all of them ----------------------------------------------------------------------------
     def stop_all(self) -> None:
-        self.kind = self.deadline = self.delack = self.tlp = None
+        self.kind = self.deadline = self.delack = self.tlp = self.reo = None
 
     def next_deadline(self) -> float | None:
         """The earliest armed deadline, or None."""
@@ -95,6 +98,9 @@ class Timers:
         if d is not None and (best is None or d < best):
             best = d
         d = self.tlp
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.reo
         if d is not None and (best is None or d < best):
             best = d
         return best
@@ -128,4 +134,6 @@ class Timers:
             out[Timer.DELAYED_ACK.value] = self.delack
         if self.tlp is not None:
             out[Timer.TLP.value] = self.tlp
+        if self.reo is not None:
+            out[Timer.REORDER.value] = self.reo
         return out

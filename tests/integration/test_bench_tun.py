@@ -160,3 +160,31 @@ def test_sigterm_removes_the_lab():
     assert "interrupted" in err
     assert not any(n.startswith(prefix) for n in os.listdir("/run/netns"))
     assert not any(n.startswith(prefix) for n in os.listdir("/sys/class/net"))
+
+
+def test_loss_matrix_three_setups_both_directions_and_cleans_up(name):
+    from netstack.bench import _loss
+    from netstack.bench import tun as T
+
+    result = T.measure_loss(rates=[0.0, 5.0], mb=0.5, mtu=1500, repeat=1, name=name)
+    assert _gone(name)
+    rows = result["rows"]
+    assert [(r["loss"], r["setup"]) for r in rows] == [(p, s) for p in (0.0, 5.0) for s in _loss.SETUPS]
+    for r in rows:
+        for d in ("k2s", "s2k"):
+            (run,) = r["runs"][d]
+            assert run["bytes"] == 500_000 and r[f"{d}_mb_per_s"] > 0
+        assert r["setup"] != _loss.REFERENCE or r["s2k_x"] == pytest.approx(1.0)
+    lossy = [r for r in rows if r["loss"] == 5.0]
+    assert all(r["s2k_retrans"] > 0 for r in lossy)              # the fault link did drop
+    (target,) = result["targets"]
+    assert target.value == pytest.approx(lossy[0]["s2k_x"])
+
+
+def test_loss_option_rejects_bad_rates():
+    from netstack.bench import _loss
+
+    assert _loss.parse_rates("0, 1,5%") == [0.0, 1.0, 5.0]
+    for bad in ("x", "60", "-1", ""):
+        with pytest.raises(ValueError):
+            _loss.parse_rates(bad)

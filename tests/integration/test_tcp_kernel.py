@@ -200,7 +200,9 @@ def test_impaired_10mb_each_way(serve_factory):
     r = kernel_peer(srv.netns, "echo", STACK_ADDR, 7, 10 * MB, 3, timeout=200)
     assert r["ok"] and r["bytes"] == 10 * MB, r
     drops = nft_drop_count(srv.netns)
-    print(f"\nimpaired echo, 10 MB each way: {_rate(r)} each way; nft dropped {drops}")
+    # (r["seconds"]: until the last echoed byte is back, i.e. the stack -> kernel direction done)
+    print(f"\nimpaired echo, 10 MB each way: {_rate(r)} each way, stack -> kernel done after "
+          f"{r['seconds']:.1f} s; nft dropped {drops}")
     assert drops > 0
     srv.stop()
     c = srv.counters()

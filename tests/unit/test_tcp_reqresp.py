@@ -85,7 +85,20 @@ def test_request_in_two_writes_after_idle_is_not_held_for_a_delayed_ack():
     # the first; the server cannot answer an incomplete request, so that ACK is a pure ACK.
     # Quick-ACK sends it at once -- for the first segments, and again after each idle period
     # longer than the RTO (think time 2 s > RTO 1 s), long after the initial credit is spent.
+    # (With interactive mode off: in it, as in Linux, the ACK waits for a reply instead.)
     rounds = 20                                # 2 quick-ACKed segments per round: > 16
-    lat, sim = request_response(rounds, req_size=200, resp_size=60, pieces=2, think=2.0)
+    lat, sim = request_response(rounds, TCPConfig(pingpong=False), req_size=200, resp_size=60, pieces=2,
+                                think=2.0)
     assert max(lat) <= 2 * RTT * 1.2, [round(x, 3) for x in lat]
     assert sim.cb.get("tcp.quickacks") >= 2 * rounds
+
+
+def test_request_in_two_writes_in_interactive_mode_waits_at_most_the_minimum_delayed_ack():
+    # Linux's trade-off: in interactive mode the first piece's ACK waits for a reply that
+    # cannot come; the timer fires after ato (at its minimum, 40 ms, not 200 ms), which
+    # also ends the mode for that exchange.
+    rounds = 10
+    cfg = TCPConfig()
+    lat, sim = request_response(rounds, req_size=200, resp_size=60, pieces=2, think=2.0)
+    assert max(lat) <= 2 * RTT + cfg.delack_min + 0.005, [round(x, 3) for x in lat]
+    assert sim.cb.get("tcp.pingpong") >= 1

@@ -528,8 +528,10 @@ def test_tail_loss_probe_retransmits_last_segment_before_rto():
     s.at(pto)
     probe = s.expect("P.", seq=us + 2 * MSS, len=MSS)         # the last segment again
     assert s.counters.get("tcp.tlp_probes") == 1 and conn.timers.tlp is None
-    # its ACK (SACKing the probe) starts SACK recovery for the remaining hole, no RTO
+    # its ACK (SACKing the probe, a round trip later) starts SACK recovery for the
+    # remaining hole, no RTO
     from netstack.wire.tcp_options import build_options
+    s.after(0.1)
     for i in range(3):
         s.peer(".", seq=them, ack=us + MSS,
                options=build_options(ts=(102 + i, ecr), sack_blocks=((us + 2 * MSS, us + 3 * MSS),)))
