@@ -35,6 +35,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from netstack.cli import UsageError, serve_services, serve_smtp, tcp_options
 
@@ -57,6 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
     p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
+    p.add_argument("--state-log", metavar="FILE",
+                   help="write every TCP state transition (time, 4-tuple, from, to, cause) as JSON lines; "
+                        "times are seconds since the epoch, like the pcap's")
     p.add_argument("--faults", metavar="SPEC",
                    help="impair traffic in both directions, e.g. loss=5%%,reorder=25%%,delay=5ms,seed=1 "
                         "(keys: loss duplicate reorder corrupt delay reorder_timeout seed directions)")
@@ -179,6 +183,14 @@ async def _serve(args, lab, addr: str, faults) -> int:
                   reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
     closers = []
     services = SERVICE_MODULES
+    state_log = None
+    if args.state_log:
+        from netstack.statelog import StateLogWriter
+        try:
+            state_log = StateLogWriter(args.state_log, time_offset=time.time() - stack.clock())
+        except OSError as exc:
+            raise UsageError(f"--state-log {args.state_log}: {exc.strerror or exc}") from None
+        stack.tcp.on_transition = state_log
 
     def report() -> str:
         parts = [stack.counters.format()]
@@ -224,6 +236,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
             except Exception:
                 log.exception("service teardown failed")
         stack.close()
+        if state_log is not None:
+            state_log.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short
