@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
                    help="absolute TCP sequence numbers (default: relative, like tcpdump)")
     p.add_argument("--time", choices=["clock", "date", "epoch", "none"], default="clock",
                    help="timestamp style: HH:MM:SS.ffffff (default), with the date, seconds since the epoch, or none")
+    p.add_argument("--ladder", action="store_true",
+                   help="instead of one line per packet: a text ladder diagram of each TCP connection "
+                        "(the same as `netstack draw ladder FILE`)")
     p.add_argument("--write-pcap", metavar="OUT",
                    help="do not print: write the packets of FILE (e.g. a hex dump) to the pcap file OUT")
     p.set_defaults(func=run)
@@ -60,6 +63,9 @@ def run(args) -> int:
 
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
+    if args.ladder:
+        from netstack.cli.draw import print_ladder
+        return print_ladder(args.file, args.count)
     frames = read_frames(args.file)
     if args.count is not None:
         frames = _take(frames, args.count)
