@@ -68,6 +68,22 @@ class Packet:
     def flag_text(self) -> str:
         return flags_str(self.flags)
 
+    def kind(self) -> str:
+        """What the segment is, in words: SYN, SYN-ACK, ACK, data, FIN-ACK, RST, RST-ACK, ..."""
+        f = self.flags
+        if f & RST:
+            return "RST-ACK" if f & ACK else "RST"
+        if f & SYN:
+            return "SYN-ACK" if f & ACK else "SYN"
+        words = []
+        if f & FIN:
+            words.append("FIN")
+        if self.length:
+            words.append("data")
+        if not words:
+            return "ACK" if f & ACK else "(no flags)"
+        return "-".join(words) + ("-ACK" if f & ACK and f & FIN and not self.length else "")
+
     def label(self) -> str:
         """The arrow's label: flags, relative seq/ack, length, window, options, application text."""
         parts = [f"[{flags_str(self.flags)}]"]
@@ -78,10 +94,10 @@ class Packet:
         parts.append(f"win {self.window_bytes}")
         if self.length:
             parts.append(f"len {self.length}")
-        if self.options:
-            parts.append(f"<{self.options}>")
         if self.app:
             parts.append(f'"{self.app}"')
+        if self.options:
+            parts.append(f"<{self.options}>")
         return " ".join(parts)
 
 

@@ -62,9 +62,9 @@ def throughput(conv: Conversation, direction: int, bins: int = 40) -> list[tuple
     return out
 
 
-def draw_stream_graphs(conv: Conversation, path: str, *, cut_note: str | None = None) -> None:
+def draw_stream_graphs(conv: Conversation, path, *, cut_note: str | None = None, fmt: str | None = None) -> None:
     """Write the time-sequence graph of each direction with data, the throughput and the RTT graph
-    to ``path`` (.png or .svg, by its suffix)."""
+    to ``path`` (.png or .svg, by its suffix; or a binary file object with ``fmt`` "png"/"svg")."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -116,5 +116,5 @@ def draw_stream_graphs(conv: Conversation, path: str, *, cut_note: str | None = 
         title += f"\n{cut_note}"
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format=fmt)
     plt.close(fig)

@@ -33,6 +33,10 @@ EDGES = [
     ("CLOSE-WAIT", "CLOSED", "RST or timeout"), ("CLOSING", "CLOSED", "RST"), ("LAST-ACK", "CLOSED", "RST"),
 ]
 _KNOWN = {(a, b) for a, b, _ in EDGES}
+#: The arcs Figure 5 draws; the others (resets, aborts, timeouts of §3.10) are drawn only when taken.
+_FIGURE5 = {(a, b) for a, b, label in EDGES
+                                     if not any(w in label for w in ("RST", "timeout", "ABORT"))
+                                     or (a, b) == ("TIME-WAIT", "CLOSED")}
 
 
 def count_transitions(records) -> Counter:
@@ -41,8 +45,9 @@ def count_transitions(records) -> Counter:
 
 
 def state_diagram_svg(counts: Counter, *, title: str = "TCP state diagram (RFC 9293 §3.3.2)") -> str:
-    """The diagram as SVG: every arc of Figure 5 grey, those taken thick and red with ``xN``; a
-    transition outside Figure 5 is drawn too (dashed), so nothing in the log is hidden."""
+    """The diagram as SVG: every arc of Figure 5 grey, those taken thick and red with ``xN``; resets,
+    aborts and timeouts (not drawn in Figure 5) appear when taken, and a transition outside the RFC's
+    arcs is drawn dashed, so nothing in the log is hidden."""
     w, h = 860, 790
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" class="states" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
          'font-family="DejaVu Sans, sans-serif" font-size="11">',
@@ -50,7 +55,8 @@ def state_diagram_svg(counts: Counter, *, title: str = "TCP state diagram (RFC 9
          'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>',
          f'<rect width="{w}" height="{h}" fill="white"/>',
          f'<text x="{w // 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>']
-    edges = list(EDGES) + [(a, b, "not in Figure 5") for (a, b) in counts if (a, b) not in _KNOWN]
+    edges = [e for e in EDGES if (e[0], e[1]) in _FIGURE5 or counts.get((e[0], e[1]))]
+    edges += [(a, b, "not in Figure 5") for (a, b) in counts if (a, b) not in _KNOWN]
     pair_seen: Counter = Counter()
     for a, b, label in edges:
         (x1, y1), (x2, y2) = _POS[a], _POS[b]

@@ -298,6 +298,56 @@ def _zero_window(o: Outcome) -> None:
     o.check("the transfer completes once the receiver reads", bytes(got) == data)
 
 
+# ---------------------------------------------------------------------------------------- SMTP
+
+SMTP_DIALOGUE = [
+    (None, b"220 mx.example.org ESMTP netstack\r\n"),
+    (b"EHLO client.example.org\r\n", b"250-mx.example.org\r\n250-8BITMIME\r\n250 PIPELINING\r\n"),
+    (b"MAIL FROM:<alice@example.org>\r\n", b"250 2.1.0 Ok\r\n"),
+    (b"RCPT TO:<bob@example.org>\r\n", b"250 2.1.5 Ok\r\n"),
+    (b"DATA\r\n", b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+    (b"Subject: hello\r\n\r\nHello Bob.\r\n.\r\n", b"250 2.0.0 Ok: queued as 1A2B3C\r\n"),
+    (b"QUIT\r\n", b"221 2.0.0 Bye\r\n"),
+]
+
+
+def _smtp_dialogue(o: Outcome) -> None:
+    tb = o.testbed
+    conn, lst = _connect(tb, port=25)
+    tb.run_until(lambda: lst.pending > 0)
+    server = lst.accept()
+    heard = {"A": bytearray(), "B": bytearray()}
+
+    def wait_for(end, who: str, n: int) -> None:
+        def got() -> bool:
+            while end.readable:
+                heard[who].extend(end.recv())
+            return len(heard[who]) >= n
+        tb.run_until(got)
+    to_b = to_a = 0
+    for command, reply in SMTP_DIALOGUE:
+        if command is not None:
+            conn.send(command)
+            to_b += len(command)
+            wait_for(server, "B", to_b)
+        server.send(reply)
+        to_a += len(reply)
+        wait_for(conn, "A", to_a)
+    server.close()                                 # after 221 the server closes; the client follows
+    tb.run_until(lambda: conn.at_eof)
+    conn.close()
+    tb.run_until(lambda: conn.state is State.CLOSED)
+    data = [s for s in tb.segments if s.length]
+    o.facts.update(segments=len(data), client_heard=bytes(heard["A"]), server_heard=bytes(heard["B"]))
+    o.check("the server speaks first: its 220 greeting is the first data segment", data[0].sender == "B")
+    o.check("every command and every reply is one segment, alternating (no pipelining here)",
+            [s.sender for s in data] == ["B"] + ["A", "B"] * (len(SMTP_DIALOGUE) - 1))
+    o.check("the server heard exactly the client's commands",
+            o.facts["server_heard"] == b"".join(c for c, _ in SMTP_DIALOGUE if c))
+    o.check("the server closes first after 221 and is the one left in TIME-WAIT",
+            o.states("B")[-3:] == ["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"] and server.state is State.TIME_WAIT)
+
+
 SMALL_RCVBUF = 4 * MSS
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("handshake", "Three-way handshake",
@@ -328,4 +378,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "The receiver's buffer fills: it advertises window 0, the sender probes with backing-off persist "
              "probes, and the transfer resumes when the application reads.",
              _zero_window, _cfg(), _cfg(rcvbuf=SMALL_RCVBUF, wscale=None)),
+    Scenario("smtp-dialogue", "An SMTP dialogue",
+             "The server greets first (220); each command (EHLO, MAIL FROM, RCPT TO, DATA, QUIT) and each "
+             "reply rides in its own segment; the server closes first after 221.",
+             _smtp_dialogue, _cfg(), _cfg()),
 ]}

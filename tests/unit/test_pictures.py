@@ -84,7 +84,8 @@ def test_seed_article_smtp_text_rides_on_the_arrows():
     assert "(SMTP)" in text
     assert '"HELO web34213.mail.mud.yahoo.com"' in text
     assert '"MAIL FROM:<' in text
-    assert "seq 1:35 ack 1 win 33304 len 34 <nop,nop,TS val 310237481 ecr 108030715>" in text
+    assert ('seq 1:35 ack 1 win 33304 len 34 "HELO web34213.mail.mud.yahoo.com" '
+            "<nop,nop,TS val 310237481 ecr 108030715>") in text
 
 
 def test_window_is_scaled_after_the_handshake(played):
@@ -228,3 +229,36 @@ def test_max_packets_cuts_with_a_note(files, capsys, tmp_path):
 def test_redacted_hex_dump_still_draws(capsys):
     assert main(["draw", "ladder", SEED]) == 0
     assert "HELO" in capsys.readouterr().out
+
+
+def test_report_page_structure(files, tmp_path, capsys):
+    import html.parser
+    pcap, log = files("smtp-dialogue")
+    out = tmp_path / "r.html"
+    assert main(["report", pcap, "--state-log", log, "-o", str(out)]) == 0
+    page = out.read_text()
+    rows = page.count("<tr class='pkt'")
+    data = json.loads(page.split("<script type='application/json' id='packet-data'>")[1].split("</script>")[0])
+    assert rows == len(data) == len(load(pcap).packets)
+    ehlo = next(v for v in data.values() if "length 25" in v["line"])
+    assert "EHLO client.example.org" in ehlo["explain"] and ehlo["kind"] == "data"
+    assert "TCP states of 198.18.0.2:25" in page and "TCP states of 198.18.0.1:40000" in page
+    html.parser.HTMLParser().feed(page)                  # parses
+
+
+def test_report_escapes_script_end_and_notes_a_cut(tmp_path, capsys):
+    pcap = tmp_path / "evil.pcap"
+    from netstack.wire.tcp import tcp_segment
+    seg = tcp_segment(src="10.0.0.1", dst="10.0.0.2", src_port=4000, dst_port=25, seq=1, ack=1, flags=0x18,
+                      window=100, payload=b"</script><script>alert(1)</script>\r\n")
+    with PcapWriter(str(pcap)) as w:
+        for i in range(3):
+            w.write(ipv4_packet(src="10.0.0.1", dst="10.0.0.2", protocol=6, payload=seg), 1.0 + i)
+    out = tmp_path / "r.html"
+    assert main(["report", str(pcap), "-o", str(out), "--max-packets", "2"]) == 0
+    page = out.read_text()
+    assert "<script>alert(1)" not in page
+    assert "cut: only the first 2 packets were read" in page
+    capsys.readouterr()
+    _one_line_error(capsys, ["report", str(pcap), "-o", str(tmp_path / "no" / "r.html")], "No such file")
+    _one_line_error(capsys, ["report", str(pcap), "--state-log", str(pcap), "-o", str(out)], "not a text file")
