@@ -33,6 +33,9 @@ EDGES = [
     ("CLOSE-WAIT", "CLOSED", "RST or timeout"), ("CLOSING", "CLOSED", "RST"), ("LAST-ACK", "CLOSED", "RST"),
 ]
 _KNOWN = {(a, b) for a, b, _ in EDGES}
+#: Long arcs routed around the diagram (as Figure 5 draws them): path, label position.
+_ROUTES = {("TIME-WAIT", "CLOSED"): ("M358,710 C20,710 20,50 358,50", (90, 400)),
+           ("LAST-ACK", "CLOSED"): ("M702,600 C850,600 850,50 482,50", (800, 330))}
 #: The arcs Figure 5 draws; the others (resets, aborts, timeouts of §3.10) are drawn only when taken.
 _FIGURE5 = {(a, b) for a, b, label in EDGES
                                      if not any(w in label for w in ("RST", "timeout", "ABORT"))
@@ -61,6 +64,7 @@ def state_diagram_svg(counts: Counter, *, title: str = "TCP state diagram (RFC 9
     for a, b, label in edges:
         (x1, y1), (x2, y2) = _POS[a], _POS[b]
         n = counts.get((a, b), 0)
+        route = _ROUTES.get((a, b))
         k = pair_seen[frozenset((a, b))]
         pair_seen[frozenset((a, b))] += 1
         # curve: offset the control point sideways; reverse arcs and duplicates bend the other way
@@ -76,10 +80,10 @@ def state_diagram_svg(counts: Counter, *, title: str = "TCP state diagram (RFC 9
         width = 3 if taken else 1.2
         dash = ' stroke-dasharray="5 3"' if label == "not in Figure 5" else ""
         cls = "edge taken" if taken else "edge"
+        d = route[0] if route else f"M{sx:.0f},{sy:.0f} Q{cx:.0f},{cy:.0f} {ex:.0f},{ey:.0f}"
         o.append(f'<g class="{cls}" data-from="{a}" data-to="{b}" data-count="{n}">'
-                 f'<path d="M{sx:.0f},{sy:.0f} Q{cx:.0f},{cy:.0f} {ex:.0f},{ey:.0f}" fill="none" stroke="{colour}" '
-                 f'stroke-width="{width}"{dash} marker-end="url(#sa)"/>')
-        lx, ly = (sx + 2 * cx + ex) / 4, (sy + 2 * cy + ey) / 4
+                 f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="{width}"{dash} marker-end="url(#sa)"/>')
+        lx, ly = route[1] if route else ((sx + 2 * cx + ex) / 4, (sy + 2 * cy + ey) / 4)
         text = f"{label}" + (f"  x{n}" if taken else "")
         weight = ' font-weight="bold"' if taken else ""
         o.append(f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="middle" fill="{"#b00000" if taken else "#999"}"'
