@@ -74,18 +74,21 @@ def draw_stream_graphs(conv: Conversation, path, *, cut_note: str | None = None,
     t0 = conv.start
     for ax, d in zip(axes, dirs):
         data = [p for p in conv.packets if p.direction == d and p.length]
-        for p in data:
-            colour = "#d62728" if "retransmission" in p.marks else "#1f77b4"
-            ax.vlines(_t(p, t0), p.rel_seq, p.rel_seq + p.length, colors=colour, linewidth=2)
+        for colour, which in (("#1f77b4", False), ("#d62728", True)):      # one collection per colour
+            segs = [p for p in data if ("retransmission" in p.marks) == which]
+            if segs:
+                ax.vlines([_t(p, t0) for p in segs], [p.rel_seq for p in segs],
+                          [p.rel_seq + p.length for p in segs], colors=colour, linewidth=2)
         acks = [p for p in conv.packets if p.direction != d and p.flags & 0x10]
         if acks:
             ax.step([_t(p, t0) for p in acks], [p.rel_ack for p in acks], where="post", color="#2ca02c",
                     label="ACK")
             ax.step([_t(p, t0) for p in acks], [p.rel_ack + p.window_bytes for p in acks], where="post",
                     color="#ff7f0e", label="receive window (ACK + window)")
-            for p in acks:
-                for l, r in p.sack:
-                    ax.vlines(_t(p, t0), l, r, colors="#9467bd", linewidth=4, alpha=0.6)
+            sacks = [(_t(p, t0), l, r) for p in acks for l, r in p.sack]
+            if sacks:
+                ax.vlines([x for x, _, _ in sacks], [l for _, l, _ in sacks], [r for _, _, r in sacks],
+                          colors="#9467bd", linewidth=4, alpha=0.6)
         top = max([p.rel_seq + p.length for p in data] + [p.rel_ack for p in acks] + [1])
         ax.set_ylim(-0.02 * top, top * 1.35)      # the window line may run far above: keep the data readable
         ax.plot([], [], color="#1f77b4", label="data segment")

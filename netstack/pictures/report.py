@@ -3,13 +3,16 @@
 Nothing is fetched when the page is viewed: the ladders and state diagrams are
 inline SVG, the stream graphs inline PNG (data: URIs), the script and style
 inline.  Clicking a packet (in the table or on a ladder arrow) shows its
-``netstack trace -x`` reading.  Large captures stay bounded: ladders draw at
+``netstack trace -x`` reading; the readings travel as gzip-compressed JSON
+(base64, in a ``<script id="packet-data">``), unpacked by the browser's own
+``DecompressionStream``.  Large captures stay bounded: ladders draw at
 most ``max_rows`` segments and graphs are drawn for at most ``max_graphs``
 connections, each with a note saying so.
 """
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 from html import escape
@@ -39,8 +42,19 @@ g.seg{cursor:pointer} g.seg.selected line{stroke:#e6a100} g.seg.selected text{fi
 
 _JS = """
 (function(){
-  var data = JSON.parse(document.getElementById('packet-data').textContent);
+  var data = null, wanted = null;
+  async function load(){
+    // the packets' readings: JSON, gzip-compressed, base64 (DecompressionStream: no library, no network)
+    var el = document.getElementById('packet-data');
+    var raw = atob(el.textContent.trim()), bin = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bin[i] = raw.charCodeAt(i);
+    var stream = new Blob([bin]).stream().pipeThrough(new DecompressionStream('gzip'));
+    data = JSON.parse(await new Response(stream).text());
+    document.body.setAttribute('data-ready', '1');
+    if (wanted !== null) select(wanted);
+  }
   function select(n){
+    if (data === null) { wanted = n; return; }
     var p = data[n]; if(!p) return;
     document.querySelectorAll('.selected').forEach(function(e){e.classList.remove('selected');});
     var row = document.getElementById('row-' + n); if(row){row.classList.add('selected');}
@@ -57,6 +71,7 @@ _JS = """
       var row = document.getElementById('row-' + g.getAttribute('data-packet')); if(row) row.scrollIntoView({block:'center'}); });
   });
   window.netstackSelect = select;
+  load();
 })();
 """
 
@@ -145,7 +160,7 @@ def build_report(cap: Capture, *, state_records=None, title: str | None = None, 
              "<p id='explain-line' style='font-family:monospace;font-size:11px'></p>"
              "<pre id='explain'>Click a packet to see its explanation (the same text as netstack trace -x).</pre>"
              "</aside></main>")
-    blob = json.dumps(data).replace("<", "\\u003c")       # nothing in it can end or open a script
-    o.append(f"<script type='application/json' id='packet-data'>{blob}</script>")
+    blob = base64.b64encode(gzip.compress(json.dumps(data).encode("utf-8"), 6)).decode("ascii")
+    o.append(f"<script type='application/octet-stream' id='packet-data' data-encoding='gzip+base64'>{blob}</script>")
     o.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(o)

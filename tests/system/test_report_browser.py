@@ -55,6 +55,8 @@ def test_report_is_self_contained(report):
 def test_report_in_headless_chromium(report, browser):
     from selenium.webdriver.common.by import By
     browser.get(report.as_uri())
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
     body = browser.find_element(By.TAG_NAME, "body").text
     for label in ("SYN", "SYN-ACK", "EHLO client.example.org", "250 2.1.0 Ok", "Connections", "Ladder",
                   "TCP states of 198.18.0.2:25"):

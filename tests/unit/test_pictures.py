@@ -231,6 +231,13 @@ def test_redacted_hex_dump_still_draws(capsys):
     assert "HELO" in capsys.readouterr().out
 
 
+def packet_data(page):
+    import base64
+    import gzip
+    blob = page.split("id='packet-data' data-encoding='gzip+base64'>")[1].split("</script>")[0]
+    return json.loads(gzip.decompress(base64.b64decode(blob)))
+
+
 def test_report_page_structure(files, tmp_path, capsys):
     import html.parser
     pcap, log = files("smtp-dialogue")
@@ -238,7 +245,7 @@ def test_report_page_structure(files, tmp_path, capsys):
     assert main(["report", pcap, "--state-log", log, "-o", str(out)]) == 0
     page = out.read_text()
     rows = page.count("<tr class='pkt'")
-    data = json.loads(page.split("<script type='application/json' id='packet-data'>")[1].split("</script>")[0])
+    data = packet_data(page)
     assert rows == len(data) == len(load(pcap).packets)
     ehlo = next(v for v in data.values() if "length 25" in v["line"])
     assert "EHLO client.example.org" in ehlo["explain"] and ehlo["kind"] == "data"
@@ -257,7 +264,8 @@ def test_report_escapes_script_end_and_notes_a_cut(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(pcap), "-o", str(out), "--max-packets", "2"]) == 0
     page = out.read_text()
-    assert "<script>alert(1)" not in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page     # escaped in the table
+    assert any("alert(1)" in v["explain"] for v in packet_data(page).values())
     assert "cut: only the first 2 packets were read" in page
     capsys.readouterr()
     _one_line_error(capsys, ["report", str(pcap), "-o", str(tmp_path / "no" / "r.html")], "No such file")
