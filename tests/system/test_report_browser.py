@@ -87,3 +87,13 @@ def test_report_in_headless_chromium(report, browser):
     assert flat.std() > 0.05
     colours = {tuple(px) for px in (flat[::97] * 255).astype(int).tolist()}
     assert len(colours) > 20
+
+
+def test_bench_pictures_times_the_page_in_chromium(tmp_path):
+    out = tmp_path / "b.json"
+    r = subprocess.run([sys.executable, "-m", "netstack", "bench", "pictures", "--packets", "200", "--repeat", "1",
+                        "--browser", "--quiet", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["rows"][-1]["step"] == "page ready (chromium)" and doc["rows"][-1]["seconds"] > 0
+    assert [t["name"] for t in doc["targets"]] == ["report of 10,000 packets", "page ready in the browser"]
