@@ -16,8 +16,9 @@ run is the same. `run` prints each step: every segment as `netstack trace` print
 on A's interface), each state transition of A and B with its cause, then the lesson and the
 checks that state it.
 With -o DIR it also writes: capture.pcap, states.jsonl (the state log of both sides; the
-`host` key says which), ladder.txt, ladder.svg, seq.png, states-A.svg, states-B.svg and
-report.html (open it in a browser).
+`host` key says which), ladder.txt, ladder.svg, seq.png (ladder-2.svg, seq-2.png, ... when
+the scenario has several connections), states-A.svg, states-B.svg and report.html (open it
+in a browser).
 
 exit status: 0 when every check of the lesson held, 1 when one did not, 2 for an unknown
 scenario or a DIR that cannot be written.
@@ -107,12 +108,13 @@ def _write_outputs(d: str, outcome, cap) -> None:
     with open(os.path.join(d, "states.jsonl"), "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in lines))
     records = parse_state_log(lines, "states.jsonl")
-    conv = cap.conversations[0]
     with open(os.path.join(d, "ladder.txt"), "w", encoding="utf-8") as f:
         f.write(capture_ladder_text(cap) + "\n")
-    with open(os.path.join(d, "ladder.svg"), "w", encoding="utf-8") as f:
-        f.write(ladder_svg(conv))
-    draw_stream_graphs(conv, os.path.join(d, "seq.png"))
+    for conv in cap.conversations:                # ladder.svg, seq.png; ladder-2.svg, seq-2.png, ...
+        suffix = f"-{conv.index + 1}" if conv.index else ""
+        with open(os.path.join(d, f"ladder{suffix}.svg"), "w", encoding="utf-8") as f:
+            f.write(ladder_svg(conv))
+        draw_stream_graphs(conv, os.path.join(d, f"seq{suffix}.png"))
     for host in ("A", "B"):
         mine = [r for r, raw in zip(records, tb.transitions) if raw["host"] == host]
         with open(os.path.join(d, f"states-{host}.svg"), "w", encoding="utf-8") as f:

@@ -311,9 +311,11 @@ SMTP_DIALOGUE = [
 ]
 
 
-def _smtp_dialogue(o: Outcome) -> None:
+def _dialogue(o: Outcome, dialogue, *, port: int = 25, client_port: int = 40000):
+    """A plays the client's lines, B the server's, each waiting for the other; then B closes first."""
     tb = o.testbed
-    conn, lst = _connect(tb, port=25)
+    lst = tb.b.listen(port)
+    conn = tb.a.connect(B_ADDR, port, tb.now, src_port=client_port)
     tb.run_until(lambda: lst.pending > 0)
     server = lst.accept()
     heard = {"A": bytearray(), "B": bytearray()}
@@ -325,7 +327,7 @@ def _smtp_dialogue(o: Outcome) -> None:
             return len(heard[who]) >= n
         tb.run_until(got)
     to_b = to_a = 0
-    for command, reply in SMTP_DIALOGUE:
+    for command, reply in dialogue:
         if command is not None:
             conn.send(command)
             to_b += len(command)
@@ -337,6 +339,12 @@ def _smtp_dialogue(o: Outcome) -> None:
     tb.run_until(lambda: conn.at_eof)
     conn.close()
     tb.run_until(lambda: conn.state is State.CLOSED)
+    return conn, server, heard
+
+
+def _smtp_dialogue(o: Outcome) -> None:
+    tb = o.testbed
+    conn, server, heard = _dialogue(o, SMTP_DIALOGUE)
     data = [s for s in tb.segments if s.length]
     o.facts.update(segments=len(data), client_heard=bytes(heard["A"]), server_heard=bytes(heard["B"]))
     o.check("the server speaks first: its 220 greeting is the first data segment", data[0].sender == "B")
@@ -346,6 +354,189 @@ def _smtp_dialogue(o: Outcome) -> None:
             o.facts["server_heard"] == b"".join(c for c, _ in SMTP_DIALOGUE if c))
     o.check("the server closes first after 221 and is the one left in TIME-WAIT",
             o.states("B")[-3:] == ["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"] and server.state is State.TIME_WAIT)
+
+
+# ---------------------------------------------------------------------------------------- more recovery
+
+def _sack_recovery(o: Outcome) -> None:
+    tb = o.testbed
+    a, b = _established(tb)
+    tb.drop_nth_data("A", 3)
+    tb.drop_nth_data("A", 6)
+    _transfer(tb, a, b, 10 * MSS)
+    tb.run_idle()
+    data = tb.sent("A", data=True)
+    lost = [s for s in data if s.dropped]
+    first = data[0].seq
+    seen, retx = set(), []
+    for s in data:
+        if s.seq in seen:
+            retx.append(s)
+        seen.add(s.seq)
+    sacks = [s for s in tb.segments if s.sender == "B" and len(s.data) > 20 and _has_sack(s)]
+    o.facts.update(lost=[seq_diff(s.seq, first) for s in lost], retransmitted=[seq_diff(s.seq, first) for s in retx],
+                   sack_acks=len(sacks), rto_expirations=tb.counters_a.get("tcp.rto_expirations"))
+    o.check("two segments are lost", len(lost) == 2)
+    o.check("the receiver's duplicate ACKs carry SACK blocks (RFC 2018)", len(sacks) >= 3)
+    o.check("exactly the two lost segments are retransmitted, nothing else (RFC 6675)",
+            sorted(o.facts["retransmitted"]) == sorted(o.facts["lost"]))
+    o.check("without waiting for a retransmission timeout", o.facts["rto_expirations"] == 0)
+
+
+def _has_sack(seg) -> bool:
+    from netstack.wire.tcp import parse_tcp
+    return bool(parse_tcp(seg.data, verify=False).options.sack_blocks)
+
+
+# ---------------------------------------------------------------------------------------- small segments
+
+def _small_writes(tb: Testbed, conn, n: int, size: int, gap: float) -> None:
+    for i in range(n):
+        conn.send(bytes([65 + i % 26]) * size)
+        tb.run_for(gap)
+
+
+def _nagle(o: Outcome) -> None:
+    tb = o.testbed
+    lst = tb.b.listen(PORT)
+    nagle = tb.a.connect(B_ADDR, PORT, tb.now, src_port=40001)
+    nodelay = tb.a.connect(B_ADDR, PORT, tb.now, src_port=40002, nodelay=True)
+    tb.run_until(lambda: nagle.established and nodelay.established and lst.pending == 2)
+    peers = [lst.accept(), lst.accept()]
+    tb.run_for(1.0)                               # let the quick-ACK phase pass
+    start = len(tb.segments)
+    _small_writes(tb, nagle, 10, 10, 0.002)       # ten 10-byte writes, 2 ms apart
+    tb.run_for(0.5)
+    mid = len(tb.segments)
+    _small_writes(tb, nodelay, 10, 10, 0.002)
+    tb.run_for(0.5)
+    count = lambda lo, hi, port: sum(1 for s in tb.segments[lo:hi] if s.sender == "A" and s.length
+                                     and int.from_bytes(s.data[0:2], "big") == port)
+    o.facts.update(nagle_segments=count(start, mid, 40001), nodelay_segments=count(mid, len(tb.segments), 40002),
+                   delivered=[p.readable for p in peers])
+    o.check("with Nagle, the writes made while data is unacknowledged wait and leave together "
+            "(RFC 896, RFC 9293 §3.7.4)", o.facts["nagle_segments"] < 10)
+    o.check("with TCP_NODELAY, each of the ten writes is its own segment", o.facts["nodelay_segments"] == 10)
+    o.check("both connections deliver all 100 bytes", o.facts["delivered"] == [100, 100])
+
+
+def _delayed_ack(o: Outcome) -> None:
+    tb = o.testbed
+    a, b = _established(tb)
+    tb.run_for(1.0)
+    a.send(bytes(MSS - 12))                       # one full-sized segment (MSS less 12 bytes of timestamps)
+    tb.run_for(0.5)
+    a.send(bytes(2 * (MSS - 12)))                 # two of them
+    tb.run_for(0.5)
+    data = tb.sent("A", data=True)
+    acks = [s for s in tb.sent("B") if s.length == 0 and not s.flags & (SYN | FIN)]
+
+    def ack_delay(seg) -> float:
+        end = (seg.seq + seg.length) & 0xFFFFFFFF
+        ack = next(s for s in acks if seq_diff(s.ack, end) >= 0 and s.time >= seg.arrival)
+        return round(ack.time - seg.arrival, 6)
+    o.facts.update(single=ack_delay(data[0]), pair_second=ack_delay(data[2]),
+                   delayed_acks=tb.counters_b.get("tcp.delayed_acks"))
+    o.check("a lone segment is acknowledged only when the delayed-ACK timer fires (RFC 9293 §3.8.6.3)",
+            0.03 < o.facts["single"] <= 0.2)
+    o.check("the second of two full-sized segments is acknowledged at once (RFC 1122 §4.2.3.2)",
+            o.facts["pair_second"] == 0)
+    o.check("no ACK is sent for the first segment of the pair alone",
+            sum(1 for s in acks if s.time >= data[1].arrival and seq_diff(s.ack, data[1].seq) > 0
+                and seq_diff(s.ack, data[2].seq) <= 0) == 0)
+
+
+# ---------------------------------------------------------------------------------------- options
+
+def _window_scaling(o: Outcome) -> None:
+    tb = o.testbed
+    a, b = _established(tb)
+    syn, synack = tb.segments[0], tb.segments[1]
+    from netstack.wire.tcp import parse_tcp
+    shift_a = parse_tcp(syn.data, verify=False).options.wscale
+    shift_b = parse_tcp(synack.data, verify=False).options.wscale
+    _transfer(tb, a, b, 20 * MSS)
+    tb.run_idle()
+    b_acks = [s for s in tb.sent("B") if not s.flags & SYN]
+    field_ = b_acks[-1].window
+    o.facts.update(shift_a=shift_a, shift_b=shift_b, synack_window=synack.window, window_field=field_,
+                   window_bytes=field_ << shift_b, rcvbuf=o.testbed.config_b.rcvbuf)
+    o.check("both SYNs carry the window-scale option (RFC 7323 §2)", shift_a == 7 and shift_b == 5)
+    o.check("the SYN-ACK's own window is never scaled: at most 65535", synack.window == 65535)
+    o.check("afterwards the 16-bit field times 2^shift says more than 65535 bytes",
+            field_ <= 0xFFFF < field_ << shift_b and field_ << shift_b >= o.testbed.config_b.rcvbuf // 2)
+
+
+def _paws(o: Outcome) -> None:
+    tb = o.testbed
+    a, b = _established(tb)
+    a.send(b"first\n")
+    tb.run_until(lambda: b.readable >= 6)
+    old = tb.sent("A", data=True)[0]
+    tb.run_for(2.0)
+    a.send(b"second\n")
+    tb.run_until(lambda: b.readable >= 13)
+    tb.run_for(0.5)
+    before = len(tb.segments)
+    tb.replay(old)                                # the network hands B an old copy of "first"
+    tb.run_for(0.5)
+    answer = [s for s in tb.segments[before:] if s.sender == "B"]
+    got = b.recv()
+    o.facts.update(paws_drops=tb.counters_b.get("tcp.in.drop.paws"), delivered=got, answers=len(answer))
+    o.check("the old duplicate's timestamp is older than the last one seen: PAWS drops it (RFC 7323 §5.3)",
+            o.facts["paws_drops"] == 1)
+    o.check("the receiver answers it with an ACK of what it really has", len(answer) == 1
+            and answer[0].ack == (old.seq + 6 + 7) & 0xFFFFFFFF)
+    o.check("the data is delivered once", got == b"first\nsecond\n")
+
+
+def _wraparound(o: Outcome) -> None:
+    from netstack.tcp.isn import ISNGenerator
+    tb = o.testbed
+    gen = ISNGenerator(b"A" * 16)                 # the testbed's A uses this secret
+    port = min(range(40000, 65536), key=lambda p: (-gen.isn(A_ADDR, p, B_ADDR, PORT, 0.0)) & 0xFFFFFFFF)
+    isn = gen.isn(A_ADDR, port, B_ADDR, PORT, 0.0)
+    lst = tb.b.listen(PORT)
+    a = tb.a.connect(B_ADDR, PORT, tb.now, src_port=port)
+    tb.run_until(lambda: lst.pending > 0)
+    b = lst.accept()
+    to_wrap = (-isn) & 0xFFFFFFFF
+    nbytes = to_wrap + 20 * MSS
+    data = bytes(i % 251 for i in range(nbytes))
+    got = _deliver(tb, a, b, data)
+    seqs = [s.seq for s in tb.sent("A", data=True)]
+    wrapped = any(s2 < s1 for s1, s2 in zip(seqs, seqs[1:]))
+    o.facts.update(isn=isn, bytes_to_wrap=to_wrap, transferred=nbytes, wrapped=wrapped)
+    o.check("the client's ISN lies just below 2^32", to_wrap < nbytes)
+    o.check("the absolute sequence number wraps from 4294967295 to 0 during the transfer", wrapped)
+    o.check("nothing notices: every byte arrives, in order (comparisons are modulo 2^32, RFC 9293 §3.4)",
+            got == data)
+
+
+SEED_DIALOGUE = [
+    (None, b"220 192.168.1.200 ESMTP\r\n"),
+    (b"HELO web34213.mail.mud.yahoo.com\r\n", b"250 192.168.1.200 Hello\r\n"),
+    (b"MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>\r\n", b"250 2.1.0 Ok\r\n"),
+    (b"QUIT\r\n", b"221 2.0.0 Bye\r\n"),
+]
+
+
+def _seed_article(o: Outcome) -> None:
+    tb = o.testbed
+    conn, server, heard = _dialogue(o, SEED_DIALOGUE, client_port=40565)
+    from netstack.wire.tcp import parse_tcp
+    helo = next(s for s in tb.segments if s.data.endswith(b"HELO web34213.mail.mud.yahoo.com\r\n"))
+    mail = next(s for s in tb.segments if s.data.endswith(b"yahoo.com>\r\n"))
+    seg = parse_tcp(helo.data, verify=False)
+    items = [it[0] for it in seg.options.items]
+    o.facts.update(helo_total_length=20 + len(helo.data), helo_header=seg.data_offset * 4, helo_options=items,
+                   helo_payload=helo.length, mail_payload=mail.length)
+    o.check("the HELO packet has the article's shape: 86 bytes (0x0056), a 32-byte TCP header whose 12 option "
+            "bytes are NOP, NOP, Timestamps, and 34 bytes of HELO",
+            (20 + len(helo.data), seg.data_offset * 4, items, helo.length) == (86, 32, ["nop", "nop", "ts"], 34))
+    o.check("the MAIL FROM packet carries the article's 37 bytes", mail.length == 37)
+    o.check("the server heard exactly the client's lines",
+            bytes(heard["B"]) == b"".join(c for c, _ in SEED_DIALOGUE if c))
 
 
 SMALL_RCVBUF = 4 * MSS
@@ -382,4 +573,31 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "The server greets first (220); each command (EHLO, MAIL FROM, RCPT TO, DATA, QUIT) and each "
              "reply rides in its own segment; the server closes first after 221.",
              _smtp_dialogue, _cfg(), _cfg()),
+    Scenario("sack-recovery", "SACK recovery",
+             "Two segments of one window are lost; the receiver's SACK blocks tell the sender exactly which, and "
+             "it retransmits those two and nothing else, without a timeout (RFC 2018, RFC 6675).",
+             _sack_recovery, _cfg(tlp=False), _cfg()),
+    Scenario("nagle", "Nagle versus TCP_NODELAY",
+             "Ten 10-byte writes: with Nagle the ones made while data is unacknowledged are coalesced; with "
+             "TCP_NODELAY each one is a segment.",
+             _nagle, _cfg(), _cfg()),
+    Scenario("delayed-ack", "Delayed ACK",
+             "A lone segment waits for the delayed-ACK timer; the second of two full-sized segments is "
+             "acknowledged at once.",
+             _delayed_ack, _cfg(), _cfg(quickack_segments=0)),
+    Scenario("window-scaling", "Window scaling",
+             "A 1 MB receive buffer does not fit the 16-bit window field: both SYNs carry a shift, and every "
+             "later window means field x 2^shift (RFC 7323 §2).",
+             _window_scaling, _cfg(), _cfg(rcvbuf=1 << 20, wscale=5)),
+    Scenario("paws", "PAWS rejects an old duplicate",
+             "An old copy of a segment arrives late, with an older timestamp: PAWS drops it and the receiver "
+             "re-ACKs what it has (RFC 7323 §5).",
+             _paws, _cfg(), _cfg()),
+    Scenario("wraparound", "Sequence-number wraparound",
+             "The ISN lies just below 2^32; the sequence numbers wrap to 0 in mid-transfer and nothing notices.",
+             _wraparound, _cfg(), _cfg()),
+    Scenario("seed-article", "The seed article's SMTP session, replayed",
+             "HELO web34213.mail.mud.yahoo.com and MAIL FROM go through our TCP in packets shaped exactly like "
+             "the article's (86 bytes, NOP, NOP, Timestamps); `netstack trace -x` reads them the same way.",
+             _seed_article, _cfg(), _cfg()),
 ]}

@@ -48,6 +48,7 @@ class WireSegment:
     window: int
     length: int
     dropped: bool = False
+    data: bytes = b""          #: the TCP segment as sent (header and payload)
     departure: float = 0.0     #: when its last bit left the sender (after the queue and serialisation)
     arrival: float | None = None   #: when it reached the other side (None: dropped)
 
@@ -125,7 +126,7 @@ class Testbed:
                 seg = parse_tcp(data, verify=False)
                 hlen = seg.data_offset << 2
                 ws = WireSegment(len(self.segments) + 1, name, self.now, seg.flags, seg.seq, seg.ack,
-                                 seg.window, len(data) - hlen)
+                                 seg.window, len(data) - hlen, data=data)
                 self.segments.append(ws)
                 ws.dropped = any(rule(ws) for rule in self._rules)
                 ws.departure = max(self.now, self._busy[name]) + (len(data) + 20) / self.rate
@@ -136,6 +137,14 @@ class Testbed:
                     ws.arrival = ws.departure + self.delay
                     self._n += 1
                     heapq.heappush(self._heap, (ws.arrival, self._n, name, peer, layer.local_addr, dst, data))
+
+    def replay(self, seg: WireSegment) -> None:
+        """Put a copy of an earlier segment on the wire again, now: an old duplicate that the
+        network delayed (RFC 7323 §5).  It is recorded like any other segment."""
+        layer = self.a if seg.sender == "A" else self.b
+        dst = self.b.local_addr if seg.sender == "A" else self.a.local_addr
+        layer.outbox.append((dst, seg.data, True))
+        self._pump()
 
     # ------------------------------------------------------------------ the clock
 

@@ -65,3 +65,17 @@ def test_unknown_scenario_and_unwritable_dir(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["scenario", "run", "handshake", "-o", str(tmp_path / "file" / "d")]) == 2
     assert "Not a directory" in capsys.readouterr().err
+
+
+def test_several_connections_get_one_ladder_each(tmp_path, capsys):
+    d = tmp_path / "n"
+    assert main(["scenario", "run", "nagle", "-o", str(d)]) == 0
+    assert (d / "ladder.svg").exists() and (d / "ladder-2.svg").exists() and (d / "seq-2.png").exists()
+
+
+def test_seed_article_replay_reads_like_the_article(capsys):
+    assert main(["scenario", "run", "seed-article", "-x"]) == 0
+    out = capsys.readouterr().out
+    assert "0x0000:  4500 0056" in out                        # the article's first line: 86 bytes
+    assert "HELO web34213.mail.mud.yahoo.com" in out and "MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>" in out
+    assert "kind 8: Timestamps" in out

@@ -64,3 +64,38 @@ def test_a_failing_check_is_reported(monkeypatch):
 def test_unknown_scenario():
     with pytest.raises(KeyError, match="known: handshake"):
         scenarios.get("nope")
+
+
+def test_sack_retransmits_exactly_the_lost_segments(outcomes):
+    f = play(outcomes, "sack-recovery").facts
+    assert f["retransmitted"] == f["lost"] and len(f["lost"]) == 2 and f["rto_expirations"] == 0
+
+
+def test_nagle_coalesces_and_nodelay_does_not(outcomes):
+    f = play(outcomes, "nagle").facts
+    assert f["nagle_segments"] < f["nodelay_segments"] == 10
+
+
+def test_delayed_ack(outcomes):
+    f = play(outcomes, "delayed-ack").facts
+    assert f["pair_second"] == 0 and f["single"] >= 0.04 and f["delayed_acks"] >= 1
+
+
+def test_window_scaling(outcomes):
+    f = play(outcomes, "window-scaling").facts
+    assert f["window_field"] <= 65535 < f["window_bytes"] == f["window_field"] << 5
+
+
+def test_paws_drops_the_old_duplicate(outcomes):
+    f = play(outcomes, "paws").facts
+    assert f["paws_drops"] == 1 and f["delivered"] == b"first\nsecond\n"
+
+
+def test_sequence_numbers_wrap(outcomes):
+    f = play(outcomes, "wraparound").facts
+    assert f["wrapped"] and f["isn"] + f["bytes_to_wrap"] == 2 ** 32
+
+
+def test_seed_article_packets_have_the_articles_shape(outcomes):
+    f = play(outcomes, "seed-article").facts
+    assert (f["helo_total_length"], f["helo_header"], f["helo_payload"], f["mail_payload"]) == (86, 32, 34, 37)
