@@ -12,7 +12,8 @@ analyses each direction the way Wireshark's TCP analysis does:
   previous segment in this direction, with data outstanding the other way (RFC 5681 §2);
 * ``zero-window``: window 0; ``window-probe``: one byte sent into a zero window;
 * ``rst``: the reset flag; ``handshake`` and ``close``: the segments of the
-  three-way handshake (RFC 9293 §3.5) and of the FIN exchange (§3.6).
+  three-way handshake (RFC 9293 §3.5) and of the FIN exchange (§3.6);
+* ``redacted``: the hex dump hid some bytes (``xx``): what depends on them is unknown.
 
 Every packet also keeps its tcpdump line and its ``trace -x`` explanation, so
 the pictures and the report say exactly what ``netstack trace`` says.
@@ -33,7 +34,7 @@ __all__ = ["Packet", "Conversation", "Capture", "load", "MARKS"]
 
 #: every mark, in the order a legend lists them
 MARKS = ("handshake", "close", "retransmission", "out-of-order", "gap", "dup-ack", "zero-window",
-         "window-probe", "rst")
+         "window-probe", "rst", "redacted")
 _APP_PORTS = {25: "SMTP", 587: "SMTP", 465: "SMTP", 110: "POP3", 143: "IMAP", 80: "HTTP", 21: "FTP", 7: "echo"}
 
 
@@ -208,6 +209,8 @@ def load(source, *, name: str | None = None, max_packets: int | None = None) -> 
         if d.proto != "tcp" or d.l4 is None or d.error is not None:
             continue
         _add_segment(pkt, d, convs, by_key, state)
+        if frame.redacted:
+            pkt.marks.append("redacted")
     if not any(p.is_tcp for p in packets):
         raise CaptureError(f"{name}: no TCP segments in the capture ({len(packets)} packet"
                            f"{'s' * (len(packets) != 1)} read)")

@@ -15,8 +15,8 @@ from .conversation import Capture, Conversation, Packet
 __all__ = ["ladder_text", "ladder_svg", "MARK_COLOURS"]
 
 MARK_COLOURS = {"retransmission": "#d62728", "out-of-order": "#1f77b4", "gap": "#8c564b", "dup-ack": "#ff7f0e",
-                "zero-window": "#9467bd", "window-probe": "#9467bd", "rst": "#7f0000"}
-_SHOWN = ("retransmission", "out-of-order", "gap", "dup-ack", "zero-window", "window-probe", "rst")
+                "zero-window": "#9467bd", "window-probe": "#9467bd", "rst": "#7f0000", "redacted": "#7f7f7f"}
+_SHOWN = ("retransmission", "out-of-order", "gap", "dup-ack", "zero-window", "window-probe", "rst", "redacted")
 
 
 def _marks(p: Packet) -> list[str]:

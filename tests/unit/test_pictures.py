@@ -270,3 +270,31 @@ def test_report_escapes_script_end_and_notes_a_cut(tmp_path, capsys):
     capsys.readouterr()
     _one_line_error(capsys, ["report", str(pcap), "-o", str(tmp_path / "no" / "r.html")], "No such file")
     _one_line_error(capsys, ["report", str(pcap), "--state-log", str(pcap), "-o", str(out)], "not a text file")
+
+
+def test_out_of_order_and_gap_are_marked(tmp_path, played):
+    import netstack.capture as c
+    o = played("fast-retransmit")
+    frames = list(c.read_frames(io.BytesIO(o.testbed.pcap_bytes())))
+    # frames 3.. carry seq 1, 989, 1977, 2965, 3953, 4941, 5929 (988 bytes each)
+    frames[4], frames[5] = frames[5], frames[4]             # 1977 is captured before 989
+    del frames[8]                                            # and 4941 never is
+    path = tmp_path / "ooo.pcap"
+    with PcapWriter(str(path)) as w:
+        for fr in frames:
+            w.write(fr.data, fr.ts_sec + fr.ts_nsec / 1e9)
+    conv = load(str(path)).conversations[0]
+    marks = {}
+    for p in conv.packets:
+        if p.length:
+            marks.setdefault(p.rel_seq, p.marks)                # the first time each is seen
+    assert "gap" in marks[1977]                              # a hole below it
+    assert "out-of-order" in marks[989]                      # then the hole is filled
+    assert "gap" in marks[5929]                              # after the segment the capture lost
+    assert not marks[2965] and not marks[3953]
+
+
+def test_redacted_bytes_are_marked_on_the_ladder():
+    cap = load(SEED)
+    assert [("redacted" in p.marks) for p in cap.packets] == [False, True]
+    assert "** REDACTED" in capture_ladder_text(cap)
