@@ -116,7 +116,7 @@ def measure(*, packets: int, repeat: int, browser: bool, progress) -> dict:
         pcap = os.path.join(d, "bulk.pcap")
         with open(pcap, "wb") as f:
             f.write(make_capture(packets))
-        cap = load(pcap, max_packets=packets)
+        cap = load(pcap, max_packets=packets, explain=False)
         n = len(cap.packets)
         page = os.path.join(d, "report.html")
 
@@ -128,7 +128,8 @@ def measure(*, packets: int, repeat: int, browser: bool, progress) -> dict:
         steps = [
             ("trace (reference)", lambda: _trace_all(pcap, packets), "read, dissect and print every packet"),
             ("read and analyse", lambda: load(pcap, max_packets=packets), "conversations, marks, trace -x texts"),
-            ("ladder (text)", lambda: capture_ladder_text(load(pcap, max_packets=packets)), ""),
+            ("ladder (text)", lambda: capture_ladder_text(load(pcap, max_packets=packets, explain=False)),
+             "what netstack draw ladder does"),
             ("stream graphs", lambda: draw_stream_graphs(cap.conversations[0], os.path.join(d, "s.png")),
              "matplotlib, PNG, analysis excluded"),
             ("report", write_report, "the whole netstack report command"),

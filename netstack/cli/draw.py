@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind, helptext in (("ladder", "message-sequence diagram of each TCP connection"),
                            ("seq", "time-sequence, throughput and RTT graphs (matplotlib)")):
-        k = kinds.add_parser(kind, help=helptext)
+        k = kinds.add_parser(kind, help=helptext, description=helptext, epilog=_EPILOG,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         k.add_argument("capture", metavar="CAPTURE", help="pcap file or tcpdump hex dump")
         k.add_argument("-o", "--output", metavar="FILE", required=(kind == "seq"),
                        help="output file; its suffix picks the format")
@@ -40,7 +41,9 @@ def add_parser(sub) -> None:
         k.add_argument("--max-packets", type=int, metavar="N", default=100_000,
                        help="read at most N packets (default 100000); the picture says when it was cut")
         k.set_defaults(func=run)
-    k = kinds.add_parser("states", help="the RFC 9293 state diagram with the transitions of a state log")
+    k = kinds.add_parser("states", help="the RFC 9293 state diagram with the transitions of a state log",
+                         description="the RFC 9293 state diagram with the transitions of a state log",
+                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     k.add_argument("statelog", metavar="FILE", help="a state log (JSON lines, from netstack serve --state-log)")
     k.add_argument("-o", "--output", metavar="FILE", required=True, help="FILE.svg or FILE.html")
     k.add_argument("--conn", metavar="LOCAL,REMOTE",
@@ -74,14 +77,15 @@ def _write(path: str, text: str) -> None:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def load_capture(path: str, max_packets: int | None):
-    """The analysed capture, with CLI errors (one line, exit status 2)."""
+def load_capture(path: str, max_packets: int | None, *, explain: bool = False):
+    """The analysed capture, with CLI errors (one line, exit status 2); ``explain``: keep each
+    packet's trace -x reading (the report needs it, the pictures do not)."""
     from netstack.capture import CaptureError
     from netstack.pictures.conversation import load
     if max_packets is not None and max_packets < 1:
         raise UsageError("--max-packets must be at least 1")
     try:
-        return load(path, max_packets=max_packets)
+        return load(path, max_packets=max_packets, explain=explain)
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 

@@ -26,8 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("capture", metavar="CAPTURE", help="pcap file or tcpdump hex dump")
     p.add_argument("--state-log", metavar="FILE", help="a state log (netstack serve --state-log) to draw the states")
     p.add_argument("-o", "--output", metavar="FILE.html", required=True, help="the page to write")
-    p.add_argument("--max-packets", type=int, metavar="N", default=100_000,
-                   help="read at most N packets (default 100000); the page says when it was cut")
+    p.add_argument("--max-packets", type=int, metavar="N", default=20_000,
+                   help="read at most N packets (default 20000: every packet's reading is in the page); "
+                        "the page says when it was cut")
     p.add_argument("--title", help="the page title (default: netstack report: CAPTURE)")
     p.set_defaults(func=run)
 
@@ -42,7 +43,7 @@ def run(args) -> int:
             records = read_state_log(args.state_log)
         except StateLogError as exc:
             raise UsageError(str(exc)) from None
-    cap = load_capture(args.capture, args.max_packets)
+    cap = load_capture(args.capture, args.max_packets, explain=True)
     page = build_report(cap, state_records=records, title=args.title)
     try:
         with open(args.output, "w", encoding="utf-8") as f:

@@ -178,9 +178,10 @@ def _app_text(payload, server_port: int, sport: int, dport: int) -> str:
     return (first[:48] + ("..." if len(first) > 48 or more else "")).replace('"', "'")
 
 
-def load(source, *, name: str | None = None, max_packets: int | None = None) -> Capture:
+def load(source, *, name: str | None = None, max_packets: int | None = None, explain: bool = True) -> Capture:
     """Read and analyse a capture; :class:`~netstack.capture.CaptureError` (one line) if it cannot
-    be read or holds no TCP segment.  ``max_packets`` stops after that many packets (``cut`` says so)."""
+    be read or holds no TCP segment.  ``max_packets`` stops after that many packets (``cut`` says so).
+    ``explain=False`` leaves ``Packet.explain`` empty (a few kB a packet saved when only drawing)."""
     if max_packets is not None and max_packets < 1:
         raise ValueError("--max-packets must be at least 1")
     name = name or (source if isinstance(source, str) else getattr(source, "name", "<capture>"))
@@ -201,10 +202,12 @@ def load(source, *, name: str | None = None, max_packets: int | None = None) -> 
         tstext = format_time(frame.ts_sec, frame.ts_nsec, frame.ts_digits)
         ip_data, ip_off, note = network_layer(frame)
         if ip_data is None:
-            packets.append(Packet(frame.number, ts, f"{tstext} {note}".strip(), explain_packet(frame, None, 0, None, note)))
+            packets.append(Packet(frame.number, ts, f"{tstext} {note}".strip(),
+                                  explain_packet(frame, None, 0, None, note) if explain else ""))
             continue
         d = dissect(ip_data, redacted=frozenset(o - ip_off for o in frame.redacted), cut=frame.orig_len is not None)
-        pkt = Packet(frame.number, ts, format_packet(d, tracker, tstext), explain_packet(frame, ip_data, ip_off, d))
+        pkt = Packet(frame.number, ts, format_packet(d, tracker, tstext),
+                     explain_packet(frame, ip_data, ip_off, d) if explain else "")
         packets.append(pkt)
         if d.proto != "tcp" or d.l4 is None or d.error is not None:
             continue

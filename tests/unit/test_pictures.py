@@ -215,6 +215,10 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, files):
     _one_line_error(capsys, ["draw", "states", log, "-o", str(tmp_path / "s.svg"), "--conn", "a:1,b:2"],
                     "no transitions of a:1,b:2")
     _one_line_error(capsys, ["draw", "ladder", str(tmp_path / "missing.pcap")], "No such file")
+    text = tmp_path / "notes.txt"
+    text.write_text("no packets here\n")
+    _one_line_error(capsys, ["report", str(text), "-o", str(tmp_path / "r.html")],
+                    "notes.txt: no packets found (expected a pcap file or a tcpdump hex dump")
 
 
 def test_max_packets_cuts_with_a_note(files, capsys, tmp_path):
