@@ -103,8 +103,8 @@ def ladder_svg(conv: Conversation, *, cut_note: str | None = None, max_rows: int
             o.append(f'<text x="10" y="{y + 14}" fill="#555">{p.time - t0:.6f}</text>')
         o.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y + 16}" stroke="{colour}" stroke-width="1.6"{dash} '
                  f'marker-end="url(#ah)"/>')
-        o.append(f'<text x="{(LEFT_X + RIGHT_X) // 2}" y="{y + 4}" text-anchor="middle" fill="{colour}">'
-                 f'{escape(label)}</text>')
+        o.append(f'<text x="{(LEFT_X + RIGHT_X) // 2}" y="{y + 4}" text-anchor="middle" fill="{colour}" '
+                 f'stroke="white" stroke-width="3" paint-order="stroke">{escape(label)}</text>')   # a halo
         if marks:
             o.append(f'<text x="{RIGHT_X + 14}" y="{y + 14}" fill="{colour}" font-weight="bold">'
                      f'{escape(", ".join(marks))}</text>')

@@ -10,7 +10,7 @@ from typing import Callable
 
 from netstack.tcp import ConnEvent, State, TCPConfig
 from netstack.tcp.seq import seq_diff
-from netstack.wire.tcp import ACK, FIN, RST, SYN
+from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
 from .testbed import A_ADDR, B_ADDR, Testbed
 
@@ -384,7 +384,6 @@ def _sack_recovery(o: Outcome) -> None:
 
 
 def _has_sack(seg) -> bool:
-    from netstack.wire.tcp import parse_tcp
     return bool(parse_tcp(seg.data, verify=False).options.sack_blocks)
 
 
@@ -452,7 +451,6 @@ def _window_scaling(o: Outcome) -> None:
     tb = o.testbed
     a, b = _established(tb)
     syn, synack = tb.segments[0], tb.segments[1]
-    from netstack.wire.tcp import parse_tcp
     shift_a = parse_tcp(syn.data, verify=False).options.wscale
     shift_b = parse_tcp(synack.data, verify=False).options.wscale
     _transfer(tb, a, b, 20 * MSS)
@@ -524,7 +522,6 @@ SEED_DIALOGUE = [
 def _seed_article(o: Outcome) -> None:
     tb = o.testbed
     conn, server, heard = _dialogue(o, SEED_DIALOGUE, client_port=40565)
-    from netstack.wire.tcp import parse_tcp
     helo = next(s for s in tb.segments if s.data.endswith(b"HELO web34213.mail.mud.yahoo.com\r\n"))
     mail = next(s for s in tb.segments if s.data.endswith(b"yahoo.com>\r\n"))
     seg = parse_tcp(helo.data, verify=False)
