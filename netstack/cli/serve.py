@@ -101,6 +101,12 @@ def _validate(args):
             faults = parse_fault_spec(args.faults)
         except FaultSpecError as exc:
             raise UsageError(f"--faults: {exc}") from None
+    if args.state_log:
+        where = os.path.dirname(os.path.abspath(args.state_log))
+        if not os.path.isdir(where):
+            raise UsageError(f"--state-log {args.state_log}: directory {where} does not exist")
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"--state-log {args.state_log}: directory {where} is not writable")
     if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
         raise UsageError("--reasm-* values must be positive")
     return str(addr), str(peer), faults
