@@ -52,4 +52,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     NETSTACK_REQUIRE_NATIVE=1 "$venv/bin/python" -m pip install -q -e ".[test]" >&2
     touch "$stamp"
 fi
+# matplotlib builds its font cache on first use by running fc-list; do it here, once, so that no
+# test (the unit tier refuses subprocesses) is the first user.
+"$venv/bin/python" -c "import matplotlib; matplotlib.use('Agg'); import matplotlib.font_manager" >&2
 "$venv/bin/netstack" info >&2
