@@ -28,7 +28,7 @@ from netstack.capture.dissect import dissect
 from netstack.capture.explain import explain_packet, payload_text
 from netstack.capture.format import SeqTracker, format_options, format_packet, format_time
 from netstack.wire.ipv4 import int2ip
-from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN, flags_str
+from netstack.wire.tcp import ACK, FIN, RST, SYN, flags_str
 
 __all__ = ["Packet", "Conversation", "Capture", "load", "MARKS"]
 
@@ -167,7 +167,8 @@ def _covered(seen, lo: int, hi: int) -> bool:
     return pos >= hi
 
 
-def _app_text(payload, server_port: int, sport: int, dport: int) -> str:
+def _app_text(payload, server_port: int) -> str:
+    """The first line of an application command or reply (SMTP, HTTP, ...), shortened; '' if not text."""
     if server_port not in _APP_PORTS or not payload:
         return ""
     text = payload_text(payload)
@@ -261,12 +262,11 @@ def _add_segment(pkt: Packet, d, convs, by_key, state) -> None:
     pkt.sack = tuple(((l - isn_peer) & 0xFFFFFFFF, (r - isn_peer) & 0xFFFFFFFF) for l, r in opts.sack_blocks)
     pkt.ts = (opts.ts_val, opts.ts_ecr) if opts.ts_val is not None else None
     server_port = conv.server[1]
-    pkt.app = _app_text(seg.payload, server_port, seg.src_port, seg.dst_port)
+    pkt.app = _app_text(seg.payload, server_port)
 
     marks = pkt.marks
     span = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-    lo = pkt.rel_seq if not flags & SYN else 0
-    lo = lo if flags & SYN else pkt.rel_seq
+    lo = pkt.rel_seq                                   # 0 for a SYN: the ISN itself
     hi = lo + span
     if flags & RST:
         marks.append("rst")
