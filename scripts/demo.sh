@@ -37,7 +37,7 @@ trap 'exit 130' INT TERM
 banner() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
 banner "1. The seed article's HELO packet, read field by field"
-"$netstack" trace --explain --count 1 "$here/tests/support/seed_article_packets.txt"
+"$netstack" trace --explain -c 1 "$here/tests/support/seed_article_packets.txt"
 
 banner "2. The lab: namespace $ns, TUN $ifname, kernel 198.18.0.1, stack 198.18.0.2"
 "$netstack" serve --netns "$ns" --ifname "$ifname" --pcap "$work/session.pcap" \
@@ -59,13 +59,17 @@ ip netns exec "$ns" swaks --server 198.18.0.2 --port 25 --helo demo.example.test
     --header "Subject: hello through a userspace TCP/IP stack" \
     --body "This message crossed netstack's own IPv4 and TCP."
 
+banner "3c. Ask the running stack, as ss and nstat would ask the kernel"
+"$netstack" ss -tanio --netns "$ns"
+"$netstack" stats --netns "$ns"
+
 banner "4a. The delivered Maildir file"
 kill -INT "$serve_pid"; wait "$serve_pid" || true; serve_pid=""
 tail -n 25 "$work/serve.log"
 for f in "$work"/mail/*/new/*; do echo "--- $f"; cat "$f"; done
 
-banner "4b. The SMTP session as the stack saw it (netstack trace)"
-"$netstack" trace -A "$work/session.pcap"
+banner "4b. The SMTP session as the stack saw it (netstack trace -A FILE tcp port 25)"
+"$netstack" trace -A "$work/session.pcap" tcp port 25
 
 banner "5. The report of this session"
 report=${NETSTACK_DEMO_REPORT:-/tmp/netstack-demo-report.html}

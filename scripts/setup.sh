@@ -2,8 +2,8 @@
 # Set up everything netstack needs on a Debian machine, as root:
 #   - Debian packages: a C compiler and Python headers (for the cffi checksum),
 #     iproute2, tshark, tcpdump (the reference the dissector is tested against), swaks,
-#     iputils-ping, nftables, openssl; the Perl TLS modules swaks needs for -tls; chromium and
-#     chromium-driver (the headless browser the HTML report is tested in, with Selenium);
+#     iputils-ping, nftables, openssl; the Perl TLS modules swaks needs for -tls; nmap (the scan test);
+#     chromium and chromium-driver (the headless browser the HTML report is tested in, with Selenium);
 #   - a virtual environment in .venv with netstack installed (editable) plus the test extras.
 # Idempotent: a second run only checks. Prints what it does on stderr.
 set -euo pipefail
@@ -18,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-debs=(gcc libffi-dev python3 python3-venv python3-dev iproute2 tshark tcpdump swaks libnet-ssleay-perl libio-socket-ssl-perl iputils-ping nftables openssl ca-certificates procps chromium chromium-driver)
+debs=(gcc libffi-dev python3 python3-venv python3-dev iproute2 tshark tcpdump swaks nmap libnet-ssleay-perl libio-socket-ssl-perl iputils-ping nftables openssl ca-certificates procps chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,9 +17,11 @@ in one run and on the same ``bytes`` buffer:
   Without the native module it is ``bytearray`` slice assignment instead;
   the JSON says which (``copy_method``).
 
-Columns: ns/call (median of ``--repeat`` runs), GB/s (10^9 B/s), ``vs scapy``
-(scapy's time / this one: how many times faster) and ``vs copy`` (copy's time
-/ this one: the fraction of memcpy's rate).
+Columns: ns/call (median of ``--repeat`` runs after ``--warmup`` discarded
+ones), GB/s (10^9 B/s), ``vs scapy`` (scapy's time / this one: how many times
+faster), ``vs copy`` (copy's time / this one: the fraction of memcpy's rate)
+and the spread of the runs (slowest and fastest relative to the median; a
+warning under the table for a row spread over more than 10%).
 
 A second table times calls on a 20-byte buffer against ``ns_noop``, a C
 function that does nothing, called through cffi with the same arguments as
@@ -49,12 +51,16 @@ COLUMNS = [
     report.Column("gb_per_s", "GB/s", "{:.2f}"),
     report.Column("vs_scapy", "vs scapy", "{:.1f}x"),
     report.Column("vs_copy", "vs copy", "{:.2f}x"),
+    report.SPREAD,
 ]
 CALL_COLUMNS = [
     report.Column("call", "call at 20 B", "{}", "<"),
     report.Column("ns_per_call", "ns/call", "{:.0f}"),
     report.Column("vs_noop", "/ no-op", "{:.2f}x"),
+    report.SPREAD,
 ]
+KEY = ("size", "impl")                 # what identifies a row (bench compare matches on it)
+FIGURE = ("ns_per_call", "lower")      # what bench compare divides
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -164,7 +170,7 @@ def _check_agreement(subjects: Subjects, sizes) -> str | None:
 
 
 def measure(sizes=SIZES, *, repeat: int, min_time: float, include_scapy: bool = True,
-            progress: report.Progress | None = None, subjects: Subjects | None = None) -> dict:
+            progress: report.Progress | None = None, subjects: Subjects | None = None, warmup: int = 0) -> dict:
     """Time everything; returns {"rows", "calls", "targets", "copy_method", "scapy"}."""
     subjects = subjects or Subjects(include_scapy)
     error = _check_agreement(subjects, sizes)
@@ -184,7 +190,7 @@ def measure(sizes=SIZES, *, repeat: int, min_time: float, include_scapy: bool = 
                 subjects_at_size[impl] = call
         if progress is not None:
             progress.step(f"{size} B: " + ", ".join(subjects_at_size))
-        timings = report.time_calls(subjects_at_size, repeat=repeat, min_time=min_time)
+        timings = report.time_calls(subjects_at_size, repeat=repeat, min_time=min_time, warmup=warmup)
         scapy_ns = timings["scapy"].ns if "scapy" in timings else None
         copy_ns = timings["copy"].ns if "copy" in timings else None
         for impl in IMPLS:
@@ -202,13 +208,15 @@ def measure(sizes=SIZES, *, repeat: int, min_time: float, include_scapy: bool = 
         if progress is not None:
             progress.step("20 B calls against a no-op cffi call")
         timings = report.time_calls({label: (fn, args) for label, fn, args in small},
-                                    repeat=repeat, min_time=min_time)
+                                    repeat=repeat, min_time=min_time, warmup=warmup)
         noop_ns = timings[small[0][0]].ns
         for label, _, _ in small:
             t = timings[label]
             calls.append({"call": label, "ns_per_call": t.ns, "vs_noop": t.ns / noop_ns,
                           "runs_ns_per_call": t.runs, "calls_per_run": t.number})
 
+    report.add_spread(rows, "runs_ns_per_call")
+    report.add_spread(calls, "runs_ns_per_call")
     return {"rows": rows, "calls": calls, "targets": targets(rows, calls),
             "copy_method": subjects.copy_method, "scapy": subjects.scapy_note}
 
@@ -264,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         print("bench checksum: importing scapy ...", file=sys.stderr, flush=True)
     try:
         result = measure(args.sizes, repeat=repeat, min_time=min_time,
-                         include_scapy=not args.no_scapy, progress=progress)
+                         include_scapy=not args.no_scapy, progress=progress, warmup=report.warmup_setting(args))
     except RuntimeError as exc:
         print(f"netstack bench checksum: {exc}", file=sys.stderr)
         return 1
@@ -274,23 +282,31 @@ def run(args: argparse.Namespace) -> int:
     out = report.table_stream(args)
     lines = [
         f"checksum: {env['checksum']}; {env['python']}; {env['cpu']}",
-        f"median of {repeat} runs, each >= {min_time * 1000:g} ms; copy = {result['copy_method']}; "
+        f"median of {repeat} runs after {report.warmup_setting(args)} warm-up, each >= {min_time * 1000:g} ms; "
+        f"copy = {result['copy_method']}; "
         f"scapy = {result['scapy']}",
         "",
         report.format_table(COLUMNS, result["rows"]),
     ]
     if result["calls"]:
         lines += ["", report.format_table(CALL_COLUMNS, result["calls"])]
+    warnings = (report.spread_warnings(result["rows"], lambda r: f"{r['impl']} {r['size']} B")
+                + report.spread_warnings(result["calls"], lambda r: r["call"]))
+    if warnings:
+        lines += [""] + warnings
     lines += ["", "targets:", report.format_targets(result["targets"])]
     print("\n".join(lines), file=out, flush=True)
 
     if args.json:
-        settings = {"repeat": repeat, "min_time_s": min_time, "sizes": list(args.sizes),
+        settings = {"repeat": repeat, "warmup": report.warmup_setting(args), "min_time_s": min_time,
+                    "sizes": list(args.sizes),
                     "kernel": checksum.native_path(), "buffer": "bytes"}
         try:
-            report.write_json(args.json, "checksum", COLUMNS, result["rows"], settings=settings,
+            report.write_json(args.json, "checksum", COLUMNS, result["rows"], settings=settings, key=KEY,
+                              figure=FIGURE, warnings=warnings,
                               copy_method=result["copy_method"], scapy=result["scapy"],
-                              call_columns=[{"key": c.key, "title": c.title} for c in CALL_COLUMNS],
+                              call_columns=[{"key": c.key, "title": c.title} for c in CALL_COLUMNS
+                                            if c is not report.SPREAD],
                               calls=result["calls"], targets=result["targets"])
         except OSError as exc:
             print(f"netstack bench checksum: cannot write {args.json}: {exc}", file=sys.stderr)

@@ -127,7 +127,7 @@ def measure(*, packets: int, repeat: int, browser: bool, progress) -> dict:
 
         steps = [
             ("trace (reference)", lambda: _trace_all(pcap, packets), "read, dissect and print every packet"),
-            ("read and analyse", lambda: load(pcap, max_packets=packets), "conversations, marks, trace -x texts"),
+            ("read and analyse", lambda: load(pcap, max_packets=packets), "conversations, marks, trace -V texts"),
             ("ladder (text)", lambda: capture_ladder_text(load(pcap, max_packets=packets, explain=False)),
              "what netstack draw ladder does"),
             ("stream graphs", lambda: draw_stream_graphs(cap.conversations[0], os.path.join(d, "s.png")),

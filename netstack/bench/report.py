@@ -18,14 +18,26 @@ Every benchmark reports figures the same way:
   environment (``environment()``) and settings.
 - ``Progress`` writes what is being measured to stderr (an in-place line on a
   terminal, one line per step otherwise), so stdout carries only the table.
-- ``add_common_arguments(parser)`` adds ``--repeat``, ``--min-time``,
-  ``--quick``, ``--json FILE`` and ``--quiet``; ``timing_settings(args)``
-  turns them into ``(repeat, min_time)``; ``table_stream(args)`` is where the
-  table goes (stderr when ``--json -`` keeps stdout for the JSON alone).
+- ``add_common_arguments(parser)`` adds ``--repeat``, ``--warmup``,
+  ``--min-time``, ``--quick``, ``--json FILE`` and ``--quiet``;
+  ``timing_settings(args)`` turns them into ``(repeat, min_time)`` and
+  ``warmup_setting(args)`` into the number of discarded warm-up runs;
+  ``table_stream(args)`` is where the table goes (stderr when ``--json -``
+  keeps stdout for the JSON alone).
+- Spread, as pyperf reports it: ``add_spread(rows, runs_key)`` puts the
+  :class:`Spread` of each row's runs (median, min, max, quartiles) in
+  ``row["spread"]``; the :data:`SPREAD` column shows min and max relative to
+  the median, and ``spread_warnings(rows, label)`` returns one warning per row
+  whose runs spread over more than 10% of its median (:data:`UNSTABLE`), to
+  be printed under the table and stored in the JSON.
+- The JSON carries ``schema_version`` (:data:`SCHEMA_VERSION`), the columns
+  that identify a row (``key``) and the figure to compare with its direction
+  (``figure``), which is what ``netstack bench compare A.json B.json`` reads.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,8 +50,15 @@ from typing import Any, Callable, Sequence
 
 DEFAULT_REPEAT = 7
 DEFAULT_MIN_TIME = 0.02        # seconds per run
+DEFAULT_WARMUP = 1             # discarded runs before the measured ones (pyperf's default too)
 QUICK_REPEAT = 3
 QUICK_MIN_TIME = 0.002
+#: Version of the JSON written by :func:`write_json`.  1: no version field; 2: ``schema_version``,
+#: ``key``, ``figure``, ``warnings``, ``row["spread"]``.
+SCHEMA_VERSION = 2
+#: A row whose runs spread (max - min) over more than this fraction of its median is flagged
+#: as unstable, as pyperf flags a standard deviation above 10% of the mean.
+UNSTABLE = 0.10
 
 
 # --- timing -------------------------------------------------------------------------
@@ -88,23 +107,29 @@ def _timer(fn: Callable, args: Sequence) -> timeit.Timer:
 
 
 def time_call(fn: Callable, args: Sequence = (), *, repeat: int = DEFAULT_REPEAT,
-              min_time: float = DEFAULT_MIN_TIME) -> Timing:
+              min_time: float = DEFAULT_MIN_TIME, warmup: int = 0) -> Timing:
     """Time ``fn(*args)``: median ns/call over ``repeat`` runs of at least ``min_time`` s each."""
-    return time_calls({"call": (fn, args)}, repeat=repeat, min_time=min_time)["call"]
+    return time_calls({"call": (fn, args)}, repeat=repeat, min_time=min_time, warmup=warmup)["call"]
 
 
 def time_calls(calls: dict[str, tuple[Callable, Sequence]], *, repeat: int = DEFAULT_REPEAT,
-               min_time: float = DEFAULT_MIN_TIME) -> dict[str, Timing]:
+               min_time: float = DEFAULT_MIN_TIME, warmup: int = 0) -> dict[str, Timing]:
     """Time several ``name: (fn, args)`` calls, interleaved.
 
-    Each call is calibrated on its own, then the runs go round-robin
-    (A B C, A B C, ...), so that a burst of load from another process on the
-    machine hits every subject alike and the ratios between them stay fair.
+    Each call is calibrated on its own, then ``warmup`` rounds run and are
+    discarded, then the measured runs go round-robin (A B C, A B C, ...), so
+    that a burst of load from another process on the machine hits every
+    subject alike and the ratios between them stay fair.
     """
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
+    if warmup < 0:
+        raise ValueError("warmup must be at least 0")
     timers = {name: _timer(fn, args) for name, (fn, args) in calls.items()}
     numbers = {name: _calibrate(timer, min_time) for name, timer in timers.items()}
+    for _ in range(warmup):
+        for name, timer in timers.items():
+            timer.timeit(numbers[name])
     runs: dict[str, list[float]] = {name: [] for name in timers}
     for _ in range(repeat):
         for name, timer in timers.items():
@@ -124,18 +149,101 @@ def ratio(reference_ns: float | None, ns: float | None) -> float | None:
 
 @dataclass
 class Column:
-    """A table column: ``key`` into each row dict, a ``title``, and a format for values."""
+    """A table column: ``key`` into each row dict, a ``title``, and a format for values
+    (a ``str.format`` pattern or a function of the value)."""
 
     key: str
     title: str
-    fmt: str = "{}"
+    fmt: str | Callable[[Any], str] = "{}"
     align: str = ">"          # ">" right (numbers) or "<" left (names)
 
     def cell(self, row: dict) -> str:
         value = row.get(self.key)
         if value is None:
             return "-"
-        return self.fmt.format(value)
+        return self.fmt(value) if callable(self.fmt) else self.fmt.format(value)
+
+
+# --- spread of the runs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How the runs of one row are spread around their median."""
+
+    n: int
+    median: float
+    min: float
+    max: float
+    q1: float
+    q3: float
+
+    @property
+    def rel_range(self) -> float:
+        """(max - min) / median: the fraction of the median the runs spread over."""
+        return (self.max - self.min) / abs(self.median) if self.median else 0.0
+
+    @property
+    def rel_iqr(self) -> float:
+        """Interquartile range / median."""
+        return (self.q3 - self.q1) / abs(self.median) if self.median else 0.0
+
+    @property
+    def unstable(self) -> bool:
+        return self.n > 1 and self.rel_range > UNSTABLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "median": self.median, "min": self.min, "max": self.max, "q1": self.q1,
+                "q3": self.q3, "rel_range": self.rel_range, "rel_iqr": self.rel_iqr, "unstable": self.unstable}
+
+
+def spread_of(values: Sequence[float | None]) -> Spread | None:
+    """The :class:`Spread` of *values* (``None`` entries ignored); None when there are none."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    if len(vals) > 1:
+        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    else:
+        q1 = q3 = vals[0]
+    return Spread(len(vals), statistics.median(vals), vals[0], vals[-1], q1, q3)
+
+
+def add_spread(rows: Sequence[dict], runs_key: str, value_key: str | None = None) -> None:
+    """Set ``row["spread"]`` (a dict, see :meth:`Spread.as_dict`) from ``row[runs_key]``: a list
+    of numbers, or of dicts whose ``value_key`` holds the number."""
+    for row in rows:
+        runs = row.get(runs_key) or []
+        if value_key is not None:
+            runs = [r.get(value_key) if isinstance(r, dict) else None for r in runs]
+        sp = spread_of(runs)
+        row["spread"] = sp.as_dict() if sp is not None else None
+
+
+def format_spread(d: dict) -> str:
+    """``-1.2% +3.4%``: the slowest and fastest runs relative to the median; `` !`` marks a
+    spread above :data:`UNSTABLE` of the median."""
+    if not d["median"]:
+        return "-"
+    lo = (d["min"] - d["median"]) / abs(d["median"])
+    hi = (d["max"] - d["median"]) / abs(d["median"])
+    return f"{lo * 100:+.1f}% {hi * 100:+.1f}%" + (" !" if d["unstable"] else "")
+
+
+#: The column showing each row's spread (after :func:`add_spread`).
+SPREAD = Column("spread", "runs min max", format_spread)
+
+
+def spread_warnings(rows: Sequence[dict], label: Callable[[dict], str]) -> list[str]:
+    """One line per row whose runs spread over more than :data:`UNSTABLE` of the median."""
+    out = []
+    for row in rows:
+        d = row.get("spread")
+        if d and d["unstable"]:
+            out.append(f"WARNING: {label(row)}: its {d['n']} runs spread over {d['rel_range']:.1%} of the median "
+                       f"(> {UNSTABLE:.0%}; IQR {d['rel_iqr']:.1%}); the figure may be unstable: "
+                       "use more --repeat or --warmup, or a quieter machine")
+    return out
 
 
 def format_table(columns: Sequence[Column], rows: Sequence[dict]) -> str:
@@ -214,24 +322,49 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_json(path: str, benchmark: str, columns: Sequence[Column], rows: Sequence[dict],
+def write_json(path: str, benchmark: str, columns: Sequence[Column], rows: Sequence[dict], *,
+               key: Sequence[str] = (), figure: tuple[str, str] | None = None, warnings: Sequence[str] = (),
                **extra: Any) -> None:
-    """Write ``{"benchmark", "environment", "columns", "rows", **extra}`` to ``path`` ("-" = stdout)."""
+    """Write ``{"schema_version", "benchmark", "environment", "columns", "key", "figure", "rows",
+    "warnings", **extra}`` to ``path`` ("-" = stdout).
+
+    *key*: the columns that identify a row (``["size", "impl"]``); *figure*: ``(column, "lower"
+    or "higher")``, the figure ``bench compare`` divides and which direction is better."""
     doc = {
+        "schema_version": SCHEMA_VERSION,
         "benchmark": benchmark,
         "environment": environment(),
-        "columns": [{"key": c.key, "title": c.title} for c in columns],
+        "columns": [{"key": c.key, "title": c.title} for c in columns if c is not SPREAD],
+        "key": list(key),
+        "figure": {"key": figure[0], "better": figure[1]} if figure else None,
         "rows": list(rows),
+        "warnings": list(warnings),
         **extra,
     }
     text = json.dumps(doc, indent=2, sort_keys=False, default=_jsonable) + "\n"
     if path == "-":
-        sys.stdout.write(text)
+        (_json_stdout or sys.stdout).write(text)
         return
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+_json_stdout = None
+
+
+@contextlib.contextmanager
+def json_alone_on_stdout():
+    """For ``--json -``: inside, ``print()`` goes to stderr (tables, notes) and only
+    :func:`write_json` writes to the real stdout, so that the output parses as JSON."""
+    global _json_stdout
+    saved, _json_stdout = _json_stdout, sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stdout = saved
 
 
 def _jsonable(value: Any) -> Any:
@@ -306,11 +439,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--repeat, --min-time, --quick, --json FILE, --quiet."""
+def add_warmup_argument(parser: argparse.ArgumentParser, default: int = DEFAULT_WARMUP) -> None:
+    """``--warmup N``: runs done and discarded before the measured ones."""
+    from netstack.bench._args import bounded
+
+    parser.add_argument("--warmup", type=bounded(int, 0, 1000), metavar="N", default=default,
+                        help=f"runs done and discarded before the measured ones (default {default})")
+
+
+def warmup_setting(args: argparse.Namespace) -> int:
+    return getattr(args, "warmup", 0) or 0
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, warmup: int = DEFAULT_WARMUP) -> None:
+    """--repeat, --warmup, --min-time, --quick, --json FILE, --quiet."""
     parser.add_argument("--repeat", type=_positive_int, metavar="N",
                         help=f"runs per measurement; the median is reported (default {DEFAULT_REPEAT}, "
                              f"--quick {QUICK_REPEAT})")
+    add_warmup_argument(parser, warmup)
     parser.add_argument("--min-time", type=_positive_float, metavar="SECONDS",
                         help=f"least duration of one run (default {DEFAULT_MIN_TIME}, --quick {QUICK_MIN_TIME})")
     parser.add_argument("--quick", action="store_true",

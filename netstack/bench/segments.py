@@ -21,7 +21,8 @@ The application drains the receive buffer after every batch
 per batch, so window updates and timers run as they would live.
 
 Rows, timed in the same run with their repeats interleaved (median of
-``--repeat`` runs over ``--count`` segments each):
+``--repeat`` runs over ``--count`` segments each, after ``--warmup`` discarded
+runs; the table shows how the runs spread around the median):
 
 ``parse``
     the reference: ``parse_ipv4`` + ``parse_tcp`` with the checksum verified,
@@ -93,7 +94,10 @@ COLUMNS = [
     report.Column("mb_per_s", "MB/s", "{:.1f}"),
     report.Column("x_parse", "x parse", "{:.2f}x"),
     report.Column("acks_per_segment", "ACKs/segment", "{:.3f}"),
+    report.SPREAD,
 ]
+KEY = ("path",)
+FIGURE = ("ns_per_segment", "lower")
 
 
 class CheckFailed(RuntimeError):
@@ -500,7 +504,8 @@ def parse_only(views) -> int:
 # --- the run --------------------------------------------------------------------------------------
 
 
-async def _measure(count: int, repeat: int, payload: int, batch: int, progress, profile_path=None) -> dict:
+async def _measure(count: int, repeat: int, payload: int, batch: int, progress, profile_path=None,
+                   warmup: int = 0) -> dict:
     import netstack.stack as stack_module
 
     old_batch = stack_module.BATCH
@@ -514,26 +519,30 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
         await streams.aopen()
         runs: dict[str, list[float]] = {name: [] for name in ROWS}
         acks_total = stream_acks = 0
-        for r in range(repeat):
+        for r in range(warmup + repeat):
+            kept = r >= warmup                       # the first `warmup` runs are done and discarded
+            what = f"run {r - warmup + 1}/{repeat}" if kept else f"warm-up {r + 1}/{warmup}"
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: {count} segments of {payload} B (building)")
+                progress.step(f"{what}: {count} segments of {payload} B (building)")
             _buf, views = full.peer.data(count)
             _ibuf, iviews = iponly.peer.data(count)
             _sbuf, sviews = streams.peer.data(count)
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: {count} segments of {payload} B (timing)")
-            runs["parse"].append(parse_only(views) / count)
-            ns, _ = await iponly.run(iviews)
+                progress.step(f"{what}: {count} segments of {payload} B (timing)")
+            parse_ns = parse_only(views) / count
+            ns_ip, _ = await iponly.run(iviews)
             iponly.check(iviews, 0)
-            runs["ip layer"].append(ns / count)
-            ns, acks = await full.run(views)
+            ns_full, acks = await full.run(views)
             full.check(views, acks)
-            acks_total += acks
-            runs["receive path"].append(ns / count)
-            ns, sacks = await streams.run(sviews)
+            ns_streams, sacks = await streams.run(sviews)
             streams.check(sviews, sacks)
-            stream_acks += sacks
-            runs["with streams"].append(ns / count)
+            if kept:
+                runs["parse"].append(parse_ns)
+                runs["ip layer"].append(ns_ip / count)
+                runs["receive path"].append(ns_full / count)
+                runs["with streams"].append(ns_streams / count)
+                acks_total += acks
+                stream_acks += sacks
             del views, iviews, sviews, _buf, _ibuf, _sbuf
         profile = None
         if profile_path is not None:
@@ -558,6 +567,7 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             / (count * repeat) if name in ("receive path", "with streams") else None,
             "runs_ns_per_segment": runs[name],
         })
+    report.add_spread(rows, "runs_ns_per_segment")
     result = {"rows": rows, "counters": full.stack.counters.snapshot()}
     if profile is not None:
         from netstack.bench import _profile
@@ -584,8 +594,8 @@ async def _profiled_run(path: ReceivePath, count: int, progress):
 
 
 def measure(*, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT, payload: int = DEFAULT_PAYLOAD,
-            batch: int = DEFAULT_BATCH, progress: report.Progress | None = None, profile_path: str | None = None
-            ) -> dict:
+            batch: int = DEFAULT_BATCH, progress: report.Progress | None = None, profile_path: str | None = None,
+            warmup: int = 0) -> dict:
     """Run the benchmark (in a fresh event loop); returns {"rows", "counters"[, "profile"]}.
 
     With ``profile_path`` an extra run of the receive path goes through
@@ -593,8 +603,8 @@ def measure(*, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT, payload
     ``result["profile"]`` lists the top functions by own time per segment.
     """
     if progress is not None:
-        progress.total = 2 * repeat + (1 if profile_path else 0)
-    return asyncio.run(_measure(count, repeat, payload, batch, progress, profile_path))
+        progress.total = 2 * (warmup + repeat) + (1 if profile_path else 0)
+    return asyncio.run(_measure(count, repeat, payload, batch, progress, profile_path, warmup))
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -605,6 +615,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"segments per run (default {DEFAULT_COUNT:,}, --quick {QUICK_COUNT:,})")
     parser.add_argument("--repeat", type=bounded(int, 1, 1000), metavar="N",
                         help=f"runs; the median is reported (default {DEFAULT_REPEAT}, --quick {QUICK_REPEAT})")
+    report.add_warmup_argument(parser)
     parser.add_argument("--payload", type=bounded(int, 1, 65_000), default=DEFAULT_PAYLOAD, metavar="BYTES",
                         help=f"payload bytes per segment (default {DEFAULT_PAYLOAD}: a 1500-byte packet "
                              "with timestamps)")
@@ -633,7 +644,7 @@ def run(args: argparse.Namespace) -> int:
     progress = report.Progress(0, "bench segments", quiet=args.quiet)
     try:
         result = measure(count=count, repeat=repeat, payload=args.payload, batch=args.batch, progress=progress,
-                         profile_path=args.profile)
+                         profile_path=args.profile, warmup=args.warmup)
     except CheckFailed as exc:
         print(f"netstack bench segments: check failed: {exc}", file=sys.stderr)
         return 1
@@ -644,9 +655,13 @@ def run(args: argparse.Namespace) -> int:
     by = {r["path"]: r for r in rows}
     print(f"segments: checksum {env['checksum']}; {env['python']}; {env['cpu']}")
     print(f"{count:,} in-order segments of {args.payload} B (+52 B IPv4/TCP/timestamps) per run, "
-          f"{args.batch} per wakeup; median of {repeat} runs")
+          f"{args.batch} per wakeup; median of {repeat} runs after {args.warmup} warm-up")
     print()
     print(report.format_table(COLUMNS, rows))
+    warnings = report.spread_warnings(rows, lambda r: r["path"])
+    if warnings:
+        print()
+        print("\n".join(warnings))
     full = by["receive path"]
     print()
     print(f"receive path: {full['x_parse']:.2f}x the cost of parsing alone "
@@ -665,11 +680,13 @@ def run(args: argparse.Namespace) -> int:
         print(_profile.format_top(result["profile"]))
 
     if args.json:
-        settings = {"count": count, "repeat": repeat, "payload": args.payload, "batch": args.batch,
+        settings = {"count": count, "repeat": repeat, "warmup": args.warmup, "payload": args.payload,
+                    "batch": args.batch,
                     "packet_bytes": args.payload + 52}
         extra = {"profile": result["profile"]} if "profile" in result else {}
         try:
-            report.write_json(args.json, "segments", COLUMNS, rows, settings=settings,
+            report.write_json(args.json, "segments", COLUMNS, rows, settings=settings, key=KEY, figure=FIGURE,
+                              warnings=warnings,
                               counters=result["counters"], **extra)
         except OSError as exc:
             print(f"netstack bench segments: cannot write {args.json}: {exc}", file=sys.stderr)

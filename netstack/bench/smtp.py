@@ -6,8 +6,9 @@ Each cell sends ``--messages`` messages of about 2 KB (``--size``) from
 ``C`` concurrent clients (default 1 and 8), either with a new TCP connection
 per message (``new``: greeting, EHLO, MAIL/RCPT/DATA pipelined, QUIT) or one
 connection per client reused for all its messages (``reuse``), and reports
-messages/s (median of ``--repeat`` runs; the variants run interleaved so
-that load from elsewhere hits all of them alike).
+messages/s (median of ``--repeat`` runs, after ``--warmup`` discarded
+rounds, default 0; the variants run interleaved so that load from elsewhere
+hits all of them alike) and how the runs spread around the median.
 
 Servers:
 
@@ -54,7 +55,10 @@ COLUMNS = [
     report.Column("conn", "conn", "{}", "<"),
     report.Column("msgs_per_s", "msgs/s", "{:.0f}"),
     report.Column("vs_aiosmtpd", "vs aiosmtpd", "{:.2f}x"),
+    report.SPREAD,
 ]
+KEY = ("server", "transport", "sink", "clients", "conn")
+FIGURE = ("msgs_per_s", "higher")
 
 FROM, RCPT = "bench@remote.test", "bob@example.test"
 
@@ -339,7 +343,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    report.add_common_arguments(parser)
+    report.add_common_arguments(parser, warmup=0)       # a round takes seconds: no warm-up unless asked
     parser.add_argument("--messages", type=int, metavar="N", help="messages per cell (default 400, --quick 80)")
     parser.add_argument("--clients", type=_ints, default=(1, 8), metavar="N,N", help="concurrent clients (default 1,8)")
     parser.add_argument("--size", type=int, default=2048, metavar="BYTES", help="message size (default 2048)")
@@ -356,10 +360,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _default_netstack_transport() -> str:
     """Our SMTP on netstack over the real TUN when a lab can be made here (root, /dev/net/tun), else
     over the in-memory link (said on stderr: those figures leave out the TUN and the kernel)."""
-    if os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
+    from netstack.link.lab import missing_dependencies
+
+    missing = missing_dependencies()
+    if not missing and os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
         return "netstack-tun"
-    print("netstack bench smtp: no TUN lab here (needs root and /dev/net/tun): netstack runs over the "
-          "in-memory link", file=sys.stderr)
+    why = f"needs {' and '.join(missing)}" if missing else "needs root and /dev/net/tun"
+    print(f"netstack bench smtp: no TUN lab here ({why}): netstack runs over the in-memory link", file=sys.stderr)
     return "netstack-memory"
 
 
@@ -404,7 +411,8 @@ def run(args) -> int:
     labels = {s: (s if d is None else f"{s} ({d}, {_fs_type(d)})") for s, d in sink_dirs.items()}
     servers = [("ours", t) for t in args.transports] + ([] if args.no_aiosmtpd else [("aiosmtpd", "kernel")])
     cells = [(sink, c, conn) for sink in args.sinks for c in args.clients for conn in ("new", "reuse")]
-    progress = report.Progress(len(cells) * len(servers) * repeat, "bench smtp", quiet=args.quiet)
+    warmup = report.warmup_setting(args)
+    progress = report.Progress(len(cells) * len(servers) * (warmup + repeat), "bench smtp", quiet=args.quiet)
     results: dict = {}
 
     async def one(server, transport, sink_kind, clients, conn):
@@ -419,12 +427,14 @@ def run(args) -> int:
             sink.close()
 
     async def main():
-        for _ in range(repeat):
+        for r in range(warmup + repeat):
             for cell in cells:
                 for server, transport in servers:
-                    progress.step(f"{server}/{transport} {cell[0]} {cell[1]} clients {cell[2]}")
+                    progress.step(f"{'warm-up: ' if r < warmup else ''}{server}/{transport} {cell[0]} {cell[1]} "
+                                  f"clients {cell[2]}")
                     rate = await one(server, transport, *cell)
-                    results.setdefault((server, transport) + cell, []).append(rate)
+                    if r >= warmup:
+                        results.setdefault((server, transport) + cell, []).append(rate)
 
     asyncio.run(main())
     progress.finish()
@@ -438,9 +448,14 @@ def run(args) -> int:
             rows.append({"server": server, "transport": transport, "sink": labels[cell[0]], "clients": cell[1],
                          "conn": cell[2], "msgs_per_s": rate, "runs_msgs_per_s": runs,
                          "vs_aiosmtpd": (rate / ref_rate) if ref_rate else None})
-    print(f"SMTP, {messages} messages of {args.size} B per cell, median of {repeat} run(s); "
-          f"vs aiosmtpd = rate / aiosmtpd's rate in the same cell")
+    report.add_spread(rows, "runs_msgs_per_s")
+    print(f"SMTP, {messages} messages of {args.size} B per cell, median of {repeat} run(s) after {warmup} "
+          f"warm-up; vs aiosmtpd = rate / aiosmtpd's rate in the same cell")
     print(report.format_table(COLUMNS, rows))
+    warnings = report.spread_warnings(
+        rows, lambda r: f"{r['server']}/{r['transport']} {r['sink']} {r['clients']} clients {r['conn']}")
+    if warnings:
+        print("\n".join(warnings))
     targets = []
     for transport in args.transports:
         row = next((r for r in rows if r["server"] == "ours" and r["transport"] == transport and r["sink"] == "memory"
@@ -455,5 +470,5 @@ def run(args) -> int:
         print(report.format_targets(targets))
     if args.json:
         report.write_json(args.json, "smtp", COLUMNS, rows, messages=messages, size=args.size, repeat=repeat,
-                          targets=targets)
+                          warmup=warmup, targets=targets, key=KEY, figure=FIGURE, warnings=warnings)
     return 0

@@ -46,7 +46,9 @@ the read ceiling's packets/s of the same run; ``of ACK-only``, packets/s
 over the ACK-only loop's (receive direction only); ACKs sent per data
 segment received; CPU time of this process (user + system,
 ``time.process_time``) per packet; seconds.  Figures are medians over
-``--repeat`` rounds, the four measurements interleaved within each round.
+``--repeat`` rounds (after ``--warmup`` discarded ones, default 0), the four
+measurements interleaved within each round; the last column shows how the
+rounds' packets/s spread around the median.
 
 On a machine shared with other work the CPU figure is the steadier one:
 wall-clock rates drop when another process takes the CPU, CPU time per
@@ -106,7 +108,10 @@ COLUMNS = [
     report.Column("acks_per_segment", "ACKs/segment", "{:.3f}"),
     report.Column("cpu_us_per_packet", "CPU us/packet", "{:.2f}"),
     report.Column("seconds", "seconds", "{:.2f}"),
+    report.SPREAD,
 ]
+KEY = ("path",)
+FIGURE = ("packets_per_s", "higher")
 
 # --- the kernel side (each runs as `ip netns exec NS python3 -c SCRIPT args...`) -----------------
 
@@ -609,7 +614,7 @@ PATHS = ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel")
 
 def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
             progress: report.Progress | None = None, name: str | None = None,
-            profile_path: str | None = None) -> dict:
+            profile_path: str | None = None, warmup: int = 0) -> dict:
     """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs.
 
     With ``profile_path``, one more kernel -> stack transfer runs under
@@ -625,28 +630,31 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
     runs: dict[str, list[dict]] = {p: [] for p in PATHS}
     if progress is not None:
-        progress.total = 4 * repeat + (1 if profile_path else 0)
+        progress.total = 4 * (warmup + repeat) + (1 if profile_path else 0)
     profile = profiled = None
     try:
         lab.up()
     except LabError as exc:
         raise BenchError(f"cannot set up the lab: {exc}") from None
     try:
-        for r in range(repeat):
+        for r in range(warmup + repeat):
+            kept = r >= warmup                       # the first `warmup` rounds are done and discarded
+            what = f"run {r - warmup + 1}/{repeat}" if kept else f"warm-up {r + 1}/{warmup}"
+            keep = (lambda path, figures: runs[path].append(figures)) if kept else (lambda path, figures: None)
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: read ceiling (kernel UDP bursts)")
-            runs["read ceiling"].append(read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
+                progress.step(f"{what}: read ceiling (kernel UDP bursts)")
+            keep("read ceiling", read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
             _drain(lab.link)
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: ACK-only loop (reference), {mb:g} MB")
-            runs["ACK-only loop"].append(ack_only(lab, nbytes, limit))
+                progress.step(f"{what}: ACK-only loop (reference), {mb:g} MB")
+            keep("ACK-only loop", ack_only(lab, nbytes, limit))
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: kernel -> stack, {mb:g} MB")
-            runs["kernel -> stack"].append(asyncio.run(kernel_to_stack(lab, nbytes, limit)))
+                progress.step(f"{what}: kernel -> stack, {mb:g} MB")
+            keep("kernel -> stack", asyncio.run(kernel_to_stack(lab, nbytes, limit)))
             _drain(lab.link)
             if progress is not None:
-                progress.step(f"run {r + 1}/{repeat}: stack -> kernel, {mb:g} MB")
-            runs["stack -> kernel"].append(asyncio.run(stack_to_kernel(lab, nbytes, limit)))
+                progress.step(f"{what}: stack -> kernel, {mb:g} MB")
+            keep("stack -> kernel", asyncio.run(stack_to_kernel(lab, nbytes, limit)))
             _drain(lab.link)
         if profile_path is not None:
             import cProfile
@@ -692,6 +700,7 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
             "seconds": med(path, "seconds"),
             "runs": runs[path],
         })
+    report.add_spread(rows, "runs", "packets_per_s")
     by = {r["path"]: r for r in rows}
     k2s = by["kernel -> stack"]["mb_per_s"]
     targets = [report.Target("kernel -> stack bulk", f">= {TARGET_MBPS:g} MB/s", k2s,
@@ -712,6 +721,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TUN MTU; the stack's MSS is MTU - 40 (default 1500)")
     parser.add_argument("--repeat", type=bounded(int, 1, 100), metavar="N",
                         help=f"rounds; medians are reported (default {DEFAULT_REPEAT}, --quick {QUICK_REPEAT})")
+    report.add_warmup_argument(parser, default=0)
     parser.add_argument("--flood-packets", type=bounded(int, 1000, 10_000_000), metavar="N",
                         help=f"bound on packets of the read-ceiling flood (default {DEFAULT_FLOOD_PACKETS:,}, "
                              f"--quick {QUICK_FLOOD_PACKETS:,})")
@@ -760,7 +770,8 @@ def run(args: argparse.Namespace) -> int:
     old_term = signal.signal(signal.SIGTERM, _interrupt_handler())   # SIGTERM tears the lab down too
     try:
         result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,
-                         flood_seconds=args.flood_seconds, progress=progress, profile_path=args.profile)
+                         flood_seconds=args.flood_seconds, progress=progress, profile_path=args.profile,
+                         warmup=args.warmup)
     except BenchError as exc:
         print(f"netstack bench tun: {exc}", file=sys.stderr)
         return 1
@@ -773,12 +784,16 @@ def run(args: argparse.Namespace) -> int:
 
     env = report.environment()
     print(f"tun: checksum {env['checksum']}; {env['python']}; {env['cpu']}; {env['cpus']} CPUs")
-    print(f"MTU {args.mtu}, {mb:g} MB per transfer, median of {repeat} rounds; lab {result['lab']} "
+    print(f"MTU {args.mtu}, {mb:g} MB per transfer, median of {repeat} rounds after {args.warmup} warm-up; "
+          f"lab {result['lab']} "
           f"(removed)")
     print("read ceiling: bursts of MTU-sized packets queued by the kernel, read by TunLink.recv_batch alone; "
           "'of ceiling' = packets/s over the ceiling's packets/s")
     print()
     print(report.format_table(COLUMNS, result["rows"]))
+    warnings = report.spread_warnings(result["rows"], lambda r: r["path"])
+    if warnings:
+        print("\n".join(warnings))
     print()
     by = {r["path"]: r for r in result["rows"]}
     k2s, ref = by["kernel -> stack"], by["ACK-only loop"]
@@ -798,14 +813,14 @@ def run(args: argparse.Namespace) -> int:
               f"profiled; raw profile: {args.profile}); per received segment:")
         print(_profile.format_top(result["profile"]))
     if args.json:
-        settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat,
+        settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat, "warmup": args.warmup,
                     "burst_packets": BURST_PACKETS,
                     "flood_packets": flood, "flood_seconds": args.flood_seconds,
                     "flood_datagram": FLOOD_DATAGRAM}
         try:
             extra = {"profile": result["profile"]} if "profile" in result else {}
             report.write_json(args.json, "tun", COLUMNS, result["rows"], settings=settings,
-                              targets=result["targets"], **extra)
+                              targets=result["targets"], key=KEY, figure=FIGURE, warnings=warnings, **extra)
         except OSError as exc:
             print(f"netstack bench tun: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1

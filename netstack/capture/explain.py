@@ -1,4 +1,4 @@
-"""``netstack trace -x``: a packet read field by field, the way the seed article reads it.
+"""``netstack trace -V`` (``--explain``): a packet read field by field, the way the seed article reads it.
 
 For each packet: the hex + ASCII dump (``tcpdump -X`` layout), then every
 header field with its offset, its bytes and its meaning -- version and IHL

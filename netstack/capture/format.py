@@ -36,7 +36,7 @@ from netstack.wire.errors import MalformedPacket
 
 from .dissect import Dissection, UDPDatagram
 
-__all__ = ["SeqTracker", "format_time", "format_options", "format_packet", "ip_summary"]
+__all__ = ["SeqTracker", "format_time", "format_delta", "format_options", "format_packet", "ip_summary"]
 
 
 def format_time(ts_sec: int | None, ts_nsec: int = 0, digits: int = 6, style: str = "clock") -> str:
@@ -52,6 +52,15 @@ def format_time(ts_sec: int | None, ts_nsec: int = 0, digits: int = 6, style: st
     if style == "date":
         return f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d} {clock}"
     return clock
+
+
+def format_delta(delta_ns: int, digits: int = 6) -> str:
+    """A time difference as ``tcpdump -ttt``/``-ttttt`` print it: sign (space or ``-``), then
+    ``HH:MM:SS.ffffff`` (nine fraction digits when *digits* is 9)."""
+    sign = "-" if delta_ns < 0 else " "
+    sec, ns = divmod(abs(delta_ns), 1_000_000_000)
+    frac = f"{ns:09d}"[:digits] if digits < 9 else f"{ns:09d}"
+    return f"{sign}{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}.{frac}"
 
 
 class SeqTracker:
@@ -103,21 +112,31 @@ def format_options(items, ack_base: int = 0) -> str:
     return ",".join(out)
 
 
-def ip_summary(d: Dissection) -> str:
-    """The IP parenthetical: ``(tos 0x10, ttl 64, id 1, offset 1480, flags [+], cksum 0x... (correct))``."""
+_PROTO_NAMES = {1: "ICMP", 2: "IGMP", 4: "IPIP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP",
+                51: "AH", 89: "OSPF", 132: "SCTP"}
+
+
+def ip_summary(d: Dissection, verbose: bool = False) -> str:
+    """The IP parenthetical: ``(tos 0x10, ttl 64, id 1, offset 1480, flags [+], cksum 0x... (correct))``.
+
+    *verbose*: every field as ``tcpdump -v`` prints them (``tos 0x0``, ``offset 0``,
+    ``flags [none]``, ``proto TCP (6)``, ``length 60``), then the checksum verdict."""
     ip = d.ip
     parts = []
-    if ip.tos:
+    if ip.tos or verbose:
         parts.append(f"tos 0x{ip.tos:x}")
     parts.append(f"ttl {ip.ttl}")
     parts.append(f"id {ip.ident}")
-    if ip.frag_offset:
+    if ip.frag_offset or verbose:
         parts.append(f"offset {ip.frag_offset}")
     flags = ("DF" if ip.df else "") + ("+" if ip.mf else "")
     if ip.flags & 4:
         flags = "rsvd" + flags
-    if flags:
-        parts.append(f"flags [{flags}]")
+    if flags or verbose:
+        parts.append(f"flags [{flags or 'none'}]")
+    if verbose:
+        parts.append(f"proto {_PROTO_NAMES.get(ip.protocol, 'unknown')} ({ip.protocol})")
+        parts.append(f"length {ip.total_length}")
     if ip.ihl > 5:
         parts.append(f"options ({(ip.ihl - 5) * 4} bytes)")
     parts.append(d.ip_cksum.text())
@@ -152,14 +171,18 @@ def _icmp_text(m) -> str:
     return f"ICMP {names.get(m.type, f'type-#{m.type}')}"
 
 
-def format_packet(d: Dissection, tracker: SeqTracker | None = None, ts: str = "") -> str:
-    """One tcpdump-style line for a dissected IPv4 packet (no trailing newline)."""
+def format_packet(d: Dissection, tracker: SeqTracker | None = None, ts: str = "", *,
+                  verbose: bool = False) -> str:
+    """One tcpdump-style line for a dissected IPv4 packet (no trailing newline).
+
+    *verbose*: ``tcpdump -v``'s layout: the full IP parenthetical (:func:`ip_summary`),
+    then the rest on a second line indented by four spaces."""
     prefix = f"{ts} " if ts else ""
     if d.ip is None:
         return f"{prefix}IP [malformed: {d.error}], length {len(d.data)}"
     ip = d.ip
     src, dst = int2ip(ip.src), int2ip(ip.dst)
-    head = f"{prefix}IP {ip_summary(d)} "
+    head = f"{prefix}IP {ip_summary(d, verbose)}" + ("\n    " if verbose else " ")
     if d.error is not None:
         return f"{head}{src} > {dst}: [malformed: {d.error}], length {len(ip.payload)}"
     l4, v = d.l4, d.l4_cksum

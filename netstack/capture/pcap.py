@@ -7,7 +7,7 @@ original length) and the captured bytes.
 
 Reading accepts both byte orders and both timestamp resolutions (magic
 ``0xA1B2C3D4`` microseconds, ``0xA1B23C4D`` nanoseconds).  pcapng files are
-recognised and refused with a hint (``editcap -F pcap``).  Every structural
+recognised and sent to :mod:`netstack.capture.pcapng`.  Every structural
 problem raises :class:`PcapError`, which names the packet number (1-based, as
 tshark counts) and the byte offset of its record header.
 
@@ -127,7 +127,8 @@ class PcapReader:
         head = self._f.read(_FILE_HEADER_LEN)
         magic = head[:4]
         if magic == PCAPNG_MAGIC:
-            raise PcapError("pcapng format is not supported; convert it with `editcap -F pcap IN OUT`", offset=0)
+            raise PcapError("a pcapng file: read it with netstack.capture.pcapng.PcapngReader "
+                            "(read_frames picks the reader itself)", offset=0)
         if magic not in _MAGICS:
             raise PcapError(f"not a pcap file (magic {magic.hex() or 'missing'})", offset=0)
         if len(head) < _FILE_HEADER_LEN:

@@ -22,7 +22,7 @@ import importlib
 import sys
 
 # Order here is the order in ``netstack --help``.
-SUBCOMMANDS = ["info", "trace", "draw", "report", "scenario", "serve", "send", "bench"]
+SUBCOMMANDS = ["info", "trace", "draw", "report", "scenario", "serve", "ss", "stats", "send", "bench"]
 
 
 class UsageError(Exception):
@@ -34,15 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
         prog="netstack",
         description="A userspace TCP/IP stack on a Linux TUN device, with an SMTP server on its own sockets.",
     )
+    from netstack import __version__
+    parser.add_argument("--version", action="version", version=f"netstack {__version__}",
+                        help="print netstack's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"netstack.cli.{name}").add_parser(sub)
+    parser.set_defaults(subcommand_parsers=sub.choices)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse *argv*; what the subcommand does not know is reported by the subcommand's own
+    parser (its usage line, ``netstack trace: error: ...``), not by the top-level one.
+
+    A subcommand that sets the default ``intermixed="<dest>"`` takes words that follow
+    its options into that list, as tcpdump takes ``-r FILE -c 5 tcp port 25``."""
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    sub = args.subcommand_parsers.get(getattr(args, "command", None))
+    if sub is None:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    dest = getattr(args, "intermixed", None)
+    options = [x for x in extras if x.startswith("-") and x != "-"]
+    if dest is None or options:
+        sub.error(f"unrecognized arguments: {' '.join(options or extras)}")
+    getattr(args, dest).extend(extras)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

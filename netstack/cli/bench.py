@@ -36,7 +36,7 @@ import importlib
 import pkgutil
 import sys
 
-ORDER = ["checksum", "segments", "tun", "smtp", "pictures"]
+ORDER = ["checksum", "segments", "tun", "smtp", "conns", "pictures"]
 
 
 class _Broken:
@@ -83,9 +83,12 @@ def _summary(module) -> str:
 def add_parser(sub) -> None:
     benches = discover()
     p = sub.add_parser("bench", help="run a benchmark (" + ", ".join(benches) + ")",
-                       description="Benchmarks. Each prints a table on stdout (median of repeated runs, "
-                                   "ratios against references measured in the same run), shows progress "
-                                   "on stderr and can write JSON with --json FILE.")
+                       description="Benchmarks. Each prints a table on stdout (median of repeated runs after "
+                                   "--warmup discarded ones, how the runs spread around it, a warning for a row "
+                                   "spread over more than 10%, ratios against references measured in the same "
+                                   "run), shows progress on stderr and can write JSON with --json FILE. "
+                                   "`netstack bench compare A.json B.json` prints the ratio of each matching row "
+                                   "of two such files.")
     p.set_defaults(func=run, bench_parser=p, bench_modules=benches)
     names = p.add_subparsers(dest="bench", metavar="BENCH")
     for name, module in benches.items():
@@ -99,4 +102,9 @@ def run(args) -> int:
     if not args.bench:
         args.bench_parser.print_help(sys.stderr)
         return 2
+    if getattr(args, "json", None) == "-":
+        from netstack.bench import report
+
+        with report.json_alone_on_stdout():          # `--json -`: stdout is the JSON alone
+            return int(modules[args.bench].run(args) or 0)
     return int(modules[args.bench].run(args) or 0)

@@ -77,15 +77,16 @@ def _write(path: str, text: str) -> None:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def load_capture(path: str, max_packets: int | None, *, explain: bool = False):
+def load_capture(path: str, max_packets: int | None, *, explain: bool = False, keep=None):
     """The analysed capture, with CLI errors (one line, exit status 2); ``explain``: keep each
-    packet's trace -x reading (the report needs it, the pictures do not)."""
+    packet's trace -V reading (the report needs it, the pictures do not); ``keep``: a frame
+    predicate (trace's filter expression)."""
     from netstack.capture import CaptureError
     from netstack.pictures.conversation import load
     if max_packets is not None and max_packets < 1:
         raise UsageError("--max-packets must be at least 1")
     try:
-        return load(path, max_packets=max_packets, explain=explain)
+        return load(path, max_packets=max_packets, explain=explain, keep=keep)
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
 
@@ -94,10 +95,11 @@ def cut_note(cap) -> str | None:
     return f"cut: only the first {cap.max_packets} packets were read (--max-packets)" if cap.cut else None
 
 
-def print_ladder(path: str, max_packets: int | None = None, conn: int | None = None) -> int:
-    """Print the text ladder of ``path`` (``netstack trace --ladder``, ``netstack draw ladder`` without -o)."""
+def print_ladder(path: str, max_packets: int | None = None, conn: int | None = None, *, keep=None) -> int:
+    """Print the text ladder of ``path`` (``netstack trace --ladder``, ``netstack draw ladder`` without -o);
+    ``keep``: only the frames it accepts."""
     from netstack.pictures.ladder import capture_ladder_text
-    cap = load_capture(path, max_packets)
+    cap = load_capture(path, max_packets, keep=keep)
     try:
         print(capture_ladder_text(cap, conn))
     except ValueError as exc:

@@ -10,7 +10,7 @@ _EPILOG = """\
 The page needs no network access to be viewed: it lists the TCP connections; for each, the
 ladder diagram, the time-sequence, throughput and RTT graphs and (with --state-log) the
 state diagram with the transitions taken and a table of them; then every packet, one
-tcpdump-style line each, explained field by field (the text of `netstack trace -x`) when
+tcpdump-style line each, explained field by field (the text of `netstack trace -V`) when
 clicked, in the table or on a ladder arrow.
 
 exit status: 2 with one line on stderr for an unreadable capture or state log, a capture

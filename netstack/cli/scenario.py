@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     r = act.add_parser("run", help="play one scenario")
     r.add_argument("name", metavar="NAME", help="the scenario (see `netstack scenario list`)")
     r.add_argument("-o", "--output", metavar="DIR", help="write the capture, the state log and the pictures here")
-    r.add_argument("-x", "--explain", action="store_true", help="explain every packet field by field (trace -x)")
+    r.add_argument("-V", "--explain", action="store_true", help="explain every packet field by field (as trace -V)")
     r.set_defaults(func=run)
 
 

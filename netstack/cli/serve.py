@@ -1,13 +1,21 @@
-"""``netstack serve``: bring up the lab, run the stack until SIGINT/SIGTERM, tear down.
+"""``netstack serve``: bring up the lab, run the stack until SIGINT/SIGTERM/SIGHUP, tear down.
 
 Steps: validate the options (one-line errors, exit 2), set up the lab
 namespace and TUN over netlink, wrap the link in the fault injector if
 ``--faults`` is given and in the capture wrapper (``netstack.link.capture``)
 if ``--pcap`` or ``--trace`` is, start the stack, run the *service
-installers*, print one line containing ``ready``, and serve.  SIGUSR1 prints
-the counters (and whatever the services add to the report); at exit the
-counters are printed and, with ``--counters-json FILE``, written as JSON.
-Teardown (services, stack, lab) runs on every path.
+installers*, open the control socket (:mod:`netstack.control`, which
+``netstack ss`` and ``netstack stats`` ask), print the ready line (the
+address and every service with its port) and tell systemd ``READY=1`` when
+``$NOTIFY_SOCKET`` is set (:mod:`netstack.cli.sdnotify`), and serve.
+
+SIGUSR1 prints the report (the counters and what the services add, e.g. the
+connection table) to stderr; at exit the report goes to stderr too and, with
+``--counters-json FILE``, the counters to FILE as JSON.  SIGINT, SIGTERM and
+SIGHUP all end the server the same way: teardown (control socket, services,
+stack, which flushes and closes the pcap, lab) runs on every path.  Logs go
+to stderr (``--log-level``, ``-v``, ``-q``); stdout carries the data: the
+ready line and, with ``--trace``, the packet lines.
 
 The stack's TCP is built from the ``--tcp-*`` options (``netstack.cli.tcp_options``).
 The services are *installers*, modules of this package listed in
@@ -22,11 +30,14 @@ The services are *installers*, modules of this package listed in
   ``wait_closed()``, like asyncio servers), or a list of those.  A
   :class:`~netstack.cli.UsageError` it raises ends ``serve`` with exit
   status 2 and that one line; any other exception with status 1;
+* ``offered(args)`` (optional): ``[(name, port), ...]``, what it serves, for
+  the ready line;
 * ``report(stack)`` (optional): text appended to the SIGUSR1/exit report
   (e.g. the ``ss -tin`` style connection table).
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import inspect
 import ipaddress
@@ -37,26 +48,44 @@ import signal
 import sys
 import time
 
-from netstack.cli import UsageError, serve_services, serve_smtp, tcp_options
+from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, tcp_options
 
 #: the service installers, in installation order
 SERVICE_MODULES = [serve_services, serve_smtp]
 
 log = logging.getLogger("netstack.serve")
 
+#: --log-level's choices, quietest last
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: the signals that end the server (each tears down the same way)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(LOG_LEVELS)})")
+    return level
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve", help="run the stack on a TUN device in a lab network namespace",
         description="Create the lab namespace and TUN device (kernel side gets --peer), run the stack on --addr "
-                    "until SIGINT/SIGTERM, then tear down.  Prints one line containing 'ready' once it answers; "
-                    "SIGUSR1 prints the counters.")
+                    "until SIGINT, SIGTERM or SIGHUP, then tear down.  Prints one line containing 'ready', with the "
+                    "address and each service's port, once it answers (and sends READY=1 to $NOTIFY_SOCKET, "
+                    "for systemd's Type=notify); `netstack ss` and `netstack stats` ask it over its control "
+                    "socket; SIGUSR1 prints the counters and connection table to stderr.  Logs go to stderr, "
+                    "data (the ready line, --trace lines) to stdout.")
     p.add_argument("--netns", default="netstack", help="lab namespace name (created if missing; default netstack)")
     p.add_argument("--ifname", default="nstk0", help="TUN device name (default nstk0)")
     p.add_argument("--addr", default="198.18.0.2", help="the stack's IPv4 address (default 198.18.0.2)")
     p.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
     p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
+    p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
+                   help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
+                        "each packet reaches the file as it passes, like tcpdump -U (for watching a live capture)")
     p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
     p.add_argument("--state-log", metavar="FILE",
                    help="write every TCP state transition (time, 4-tuple, from, to, cause) as JSON lines; "
@@ -73,12 +102,31 @@ def add_parser(sub) -> None:
                    help="fragment bytes held in reassembly at most (default 4 MiB)")
     p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
                    help="ICMP error messages per second, sustained (default 100; burst 50)")
-    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help="where `netstack ss`/`netstack stats` ask the stack (default /run/netstack/NETNS.sock; "
+                        "mode 0600, root only)")
+    g = p.add_argument_group("logging (to stderr)")
+    g.add_argument("--log-level", type=_log_level, metavar="LEVEL",
+                   help=f"one of {', '.join(LOG_LEVELS)} (case-insensitive; default WARNING)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="one level more verbose than the default for each -v (-v INFO, -vv DEBUG)")
+    g.add_argument("-q", "--quiet", action="count", default=0,
+                   help="one level quieter for each -q (-q ERROR, -qq CRITICAL)")
     tcp_options.add_arguments(p)
     for mod in SERVICE_MODULES:
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(p)
     p.set_defaults(func=run)
+
+
+def log_level(args) -> int:
+    """The logging level ``--log-level``, ``-v`` and ``-q`` ask for (default WARNING)."""
+    if args.log_level is not None:
+        if args.verbose or args.quiet:
+            raise UsageError("--log-level and -v/-q: give one or the other")
+        return getattr(logging, args.log_level)
+    index = LOG_LEVELS.index("WARNING") - args.verbose + args.quiet
+    return getattr(logging, LOG_LEVELS[min(max(index, 0), len(LOG_LEVELS) - 1)])
 
 
 def _validate(args):
@@ -109,12 +157,20 @@ def _validate(args):
             raise UsageError(f"--state-log {args.state_log}: directory {where} is not writable")
     if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
         raise UsageError("--reasm-* values must be positive")
+    if args.pcap_flush == "packet" and not args.pcap:
+        raise UsageError("--pcap-flush packet needs --pcap FILE")
+    if not args.control_socket:
+        from netstack.control import default_path
+        try:
+            args.control_socket = default_path(args.netns)
+        except ValueError as exc:
+            raise UsageError(f"--netns: {exc}") from None
     return str(addr), str(peer), faults
 
 
 def run(args) -> int:
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=log_level(args), format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
     addr, peer, faults = _validate(args)
     from netstack.link.lab import Lab, LabError, check_privileges
     try:
@@ -122,10 +178,11 @@ def run(args) -> int:
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
     except LabError as exc:
         raise UsageError(str(exc)) from None
-    # Before the loop is up, SIGTERM must still tear down (KeyboardInterrupt, like SIGINT) and SIGUSR1
-    # must not kill us; after the loop, teardown ignores all three (see _serve).
-    old_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
+    # and SIGUSR1 must not kill us; after the loop, teardown ignores them all (see _serve).
+    old_handlers = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGUSR1)}
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGHUP, _raise_interrupt)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
         try:
@@ -140,6 +197,21 @@ def run(args) -> int:
         lab.down()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
+
+
+async def _start_control(stack, args, faulty_link):
+    """The control socket (netstack.control); a one-line error (exit 2) if it cannot be opened."""
+    from netstack.control import ControlServer, ControlSocketBusy
+    extra = None
+    if faulty_link is not None:
+        def extra():
+            return {f"faults.{k}": v for k, v in faulty_link.stats.items()}
+    try:
+        return await ControlServer(stack, args.control_socket, extra_counters=extra).start()
+    except ControlSocketBusy as exc:
+        raise UsageError(f"--control-socket: {exc.strerror}") from None
+    except OSError as exc:
+        raise UsageError(f"--control-socket {args.control_socket}: {exc.strerror or exc}") from None
 
 
 def _raise_interrupt(signum, frame):
@@ -183,7 +255,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
         link = FaultyLink(link, **faults)
     stack_link = link
     if args.pcap or args.trace:           # what the stack sends and receives (inside the fault injector)
-        stack_link = CaptureLink(link, pcap=args.pcap, trace=sys.stdout if args.trace else None)
+        stack_link = CaptureLink(link, pcap=args.pcap, trace=sys.stdout if args.trace else None,
+                                 pcap_flush=args.pcap_flush)
     stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
                   reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
@@ -214,11 +287,16 @@ async def _serve(args, lab, addr: str, faults) -> int:
         return "\n".join(parts)
 
     def on_usr1() -> None:
-        print(report(), flush=True)
+        print(report(), file=sys.stderr, flush=True)
 
-    loop.add_signal_handler(signal.SIGINT, stack.stop)
-    loop.add_signal_handler(signal.SIGTERM, stack.stop)
+    def on_stop_signal(sig) -> None:
+        log.info("%s: shutting down", signal.Signals(sig).name)
+        stack.stop()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_stop_signal, sig)
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    ready = False
     try:
         stack.start()
         for mod in services:
@@ -232,10 +310,19 @@ async def _serve(args, lab, addr: str, faults) -> int:
                       file=sys.stderr, flush=True)
                 return 1
             closers.extend(_closers(result))
+        control = await _start_control(stack, args, link if faults is not None else None)
+        closers.extend(_closers(control))
+        offered = [f"{name} {port}" for mod in services if hasattr(mod, "offered") for name, port in mod.offered(args)]
         print(f"netstack serve: ready: {addr} in netns {lab.netns} on {lab.ifname} "
-              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()})", flush=True)
+              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()}); "
+              f"services: {', '.join(offered) or 'none'}; control socket {args.control_socket}", flush=True)
+        ready = True
+        sdnotify.notify(READY=1, MAINPID=os.getpid(),
+                        STATUS=f"serving {addr} in netns {lab.netns}: {', '.join(offered) or 'no services'}")
         await stack.run()
     finally:
+        if ready:
+            sdnotify.notify(STOPPING=1)
         for closer in reversed(closers):
             try:
                 await _maybe_await(closer())
@@ -244,10 +331,10 @@ async def _serve(args, lab, addr: str, faults) -> int:
         stack.close()
         if state_log is not None:
             state_log.close()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short
-        print(report(), flush=True)
+        print(report(), file=sys.stderr, flush=True)
         if args.counters_json:
             snap = stack.counters.snapshot()
             snap["ip.reasm.peak_bytes_held"] = stack.ip.reassembler.peak_bytes_held

@@ -56,6 +56,14 @@ async def install_from_args(stack, args):
     return close_all
 
 
+def offered(args) -> list[tuple[str, int]]:
+    """What this installer serves, for the ready line."""
+    if args.no_services:
+        return []
+    return [(name, port) for name, port in (("echo", args.echo_port), ("discard", args.discard_port),
+                                            ("chargen", args.chargen_port)) if port]
+
+
 def report(stack) -> str:
     """For ``netstack serve``'s SIGUSR1/exit report: the ``ss -tin`` style table."""
     from netstack.sockets.table import stack_table

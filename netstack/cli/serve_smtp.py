@@ -17,11 +17,15 @@ from netstack.cli.smtp_server import add_server_arguments, build_server
 
 _servers: list = []
 
+#: where ``netstack serve`` delivers mail unless ``--maildir`` says otherwise: a daemon's
+#: data belongs under /var/lib, never in whatever directory it was started from
+DEFAULT_MAILDIR = "/var/lib/netstack/mail"
+
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("SMTP")
     g.add_argument("--smtp-port", type=int, default=25, help="SMTP port on the stack (default 25; 0 disables SMTP)")
-    add_server_arguments(g)
+    add_server_arguments(g, maildir=DEFAULT_MAILDIR)
 
 
 async def install_from_args(stack, args):
@@ -36,12 +40,17 @@ async def install_from_args(stack, args):
         raise UsageError(str(exc)) from None
     # the per-message log line ("queued QID client=... from=... to=... size=...") is part of the
     # service's output: shown at the default --log-level (WARNING), silenced by ERROR/CRITICAL
-    level = getattr(logging, str(getattr(args, "log_level", "WARNING")).upper(), logging.WARNING)
+    level = logging.getLogger().getEffectiveLevel()
     if level <= logging.WARNING:
         logging.getLogger("smtp.server").setLevel(min(level, logging.INFO))
     srv = await server.start(functools.partial(start_server, stack, port=args.smtp_port))
     _servers.append(server)
     return srv
+
+
+def offered(args) -> list[tuple[str, int]]:
+    """What this installer serves, for the ready line."""
+    return [("smtp", args.smtp_port)] if args.smtp_port else []
 
 
 def report(stack) -> str:

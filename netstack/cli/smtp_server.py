@@ -24,9 +24,11 @@ from smtp.server import SmtpServer
 from smtp.session import SessionConfig
 
 
-def add_server_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``python -m netstack.cli.smtp_server`` and ``netstack serve``."""
-    p.add_argument("--maildir", default="./mail", help="base directory for the per-recipient Maildirs (default ./mail)")
+def add_server_arguments(p: argparse.ArgumentParser, *, maildir: str = "./mail") -> None:
+    """Options shared by ``python -m netstack.cli.smtp_server`` and ``netstack serve``
+    (``maildir``: the default of ``--maildir``)."""
+    p.add_argument("--maildir", default=maildir,
+                   help=f"base directory for the per-recipient Maildirs (default {maildir})")
     p.add_argument("--smtp-hostname", default="localhost", help="our name in the greeting and Received: headers")
     p.add_argument("--domain", action="append", default=None,
                    help="a local domain to accept mail for (repeatable; default localhost and example.test)")

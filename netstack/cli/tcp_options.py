@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from netstack.tcp import TCPConfig
+from netstack.tcp.syncookies import SynCookieMode
 
 _DEFAULTS = TCPConfig()
 
@@ -29,6 +30,13 @@ def _buffer(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("TCP")
     g.add_argument("--tcp-rto-min", type=_seconds, metavar="S", default=_DEFAULTS.rto_min,
@@ -43,6 +51,15 @@ def add_arguments(parser) -> None:
     g.add_argument("--tcp-no-sack", action="store_true", help="do not offer or accept SACK (RFC 2018)")
     g.add_argument("--tcp-no-timestamps", action="store_true", help="do not offer or accept timestamps (RFC 7323)")
     g.add_argument("--tcp-no-wscale", action="store_true", help="do not offer window scaling (RFC 7323)")
+    g.add_argument("--tcp-syncookies", choices=[m.value for m in SynCookieMode], default=_DEFAULTS.syncookies.value,
+                   help="SYN cookies (RFC 4987): once a listener's SYN queue is full (auto), for every SYN "
+                        f"(always), or never (default {_DEFAULTS.syncookies.value})")
+    g.add_argument("--tcp-max-connections", type=_count, metavar="N", default=_DEFAULTS.max_connections,
+                   help=f"connections at most, TIME-WAIT included; beyond it SYNs get an RST "
+                        f"(default {_DEFAULTS.max_connections})")
+    g.add_argument("--tcp-max-orphans", type=_count, metavar="N", default=_DEFAULTS.max_orphans,
+                   help=f"connections closed by the application still winding down, at most; beyond it "
+                        f"close() resets (default {_DEFAULTS.max_orphans})")
 
 
 def config_from_args(args, mtu: int) -> TCPConfig:
@@ -51,4 +68,6 @@ def config_from_args(args, mtu: int) -> TCPConfig:
         mtu, rto_min=args.tcp_rto_min, rto_initial=max(_DEFAULTS.rto_initial, args.tcp_rto_min),
         msl=args.tcp_msl, rcvbuf=args.tcp_rcvbuf, sndbuf=args.tcp_sndbuf, ooo_max=args.tcp_rcvbuf,
         sack=not args.tcp_no_sack, timestamps=not args.tcp_no_timestamps,
-        wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale)
+        wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale,
+        syncookies=SynCookieMode(args.tcp_syncookies), max_connections=args.tcp_max_connections,
+        max_orphans=args.tcp_max_orphans)

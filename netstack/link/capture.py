@@ -13,7 +13,10 @@ link:
 
 * with ``pcap`` (a path or a binary file), written to a libpcap file with
   link type RAW (IPv4 with no link header), stamped with the wall clock
-  (:class:`netstack.capture.pcap.PcapWriter`; tshark and tcpdump read it);
+  (:class:`netstack.capture.pcap.PcapWriter`; tshark and tcpdump read it).
+  ``pcap_flush="buffered"`` (the default) writes the file in 64 KiB blocks;
+  ``"packet"`` flushes after every packet, so a live capture can be read while
+  it grows, like tcpdump's ``-U``;
 * with ``trace`` (a text stream such as ``sys.stdout``), printed as one line in
   the dissector's tcpdump-style format (:mod:`netstack.capture.format`),
   ``<`` for received and ``>`` for sent, with wall-clock time and sequence
@@ -53,9 +56,14 @@ def trace_formatter() -> Callable[[bytes | memoryview], str]:
 class CaptureLink(Link):
     """Wraps another :class:`Link` and records its traffic (see module doc)."""
 
-    def __init__(self, inner: Link, *, pcap: str | BinaryIO | None = None, trace: TextIO | None = None) -> None:
+    def __init__(self, inner: Link, *, pcap: str | BinaryIO | None = None, trace: TextIO | None = None,
+                 pcap_flush: str = "buffered") -> None:
         if pcap is None and trace is None:
             raise ValueError("nothing to capture: give pcap, trace or both (or use the link itself)")
+        if pcap_flush not in ("buffered", "packet"):
+            raise ValueError(f"pcap_flush must be 'buffered' or 'packet', not {pcap_flush!r}")
+        #: flush the pcap after every packet (tcpdump -U)
+        self.flush_each = pcap_flush == "packet"
         self.inner = inner
         self.mtu = inner.mtu
         self.name = f"capture({inner.name})"
@@ -69,8 +77,11 @@ class CaptureLink(Link):
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, direction: str, data) -> None:
-        if self.pcap is not None:
-            self.pcap.write(data)
+        pcap = self.pcap
+        if pcap is not None:
+            pcap.write(data)
+            if self.flush_each:
+                pcap.flush()
         if self._format is not None:
             try:
                 line = self._format(data)

@@ -29,7 +29,7 @@ import subprocess
 
 from netstack.link.tun import TunError, TunLink
 
-__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "parse_v4"]
+__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "missing_dependencies", "parse_v4"]
 
 log = logging.getLogger("netstack.link.lab")
 
@@ -53,9 +53,39 @@ def have_net_admin() -> bool:
     return os.geteuid() == 0
 
 
+def missing_dependencies() -> list[str]:
+    """The Python distributions the lab needs and this installation lacks: python-pytun
+    (the TUN device) and pyroute2 (netlink).  netstack installs both on Linux only, so
+    that ``trace``, the dissector and the in-memory stack work everywhere."""
+    import importlib.util
+    import sys
+
+    missing = []
+    for module, dist in (("pytun", "python-pytun"), ("pyroute2", "pyroute2")):
+        if sys.modules.get(module, False) is None:
+            missing.append(dist)
+            continue
+        try:
+            if importlib.util.find_spec(module) is None:
+                missing.append(dist)
+        except (ImportError, ValueError):
+            missing.append(dist)
+    return missing
+
+
 def check_privileges(tun_path: str | None = None) -> None:
-    """Raise LabError when the lab cannot possibly be set up here."""
+    """Raise LabError when the lab cannot possibly be set up here: not Linux, python-pytun or
+    pyroute2 missing, no CAP_NET_ADMIN, no /dev/net/tun."""
+    import sys
+
     tun_path = tun_path or TUN_PATH
+    if not sys.platform.startswith("linux"):
+        raise LabError(f"the TUN lab needs Linux (this is {sys.platform}); trace, the dissector and the "
+                       "in-memory stack work here")
+    missing = missing_dependencies()
+    if missing:
+        raise LabError(f"the TUN lab needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                       f"not installed: pip install {' '.join(missing)}")
     if not have_net_admin():
         raise LabError("needs root or CAP_NET_ADMIN (run with sudo)")
     if not os.path.exists(tun_path):

@@ -3,10 +3,14 @@
 ``a, b = MemoryLink.pair()``: what ``a`` sends, ``b`` receives (and back).
 Without an event loop the pair is fully synchronous: ``a.send(p)`` then
 ``b.recv_batch()`` returns ``p``.  Attached to an asyncio loop, a send schedules
-the peer's ``on_readable`` with ``loop.call_soon`` (once per burst).
+the peer's ``on_readable`` on the peer's loop (once per burst): with
+``loop.call_soon`` from the peer loop's own thread, with
+``loop.call_soon_threadsafe`` from any other thread, so the two ends may run on
+two loops in two threads (as the blocking facade does by default).
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Callable
 
@@ -25,6 +29,7 @@ class MemoryLink(Link):
         self.peer: MemoryLink | None = None
         self._inbox: deque[tuple[bytes, PacketMeta | None]] = deque()
         self._loop = None
+        self._thread: int | None = None      # ident of the thread running _loop
         self._on_readable: Callable[[], None] | None = None
         self._scheduled = False
         self.closed = False
@@ -51,11 +56,20 @@ class MemoryLink(Link):
         peer._notify()
 
     def _notify(self) -> None:
-        if self._on_readable is not None and not self._scheduled:
+        loop = self._loop
+        if loop is not None and self._on_readable is not None and not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._fire)
+            if threading.get_ident() == self._thread:
+                loop.call_soon(self._fire)
+            else:                                   # the sender runs another loop, in another thread
+                try:
+                    loop.call_soon_threadsafe(self._fire)
+                except RuntimeError:                # that loop is closed: nobody will read
+                    self._scheduled = False
 
     def _fire(self) -> None:
+        # Cleared before reading the inbox: a packet appended by another thread after this
+        # point schedules a new call, one appended before it is read here.
         self._scheduled = False
         if self._on_readable is not None and self._inbox:
             self._on_readable()
@@ -76,7 +90,9 @@ class MemoryLink(Link):
         return len(self._inbox)
 
     def attach(self, loop, on_readable) -> None:
+        """Call ``on_readable`` on ``loop`` when packets arrive; call this from the loop's thread."""
         self._loop = loop
+        self._thread = threading.get_ident()
         self._on_readable = on_readable
         if self._inbox:
             self._notify()
@@ -84,6 +100,7 @@ class MemoryLink(Link):
     def detach(self) -> None:
         self._on_readable = None
         self._loop = None
+        self._thread = None
         self._scheduled = False
 
     def close(self) -> None:

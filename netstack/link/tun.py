@@ -16,13 +16,18 @@ from __future__ import annotations
 import errno
 import os
 
-import pytun
+try:
+    import pytun
+except ImportError:             # not Linux, or installed without it: TunLink says what it needs
+    pytun = None
 
 from netstack.link.base import Link, PacketMeta
 
-__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL"]
+__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "MISSING_PYTUN"]
 
 IFF_TUN_EXCL = getattr(pytun, "IFF_TUN_EXCL", 0x8000)
+MISSING_PYTUN = ("the TUN device needs Linux and python-pytun, which is not installed "
+                 "(pip install python-pytun; netstack installs it on Linux only)")
 #: one read never returns more than this (max IPv4 datagram; room for GSO later)
 READ_BUFFER_SIZE = 65536 + 64
 
@@ -40,6 +45,8 @@ class TunLink(Link):
     """
 
     def __init__(self, name: str, mtu: int = 1500, *, batch: int = 64, exclusive: bool = True) -> None:
+        if pytun is None:
+            raise TunError(errno.ENOSYS, MISSING_PYTUN)
         if not name or len(name) > 15:
             raise TunError(errno.EINVAL, f"bad interface name {name!r} (1..15 characters)")
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0)

@@ -15,15 +15,16 @@ analyses each direction the way Wireshark's TCP analysis does:
   three-way handshake (RFC 9293 §3.5) and of the FIN exchange (§3.6);
 * ``redacted``: the hex dump hid some bytes (``xx``): what depends on them is unknown.
 
-Every packet also keeps its tcpdump line and its ``trace -x`` explanation, so
+Every packet also keeps its tcpdump line and its ``trace -V`` explanation, so
 the pictures and the report say exactly what ``netstack trace`` says.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 
-from netstack.capture import CaptureError, network_layer, read_frames
+from netstack.capture import CaptureError, Frame, network_layer, read_frames
 from netstack.capture.dissect import dissect
 from netstack.capture.explain import explain_packet, payload_text
 from netstack.capture.format import SeqTracker, format_options, format_packet, format_time
@@ -44,7 +45,7 @@ class Packet:
     number: int
     time: float | None                    #: seconds since the epoch, None when the capture has no time
     line: str                             #: the tcpdump-style line (``netstack trace``)
-    explain: str                          #: the ``netstack trace -x`` reading
+    explain: str                          #: the ``netstack trace -V`` reading
     conn: int | None = None               #: index into Capture.conversations
     direction: int = 0                    #: 0 client -> server, 1 server -> client
     flags: int = 0
@@ -179,14 +180,19 @@ def _app_text(payload, server_port: int) -> str:
     return (first[:48] + ("..." if len(first) > 48 or more else "")).replace('"', "'")
 
 
-def load(source, *, name: str | None = None, max_packets: int | None = None, explain: bool = True) -> Capture:
+def load(source, *, name: str | None = None, max_packets: int | None = None, explain: bool = True,
+         keep: Callable[[Frame], bool] | None = None) -> Capture:
     """Read and analyse a capture; :class:`~netstack.capture.CaptureError` (one line) if it cannot
     be read or holds no TCP segment.  ``max_packets`` stops after that many packets (``cut`` says so).
-    ``explain=False`` leaves ``Packet.explain`` empty (a few kB a packet saved when only drawing)."""
+    ``explain=False`` leaves ``Packet.explain`` empty (a few kB a packet saved when only drawing).
+    ``keep``: read only the frames it accepts (e.g. a compiled filter expression); the others are
+    neither counted nor analysed."""
     if max_packets is not None and max_packets < 1:
         raise ValueError("--max-packets must be at least 1")
     name = name or (source if isinstance(source, str) else getattr(source, "name", "<capture>"))
     frames = read_frames(source, name)
+    if keep is not None:
+        frames = filter(keep, frames)
     if max_packets is not None:
         frames = islice(frames, max_packets + 1)
     tracker = SeqTracker()

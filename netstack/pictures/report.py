@@ -3,7 +3,7 @@
 Nothing is fetched when the page is viewed: the ladders and state diagrams are
 inline SVG, the stream graphs inline PNG (data: URIs), the script and style
 inline.  Clicking a packet (in the table or on a ladder arrow) shows its
-``netstack trace -x`` reading; the readings travel as gzip-compressed JSON
+``netstack trace -V`` reading; the readings travel as gzip-compressed JSON
 (base64, in a ``<script id="packet-data">``), unpacked by the browser's own
 ``DecompressionStream``.  Large captures stay bounded: ladders draw at
 most ``max_rows`` segments and graphs are drawn for at most ``max_graphs``
@@ -158,7 +158,7 @@ def build_report(cap: Capture, *, state_records=None, title: str | None = None, 
     o.append("</section></div>")
     o.append("<aside id='side'><h2 id='explain-title'>No packet selected</h2>"
              "<p id='explain-line' style='font-family:monospace;font-size:11px'></p>"
-             "<pre id='explain'>Click a packet to see its explanation (the same text as netstack trace -x).</pre>"
+             "<pre id='explain'>Click a packet to see its explanation (the same text as netstack trace -V).</pre>"
              "</aside></main>")
     blob = base64.b64encode(gzip.compress(json.dumps(data).encode("utf-8"), 6)).decode("ascii")
     o.append(f"<script type='application/octet-stream' id='packet-data' data-encoding='gzip+base64'>{blob}</script>")

@@ -595,6 +595,6 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              _wraparound, _cfg(), _cfg()),
     Scenario("seed-article", "The seed article's SMTP session, replayed",
              "HELO web34213.mail.mud.yahoo.com and MAIL FROM go through our TCP in packets shaped exactly like "
-             "the article's (86 bytes, NOP, NOP, Timestamps); `netstack trace -x` reads them the same way.",
+             "the article's (86 bytes, NOP, NOP, Timestamps); `netstack trace -V` reads them the same way.",
              _seed_article, _cfg(), _cfg()),
 ]}

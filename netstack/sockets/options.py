@@ -94,11 +94,7 @@ def parse(level: int, optname: int, value) -> tuple[str, int]:
 def apply(conn, values: dict) -> None:
     """Set the options in ``values`` (``{name: int}`` from :func:`parse`) on ``conn``."""
     if "nodelay" in values:
-        setter = getattr(conn, "set_nodelay", None)
-        if setter is not None:
-            setter(bool(values["nodelay"]))
-        else:
-            conn.nodelay = bool(values["nodelay"])
+        conn.set_nodelay(bool(values["nodelay"]))
     keep = {k: values[k] for k in ("keepalive", "keepidle", "keepintvl", "keepcnt") if k in values}
     if keep:
         conn.set_keepalive(bool(keep.get("keepalive", conn.keepalive)), idle=keep.get("keepidle"),

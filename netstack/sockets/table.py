@@ -1,17 +1,32 @@
-"""An ``ss -tin`` style table of every TCP connection on a stack.
+"""The connection table of a stack, in the shape of ``ss -tanio``.
 
-Built only from ``Connection.info()`` (and the listeners' ports), so it shows
-exactly what the TCP layer knows: state, queues, addresses, then on an
-indented line the options negotiated (ts, sack, wscale), MSS, RTO and
-SRTT/RTTVAR (RFC 6298), congestion window, sequence variables
-(snd_una/snd_nxt/rcv_nxt, RFC 9293 §3.3.1), windows and retransmissions.
+Two steps, so that a running stack can be asked over its control socket
+(:mod:`netstack.control`) and the table printed elsewhere (``netstack ss``):
 
-``netstack serve`` prints it on SIGUSR1 with the counters
-(:func:`netstack.cli.serve_services.report`).
+* :func:`snapshot` takes, inside the stack's loop, a plain JSON-safe picture
+  of every listener (:meth:`Listener.info`) and connection
+  (:meth:`Connection.info`), with timer deadlines turned into the time left;
+* :func:`format_ss` prints it as ``ss`` does: ``State Recv-Q Send-Q Local
+  Address:Port Peer Address:Port``; a LISTEN row shows the accept queue
+  (Recv-Q) and the backlog (Send-Q).  With ``timers`` (ss ``-o``) a row ends
+  in ``timer:(retrans,204ms,1)``: the timer in the connection's exclusive slot
+  (retrans, persist, keepalive, timewait, finwait2), the time left in ss's
+  own format, and how often it fired unanswered.  With ``info`` (ss ``-i``) an
+  indented line follows: options (ts, sack, wscale), rto, rtt (SRTT/RTTVAR,
+  RFC 6298), ato, mss, cwnd in segments as ss shows it and ``cwnd_bytes``
+  (netstack counts the window in bytes, RFC 5681), ssthresh, bytes_acked,
+  segs_out, segs_in, minrtt, then the sequence variables of RFC 9293 §3.3.1
+  (snd_una, snd_nxt, rcv_nxt, windows) for teaching.
+
+``netstack serve`` prints :func:`stack_table` on SIGUSR1 (all sockets, with
+``-i`` and ``-o`` detail).
 """
 from __future__ import annotations
 
-__all__ = ["connection_infos", "listener_ports", "format_table", "format_info", "stack_table"]
+import socket as _socket
+from functools import lru_cache
+
+__all__ = ["snapshot", "format_ss", "stack_table", "ss_ms_timer", "STATE_FILTERS"]
 
 _SHORT_STATE = {
     "ESTABLISHED": "ESTAB", "SYN-SENT": "SYN-SENT", "SYN-RECEIVED": "SYN-RECV", "FIN-WAIT-1": "FIN-WAIT-1",
@@ -19,98 +34,191 @@ _SHORT_STATE = {
     "LAST-ACK": "LAST-ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
 }
 
+#: ss's state filters: by default the connected sockets (no LISTEN, TIME-WAIT, SYN-RECV
+#: or CLOSED, as ss's SS_CONN), ``-l`` the listening ones, ``-a`` all.
+STATE_FILTERS = {
+    "connected": lambda st: st not in ("LISTEN", "TIME-WAIT", "SYN-RECEIVED", "CLOSED"),
+    "listening": lambda st: st == "LISTEN",
+    "all": lambda st: True,
+}
 
-def _values(obj):
-    if obj is None:
-        return []
-    if isinstance(obj, dict):
-        return list(obj.values())
-    return list(obj)
+#: timer names as printed (ss calls the retransmission timer "on"; we spell it out)
+_TIMER_NAMES = {"retransmit": "retrans"}
 
 
-def connection_infos(tcp) -> list[dict]:
-    """``info()`` of every connection the TCP layer holds (any state), sorted by address."""
-    conns = getattr(tcp, "connections", None)
-    infos = []
-    for c in _values(conns):
+def _left(at, now: float):
+    return None if at is None else max(0.0, at - now)
+
+
+def snapshot(stack, now: float | None = None) -> dict:
+    """Every listener and connection of ``stack`` as plain data (call it in the stack's loop).
+
+    Deadlines become seconds left from ``now`` (default: the stack's clock), so the
+    picture can cross a process boundary."""
+    from netstack.wire.ipv4 import int2ip
+    if now is None:
+        now = stack.clock()
+    tcp = stack.tcp
+    addr = int2ip(stack.addr)
+    listeners = []
+    for lst in sorted(tcp.listeners.values(), key=lambda l: l.port):
+        i = lst.info()
+        i["local"] = f"{addr}:{i.pop('port')}"
+        i["remote"] = "0.0.0.0:*"
+        listeners.append(i)
+    conns = []
+    for c in list(tcp.connections.values()):
         try:
-            infos.append(c.info())
-        except Exception as exc:       # the table must never break the report
-            infos.append({"state": "?", "local": "?", "remote": repr(c), "error": f"info() failed: {exc}"})
-    infos.sort(key=lambda i: (i.get("local", ""), i.get("remote", "")))
-    return infos
-
-
-def listener_ports(tcp) -> list[int]:
-    listeners = getattr(tcp, "listeners", None)
-    if isinstance(listeners, dict):
-        return sorted(listeners)
-    return sorted(getattr(l, "port", 0) for l in _values(listeners))
+            i = c.info()
+        except Exception as exc:           # the table must never break the report
+            i = {"state": "?", "local": "?", "remote": repr(c), "error": f"info() failed: {exc}"}
+        timer = i.get("timer")
+        if timer is not None:
+            i["timer"] = {"name": timer["name"], "left": _left(timer["at"], now), "fired": timer["fired"]}
+        if i.get("timers"):
+            i["timers"] = {k: _left(v, now) for k, v in i["timers"].items()}
+        conns.append(i)
+    conns.sort(key=lambda i: (i.get("local", ""), i.get("remote", "")))
+    return {"addr": addr, "listeners": listeners, "connections": conns}
 
 
 def _ms(v) -> str:
-    """Seconds as milliseconds the way ss prints them: 204, 0.045, 1.5."""
+    """Seconds as milliseconds the way ss prints rtt and rto: 204, 0.045, 1.5."""
     if v is None:
         return "-"
     text = f"{v * 1000:.3f}".rstrip("0").rstrip(".")
     return text or "0"
 
 
-def format_info(i: dict) -> str:
-    """The indented detail line for one connection (ss -i style ``key:value`` words)."""
+def ss_ms_timer(seconds: float) -> str:
+    """Time left as ss ``-o`` prints it (iproute2's print_ms_timer): ``204ms``, ``045ms``,
+    ``1.500ms`` (1.5 s), ``12sec``, ``2min3sec``, ``15min``; ``0ms`` when due (ss prints nothing)."""
+    timeout = max(0, int(round(seconds * 1000)))
+    secs, msecs = divmod(timeout, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}ms"
+    return out or "0ms"
+
+
+def _segments(nbytes, mss) -> int | None:
+    if nbytes is None or not mss:
+        return None
+    return max(1, nbytes // mss) if nbytes else 0
+
+
+def _detail(i: dict) -> str:
+    """The indented ``-i`` line for one connection (ss's ``key:value`` words)."""
     words = []
     if i.get("timestamps"):
         words.append("ts")
     if i.get("sack_ok"):
         words.append("sack")
-    if "snd_wscale" in i and (i.get("wscale_ok") or i.get("snd_wscale") or i.get("rcv_wscale")):
+    if i.get("wscale_ok"):
         words.append(f"wscale:{i.get('snd_wscale', 0)},{i.get('rcv_wscale', 0)}")
     if i.get("nodelay"):
         words.append("nodelay")
     if "rto" in i:
         words.append(f"rto:{_ms(i['rto'])}")
-    if "srtt" in i:
-        words.append(f"rtt:{_ms(i.get('srtt'))}/{_ms(i.get('rttvar'))}")
-    for key, label in (("backoff", "backoff"), ("mss", "mss"), ("rcv_mss", "rcvmss"), ("cwnd", "cwnd"),
-                       ("ssthresh", "ssthresh")):
-        v = i.get(key)
-        if v is not None and not (key == "backoff" and not v):
-            if key == "ssthresh" and isinstance(v, int) and v >= 1 << 30:
-                continue
-            words.append(f"{label}:{v}")
-    for key in ("snd_una", "snd_nxt", "rcv_nxt", "snd_wnd", "rcv_wnd", "unacked"):
+    if i.get("srtt") is not None:
+        words.append(f"rtt:{_ms(i['srtt'])}/{_ms(i.get('rttvar'))}")
+    if i.get("ato") is not None:
+        words.append(f"ato:{_ms(i['ato'])}")
+    if i.get("backoff"):
+        words.append(f"backoff:{i['backoff']}")
+    mss = i.get("mss")
+    if mss is not None:
+        words.append(f"mss:{mss}")
+    if i.get("rcv_mss") is not None:
+        words.append(f"rcvmss:{i['rcv_mss']}")
+    cwnd = i.get("cwnd")
+    if cwnd is not None:
+        words.append(f"cwnd:{_segments(cwnd, mss)}")
+        words.append(f"cwnd_bytes:{cwnd}")
+    ssthresh = i.get("ssthresh")
+    if isinstance(ssthresh, int) and ssthresh < 1 << 30:
+        words.append(f"ssthresh:{_segments(ssthresh, mss)}")
+    for key in ("bytes_acked", "segs_out", "segs_in"):
         if key in i:
             words.append(f"{key}:{i[key]}")
-    if "retrans" in i:
+    if i.get("minrtt") is not None:
+        words.append(f"minrtt:{_ms(i['minrtt'])}")
+    if i.get("unacked"):
+        words.append(f"unacked:{i['unacked']}")
+    if i.get("retrans"):
         words.append(f"retrans:{i.get('retries', 0)}/{i['retrans']}")
+    for key in ("snd_una", "snd_nxt", "rcv_nxt", "snd_wnd", "rcv_wnd"):
+        if key in i:
+            words.append(f"{key}:{i[key]}")
     if i.get("ooo_bytes"):
         words.append(f"ooo:{i['ooo_bytes']}")
-    timers = i.get("timers")
-    if timers:
-        active = ",".join(f"{k}" for k, v in sorted(timers.items()) if v is not None)
-        if active:
-            words.append(f"timers:({active})")
     if i.get("error"):
         words.append(f"error:{i['error']}")
     return "\t " + " ".join(words)
 
 
-def format_table(infos: list[dict], listening: list[int] = (), local_addr: str = "0.0.0.0") -> str:
-    """Render the table: a header, one line per socket, and a detail line per connection."""
-    rows = [("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")]
+def _timer_word(i: dict) -> str:
+    t = i.get("timer")
+    if not t:
+        return ""
+    return f"timer:({_TIMER_NAMES.get(t['name'], t['name'])},{ss_ms_timer(t['left'] or 0.0)},{t['fired']})"
+
+
+#: ports left numeric even without -n, as ss leaves the ephemeral range: Linux's default
+#: (32768-60999, the kernel peers' ports) and TCPConfig's (49152-65535, ours)
+_EPHEMERAL = range(32768, 65536)
+
+
+@lru_cache(maxsize=256)
+def _service(port: str) -> str:
+    if not port.isdigit() or int(port) in _EPHEMERAL:
+        return port
+    try:
+        return _socket.getservbyport(int(port), "tcp")
+    except (OSError, ValueError, OverflowError):
+        return port
+
+
+def _endpoint(text: str, numeric: bool) -> str:
+    if numeric:
+        return text
+    host, sep, port = str(text).rpartition(":")
+    if not sep or port == "*":
+        return text
+    return f"{host}:{_service(port)}"
+
+
+def format_ss(snap: dict, *, states: str = "connected", info: bool = False, timers: bool = False,
+              numeric: bool = False) -> str:
+    """Print a :func:`snapshot` like ``ss -t`` (``states``: a key of :data:`STATE_FILTERS`;
+    ``info``: ss ``-i``; ``timers``: ss ``-o``; ``numeric``: ss ``-n``, else ports by
+    service name from the services database, as ss does)."""
+    keep = STATE_FILTERS[states]
+    rows = [("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "")]
     details: list[str | None] = [None]
-    for port in listening:
-        rows.append(("LISTEN", "0", "0", f"{local_addr}:{port}", "0.0.0.0:*"))
-        details.append(None)
-    for i in infos:
+    for i in list(snap.get("listeners", ())) + list(snap.get("connections", ())):
         state = str(i.get("state", "?"))
+        if not keep(state):
+            continue
+        is_conn = state != "LISTEN"
         rows.append((_SHORT_STATE.get(state, state), str(i.get("recv_q", 0)), str(i.get("send_q", 0)),
-                     str(i.get("local", "?")), str(i.get("remote", "?"))))
-        details.append(format_info(i))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+                     _endpoint(i.get("local", "?"), numeric), _endpoint(i.get("remote", "?"), numeric),
+                     _timer_word(i) if timers and is_conn else ""))
+        details.append(_detail(i) if info and is_conn else None)
+    widths = [max(len(r[c]) for r in rows) for c in range(6)]
     out = []
     for r, d in zip(rows, details):
-        out.append("  ".join(v.ljust(w) if c != 1 and c != 2 else v.rjust(w)
+        out.append("  ".join(v.rjust(w) if c in (1, 2) else v.ljust(w)
                              for c, (v, w) in enumerate(zip(r, widths))).rstrip())
         if d is not None:
             out.append(d)
@@ -118,9 +226,7 @@ def format_table(infos: list[dict], listening: list[int] = (), local_addr: str =
 
 
 def stack_table(stack) -> str:
-    """The table for every connection on ``stack`` ("" when it has no TCP)."""
-    tcp = getattr(stack, "tcp", None)
-    if tcp is None:
+    """Every socket on ``stack`` with ``-i`` and ``-o`` detail ("" when it has no TCP)."""
+    if getattr(stack, "tcp", None) is None:
         return ""
-    from netstack.wire.ipv4 import int2ip
-    return "TCP connections:\n" + format_table(connection_infos(tcp), listener_ports(tcp), int2ip(stack.addr))
+    return "TCP connections:\n" + format_ss(snapshot(stack), states="all", info=True, timers=True, numeric=True)

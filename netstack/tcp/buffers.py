@@ -106,12 +106,26 @@ class ReceiveBuffer:
         return n
 
 
+class ByteBudget:
+    """Bytes several buffers share a bound on (all connections' out-of-order queues)."""
+
+    __slots__ = ("used", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.used = 0
+        self.limit = limit
+
+    def fits(self, n: int) -> bool:
+        return self.used + n <= self.limit
+
+
 class OutOfOrderQueue:
-    """Disjoint, merged byte ranges beyond RCV.NXT, bounded by ``limit`` bytes."""
+    """Disjoint, merged byte ranges beyond RCV.NXT, bounded by ``limit`` bytes (and by a
+    shared :class:`ByteBudget`, when given)."""
 
-    __slots__ = ("ranges", "nbytes", "limit", "max_ranges", "fin_seq", "last_seq")
+    __slots__ = ("ranges", "nbytes", "limit", "max_ranges", "fin_seq", "last_seq", "budget")
 
-    def __init__(self, limit: int, max_ranges: int = 64):
+    def __init__(self, limit: int, max_ranges: int = 64, budget: ByteBudget | None = None):
         self.ranges: list[list] = []   # [start_seq, bytearray], sorted by offset from RCV.NXT
         self.nbytes = 0
         self.limit = limit
@@ -119,6 +133,7 @@ class OutOfOrderQueue:
         self.max_ranges = max_ranges
         self.fin_seq: int | None = None   # a FIN seen beyond RCV.NXT (its sequence number)
         self.last_seq: int | None = None  # start of the most recently received segment (SACK order)
+        self.budget = budget
 
     def __len__(self) -> int:
         return len(self.ranges)
@@ -150,6 +165,11 @@ class OutOfOrderQueue:
             return True            # entirely duplicate
         if self.nbytes + added > self.limit:
             return False
+        budget = self.budget
+        if budget is not None:
+            if not budget.fits(added):
+                return False
+            budget.used += added
         if not merged and len(self.ranges) >= self.max_ranges:
             return False
         buf = bytearray(hi - lo)
@@ -173,6 +193,8 @@ class OutOfOrderQueue:
                 break
             seq, d = rs.pop(0)
             self.nbytes -= len(d)
+            if self.budget is not None:
+                self.budget.used -= len(d)
             skip = -off
             if skip < len(d):
                 chunk = memoryview(d)[skip:]
@@ -196,6 +218,8 @@ class OutOfOrderQueue:
         return out[:limit]
 
     def clear(self) -> None:
+        if self.budget is not None:
+            self.budget.used -= self.nbytes
         self.ranges.clear()
         self.nbytes = 0
         self.last_seq = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .syncookies import SynCookieMode
+
 
 @dataclass
 class TCPConfig:
@@ -66,6 +68,28 @@ class TCPConfig:
     persist_max: float = 60.0
     #: Orphaned FIN-WAIT-2 lifetime after close() (Linux tcp_fin_timeout).
     fin_timeout: float = 60.0
+    #: SYN cookies (RFC 4987 §3.6, syncookies.py): once the SYN queue is full (AUTO), for
+    #: every SYN (ALWAYS) or never.
+    syncookies: SynCookieMode = SynCookieMode.AUTO
+    #: Resource limits.  Beyond one, a new SYN gets an RST (counted as
+    #: ``tcp.limits.refused.<limit>``) and connect() raises ENOBUFS, while existing
+    #: connections carry on.
+    #: Connections of every state but LISTEN, TIME-WAIT included.
+    max_connections: int = 65536
+    #: Bytes held in receive, send and out-of-order buffers, all connections together.
+    max_buffer_memory: int = 512 * 1024 * 1024
+    #: Out-of-order bytes, all connections together (each also has ``ooo_max``).
+    max_ooo_total: int = 64 * 1024 * 1024
+    #: Connections closed by the application but not yet CLOSED (Linux tcp_max_orphans);
+    #: a close() beyond it aborts with an RST instead of an orderly release.
+    max_orphans: int = 4096
+    #: Challenge ACKs (RFC 5961 §7): at most one per this many seconds per connection (Linux's
+    #: tcp_invalid_ratelimit, 500 ms), and at most about ``challenge_ack_limit`` per second for
+    #: the whole stack.  The global budget of each second is drawn at random between half and
+    #: one and a half times the limit, so an off-path observer cannot use it as a side channel
+    #: (CVE-2016-5696).  0 disables the global limit.
+    challenge_ack_interval: float = 0.5
+    challenge_ack_limit: int = 1000
     #: Initial congestion window in segments (RFC 6928).
     initial_cwnd_segments: int = 10
     #: Ephemeral port range for connect() (RFC 6335 §6).

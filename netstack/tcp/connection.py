@@ -26,7 +26,8 @@ class with its own state and its own tests:
   neg       negotiation.py   MSS, window scale, timestamps and PAWS, SACK-permitted
   rto       rto.py           RFC 6298 RTT estimator and RTO (and Karn's timed segment)
   acks      delack.py        delayed ACK and quick-ACK
-  timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT) + delayed ACK + TLP
+  timers    timers.py        one exclusive slot (retransmit/persist/keep-alive/TIME-WAIT/FIN-WAIT-2)
+                             + delayed ACK + TLP
   cc        congestion/      congestion control behind its interface (NewReno)
   recovery  recovery.py      fast retransmit, SACK recovery (scoreboard: sack.py), TLP, THE RTO firing
   sender    sender.py        what goes out and when: Nagle, SWS, persist, keep-alive probes
@@ -94,7 +95,7 @@ class Connection:
 
     def __init__(self, host, local_addr: int, local_port: int, remote_addr: int, remote_port: int,
                  config: TCPConfig | None = None, *, nodelay: bool | None = None, passive: bool = False,
-                 ts_offset: int = 0):
+                 ts_offset: int = 0, ooo_budget=None):
         cfg = config or TCPConfig()
         self.host = host                  #: a ConnectionHost (host.py): the only way out
         self.config = cfg
@@ -112,7 +113,7 @@ class Connection:
 
         # The parts of the transmission control block.
         self.snd = SendSpace(cfg.sndbuf, cfg.max_segment)
-        self.rcv = ReceiveSpace(cfg.rcvbuf, cfg.ooo_max, cfg.mss)
+        self.rcv = ReceiveSpace(cfg.rcvbuf, cfg.ooo_max, cfg.mss, ooo_budget)
         self.neg = Negotiation(cfg, ts_offset)
         self.rto = RTOEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.acks = AckPolicy(cfg, host.count)
@@ -125,6 +126,12 @@ class Connection:
         self.syn_time = 0.0               #: when our SYN / SYN-ACK went out (handshake RTT)
         self.syn_retransmitted = False
 
+        # Per-connection statistics (ss -ti; RFC 4898's tcpEStatsPerfSegsIn/SegsOut and
+        # HCThruOctetsAcked): one integer increment each, nothing more on the segment paths.
+        self.segs_in = 0                  #: segments received for this connection
+        self.segs_out = 0                 #: segments sent, retransmissions and RSTs included
+        self.bytes_acked = 0              #: sequence space the peer acknowledged (SYN and FIN count 1)
+
         # User-facing
         self.on_event = None              #: callable(ConnEvent), set by the socket layer
         self.events: deque = deque(maxlen=64)        #: the last ConnEvents
@@ -132,6 +139,7 @@ class Connection:
         self.error: BaseException | None = None
         self.soft_error = None            #: last ICMP soft error (type, code), RFC 1122 §4.2.3.9
         self._cause = None                #: what is being processed: the segment, timer or user call
+        self._last_challenge = float("-inf")  #: when the last challenge ACK went out (RFC 5961 §7)
         self._dirty = False               #: a flush has been asked of the host
 
     def __repr__(self):
@@ -255,6 +263,12 @@ class Connection:
         if self.rcv.buf.data and self.established:
             self.abort()
             return
+        if not self.host.may_orphan(self):
+            # Too many connections closed by their applications still wind down: this one
+            # is aborted instead (Linux tcp_max_orphans).
+            self.host.count("tcp.limits.orphans_reset")
+            self.abort()
+            return
         self.user_closed = True
         self.shutdown_write()
 
@@ -288,12 +302,15 @@ class Connection:
             if not 0 < int(count) <= 127:
                 raise ValueError(f"keep-alive probe count must be 1..127, not {count!r}")
             self.keepalive_count = int(count)
+        was_on = self.keepalive
         self.keepalive = bool(on)
         if not on:
             self.timers.stop(_KEEPALIVE)
-        else:
-            if self.timers.kind is _KEEPALIVE:
-                self.timers.stop(_KEEPALIVE)     # re-armed with the new idle time on the flush
+        elif not was_on or (idle is not None and self.timers.kind is _KEEPALIVE
+                            and self.sender.keepalive_probes == 0):
+            # Starting, or a new idle time before any probe went out: the flush arms the
+            # timer an idle period from now.  Probes already under way are left alone.
+            self.timers.stop(_KEEPALIVE)
             self._want_flush()
 
     def set_nodelay(self, on: bool = True) -> None:
@@ -324,9 +341,29 @@ class Connection:
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
             "keepalive": self.keepalive,
             "timers": self.timers.as_dict(),
+            "timer": self._slot_timer(),
+            "segs_in": self.segs_in, "segs_out": self.segs_out, "bytes_acked": self.bytes_acked,
+            "minrtt": self.rto.min_rtt,
             "error": None if self.error is None else type(self.error).__name__,
             "soft_error": self.soft_error,
         }
+
+    def _slot_timer(self) -> dict | None:
+        """What the exclusive timer slot holds, as ss -o shows it: the timer's name, its
+        deadline and how many times it has fired without an answer (retransmissions of the
+        head segment, zero-window or keep-alive probes), or None when the slot is empty."""
+        kind = self.timers.kind
+        if kind is None:
+            return None
+        if kind is _RETRANSMIT:
+            fired = self.recovery.retries
+        elif kind is _PERSIST:
+            fired = self.sender.probes_unanswered
+        elif kind is _KEEPALIVE:
+            fired = self.sender.keepalive_probes
+        else:
+            fired = 0
+        return {"name": kind.value, "at": self.timers.deadline, "fired": fired}
 
     # ------------------------------------------------------------------ events, states, failure
 
@@ -364,11 +401,13 @@ class Connection:
 
     def _send_rst(self) -> None:
         """<SEQ=SND.NXT><CTL=RST> (ABORT, RFC 9293 §3.10.5)."""
+        self.segs_out += 1
         self.host.send_reset(self, self.snd.nxt, 0, RST)
 
     def _enter_closed(self, failure: ConnEvent | None) -> None:
         self._set_state(CLOSED)
         self.timers.stop_all()
+        self.rcv.ooo.clear()
         self.host.closed(self)
         if failure is not None:
             self._event(failure)
@@ -402,6 +441,7 @@ class Connection:
     def open_passive(self, seg, iss: int, now: float) -> None:
         """A SYN reached a LISTEN socket (RFC 9293 §3.10.7.2): send SYN-ACK, enter SYN-RECEIVED."""
         snd = self.snd
+        self.segs_in += 1                            # the SYN is this connection's first segment
         self.rcv.start(seg.seq)
         snd.start(iss)
         self.neg.apply_peer_syn(seg.options, now, snd, self.rcv)
@@ -414,6 +454,42 @@ class Connection:
         # Data carried on the SYN is not queued (RFC 9293 allows it; Linux drops it too
         # without TFO): it is simply not acknowledged and the peer resends it.
 
+    def open_from_cookie(self, seg, iss: int, opts, now: float) -> None:
+        """The ACK of a SYN-cookie handshake (RFC 4987 §3.6, syncookies.py) arrived at a listener
+        and its cookie checked out: become ESTABLISHED at once, with the options the cookie
+        carried (``opts``: mss, wscale, sack_permitted, ts_val)."""
+        snd = self.snd
+        rcv = self.rcv
+        rcv.start((seg.seq - 1) & MASK)
+        snd.start(iss)
+        self.neg.apply_peer_syn(opts, now, snd, rcv)
+        self.cc.set_mss(snd.mss)
+        rcv.syn_window()                             # what the cookie SYN-ACK offered
+        rcv.last_ack_sent = rcv.nxt
+        snd.una = snd.nxt
+        snd.set_window(seg.window << snd.wscale, seg.seq, seg.ack)
+        self.state = LISTEN                          # the handshake's two transitions, at once
+        self._cause = seg
+        self._set_state(SYN_RECEIVED, now)
+        self._establish(now)
+        self._cause = None
+
+    def reopens_time_wait(self, seg) -> bool:
+        """A SYN for this 4-tuple in TIME-WAIT may start a new incarnation (RFC 6191 §2 with
+        timestamps: its TSval is newer than TS.Recent; without them, RFC 1122 §4.2.2.13: its
+        SEG.SEQ is beyond RCV.NXT)."""
+        if self.state is not TIME_WAIT:
+            return False
+        tsval = seg.options.ts_val
+        if self.neg.ts_enabled and tsval is not None:
+            return seq_diff(tsval, self.neg.ts_recent) > 0
+        return seq_diff(seg.seq, self.rcv.nxt) > 0
+
+    def end_time_wait(self) -> None:
+        """Leave TIME-WAIT early for a new incarnation (``reopens_time_wait``)."""
+        self._cause = None
+        self._enter_closed(None)
+
     # ------------------------------------------------------------------ segment arrival
 
     def on_segment(self, seg, now: float) -> None:
@@ -421,7 +497,8 @@ class Connection:
         st = self.state
         if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS:
             if self.fast_path(seg.seq, seg.ack, seg.window, seg.options.ts_val, seg.payload, now):
-                return
+                return                             # counted in segs_in there
+        self.segs_in += 1
         self._cause = seg
         if st is SYN_SENT:
             self._on_segment_syn_sent(seg, now)
@@ -431,6 +508,7 @@ class Connection:
             if self.keepalive:
                 self.sender.heard(now)
             self.flush(now)
+        self._cause = None                 # the segment's payload is only valid during the call
 
     def fast_path(self, seq: int, ack: int, window: int, tsval, payload, now: float) -> bool:
         """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common case).
@@ -449,7 +527,7 @@ class Connection:
         snd = self.snd
         rcv_nxt = rcv.nxt
         if seq != rcv_nxt or ack != snd.una or n == 0 or rcv.ooo.ranges or self.user_closed \
-                or n > ((rcv.adv - rcv_nxt) & MASK) or (window << snd.wscale) != snd.wnd:
+                or n > ((rcv.committed - rcv_nxt) & MASK) or (window << snd.wscale) != snd.wnd:
             return False
         neg = self.neg
         if neg.ts_enabled:
@@ -460,6 +538,7 @@ class Connection:
                 neg.ts_recent_age = now
         rcv.buf.data += payload                    # the one copy of the payload
         rcv.nxt = (rcv_nxt + n) & MASK
+        self.segs_in += 1
         self._event(_EV_READABLE)
         d = self.acks.on_data(now, rcv, self.rto.rto)
         if d is not None and self.timers.delack is None:
@@ -484,6 +563,7 @@ class Connection:
             # first: SEG.ACK =< ISS or SEG.ACK > SND.NXT -> RST (unless RST), drop
             if seq_diff(ack, snd.iss) <= 0 or seq_diff(ack, snd.max) > 0:
                 if not flags & RST:
+                    self.segs_out += 1
                     self.host.send_reset(self, ack, 0, RST)
                 self.host.count("tcp.in.drop.bad_ack")
                 return
@@ -499,15 +579,14 @@ class Connection:
             return
         # fourth: SYN
         rcv = self.rcv
-        syn_wnd = seq_diff(rcv.adv, rcv.nxt)          # the window our SYN offered
-        rcv.start(seg.seq)
-        rcv.adv = (rcv.nxt + syn_wnd) & MASK
+        rcv.start_after_syn(seg.seq)
         self.neg.apply_peer_syn(seg.options, now, snd, rcv)
         self.cc.set_mss(snd.mss)
         snd.set_window(seg.window, seg.seq, snd.wl2)     # unscaled in SYN segments
         if ack_ok:
             snd.wl2 = seg.ack
             snd.una = seg.ack
+            self.bytes_acked += 1                  # our SYN
             self.timers.stop(_RETRANSMIT)
             self._sample_handshake_rtt(seg.options.ts_ecr, now)
             self._establish(now)
@@ -595,8 +674,14 @@ class Connection:
         if neg.ts_enabled and tsval is not None:
             neg.remember(tsval, seq, rcv.last_ack_sent, now)
 
-        # second: RST
+        # second: RST (RFC 9293 §3.10.7.4 second, RFC 5961 §3.2): only an RST at exactly
+        # RCV.NXT resets; one elsewhere in the window gets a challenge ACK, so that a blind
+        # attacker must guess the one right number, not just land in the window.
         if flags & RST:
+            if seq != rcv.nxt:
+                self.host.count("tcp.in.rst_in_window")
+                self._challenge_ack(now)
+                return
             self._on_rst()
             return
 
@@ -606,8 +691,8 @@ class Connection:
                 # "return to LISTEN": the half-open connection is discarded.
                 self._enter_closed(None)
                 return
-            self.host.count("tcp.in.challenge_ack")
-            self.sender.send_ack(now)
+            self.host.count("tcp.in.syn_in_window")
+            self._challenge_ack(now)
             return
 
         # fifth: ACK
@@ -620,6 +705,7 @@ class Connection:
                 snd.set_window(seg.window << snd.wscale, seq, ack)
                 self._sample_handshake_rtt(opts.ts_ecr, now)
                 snd.una = (snd.iss + 1) & MASK
+                self.bytes_acked += 1              # our SYN-ACK
                 self.timers.stop(_RETRANSMIT)
                 self.recovery.retries = 0
                 fin_before = snd.fin_queued
@@ -629,6 +715,7 @@ class Connection:
                 if self.passive:
                     self.host.established(self)
             else:
+                self.segs_out += 1
                 self.host.send_reset(self, ack, 0, RST)
                 return
         if not self._process_ack(seg, seq, now):
@@ -640,6 +727,16 @@ class Connection:
         # seventh & eighth: text and FIN
         if payload or flags & FIN:
             self._process_text(seg, seq, payload, flags, now)
+
+    def _challenge_ack(self, now: float) -> None:
+        """A challenge ACK (RFC 5961 §3.2, §4.2, §5.2), rate-limited (RFC 5961 §7): at most one
+        per ``challenge_ack_interval`` per connection, and within the host's global budget."""
+        if now - self._last_challenge < self.config.challenge_ack_interval or not self.host.challenge_ack_allowed(now):
+            self.host.count("tcp.challenge_acks_limited")
+            return
+        self._last_challenge = now
+        self.host.count("tcp.in.challenge_ack")
+        self.sender.send_ack(now)
 
     def _on_rst(self) -> None:
         """RFC 9293 §3.10.7.4 second: an acceptable RST."""
@@ -655,7 +752,11 @@ class Connection:
             self.host.count("tcp.estab_resets")
             self.rcv.buf.data.clear()
             self.fail(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"), ConnEvent.RESET)
-        else:  # CLOSING, LAST-ACK, TIME-WAIT
+        elif st is TIME_WAIT:
+            # RFC 1337 (TIME-WAIT assassination, hazard H1): an RST must not end TIME-WAIT early,
+            # or an old duplicate could be taken into a new incarnation of the connection.
+            self.host.count("tcp.in.rst_in_time_wait")
+        else:  # CLOSING, LAST-ACK
             self._enter_closed(None)
 
     def _process_ack(self, seg, seq: int, now: float) -> bool:
@@ -667,10 +768,17 @@ class Connection:
         snd_una = snd.una
         acked = seq_diff(ack, snd_una)
         self.sender.probes_unanswered = 0
+        probing = timers.kind is _PERSIST          # the zero-window probe timer runs
         if seq_diff(ack, snd.max) > 0:
             # ACKs something not yet sent: send an ACK, drop the segment.
             self.host.count("tcp.in.drop.ack_unsent")
-            self.sender.send_ack(now)
+            self._challenge_ack(now)
+            return False
+        if seq_diff(ack, (snd_una - snd.max_wnd) & MASK) < 0:
+            # RFC 5961 §5.2: acceptable only if SND.UNA - MAX.SND.WND =< SEG.ACK; an older ACK
+            # is a blind data injection's guess: drop the segment, send a (challenge) ACK.
+            self.host.count("tcp.in.drop.ack_too_old")
+            self._challenge_ack(now)
             return False
         wnd = seg.window << snd.wscale
         new_sack = False
@@ -682,6 +790,7 @@ class Connection:
             elif acked > 0 and sb.blocks:
                 sb.trim(ack)
         if acked > 0:
+            self.bytes_acked += acked
             freed = snd.acknowledge(ack)
             # RTT sample: TSecr (RFC 7323 §4.1) or the timed segment (Karn, RFC 6298 §3)
             ecr = seg.options.ts_ecr
@@ -701,7 +810,7 @@ class Connection:
             # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
             if flight == 0:
                 timers.stop(_RETRANSMIT)
-            else:
+            elif not probing:                      # (while probing, the window decides below)
                 timers.arm(_RETRANSMIT, now + self.rto.rto)
                 recovery.arm_tlp(now)
             if snd.fin_acked(ack):
@@ -730,7 +839,7 @@ class Connection:
             self._dirty = True
         if snd.wnd == 0:
             self.sender.window_closed(now)
-        elif timers.kind is _PERSIST:
+        elif probing or timers.kind is _PERSIST:
             self.sender.window_opened(now)
         return True
 
@@ -766,6 +875,15 @@ class Connection:
                 n = keep
                 fin = 0
             if off == 0:
+                room = rcv.room
+                if n > room:
+                    # Beyond the buffer and its slack for the window's rounding (recv_space.py):
+                    # not stored, not acknowledged.
+                    self.host.count("tcp.in.drop.rcvbuf_full")
+                    payload = payload[:room]
+                    n = room
+                    fin = 0
+                    self.acks.due = True
                 if n:
                     if rcv.take_in_order(payload, n):
                         self.acks.due = True              # filled a hole: ACK at once (RFC 5681 §4.2)

@@ -34,6 +34,12 @@ class ConnectionHost(Protocol):
     def count(self, name: str, n: int = 1) -> None:
         """Increment the counter ``name`` (``tcp.retrans_segs``, ``tcp.in.drop.paws`` ...)."""
 
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The global challenge-ACK budget (RFC 5961 §7) allows one more now (and takes it)."""
+
+    def may_orphan(self, conn: "Connection") -> bool:
+        """The application closes ``conn``: may it wind down on its own (an orphan)?"""
+
     def want_flush(self, conn: "Connection") -> None:
         """A user call queued work: call ``conn.flush(now)`` soon (it has no ``now`` of its own)."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 from collections import deque
 
 from netstack import checksum as _checksum
@@ -32,7 +33,10 @@ from .config import TCPConfig
 from .connection import Connection
 from .isn import ISNGenerator
 from .listener import Listener
+from .buffers import ByteBudget
+from .negotiation import SynOptions
 from .segment import HEADER_TS, TS_WORD, serialize
+from .syncookies import MAX_AGE, TICK, CookieOptions, SynCookieMode, SynCookies, decode_ts, encode_ts
 from .seq import MASK
 from .state import CLOSED, ESTABLISHED
 
@@ -82,11 +86,21 @@ class TCPLayer:
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
         self.connections: dict = {}
         self.listeners: dict = {}
+        if isn_secret is None:
+            isn_secret = os.urandom(16)
         self._isngen = ISNGenerator(isn_secret)
+        self._cookies = SynCookies(isn_secret)    # the same secret, another personalisation
+        self._last_cookie: float | None = None    # when a SYN cookie last went out
+        self.ooo_budget = ByteBudget(self.config.max_ooo_total)
+        self._orphans: set = set()
+        self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
         self._pending: list = []          # connections with user writes to flush
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
+        self._rng = random.Random(os.urandom(16))    # randomised budgets (never a security secret)
+        self._challenge_second = None
+        self._challenge_left = 0
 
     # ------------------------------------------------------------------ user side
 
@@ -108,6 +122,10 @@ class TCPLayer:
             src_port = self._ephemeral_port(dst, dst_port)
         elif (dst, dst_port, src_port) in self.connections:
             raise OSError(errno.EADDRINUSE, f"{src_port} -> {dst_port} is already in use")
+        refusal = self._over_limit(now)
+        if refusal is not None:
+            self.count(f"tcp.limits.refused.{refusal}")
+            raise OSError(errno.ENOBUFS, f"TCP resource limit reached: {refusal}")
         conn = self._new_connection(self.local_addr, src_port, dst, dst_port, nodelay=nodelay, passive=False)
         self.count("tcp.active_opens")
         conn.open_active(self._isn(conn, now), now)
@@ -116,7 +134,7 @@ class TCPLayer:
 
     def _new_connection(self, local: int, lport: int, remote: int, rport: int, *, nodelay, passive) -> Connection:
         conn = Connection(self, local, lport, remote, rport, self.config, nodelay=nodelay, passive=passive,
-                          ts_offset=self._isngen.offset(remote, rport, local, lport))
+                          ts_offset=self._isngen.offset(remote, rport, local, lport), ooo_budget=self.ooo_budget)
         self.connections[(remote, rport, lport)] = conn
         return conn
 
@@ -163,6 +181,10 @@ class TCPLayer:
             return
         counters.inc("tcp.in_segs")
         conn = self.connections.get((src, seg.src_port, seg.dst_port))
+        if conn is not None and seg.flags & 0x17 == SYN and conn.reopens_time_wait(seg):
+            self.count("tcp.time_wait_reused")         # RFC 6191: a new incarnation
+            conn.end_time_wait()
+            conn = None
         self._busy = True
         try:
             if conn is not None:
@@ -262,6 +284,27 @@ class TCPLayer:
     def send_reset(self, conn: Connection, seq: int, ack: int, flags: int) -> None:
         self._send_rst(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port, seq, ack, flags)
 
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """The stack-wide challenge-ACK budget (RFC 5961 §7), randomised per second so that the
+        count it leaves cannot be probed by an off-path attacker (CVE-2016-5696)."""
+        limit = self.config.challenge_ack_limit
+        if limit <= 0:
+            return True
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_left = (limit + 1) // 2 + self._rng.randrange(limit + 1)
+        if self._challenge_left <= 0:
+            return False
+        self._challenge_left -= 1
+        return True
+
+    def may_orphan(self, conn: Connection) -> bool:
+        if len(self._orphans) >= self.config.max_orphans:
+            return False
+        self._orphans.add(conn)
+        return True
+
     def want_flush(self, conn: Connection) -> None:
         self._pending.append(conn)
         if not self._busy:
@@ -273,6 +316,7 @@ class TCPLayer:
             lst.connection_established(conn)
 
     def closed(self, conn: Connection) -> None:
+        self._orphans.discard(conn)
         key = (conn.remote_addr, conn.remote_port, conn.local_port)
         if self.connections.get(key) is conn:
             del self.connections[key]
@@ -289,10 +333,94 @@ class TCPLayer:
             except Exception:  # an observer must not kill the loop
                 log.exception("on_transition observer failed")
 
-    def open_passive(self, listener: Listener, src: int, dst: int, seg, now: float) -> Connection:
+    def open_passive(self, listener: Listener, src: int, dst: int, seg, now: float) -> Connection | None:
+        refusal = self._over_limit(now)
+        if refusal is not None:
+            self.count(f"tcp.limits.refused.{refusal}")
+            self.reset_segment(src, dst, seg)
+            return None
         conn = self._new_connection(dst, listener.port, src, seg.src_port, nodelay=listener.nodelay, passive=True)
         conn.open_passive(seg, self._isn(conn, now), now)
         return conn
+
+    @property
+    def syncookies(self) -> SynCookieMode:
+        return self.config.syncookies
+
+    def send_syn_cookie(self, src: int, dst: int, seg, now: float) -> None:
+        """Answer a SYN with a cookie SYN-ACK and keep no state (RFC 4987 §3.6, syncookies.py).
+
+        The SYN-ACK offers what a SYN-ACK of a real connection would: our MSS; with
+        timestamps, window scale and SACK-permitted when the peer offered them, their
+        values carried in the TSval's low bits.  Without timestamps neither (as Linux)."""
+        cfg = self.config
+        opts = seg.options
+        sport, dport = seg.src_port, seg.dst_port
+        isn = self._cookies.make(src, dst, sport, dport, seg.seq, opts.mss or 536, now)
+        if cfg.timestamps and opts.ts_val is not None:
+            wscale_ok = cfg.wscale is not None and opts.wscale is not None
+            sack_ok = bool(cfg.sack and opts.sack_permitted)
+            tsclock = (int(now * 1000) + self._isngen.offset(src, sport, dst, dport)) & MASK
+            tsval = encode_ts(tsclock, opts.wscale if wscale_ok else None, sack_ok)
+            syn = SynOptions(mss=cfg.mss, wscale=cfg.wscale if wscale_ok else None, sack_permitted=sack_ok,
+                             ts=(tsval, opts.ts_val))
+        else:
+            syn = SynOptions(mss=cfg.mss, wscale=None, sack_permitted=False, ts=None)
+        self.outbox.append(Outgoing(src, serialize(dst, src, dport, sport, isn, (seg.seq + 1) & MASK, SYN | ACK,
+                                                   min(cfg.rcvbuf, 65535), b"", None, None, syn), True))
+        self.counters.inc("tcp.out_segs")
+        self.counters.inc("tcp.syncookies.sent")
+        self._last_cookie = now
+        if not self._busy:
+            self._kick()
+
+    def accept_cookie(self, listener: Listener, src: int, dst: int, seg, now: float) -> Connection | None:
+        """An ACK reached a listener: if SYN cookies went out lately and it returns a valid one,
+        the ESTABLISHED connection it stands for (its data already taken in), else None."""
+        last = self._last_cookie
+        if last is None or now - last > (MAX_AGE + 1) * TICK:
+            return None
+        mss = self._cookies.check(src, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, now)
+        if mss is None:
+            self.count("tcp.syncookies.failed")
+            return None
+        refusal = self._over_limit(now)
+        if refusal is not None:
+            self.count(f"tcp.limits.refused.{refusal}")
+            return None
+        cfg = self.config
+        o = seg.options
+        if cfg.timestamps and o.ts_val is not None and o.ts_ecr:
+            wscale, sack = decode_ts(o.ts_ecr)
+            opts = CookieOptions(mss, wscale, sack, o.ts_val)
+        else:
+            opts = CookieOptions(mss, None, False, None)
+        conn = self._new_connection(dst, listener.port, src, seg.src_port, nodelay=listener.nodelay, passive=True)
+        conn.open_from_cookie(seg, (seg.ack - 1) & MASK, opts, now)
+        self.count("tcp.syncookies.validated")
+        self.count("tcp.passive_opens")
+        if len(seg.payload) or seg.flags & FIN:
+            conn.on_segment(seg, now)
+        return conn
+
+    def _over_limit(self, now: float) -> str | None:
+        """The resource limit a new connection would exceed, or None."""
+        cfg = self.config
+        if len(self.connections) >= cfg.max_connections:
+            return "connections"
+        if self._buffered_bytes(now) >= cfg.max_buffer_memory:
+            return "memory"
+        return None
+
+    def _buffered_bytes(self, now: float) -> int:
+        """Bytes in every connection's buffers, summed at most once a second (it walks them all)."""
+        checked = self._memory_checked
+        if checked is None or now - checked[0] >= 1.0 or now < checked[0]:
+            total = self.ooo_budget.used
+            for c in self.connections.values():
+                total += len(c.rcv.buf) + len(c.snd.buf)
+            checked = self._memory_checked = (now, total)
+        return checked[1]
 
     def unlisten(self, listener: Listener) -> None:
         if self.listeners.get(listener.port) is listener:

@@ -3,9 +3,10 @@
 A SYN to a listening port creates a Connection in SYN-RECEIVED that waits
 in the SYN queue; when the handshake completes it moves to the accept queue,
 and ``accept()`` hands it to the user.  Both queues are bounded by the
-backlog: a SYN that finds either queue full is dropped and counted
-(``tcp.listen.drops``, ``tcp.listen.overflows``): the peer retransmits
-later.
+backlog.  A SYN that finds the SYN queue full is answered with a SYN
+cookie (syncookies.py; ``TCPConfig.syncookies``), or dropped and counted
+(``tcp.listen.drops``) when cookies are off; one that finds the accept queue
+full is dropped (``tcp.listen.overflows``): the peer retransmits later.
 
 The listener makes connections through :class:`ListenerHost` (the layer):
 it never touches the layer's members, and the layer tells it of its
@@ -22,6 +23,7 @@ from netstack.wire.tcp import ACK, RST, SYN
 
 from .events import ListenerEvent
 from .state import CLOSED, LISTEN, State
+from .syncookies import SynCookieMode
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -37,8 +39,18 @@ class ListenerHost(Protocol):
     def reset_segment(self, src: int, dst: int, seg) -> None:
         """Answer ``seg`` (from ``src`` to ``dst``) with an RST (RFC 9293 §3.10.7.1)."""
 
-    def open_passive(self, listener: "Listener", src: int, dst: int, seg, now: float) -> "Connection":
-        """Make, register and open a connection for this SYN (it sends the SYN-ACK)."""
+    #: When to answer with SYN cookies.
+    syncookies: SynCookieMode
+
+    def open_passive(self, listener: "Listener", src: int, dst: int, seg, now: float) -> "Connection | None":
+        """Make, register and open a connection for this SYN (it sends the SYN-ACK); None if a
+        resource limit refused it (the host answered with an RST)."""
+
+    def send_syn_cookie(self, src: int, dst: int, seg, now: float) -> None:
+        """Answer this SYN with a SYN cookie and keep no state."""
+
+    def accept_cookie(self, listener: "Listener", src: int, dst: int, seg, now: float) -> "Connection | None":
+        """The ESTABLISHED connection a valid cookie in this ACK stands for, or None."""
 
     def unlisten(self, listener: "Listener") -> None:
         """The listener closed: free its port."""
@@ -68,6 +80,13 @@ class Listener:
     def pending(self) -> int:
         """Connections ready for accept()."""
         return len(self.accept_queue)
+
+    def info(self) -> dict:
+        """A snapshot for the connection table, in ss's shape for a LISTEN socket:
+        ``recv_q`` is the accept queue's length (connections waiting for accept()),
+        ``send_q`` the backlog; ``syn_queue``, the half-open connections."""
+        return {"state": self.state.value, "port": self.port, "recv_q": len(self.accept_queue),
+                "send_q": self.backlog, "backlog": self.backlog, "syn_queue": len(self.syn_queue)}
 
     def accept(self) -> "Connection | None":
         """Pop the oldest established connection, or None if there is none.
@@ -105,20 +124,40 @@ class Listener:
         host = self.host
         if flags & RST:
             return                                   # first: ignore an RST
+        accept_full = len(self.accept_queue) >= self.backlog
         if flags & ACK:
-            # second: any ACK is bad here -> <SEQ=SEG.ACK><CTL=RST>
+            if not flags & SYN:
+                # the third segment of a SYN-cookie handshake? (RFC 4987 §3.6)
+                if accept_full:
+                    host.count("tcp.listen.overflows")
+                    return
+                conn = host.accept_cookie(self, src, dst, seg, now)
+                if conn is not None:
+                    self.accept_queue.append(conn)
+                    self._event(ListenerEvent.ACCEPTABLE)
+                    return
+            # second: any other ACK is bad here -> <SEQ=SEG.ACK><CTL=RST>
             host.reset_segment(src, dst, seg)
             return
         if not flags & SYN:
             host.count("tcp.in.drop.listen_no_syn")
             return
-        if len(self.syn_queue) >= self.backlog or len(self.accept_queue) >= self.backlog:
+        if accept_full:
             host.count("tcp.listen.drops")
-            if len(self.accept_queue) >= self.backlog:
-                host.count("tcp.listen.overflows")
+            host.count("tcp.listen.overflows")
+            return
+        mode = host.syncookies
+        syn_full = len(self.syn_queue) >= self.backlog
+        if mode is SynCookieMode.ALWAYS or (syn_full and mode is SynCookieMode.AUTO):
+            host.send_syn_cookie(src, dst, seg, now)
+            return
+        if syn_full:
+            host.count("tcp.listen.drops")
+            return
+        conn = host.open_passive(self, src, dst, seg, now)
+        if conn is None:
             return
         host.count("tcp.passive_opens")
-        conn = host.open_passive(self, src, dst, seg, now)
         if conn.state is not CLOSED:
             self.syn_queue[(src, seg.src_port)] = conn
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import TCPConfig
+from .send_space import DEFAULT_PEER_MSS
 from .seq import HALF, MASK
 
 #: RFC 7323 §5.5: TS.Recent is invalid after 24 days idle.
 PAWS_IDLE = 24 * 24 * 3600.0
 #: The NOP, NOP, Timestamps option block every segment carries once timestamps are on.
 TS_OPTION_LEN = 12
-#: RFC 9293 §3.7.1: the send MSS when the peer announced none (IPv4).
-DEFAULT_PEER_MSS = 536
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +60,7 @@ class Negotiation:
         """RTT measured from an echoed TSval (RFC 7323 §4.1)."""
         return ((self.tsval(now) - ecr) & MASK) / 1000.0
 
-    def syn_options(self, now: float, rcv_wscale: int) -> SynOptions:
+    def syn_options(self, now: float) -> SynOptions:
         """Our SYN: everything the configuration enables."""
         cfg = self.config
         return SynOptions(mss=cfg.mss, wscale=cfg.wscale, sack_permitted=cfg.sack,

@@ -10,15 +10,19 @@
     2 - sequence numbers allowed for new reception
     3 - future sequence numbers that are not yet allowed
 
-``ReceiveSpace`` keeps RCV.NXT, the right edge we last advertised (RCV.NXT
-+ RCV.WND, which never moves left), Last.ACK.sent (RFC 7323 §4.3), our
-window shift and receive MSS, the :class:`~netstack.tcp.buffers.ReceiveBuffer`
+``ReceiveSpace`` keeps RCV.NXT and two right edges: ``adv``, the edge the
+peer was told (RCV.NXT + RCV.WND as it computes it from our window field:
+it never moves left, rounding included), and ``committed``, the edge backed
+by free buffer space (window scaling rounds the field up, so ``adv`` may lie
+beyond it).  Promised data is stored even a little past the buffer (``room``);
+data beyond that is trimmed, not acknowledged, and the peer sends it again.  It
+also keeps Last.ACK.sent (RFC 7323 §4.3), our window shift and receive MSS, the :class:`~netstack.tcp.buffers.ReceiveBuffer`
 of in-order bytes the user has not read, and the
 :class:`~netstack.tcp.buffers.OutOfOrderQueue` of bytes beyond a hole.
 
   RFC 9293 §3.10.7.4 first     acceptable(): the segment acceptability test
   RFC 9293 §3.8.6.2.2          advertise(): receiver-side SWS avoidance
-  RFC 9293 §3.8.6, RFC 7323    advertise(): the right edge never moves left
+  RFC 9293 §3.8.6, RFC 7323    advertise(): the right edge never moves left, rounding included
   RFC 1122 §4.2.3.3            window_update_due(): after the user reads
 """
 from __future__ import annotations
@@ -27,18 +31,23 @@ from .buffers import OutOfOrderQueue, ReceiveBuffer
 from .seq import MASK, seq_diff
 
 
-class ReceiveSpace:
-    __slots__ = ("irs", "nxt", "adv", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received")
+#: Window-scale granules of the buffer kept out of the window (see ReceiveSpace.advertise).
+_GRANULES_RESERVED = 16
 
-    def __init__(self, capacity: int, ooo_limit: int, mss: int) -> None:
+
+class ReceiveSpace:
+    __slots__ = ("irs", "nxt", "adv", "committed", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received")
+
+    def __init__(self, capacity: int, ooo_limit: int, mss: int, ooo_budget=None) -> None:
         self.irs = 0                #: IRS: the peer's initial sequence number
         self.nxt = 0                #: RCV.NXT: next sequence number expected
-        self.adv = 0                #: RCV.NXT + RCV.WND as last advertised (never moves left)
+        self.adv = 0                #: RCV.NXT + RCV.WND as the peer knows it (never moves left)
+        self.committed = 0          #: the right edge backed by buffer space (<= adv, >= RCV.NXT)
         self.last_ack_sent = 0      #: Last.ACK.sent (RFC 7323 §4.3)
         self.wscale = 0             #: shift applied to the window field we send
         self.mss = mss              #: what we expect per full-sized segment
         self.buf = ReceiveBuffer(capacity)
-        self.ooo = OutOfOrderQueue(ooo_limit)
+        self.ooo = OutOfOrderQueue(ooo_limit, budget=ooo_budget)
         self.fin_received = False   #: the peer's FIN arrived in order
 
     def start(self, irs: int) -> None:
@@ -55,14 +64,29 @@ class ReceiveSpace:
     @property
     def free(self) -> int:
         """Buffer space not holding unread data."""
-        f = self.buf.capacity - len(self.buf.data)
-        return f if f > 0 else 0
+        return self.buf.free
+
+    @property
+    def room(self) -> int:
+        """In-order bytes that may still be stored: the buffer, plus an eighth of it for what
+        the window's rounding promised beyond it.  The window itself keeps 16 granules back
+        (``advertise``), which usually covers the promises; the slack is there so that
+        promised data is not dropped, and data beyond even that is (a peer sending tiny
+        segments into a large scale could otherwise make the promises grow without end)."""
+        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf.data)
+        return r if r > 0 else 0
 
     def syn_window(self) -> int:
         """The window of our SYN or SYN-ACK (never scaled, RFC 7323 §2.2); it sets the right edge."""
         wnd = min(self.free, 65535)
-        self.adv = (self.nxt + wnd) & MASK
+        self.adv = self.committed = (self.nxt + wnd) & MASK
         return wnd
+
+    def start_after_syn(self, irs: int) -> None:
+        """SYN-SENT: the peer's SYN arrived; our SYN's window now counts from RCV.NXT = IRS + 1."""
+        wnd = seq_diff(self.adv, self.nxt)
+        self.start(irs)
+        self.adv = self.committed = (self.nxt + wnd) & MASK
 
     def acceptable(self, seq: int, seg_len: int) -> bool:
         """The segment acceptability test, RFC 9293 §3.10.7.4 first (the table of four cases)."""
@@ -81,32 +105,71 @@ class ReceiveSpace:
         """The window field to send, with receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2).
 
         The right edge moves only by at least min(rcvbuf/2, MSS), and never
-        moves left (RFC 9293 §3.8.6: shrinking the window is discouraged).
-        Returns the unscaled field value.
+        moves left (RFC 9293 §3.8.6: shrinking the window is discouraged), not
+        even by the rounding of window scaling (RFC 7323 §2.4).  Returns the
+        unscaled field value.
         """
         rcv_nxt = self.nxt
-        capacity = self.buf.capacity
-        free = capacity - len(self.buf.data)
-        if free < 0:
-            free = 0
-        cur = seq_diff(self.adv, rcv_nxt)
+        cur = seq_diff(self.committed, rcv_nxt)
         if cur < 0:
             cur = 0
-        mss = self.mss
-        if free - cur >= ((capacity >> 1) if (capacity >> 1) < mss else mss):
-            max_wnd = 65535 << self.wscale
+        free = self._window_room()
+        shift = self.wscale
+        if self._grows(free, cur):
+            max_wnd = 65535 << shift
             if free > max_wnd:
                 free = max_wnd
-            self.adv = (rcv_nxt + free) & MASK
-            cur = free
-        field = cur >> self.wscale
-        return field if field <= 65535 else 65535
+            self.committed = (rcv_nxt + free) & MASK
+        # The field is rounded up, never down: cur >> wscale would put the edge the peer
+        # computes (RCV.NXT + field << wscale) up to 2^wscale - 1 bytes left of the edge
+        # already advertised, a shrinking window (RFC 7323 §2.4, RFC 9293 §3.8.6; Linux
+        # tcp_select_window aligns up the same way).
+        wnd = seq_diff(self.adv, rcv_nxt)
+        grown = seq_diff(self.committed, rcv_nxt)
+        if grown > wnd:
+            wnd = grown
+        if wnd < 0:
+            wnd = 0
+        field = (wnd + (1 << shift) - 1) >> shift
+        if field > 65535:
+            field = 65535
+        self.adv = (rcv_nxt + (field << shift)) & MASK
+        return field
+
+    def _window_room(self) -> int:
+        """Free buffer space the window may offer: with window scaling, less 16 granules kept
+        back as headroom for the rounding up in ``advertise`` (each advertisement may promise up
+        to 2^wscale - 1 bytes more, and the promises add up while the window closes), at most a
+        sixteenth of the buffer, as Linux keeps part of its buffer out of the window."""
+        capacity = self.buf.capacity
+        free = capacity - len(self.buf.data)
+        shift = self.wscale
+        if shift:
+            reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
+            free -= reserve if reserve < capacity >> 4 else capacity >> 4
+        return free if free > 0 else 0
+
+    def _grows(self, free: int, cur: int) -> bool:
+        """Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): move the right edge only by at least
+        min(rcvbuf/2, MSS)."""
+        half = self.buf.capacity >> 1
+        return free - cur >= (half if half < self.mss else self.mss)
 
     def window_update_due(self) -> bool:
-        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?"""
-        free = self.free
-        cur = self.wnd
-        return free - cur >= min(self.buf.capacity >> 1, 2 * self.mss) or cur < self.mss <= free
+        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
+        Only when ``advertise`` will move the edge (an update with an unchanged window would be
+        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
+        free = self._window_room()
+        cur = seq_diff(self.committed, self.nxt)
+        if cur < 0:
+            cur = 0
+        if not self._grows(free, cur):
+            return False
+        shift = self.wscale
+        grown = min(free, 65535 << shift)
+        if (grown + (1 << shift) - 1) >> shift <= seq_diff(self.adv, self.nxt) >> shift:
+            return False                        # the rounded field would not change
+        return free - cur >= min(self.buf.capacity >> 1, 2 * self.mss) or cur < self.mss
 
     def take_in_order(self, payload, n: int) -> bool:
         """Append ``n`` in-order bytes at RCV.NXT, then whatever the out-of-order queue
@@ -121,4 +184,6 @@ class ReceiveSpace:
                 rcv_nxt = (rcv_nxt + len(chunk)) & MASK
             filled = True
         self.nxt = rcv_nxt
+        if seq_diff(self.committed, rcv_nxt) < 0:
+            self.committed = rcv_nxt                  # data taken from the rounding allowance
         return filled

@@ -26,7 +26,7 @@ K = 4
 
 class RTOEstimator:
     __slots__ = ("srtt", "rttvar", "rto", "backoff_count", "rto_min", "rto_max",
-                 "granularity", "samples", "_base_rto", "timed_seq", "timed_at")
+                 "granularity", "samples", "min_rtt", "_base_rto", "timed_seq", "timed_at")
 
     def __init__(self, initial: float = 1.0, rto_min: float = 1.0, rto_max: float = 60.0,
                  granularity: float = 0.001):
@@ -39,6 +39,8 @@ class RTOEstimator:
         self.rto = self._base_rto
         self.backoff_count = 0
         self.samples = 0
+        #: the smallest RTT sample seen (seconds), or None: ss's minrtt
+        self.min_rtt: float | None = None
         #: Karn's rule without timestamps: the one segment being timed (its first sequence
         #: number) and when it was sent; None when nothing is timed.
         self.timed_seq: int | None = None
@@ -48,6 +50,8 @@ class RTOEstimator:
         """Feed one RTT measurement R (seconds), RFC 6298 §2.2/§2.3."""
         if r < 0:
             return
+        if self.min_rtt is None or r < self.min_rtt:
+            self.min_rtt = r
         if self.srtt is None:
             self.srtt = r
             self.rttvar = r / 2

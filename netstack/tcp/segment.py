@@ -59,7 +59,7 @@ def pack_ts_header(buf, offset: int, src: int, dst: int, src_port: int, dst_port
                     TS_WORD, tsval, tsecr)
 
 
-def encode_options(ts, sack_blocks, syn) -> bytes:
+def option_bytes(ts, sack_blocks, syn) -> bytes:
     """The option bytes for a segment: SYN options, or timestamps and SACK blocks."""
     if syn is not None:
         return build_options(mss=syn.mss, wscale=syn.wscale, sack_permitted=syn.sack_permitted, ts=syn.ts)
@@ -86,7 +86,7 @@ def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: i
             return buf
         except struct.error:
             pass                                # out-of-range field: build_tcp says which
-    options = encode_options(ts, sack_blocks, syn)
+    options = option_bytes(ts, sack_blocks, syn)
     olen = len(options)
     buf = bytearray(20 + ((olen + 3) & ~3) + len(payload))
     build_tcp(buf, 0, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,

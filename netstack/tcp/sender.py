@@ -58,6 +58,7 @@ class Sender:
             sack = rcv.ooo.blocks(rcv.nxt, k)     # RFC 2018 §4: report the blocks we hold
         rcv_nxt = rcv.nxt
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
+        c.segs_out += 1
         rcv.last_ack_sent = rcv_nxt
         c.acks.due = False                        # AckPolicy: the ACK went out
         c.timers.delack = None
@@ -78,10 +79,11 @@ class Sender:
             flags = SYN | ACK
             rcv.last_ack_sent = rcv.nxt
         else:
-            opts = c.neg.syn_options(now, rcv.wscale)
+            opts = c.neg.syn_options(now)
             flags = SYN
         c.syn_time = now
         c.host.emit(c, c.snd.iss, rcv.nxt, flags, wnd, b"", None, None, opts)
+        c.segs_out += 1
         c.timers.arm(_RETRANSMIT, now + c.rto.rto)
 
     def _sack_blocks_that_fit(self, payload_len: int) -> int:
@@ -205,7 +207,13 @@ class Sender:
             c.timers.arm(_RETRANSMIT, now + c.rto.rto)
 
     def window_closed(self, now: float) -> None:
-        """The peer's window is zero with data or a FIN to send: probe it."""
+        """The peer's window is zero while data or a FIN is queued or unacknowledged: probe it.
+
+        The persist timer takes the slot from the retransmission timer: segments
+        in flight beyond a zero window are not retransmitted (and do not count
+        toward the retry limit) while the peer answers the probes; the probe is
+        the first byte at SND.UNA.  When the window opens, the retransmission
+        timer returns (``window_opened``)."""
         c = self.conn
         if c.timers.kind is not _PERSIST and c.state in SEND_STATES and (len(c.snd.buf) or c.snd.fin_queued):
             c.timers.arm(_PERSIST, now + self.persist_interval())
@@ -228,7 +236,7 @@ class Sender:
             n = min(usable, avail, snd.segment_size)
             if n > 0 and snd.nxt == una:
                 self.send(now, una, ACK | PSH, buf.view(una, n))
-                snd.nxt = snd.max = (una + n) & MASK
+                snd.advance(una, n)
                 if c.timers.kind is not _RETRANSMIT:
                     c.timers.arm(_RETRANSMIT, now + c.rto.rto)
             return None
@@ -240,7 +248,7 @@ class Sender:
         elif snd.fin_queued:
             self.send(now, una, ACK | FIN, b"")
             if snd.nxt == una:
-                snd.nxt = snd.max = (una + 1) & MASK
+                snd.advance(una, 1)
         else:
             return None
         self.persist_backoff += 1

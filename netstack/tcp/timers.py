@@ -10,7 +10,8 @@ The rules between the timers are made structural, as smoltcp's
 * **One exclusive slot** holds at most one of RETRANSMIT, PERSIST,
   KEEPALIVE, TIME_WAIT and FIN_WAIT_2.  They can never be armed together:
   arming one replaces the other.  (Data in flight is watched by the
-  retransmission timer; a zero window with data queued by the persist timer;
+  retransmission timer; a zero window with data queued or in flight by the
+  persist timer (its probes replace retransmissions until the window opens);
   an idle connection by keep-alive; a closing one by TIME-WAIT's 2*MSL or
   the orphan FIN-WAIT-2 limit.)
 * **Two independent timers**: DELAYED_ACK (RFC 9293 §3.8.6.3), and TLP, the
@@ -57,7 +58,7 @@ class Timers:
     # -- the exclusive slot ---------------------------------------------------------------------
     def arm(self, kind: Timer, at: float) -> None:
         """Put ``kind`` in the exclusive slot, replacing whatever it held."""
-        if kind not in EXCLUSIVE:
+        if kind is Timer.DELAYED_ACK or kind is Timer.TLP:      # identity tests: this runs per ACK
             raise ValueError(f"{kind} does not use the exclusive slot")
         if kind is not _RETRANSMIT:
             self.tlp = None
@@ -103,7 +104,7 @@ class Timers:
 
     @property
     def retransmit(self) -> float | None:
-        return self.deadline if self.kind is _RETRANSMIT else None
+        return self._of(_RETRANSMIT)
 
     @property
     def persist(self) -> float | None:

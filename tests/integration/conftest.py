@@ -36,8 +36,8 @@ def serve_factory(tmp_path):
     require_tun()
     started: list[ServeProcess] = []
 
-    def factory(*extra_args, start=True) -> ServeProcess:
-        srv = ServeProcess(tmp_path, extra_args)
+    def factory(*extra_args, start=True, env=None) -> ServeProcess:
+        srv = ServeProcess(tmp_path, extra_args, env=env)
         started.append(srv)
         return srv.start() if start else srv
 

@@ -33,17 +33,12 @@ def _rate(result) -> str:
 
 
 def _usr1_report(srv, timeout: float = 10.0) -> str:
-    """Send SIGUSR1 to `netstack serve` and return the report it prints."""
-    before = len(srv.lines)
+    """Send SIGUSR1 to `netstack serve` and return the report it prints (on stderr)."""
+    before = len(srv.stderr_so_far)
     srv.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = "".join(srv.lines[before:])
-        if "TCP connections:" in text:
-            time.sleep(0.3)                      # the rest of the report follows at once
-            return "".join(srv.lines[before:])
-        time.sleep(0.05)
-    raise AssertionError(f"no report after SIGUSR1:\n{srv.stdout}")
+    srv.wait_stderr("TCP connections:", since=before, timeout=timeout)
+    time.sleep(0.3)                      # the rest of the report follows at once
+    return srv.stderr_so_far[before:]
 
 
 def test_kernel_connects_to_echo_options_negotiated_1mb(serve):

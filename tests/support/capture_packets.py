@@ -67,3 +67,12 @@ def udp_packet(payload=b"hello, udp\n", sport=5353, dport=9, *, checksum=True) -
         cs = ref_checksum(pseudo + hdr + payload) or 0xFFFF
     return ipv4_packet(src=CLIENT, dst=SERVER, protocol=PROTO_UDP,
                        payload=struct.pack("!HHHH", sport, dport, length, cs) + payload)
+
+
+def arp_packet(op: int, sender_ip: str, target_ip: str, sender_mac: bytes = b"\x02\0\0\0\0\x01",
+               target_mac: bytes = b"\0" * 6) -> bytes:
+    """An Ethernet/IPv4 ARP packet (RFC 826): 1 request, 2 reply."""
+    import struct
+
+    return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sender_mac, ip2int(sender_ip).to_bytes(4, "big"),
+                       target_mac, ip2int(target_ip).to_bytes(4, "big"))

@@ -37,6 +37,7 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.pop("NOTIFY_SOCKET", None)        # a test run under systemd must not notify it for our servers
     return env
 
 
@@ -76,16 +77,19 @@ def remove_netns_we_created(name: str) -> None:
 class ServeProcess:
     """`python -m netstack serve` in a unique namespace; see the `serve` fixture."""
 
-    def __init__(self, tmp_path: Path, extra_args=(), *, name: str | None = None) -> None:
+    def __init__(self, tmp_path: Path, extra_args=(), *, name: str | None = None, env: dict | None = None) -> None:
         self.name = name or unique_lab_name()
         self.netns = self.ifname = self.name
         self.pcap = tmp_path / f"{self.name}.pcap"
         self.counters_path = tmp_path / f"{self.name}.counters.json"
+        self.maildir = tmp_path / f"{self.name}.mail"          # never the machine's /var/lib/netstack/mail
         self.argv = [sys.executable, "-m", "netstack", "serve", "--netns", self.netns, "--ifname", self.ifname,
                      "--addr", STACK_ADDR, "--peer", f"{PEER_ADDR}/24", "--pcap", str(self.pcap),
-                     "--counters-json", str(self.counters_path), *extra_args]
+                     "--counters-json", str(self.counters_path), "--maildir", str(self.maildir), *extra_args]
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
+        self._err_lines: list[str] = []
         self._q: queue.Queue = queue.Queue()
         self.stderr = ""
         self.returncode: int | None = None
@@ -93,8 +97,7 @@ class ServeProcess:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, timeout: float = READY_TIMEOUT) -> "ServeProcess":
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=_env(), cwd=str(REPO))
-        self._err_lines: list[str] = []
+                                     env={**_env(), **self.extra_env}, cwd=str(REPO))
         self._threads = [threading.Thread(target=self._pump, daemon=True),
                          threading.Thread(target=self._pump_err, daemon=True)]
         for t in self._threads:
@@ -152,6 +155,26 @@ class ServeProcess:
     @property
     def stdout(self) -> str:
         return "".join(self.lines)
+
+    @property
+    def stderr_so_far(self) -> str:
+        """What the server wrote to stderr until now (reports and logs), while it runs."""
+        return "".join(self._err_lines)
+
+    def wait_stderr(self, text: str, *, since: int = 0, timeout: float = 10.0) -> str:
+        """Wait (bounded) until ``text`` appears in stderr after character ``since``; return that part."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            part = self.stderr_so_far[since:]
+            if text in part:
+                return part
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not on stderr within {timeout} s:\n{self.stderr_so_far}")
+
+    def netstack(self, *argv, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``python -m netstack ARGV`` (outside the namespace, like an operator would)."""
+        return subprocess.run([sys.executable, "-m", "netstack", *argv], capture_output=True, text=True,
+                              timeout=timeout, env=_env(), cwd=str(REPO))
 
     def counters(self) -> dict:
         """The counters the server wrote at exit (call after stop())."""

@@ -65,7 +65,7 @@ def test_report_in_headless_chromium(report, browser):
     assert any('"EHLO client.example.org"' in t for t in ladder_texts)
     assert browser.find_elements(By.CSS_SELECTOR, "img.graphs")[0].get_attribute("naturalWidth") != "0"
 
-    # click the EHLO packet in the table: its trace -x reading appears
+    # click the EHLO packet in the table: its trace -V reading appears
     row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr.pkt") if "length 25" in r.text)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
     row.find_element(By.TAG_NAME, "td").click()                          # a real click on its number

@@ -18,6 +18,8 @@ from tests.support.nstest import unique_lab_name
     (["--mtu", "20"], r"--mtu 20 out of range"),
     (["--state-log", "/nonexistent-dir/s.jsonl"], r"--state-log /nonexistent-dir/s.jsonl: directory "
                                                    r"/nonexistent-dir does not exist"),
+    (["--pcap-flush", "packet"], r"--pcap-flush packet needs --pcap FILE"),
+    (["--log-level", "INFO", "-v"], r"--log-level and -v/-q: give one or the other"),
 ])
 def test_bad_options_one_line_exit_2(args, pattern):
     ns = unique_lab_name()

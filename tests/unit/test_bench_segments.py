@@ -29,12 +29,13 @@ def test_table_json_and_progress(tmp_path, capsys):
     for row in S.ROWS:
         assert any(line.startswith(row + " ") for line in out.splitlines()), row
     assert "the cost of parsing alone" in out and "StreamReader add" in out
-    assert "bench segments: [1/4]" in err and "done in" in err     # progress on stderr only
+    assert "bench segments: [1/6] warm-up 1/1" in err and "done in" in err     # progress on stderr only
     assert "bench segments:" not in out
 
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "segments"
-    assert doc["settings"] == {"count": 200, "repeat": 2, "payload": 1448, "batch": 64, "packet_bytes": 1500}
+    assert doc["settings"] == {"count": 200, "repeat": 2, "warmup": 1, "payload": 1448, "batch": 64,
+                               "packet_bytes": 1500}
     assert [r["path"] for r in doc["rows"]] == list(S.ROWS)
     assert {c["key"] for c in doc["columns"]} >= {"ns_per_segment", "segments_per_s", "mb_per_s", "x_parse"}
     for row in doc["rows"]:
@@ -50,9 +51,10 @@ def test_table_json_and_progress(tmp_path, capsys):
     # delayed ACK: one ACK per two full-sized segments (a few more while TCP quick-ACKs a fresh or
     # long-idle connection, as Linux does), far from one per segment
     assert 0.5 <= by["receive path"]["acks_per_segment"] < 0.7
-    # the stack's counters went through TCP for every segment (2 runs x 200, plus the handshake)
-    assert doc["counters"]["tcp.in_segs"] == 2 * 200 + 2
-    assert doc["counters"]["link.in.packets"] == 2 * 200 + 2
+    # the stack's counters went through TCP for every segment (a warm-up and 2 runs x 200, plus the
+    # handshake); the warm-up run is not among the reported runs
+    assert doc["counters"]["tcp.in_segs"] == 3 * 200 + 2
+    assert doc["counters"]["link.in.packets"] == 3 * 200 + 2
     assert doc["environment"]["python"]
 
 

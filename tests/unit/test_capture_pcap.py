@@ -143,7 +143,7 @@ def test_bad_magic_short_header_and_pcapng():
         PcapReader(io.BytesIO(b"GIF89a" + bytes(30)))
     with pytest.raises(PcapError, match="file header cut short"):
         PcapReader(io.BytesIO(struct.pack("<I", MAGIC_USEC) + b"\x02\x00"))
-    with pytest.raises(PcapError, match="pcapng.*editcap"):
+    with pytest.raises(PcapError, match="pcapng.*PcapngReader"):
         PcapReader(io.BytesIO(b"\x0a\x0d\x0d\x0a" + bytes(40)))
 
 

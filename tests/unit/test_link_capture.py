@@ -108,3 +108,26 @@ def test_nothing_to_capture_is_refused():
     a, _peer = MemoryLink.pair()
     with pytest.raises(ValueError):
         CaptureLink(a)
+
+
+def test_pcap_flush_packet_puts_each_packet_on_disk_as_it_passes(tmp_path):
+    """--pcap-flush packet (tcpdump -U): the file holds every packet while recording goes on;
+    the default buffered mode does not (it writes 64 KiB blocks)."""
+    a, peer = MemoryLink.pair()
+    live = CaptureLink(a, pcap=str(tmp_path / "live.pcap"), pcap_flush="packet")
+    b, peer2 = MemoryLink.pair()
+    buffered = CaptureLink(b, pcap=str(tmp_path / "buf.pcap"))
+    for n in (1, 2, 3):
+        live.send(ping(n))
+        buffered.send(ping(n))
+        assert len(read_pcap(str(tmp_path / "live.pcap"))) == n             # readable now, not at the end
+    assert (tmp_path / "buf.pcap").stat().st_size == 0                     # still in the buffer
+    buffered.detach()
+    assert len(read_pcap(str(tmp_path / "buf.pcap"))) == 3                 # flushed when recording ends
+    live.detach()
+
+
+def test_pcap_flush_mode_is_checked():
+    a, _ = MemoryLink.pair()
+    with pytest.raises(ValueError, match="pcap_flush"):
+        CaptureLink(a, pcap=io.BytesIO(), pcap_flush="sometimes")

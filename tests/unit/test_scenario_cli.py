@@ -30,7 +30,7 @@ def test_run_marks_the_lost_segments(capsys):
 
 
 def test_run_explain(capsys):
-    assert main(["scenario", "run", "rst-closed-port", "-x"]) == 0
+    assert main(["scenario", "run", "rst-closed-port", "-V"]) == 0
     out = capsys.readouterr().out
     assert "destination port 81" in out and "flags 0x014" in out
 
@@ -74,7 +74,7 @@ def test_several_connections_get_one_ladder_each(tmp_path, capsys):
 
 
 def test_seed_article_replay_reads_like_the_article(capsys):
-    assert main(["scenario", "run", "seed-article", "-x"]) == 0
+    assert main(["scenario", "run", "seed-article", "-V"]) == 0
     out = capsys.readouterr().out
     assert "0x0000:  4500 0056" in out                        # the article's first line: 86 bytes
     assert "HELO web34213.mail.mud.yahoo.com" in out and "MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>" in out

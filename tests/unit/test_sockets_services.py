@@ -11,7 +11,7 @@ import pytest
 from netstack import services
 from netstack.cli import serve_services
 from netstack.sockets import open_connection
-from netstack.sockets.table import connection_infos, format_table, stack_table
+from netstack.sockets.table import format_ss, snapshot, stack_table
 from tests.support.sockets_fixtures import A_ADDR, B_ADDR, stack_pair
 
 pytestmark = pytest.mark.timeout(60)
@@ -116,25 +116,31 @@ def test_no_services_installs_nothing():
 
 
 def test_table_rows_from_info():
-    infos = [{
-        "state": "ESTABLISHED", "local": "198.18.0.2:7", "remote": "198.18.0.1:40000", "recv_q": 3,
-        "send_q": 10, "timestamps": True, "sack_ok": False, "snd_wscale": 7, "rcv_wscale": 6, "wscale_ok": True,
-        "rto": 0.204, "srtt": 0.0015, "rttvar": 0.00075, "mss": 1448, "cwnd": 14480, "ssthresh": 1 << 31,
-        "snd_una": 100, "snd_nxt": 110, "rcv_nxt": 5000, "snd_wnd": 65535, "rcv_wnd": 1000, "retrans": 4,
-        "retries": 1, "timers": {"retransmit": 12.0, "delack": None}, "error": None,
-    }, {"state": "TIME-WAIT", "local": "198.18.0.2:9", "remote": "198.18.0.1:40001"}]
-    text = format_table(infos, [7, 9], "198.18.0.2")
+    snap = {"listeners": [{"state": "LISTEN", "local": "198.18.0.2:7", "remote": "0.0.0.0:*", "recv_q": 2,
+                           "send_q": 128, "syn_queue": 0}],
+            "connections": [{
+                "state": "ESTABLISHED", "local": "198.18.0.2:7", "remote": "198.18.0.1:40000", "recv_q": 3,
+                "send_q": 10, "timestamps": True, "sack_ok": False, "snd_wscale": 7, "rcv_wscale": 6,
+                "wscale_ok": True, "rto": 0.204, "srtt": 0.0015, "rttvar": 0.00075, "mss": 1448, "cwnd": 14480,
+                "ssthresh": 1 << 31, "snd_una": 100, "snd_nxt": 110, "rcv_nxt": 5000, "snd_wnd": 65535,
+                "rcv_wnd": 1000, "retrans": 4, "retries": 1, "bytes_acked": 99, "segs_in": 5, "segs_out": 7,
+                "minrtt": 0.001, "timer": {"name": "retransmit", "left": 0.204, "fired": 1}, "error": None,
+            }, {"state": "TIME-WAIT", "local": "198.18.0.2:9", "remote": "198.18.0.1:40001",
+                "timer": {"name": "timewait", "left": 59.5, "fired": 0}}]}
+    text = format_ss(snap, states="all", info=True, timers=True, numeric=True)
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["State", "Recv-Q", "Send-Q"]
-    assert lines[1].split() == ["LISTEN", "0", "0", "198.18.0.2:7", "0.0.0.0:*"]
+    assert lines[1].split() == ["LISTEN", "2", "128", "198.18.0.2:7", "0.0.0.0:*"]
     est = next(i for i, line in enumerate(lines) if line.startswith("ESTAB"))
-    assert lines[est].split() == ["ESTAB", "3", "10", "198.18.0.2:7", "198.18.0.1:40000"]
+    assert lines[est].split() == ["ESTAB", "3", "10", "198.18.0.2:7", "198.18.0.1:40000", "timer:(retrans,204ms,1)"]
     detail = lines[est + 1].split()
     assert "ts" in detail and "sack" not in detail and "wscale:7,6" in detail
     assert "rto:204" in detail and "rtt:1.5/0.75" in detail and "retrans:1/4" in detail
-    assert "timers:(retransmit)" in detail
+    assert "cwnd:10" in detail and "cwnd_bytes:14480" in detail and "minrtt:1" in detail
+    assert "bytes_acked:99" in detail and "segs_out:7" in detail and "segs_in:5" in detail
     assert not any(w.startswith("ssthresh") for w in detail)     # "infinite" ssthresh is not shown
-    assert any(line.startswith("TIME-WAIT") for line in lines)
+    tw = next(line for line in lines if line.startswith("TIME-WAIT"))
+    assert tw.split()[-1] == "timer:(timewait,59sec,0)"             # ss drops the ms above 9 s
 
 
 def test_stack_table_without_tcp_is_empty():
@@ -143,12 +149,18 @@ def test_stack_table_without_tcp_is_empty():
     assert stack_table(NoTcp()) == ""
 
 
-def test_connection_infos_survive_a_broken_connection():
+def test_snapshot_survives_a_broken_connection():
     class Bad:
         def info(self):
             raise RuntimeError("boom")
 
     class Tcp:
         connections = {1: Bad()}
-    infos = connection_infos(Tcp())
-    assert infos[0]["state"] == "?" and "boom" in infos[0]["error"]
+        listeners = {}
+
+    class FakeStack:
+        tcp = Tcp()
+        addr = 0xC6120002
+        clock = staticmethod(lambda: 0.0)
+    (info,) = snapshot(FakeStack())["connections"]
+    assert info["state"] == "?" and "boom" in info["error"]

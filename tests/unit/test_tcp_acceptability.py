@@ -74,7 +74,10 @@ def test_rst_must_be_in_window():
     s, conn, us, them = opened(ts=False)
     s.peer("R", seq=them + 100000)
     assert conn.state is State.ESTABLISHED
-    s.peer("R", seq=them + 10)                   # in window: accepted (RFC 5961 tightening comes later)
+    s.peer("R", seq=them + 10)                   # in window, not exact: a challenge ACK (RFC 5961 §3.2)
+    s.expect(".", seq=us, ack=them)
+    assert conn.state is State.ESTABLISHED
+    s.peer("R", seq=them)                        # exactly RCV.NXT: reset
     assert conn.state is State.CLOSED
 
 

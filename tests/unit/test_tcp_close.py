@@ -152,7 +152,7 @@ def test_shutdown_keeps_fin_wait_2_forever():
 
 @pytest.mark.parametrize("prep,final", [
     ("established", ConnEvent.RESET), ("fin_wait_1", ConnEvent.RESET), ("fin_wait_2", ConnEvent.RESET),
-    ("close_wait", ConnEvent.RESET), ("last_ack", ConnEvent.CLOSED), ("closing", ConnEvent.CLOSED), ("time_wait", ConnEvent.CLOSED),
+    ("close_wait", ConnEvent.RESET), ("last_ack", ConnEvent.CLOSED), ("closing", ConnEvent.CLOSED),
 ])
 def test_rst_in_each_synchronized_state(prep, final):
     s, conn, us, them = opened()
@@ -231,3 +231,16 @@ def test_keepalive_probes_and_timeout():
     s.at(230.0)
     s.expect("R", seq=us)
     assert isinstance(conn.error, TimeoutError) and conn.state is State.CLOSED
+
+
+def test_keepalive_option_changes_do_not_restart_probing():
+    cfg = TCPConfig(keepalive=True, keepalive_idle=100.0, keepalive_interval=10.0, keepalive_probes=3)
+    s, conn, us, them = opened(cfg)
+    s.at(100.0)
+    s.expect(".", seq=us - 1)                            # first probe
+    conn.set_keepalive(True, count=5)                    # TCP_KEEPCNT while probing
+    s.poll()
+    assert conn.timers.keepalive == pytest.approx(110.0) and conn.sender.keepalive_probes == 1
+    conn.set_keepalive(True, idle=50.0)                  # TCP_KEEPIDLE while probing: also left alone
+    s.poll()
+    assert conn.timers.keepalive == pytest.approx(110.0)

@@ -6,6 +6,7 @@ import pytest
 
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.events import ConnEvent, ListenerEvent
+from netstack.tcp.syncookies import SynCookieMode
 from tests.support.tcp_script import PEER, Script
 
 
@@ -189,8 +190,8 @@ def test_listen_state_rules():
     s.expect_nothing()
 
 
-def test_backlog_full_drops_syn():
-    s = Script()
+def test_backlog_full_drops_syn_without_syncookies():
+    s = Script(TCPConfig(syncookies=SynCookieMode.NEVER))
     lst = s.layer.listen(80, backlog=2)
     for i in range(3):
         s.peer("S", seq=100, sport=5000 + i)

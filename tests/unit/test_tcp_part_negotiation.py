@@ -107,9 +107,9 @@ def test_synack_offers_everything_the_peer_offered():
 
 def test_syn_offers_what_the_configuration_enables():
     neg = Negotiation(TCPConfig(mss=1000, wscale=4, sack=True, timestamps=True), ts_offset=10)
-    assert neg.syn_options(2.0, 4) == SynOptions(mss=1000, wscale=4, sack_permitted=True, ts=(2010, 0))
+    assert neg.syn_options(2.0) == SynOptions(mss=1000, wscale=4, sack_permitted=True, ts=(2010, 0))
     neg = Negotiation(TCPConfig(wscale=None, sack=False, timestamps=False))
-    assert neg.syn_options(2.0, 0) == SynOptions(mss=1460, wscale=None, sack_permitted=False, ts=None)
+    assert neg.syn_options(2.0) == SynOptions(mss=1460, wscale=None, sack_permitted=False, ts=None)
 
 
 # -- the TSval clock --------------------------------------------------------------------------

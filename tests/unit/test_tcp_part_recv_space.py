@@ -103,8 +103,15 @@ def test_advertise_scales_by_wscale_and_caps_the_edge_at_65535_scaled():
 
 def test_advertise_field_is_shifted_by_wscale():
     r = space(1 << 20, wscale=7)
-    assert r.advertise() == (1 << 20) >> 7
-    assert r.adv == 1000 + (1 << 20)
+    reserve = 16 * 127                         # headroom for rounding up: 16 granules of 2^7 - 1
+    assert r.advertise() == -(-((1 << 20) - reserve) >> 7)
+    assert r.adv == 1000 + (r.advertise() << 7)
+
+
+def test_rounding_headroom_is_at_most_a_sixteenth_of_the_buffer():
+    r = space(64 * 1024, wscale=14)
+    field = r.advertise()
+    assert field == -(-(64 * 1024 - 4096) >> 14)     # min(16 * (2^14 - 1), 64K / 16) kept back
 
 
 def test_advertise_field_never_exceeds_65535():

@@ -37,3 +37,19 @@ def test_bad_values_are_usage_errors(argv, capsys):
         parse(*argv)
     assert e.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_syncookies_and_limits_reach_the_config():
+    from netstack.tcp.syncookies import SynCookieMode
+    cfg = tcp_serve.config_from_args(parse(), 1500)
+    assert cfg.syncookies is SynCookieMode.AUTO
+    cfg = tcp_serve.config_from_args(parse("--tcp-syncookies", "always", "--tcp-max-connections", "100",
+                                           "--tcp-max-orphans", "7"), 1500)
+    assert (cfg.syncookies, cfg.max_connections, cfg.max_orphans) == (SynCookieMode.ALWAYS, 100, 7)
+
+
+@pytest.mark.parametrize("argv", [["--tcp-syncookies", "sometimes"], ["--tcp-max-connections", "0"]])
+def test_bad_syncookie_and_limit_values_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(*argv)
+    assert e.value.code == 2 and argv[0] in capsys.readouterr().err

@@ -325,7 +325,8 @@ def test_advertised_window_is_scaled():
     s.peer("P.", seq=them, ack=us, data=b"x" * 10, ts=(101, 0))
     s.at(0.2)
     ack = s.expect(".")
-    assert ack.window == (256 * 1024 - 10) >> 7
+    # rounded up (the edge never moves left), with 16 granules of the buffer kept back as headroom
+    assert ack.window == -(-(256 * 1024 - 10 - 16 * 127) >> 7)
 
 
 def test_zero_window_persist_probes_with_backoff():
@@ -580,3 +581,26 @@ def test_sack_blocks_never_grow_a_data_segment_past_the_mss():
         assert len(g.payload) + opt_len <= mss + 12, (len(g.payload), opt_len)   # never past the peer's 1460
     assert segs[0].options.sack_blocks == () and segs[0].options.ts_val is not None
     assert segs[2].options.sack_blocks == ((them + 100, them + 200), (them + 300, them + 400))
+
+
+def test_window_reopening_on_a_partial_ack_resets_the_persist_backoff():
+    s, conn, us, them = opened(TCPConfig(tlp=False), ts=False, nodelay=True)
+    conn.send(b"x" * 3000); s.poll(); s.sent()
+    s.peer(".", seq=them, ack=us + 1000, win=0)            # part acked, window closed
+    for _ in range(3):
+        s.at(conn.timers.persist)
+        s.sent()
+    assert conn.sender.persist_backoff == 3
+    s.peer(".", seq=them, ack=us + 2000, win=65535)         # more acked, the window opens
+    assert conn.sender.persist_backoff == 0 and conn.timers.persist is None
+    assert conn.timers.retransmit is not None               # data in flight: the RTO watches again
+
+
+def test_a_zero_window_ack_keeps_the_persist_deadline():
+    s, conn, us, them = opened(TCPConfig(tlp=False), ts=False, nodelay=True)
+    conn.send(b"x" * 3000); s.poll(); s.sent()
+    s.peer(".", seq=them, ack=us + 1000, win=0)
+    t = conn.timers.persist
+    s.at(s.now + 0.05)
+    s.peer(".", seq=them, ack=us + 2000, win=0)             # still closed: the probe keeps its time
+    assert conn.timers.persist == t and conn.timers.retransmit is None

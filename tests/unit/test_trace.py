@@ -131,7 +131,7 @@ def test_offload_partial_checksum_is_diagnosed(tmp_path, capsys):
     pseudo = struct.pack("!IIBBH", ip2int(cp.CLIENT), ip2int(cp.SERVER), 0, PROTO_TCP, seg_len)
     partial = ~ref_checksum(pseudo) & 0xFFFF         # what Linux leaves for the NIC to finish
     struct.pack_into("!H", pkt, 36, partial)
-    status, lines, _ = trace(capsys, write_pcap(tmp_path / "o.pcap", [bytes(pkt)]), "-x")
+    status, lines, _ = trace(capsys, write_pcap(tmp_path / "o.pcap", [bytes(pkt)]), "-V")
     text = "\n".join(lines)
     assert status == 0 and f"cksum 0x{partial:04x} (incorrect -> " in lines[0]
     assert "holds only the pseudo-header sum" in text and "checksum offload" in text
@@ -216,7 +216,7 @@ def test_nanosecond_and_time_styles(tmp_path, capsys):
 def test_count_stdin_and_hex(tmp_path, capsys, monkeypatch):
     raw = write_pcap(tmp_path / "c.pcap", cp.conversation()).read_bytes()
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
-    status, lines, _ = trace(capsys, "-", "-n", "2", "--hex")
+    status, lines, _ = trace(capsys, "-", "-c", "2", "--hex")
     assert status == 0
     heads = [l for l in lines if not l.startswith("\t0x")]
     assert len(heads) == 2 and "Flags [S.]" in heads[1]
@@ -227,7 +227,7 @@ def test_count_stdin_and_hex(tmp_path, capsys, monkeypatch):
 
 def test_explain_reads_fields(tmp_path, capsys):
     pkts = cp.conversation()
-    status, lines, _ = trace(capsys, write_pcap(tmp_path / "c.pcap", pkts), "-x", "-n", "5")
+    status, lines, _ = trace(capsys, write_pcap(tmp_path / "c.pcap", pkts), "-V", "-c", "5")
     text = "\n".join(lines)
     assert status == 0
     syn = text.split("\n\n")[0]
@@ -308,7 +308,7 @@ def test_other_link_layers(tmp_path, capsys, linktype, header):
     _, raw_lines, _ = trace(capsys, write_pcap(tmp_path / "r.pcap", pkts))
     _, lines, _ = trace(capsys, write_pcap(tmp_path / "l.pcap", pkts, linktype=linktype, wrap=lambda p: header + p))
     assert lines == raw_lines
-    status, lines, _ = trace(capsys, tmp_path / "l.pcap", "-x", "-n", "1")
+    status, lines, _ = trace(capsys, tmp_path / "l.pcap", "-V", "-c", "1")
     assert status == 0 and f"IPv4 starts at 0x{len(header):04x}" in "\n".join(lines)
 
 

@@ -86,7 +86,7 @@ def test_checksums_really_are_wrong_and_by_the_same_amount():
 
 
 def test_helo_explained_like_the_article(capsys):
-    out = _trace(capsys, "-x", "-n", "1")
+    out = _trace(capsys, "-V", "-c", "1")
     ip_found, ip_want, tcp_found, tcp_want = _expected_checksums(SEED_HELO)
     rows = {
         r"0x0000  45 +version 4 \(high nibble\), IHL 5 words = 20 bytes": "the underlined 4: IPv4",
@@ -124,5 +124,5 @@ def test_mail_from_packet_follows_and_redaction_is_not_called_a_bad_checksum(cap
     # relative to the HELO packet, like tcpdump: the sequence numbers follow each other (34 bytes of HELO)
     assert ", seq 34:71, ack 24, win 33304, options [nop,nop,TS val 310237486 ecr 108030720], length 37" in lines[1]
     assert "cksum 0x053c (unverified: redacted bytes)" in lines[1]
-    out = _trace(capsys, "-x")
+    out = _trace(capsys, "-V")
     assert "MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>  <\\r\\n>" in out
