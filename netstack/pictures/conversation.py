@@ -223,7 +223,7 @@ def load(source, *, name: str | None = None, max_packets: int | None = None, exp
             pkt.marks.append("redacted")
     if not any(p.is_tcp for p in packets):
         raise CaptureError(f"{name}: no TCP segments in the capture ({len(packets)} packet"
-                           f"{'s' * (len(packets) != 1)} read)")
+                           f"{'s' * (len(packets) != 1)} read{' that the filter keeps' if keep else ''})")
     for c in convs:
         _mark_phases(c)
     return Capture(name, packets, convs, cut, max_packets)

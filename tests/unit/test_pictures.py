@@ -189,6 +189,32 @@ def test_several_connections_give_numbered_files(tmp_path, played):
     assert (tmp_path / "l-1.svg").exists() and (tmp_path / "l-2.svg").exists()
 
 
+def test_trace_ladder_takes_trace_options(tmp_path, played, capsys):
+    """`trace --ladder` reads -r FILE, stops after -c N packets and draws only what the filter keeps."""
+    import netstack.capture as c
+    cap = tmp_path / "two.pcap"
+    with PcapWriter(str(cap)) as w:                 # two connections: ports 8000 and 81
+        for name in ("handshake", "rst-closed-port"):
+            for fr in c.read_frames(io.BytesIO(played(name).testbed.pcap_bytes())):
+                w.write(fr.data, fr.ts_sec + fr.ts_nsec / 1e9)
+    assert main(["trace", "--ladder", "-r", str(cap)]) == 0
+    both = capsys.readouterr().out
+    assert "connection 1:" in both and "connection 2:" in both
+    assert main(["trace", "--ladder", str(cap), "tcp", "port", "81"]) == 0
+    one = capsys.readouterr().out
+    assert "connection 1:" in one and "connection 2:" not in one and one.splitlines()[0].endswith(":81")
+    assert main(["trace", "--ladder", "-r", str(cap), "-c", "2"]) == 0
+    cut = capsys.readouterr().out
+    assert cut.count("|-") + cut.count("|<") == 2 and "cut: only the first 2 packets" in cut
+    assert main(["trace", "--ladder", str(cap), "udp"]) == 2
+    assert "no TCP segments in the capture (0 packets read that the filter keeps)" in capsys.readouterr().err
+    for opt in ("-V", "-x", "-A"):
+        with pytest.raises(SystemExit) as exc:
+            main(["trace", "--ladder", opt, str(cap)])
+        assert exc.value.code == 2
+        assert "--ladder draws whole connections" in capsys.readouterr().err
+
+
 def _one_line_error(capsys, argv, expected):
     assert main(argv) == 2
     err = capsys.readouterr().err
