@@ -29,8 +29,11 @@ COLUMNS = [
     report.Column("seconds", "seconds", "{:.3f}"),
     report.Column("x_trace", "x trace", "{:.2f}"),
     report.Column("packets_per_s", "packets/s", "{:,.0f}"),
+    report.SPREAD,
     report.Column("note", "note", "{}", "<"),
 ]
+KEY = ["step"]
+FIGURE = ("seconds", "lower")
 
 
 def make_capture(packets: int) -> bytes:
@@ -76,13 +79,15 @@ def _trace_all(path: str, limit: int) -> int:
     return n
 
 
-def _timed(fn, repeat: int) -> float:
-    best = []
-    for _ in range(repeat):
+def _timed(fn, repeat: int, warmup: int) -> list[float]:
+    """Seconds of each of ``repeat`` runs of ``fn``, after ``warmup`` discarded ones."""
+    runs = []
+    for i in range(warmup + repeat):
         t = time.perf_counter()
         fn()
-        best.append(time.perf_counter() - t)
-    return report.median(best)
+        if i >= warmup:
+            runs.append(time.perf_counter() - t)
+    return runs
 
 
 def _page_ready_seconds(html_path: str) -> float:
@@ -105,7 +110,7 @@ def _page_ready_seconds(html_path: str) -> float:
         driver.quit()
 
 
-def measure(*, packets: int, repeat: int, browser: bool, progress) -> dict:
+def measure(*, packets: int, repeat: int, browser: bool, progress, warmup: int = 0) -> dict:
     from netstack.pictures.conversation import load
     from netstack.pictures.graphs import draw_stream_graphs
     from netstack.pictures.ladder import capture_ladder_text
@@ -137,7 +142,8 @@ def measure(*, packets: int, repeat: int, browser: bool, progress) -> dict:
         rows = []
         for name, fn, note in steps:
             progress.step(name)
-            rows.append({"step": name, "seconds": _timed(fn, repeat), "note": note})
+            runs = _timed(fn, repeat, warmup)
+            rows.append({"step": name, "seconds": report.median(runs), "runs": runs, "note": note})
         ref = rows[0]["seconds"]
         for r in rows:
             r["x_trace"] = r["seconds"] / ref if ref else None
@@ -159,7 +165,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"packets in the capture (default {DEFAULT_PACKETS:,}, --quick {QUICK_PACKETS:,})")
     parser.add_argument("--browser", action="store_true",
                         help=f"also time the page in headless chromium ({CHROMIUM}, Selenium)")
-    report.add_common_arguments(parser)
+    report.add_common_arguments(parser, warmup=0)       # a run takes seconds: no warm-up unless asked
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,8 +178,11 @@ def run(args: argparse.Namespace) -> int:
         print("netstack bench pictures: --packets must be at least 10", file=sys.stderr)
         return 2
     repeat = args.repeat or (1 if args.quick else 3)
+    warmup = report.warmup_setting(args)
     progress = report.Progress(6 + args.browser, "bench pictures", quiet=args.quiet)
-    result = measure(packets=packets, repeat=repeat, browser=args.browser, progress=progress)
+    result = measure(packets=packets, repeat=repeat, browser=args.browser, progress=progress, warmup=warmup)
+    report.add_spread(result["rows"], "runs")
+    warnings = report.spread_warnings(result["rows"], lambda r: r["step"])
     progress.finish()
     out = report.table_stream(args)
     scale = 10_000 / result["packets"]
@@ -185,16 +194,19 @@ def run(args: argparse.Namespace) -> int:
         targets.append(report.Target("page ready in the browser", "< 3 s", result["page_seconds"],
                                      result["page_seconds"] < 3, f"{result['page_seconds']:.2f} s"))
     print(f"pictures: {result['packets']:,}-packet capture (bulk transfer, 1% data loss); median of {repeat} "
-          f"run{'s' * (repeat != 1)}", file=out)
+          f"run{'s' * (repeat != 1)} after {warmup} warm-up", file=out)
     print(file=out)
     print(report.format_table(COLUMNS, result["rows"]), file=out)
+    for w in warnings:
+        print(w, file=out)
     print(file=out)
     print(report.format_targets(targets), file=out)
     if args.json:
         try:
             report.write_json(args.json, "pictures", COLUMNS, result["rows"],
-                              settings={"packets": result["packets"], "repeat": repeat, "browser": args.browser},
-                              targets=[t.as_dict() for t in targets])
+                              settings={"packets": result["packets"], "repeat": repeat, "warmup": warmup,
+                                        "browser": args.browser},
+                              targets=[t.as_dict() for t in targets], key=KEY, figure=FIGURE, warnings=warnings)
         except OSError as exc:
             print(f"netstack bench pictures: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1
