@@ -50,7 +50,8 @@ class Stack:
                  clock: Callable[[], float] = time.monotonic, counters: Counters | None = None,
                  ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
                  reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
-                 icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
+                 icmp_error_burst: int = 50, broadcast: int | None = None, min_pmtu: int = 552,
+                 pmtu_decrease_interval: float = 1.0) -> None:
         """One IPv4 address ``addr`` (dotted quad or int) on ``link``, with its own TCP.
 
         ``tcp``: the TCP layer's configuration (:class:`~netstack.tcp.TCPConfig`); by
@@ -66,7 +67,9 @@ class Stack:
         ``reassembly_max_datagrams`` and ``reassembly_max_bytes`` (held at most);
         ICMP errors sent at ``icmp_error_rate`` per second sustained, bursts of
         ``icmp_error_burst``; ``broadcast``: the link's broadcast address (an int),
-        never accepted as a source.
+        never accepted as a source; ``min_pmtu``: the path-MTU floor (Linux's 552) and
+        ``pmtu_decrease_interval``: at most one believed path-MTU decrease per destination
+        in that many seconds (:mod:`netstack.ip.pmtu`, RFC 1191, RFC 8201).
         """
         self.link = link
         self.addr = ip2int(addr) if isinstance(addr, str) else int(addr)
@@ -75,7 +78,8 @@ class Stack:
         self.ip = IPLayer(self.addr, mtu=link.mtu, counters=self.counters, ttl=ttl,
                           reassembly_timeout=reassembly_timeout, reassembly_max_datagrams=reassembly_max_datagrams,
                           reassembly_max_bytes=reassembly_max_bytes, icmp_error_rate=icmp_error_rate,
-                          icmp_error_burst=icmp_error_burst, broadcast=broadcast)
+                          icmp_error_burst=icmp_error_burst, broadcast=broadcast, min_pmtu=min_pmtu,
+                          pmtu_decrease_interval=pmtu_decrease_interval)
         #: IP protocol number -> transport; TCP (6) is :attr:`tcp`
         self.transports: dict[int, Transport] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,7 +91,8 @@ class Stack:
         self.closed = False
         #: this stack's TCP (RFC 9293), the transport for protocol 6
         self.tcp = TCPLayer(self.addr, counters=self.counters,
-                            config=tcp if tcp is not None else TCPConfig.for_mtu(link.mtu), mtu=link.mtu)
+                            config=tcp if tcp is not None else TCPConfig.for_mtu(link.mtu), mtu=link.mtu,
+                            path_mtu=self.ip.pmtu)
         self.register_transport(PROTO_TCP, self.tcp)
 
     # -- transports ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Transport", "Outgoing"]
+__all__ = ["Transport", "Outgoing", "PathMtu"]
 
 
 class Outgoing(NamedTuple):
@@ -71,3 +71,17 @@ class Transport(Protocol):
     def poll(self, now: float) -> None: ...
 
     def next_deadline(self) -> float | None: ...
+
+
+@runtime_checkable
+class PathMtu(Protocol):
+    """What a transport asks the IP layer about path MTUs (RFC 1191, RFC 8201):
+    :class:`netstack.ip.pmtu.PathMtuTable`, handed to TCP by the stack.
+
+    * ``report(dst, mtu, now) -> int | None``: the transport validated an ICMP
+      "fragmentation needed" about a datagram to ``dst`` (next-hop MTU ``mtu``);
+      the answer is the path MTU to use (never below the floor), or None when
+      the decrease is not believed (rate-limited, counted by the IP layer).
+    """
+
+    def report(self, dst: int, mtu: int, now: float) -> int | None: ...

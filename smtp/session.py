@@ -34,6 +34,36 @@ refused with ``550 5.5.2`` after its real end.  Either way exactly one
 transaction results.  Dot-unstuffing applies only at the start of a
 CRLF-delimited line.  Command lines also end only at CRLF; a command line
 holding a bare CR or LF is answered 500 5.5.2.
+
+Long lines inside DATA (RFC 5321 §4.5.3.1.6: a text line is at most 1000
+octets with its CRLF): a message holding a longer line is read to its end and
+refused with ``500 5.5.2`` (§4.5.3.1.10, "Line too long"), as an over-long
+command line is.  From the first over-long line on, the rest of the message
+is not kept (only the last 4 octets, to find CRLF.CRLF), so a 10 MB line
+without a CRLF costs no more memory than one read.  ``max_data_line_length=0``
+accepts any line length (the message is still bounded by SIZE).
+
+Time defences against slow clients (each a ``SessionConfig`` field, 0 turns
+it off), all answered ``421 4.4.2`` and the connection closed:
+
+* ``idle_timeout``: waiting for the next command (RFC 5321 §4.5.3.2.7); only a
+  completed command line restarts it, never a single byte;
+* ``line_timeout``: a command line must be complete this long after its first
+  byte arrived; each byte does not extend it;
+* ``data_timeout``: the whole DATA phase (DATA..final dot, first BDAT..BDAT LAST);
+* ``min_data_rate`` averaged over ``data_rate_window``: in DATA/BDAT, each
+  window (counted from the DATA/first BDAT command) must bring at least
+  ``min_data_rate * window`` octets of message;
+* ``session_timeout``: the whole session, however busy.
+
+Deadlines are checked both by ``poll`` and on every ``receive_data``, so a
+client that keeps trickling bytes cannot hold them off.  While the session
+waits for the driver (delivery, AUTH check, TLS) no deadline runs.
+
+Error counting (RFC 5321 §4.5.3.1.8, §4.2.5): replies that are flow control
+rather than client mistakes (452: too many recipients, insufficient storage)
+do not count toward ``max_errors``; syntax errors, unknown commands and
+out-of-order commands do.
 """
 from __future__ import annotations
 
@@ -68,6 +98,16 @@ class SessionConfig:
     #: the whole DATA phase (DATA..final dot, or first BDAT..BDAT LAST)
     data_timeout: float = 600.0
     max_line_length: int = 512          # RFC 5321 §4.5.3.1.4, CRLF included
+    #: a text line in DATA, CRLF included (RFC 5321 §4.5.3.1.6); 0: any length
+    max_data_line_length: int = 1000
+    #: a command line must be complete this many seconds after its first byte (0: off)
+    line_timeout: float = 60.0
+    #: in DATA/BDAT, at least this many octets per second (0: off) ...
+    min_data_rate: float = 1024.0
+    #: ... averaged over windows this long (seconds)
+    data_rate_window: float = 30.0
+    #: the whole session, from the greeting (0: off)
+    session_timeout: float = 3600.0
     max_auth_line_length: int = 12288   # RFC 4954 §4
     tls_available: bool = False
     auth_available: bool = False
@@ -304,8 +344,11 @@ class SmtpSession:
         self._discarding = False             # inside an over-long command line
         self._wait_kind: str | None = None
         self._pending = None
-        self._idle_deadline = now + config.idle_timeout
+        self._idle_deadline = now + config.idle_timeout if config.idle_timeout > 0 else None
+        self._line_deadline: float | None = None
+        self._session_deadline = now + config.session_timeout if config.session_timeout > 0 else None
         self._data_deadline: float | None = None
+        self._progress_at = now
         self._reset_session()
         self._send(reply(220, None, f"{config.hostname} ESMTP {config.software} ready"))
 
@@ -330,10 +373,14 @@ class SmtpSession:
         """Feed received bytes; returns the events that resulted."""
         if self.state is State.CLOSED:
             return []
+        events = self.poll(now)          # a trickling client must not hold off a passed deadline
+        if self.state is State.CLOSED:
+            return events
         if data:
-            self._idle_deadline = now + self.config.idle_timeout
+            if self.state is State.DATA or self.state is State.BDAT:
+                self._touch_idle(now)
             self._buf += data
-        return self._process(now)
+        return events + self._process(now)
 
     def connection_lost(self) -> None:
         """The peer went away; an unfinished transaction is dropped (nothing delivered)."""
@@ -345,38 +392,73 @@ class SmtpSession:
         """The instant ``poll`` must run, or None (closed, or waiting for the driver)."""
         if self.state in (State.CLOSED, State.WAIT):
             return None
-        if self._data_deadline is not None:
-            return min(self._idle_deadline, self._data_deadline)
-        return self._idle_deadline
+        best = None
+        for d in (self._idle_deadline, self._line_deadline, self._session_deadline, self._data_deadline,
+                  self._rate_deadline):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    @property
+    def stalled_since(self) -> float | None:
+        """When the client last made progress (a complete command line, the session's start, a
+        message phase keeping up with ``min_data_rate``); None while the session waits for the
+        driver or is closed.  A server that is full sheds the longest-stalled session first."""
+        if self.state in (State.CLOSED, State.WAIT):
+            return None
+        return self._progress_at
 
     def poll(self, now: float) -> list:
-        """Fire due timeouts: 421 4.4.2 on idle or a DATA phase that takes too long."""
+        """Fire due deadlines, each with 421 4.4.2 and Close: the session, the DATA phase, the
+        minimum data rate, the command line, idle (see the module doc)."""
         if self.state in (State.CLOSED, State.WAIT):
             return []
+        host = self.config.hostname
+        if self._session_deadline is not None and now >= self._session_deadline:
+            return self._close(reply(421, "4.4.2", f"{host} Error: session time limit exceeded"), "session timeout")
         if self._data_deadline is not None and now >= self._data_deadline:
-            return self._close(reply(421, "4.4.2", f"{self.config.hostname} Error: timeout exceeded during data transfer"),
+            return self._close(reply(421, "4.4.2", f"{host} Error: timeout exceeded during data transfer"),
                                "data timeout")
-        if now >= self._idle_deadline:
-            return self._close(reply(421, "4.4.2", f"{self.config.hostname} Error: timeout exceeded"), "idle timeout")
+        if self._rate_deadline is not None and now >= self._rate_deadline:
+            cfg = self.config
+            if self._rate_bytes < cfg.min_data_rate * (now - self._rate_from):
+                return self._close(reply(421, "4.4.2", f"{host} Error: minimum data rate not met "
+                                                       f"({cfg.min_data_rate:g} octets/s)"), "data rate")
+            self._rate_from, self._rate_bytes = now, 0
+            self._rate_deadline = now + cfg.data_rate_window
+        if self._line_deadline is not None and now >= self._line_deadline:
+            return self._close(reply(421, "4.4.2", f"{host} Error: command line not completed in time"),
+                               "line timeout")
+        if self._idle_deadline is not None and now >= self._idle_deadline:
+            return self._close(reply(421, "4.4.2", f"{host} Error: timeout exceeded"), "idle timeout")
         return []
+
+    def shed(self, now: float) -> list:
+        """The server is full and gives this session's slot to a newcomer: 421 4.3.2 and Close
+        (RFC 5321 §3.8: a server may close with 421 when it must)."""
+        if self.state is State.CLOSED:
+            return []
+        return self._close(reply(421, "4.3.2", f"{self.config.hostname} Error: server busy, closing a stalled "
+                                               "session"), "shed")
 
     # driver answers ----------------------------------------------------------
 
     def delivered(self, queue_id: str, now: float) -> list:
         """Every recipient's copy is durable: 250 with the queue id."""
-        self._end_wait("deliver")
+        self._end_wait("deliver", now)
         self._send(reply(250, "2.0.0", f"Ok: queued as {queue_id}"))
         return self._process(now)
 
     def delivery_failed(self, now: float, failure: Reply | None = None) -> list:
-        """Delivery did not happen: 451 4.3.0 unless the driver gives another reply."""
-        self._end_wait("deliver")
+        """Delivery did not happen: 451 4.3.0 unless the driver gives another reply (e.g. 452 4.3.1
+        for a full disk).  Never counted as a client error."""
+        self._end_wait("deliver", now)
         self._send(failure or reply(451, "4.3.0", "Error: local delivery failed, try again later"))
         return self._process(now)
 
     def auth_result(self, ok: bool, now: float, username: str | None = None) -> list:
         """RFC 4954 §6: 235 2.7.0 or 535 5.7.8."""
-        req = self._end_wait("auth")
+        req = self._end_wait("auth", now)
         if ok:
             self.auth_user = username or req
             self._send(reply(235, "2.7.0", "Authentication successful"))
@@ -386,24 +468,23 @@ class SmtpSession:
 
     def starttls_accepted(self, now: float) -> list:
         """Queue 220 and drop plaintext pipelined after STARTTLS (RFC 3207 §4.2)."""
-        self._end_wait("starttls")
+        self._end_wait("starttls", now)
         self._send(reply(220, "2.0.0", "Ready to start TLS"))
         self._buf.clear()
         self._wait("handshake")
         return []
 
     def starttls_refused(self, now: float) -> list:
-        self._end_wait("starttls")
+        self._end_wait("starttls", now)
         self._send(reply(454, "4.7.0", "TLS not available due to temporary reason"))
         return self._process(now)
 
     def tls_established(self, version: str, cipher: str, now: float) -> list:
         """RFC 3207 §4.2: forget everything learned before TLS, EHLO name included."""
-        self._end_wait("handshake")
+        self._end_wait("handshake", now)
         self.tls = (version, cipher)
         self._reset_session()
         self._buf.clear()
-        self._idle_deadline = now + self.config.idle_timeout
         return self._process(now)
 
     # ----------------------------------------------------------------- internals
@@ -424,13 +505,39 @@ class SmtpSession:
         self._bdat_used = False
         self._bdat_failed = False
         self._data_deadline = None
+        self._rate_deadline: float | None = None
+        self._rate_from = 0.0
+        self._rate_bytes = 0
+        self._refusal: Reply | None = None      # DATA: the reply for the final dot, once known
+
+    def _touch_idle(self, now: float) -> None:
+        if self.config.idle_timeout > 0:
+            self._idle_deadline = now + self.config.idle_timeout
+
+    def _start_message_phase(self, now: float) -> None:
+        """DATA or the first BDAT: the phase deadline and the first data-rate window."""
+        cfg = self.config
+        self._data_deadline = now + cfg.data_timeout if cfg.data_timeout > 0 else None
+        if cfg.min_data_rate > 0 and cfg.data_rate_window > 0:
+            self._rate_from, self._rate_bytes = now, 0
+            self._rate_deadline = now + cfg.data_rate_window
+
+    def _message_bytes(self, n: int, now: float) -> None:
+        """``n`` octets of message arrived: count them for the rate; progress if it keeps up."""
+        self._rate_bytes += n
+        rate = self.config.min_data_rate
+        if self._rate_deadline is None or rate <= 0 or self._rate_bytes >= rate * (now - self._rate_from):
+            self._progress_at = now
 
     def _send(self, r: Reply) -> None:
         self._out.append(r.encode(self._esc))
 
     def _error(self, r: Reply) -> list:
-        """Queue an error reply; too many of them end the session with 421 4.7.0."""
+        """Queue an error reply; too many of them end the session with 421 4.7.0.  A 452
+        (too many recipients, insufficient storage) is flow control and is not counted."""
         self._send(r)
+        if r.code == 452:               # flow control (RFC 5321 §4.5.3.1.8), not a client mistake
+            return []
         self.errors += 1
         if self.errors >= self.config.max_errors:
             return self._close(reply(421, "4.7.0", f"{self.config.hostname} Error: too many errors"), "too many errors")
@@ -447,11 +554,15 @@ class SmtpSession:
         self.state = State.WAIT
         self._wait_kind = kind
 
-    def _end_wait(self, kind: str):
+    def _end_wait(self, kind: str, now: float):
         if self._wait_kind != kind:
             raise RuntimeError(f"session is not waiting for {kind} (waiting for {self._wait_kind})")
         self._wait_kind = None
         self.state = State.COMMAND
+        # time spent waiting for us is not the client's: its clocks restart now
+        self._touch_idle(now)
+        self._line_deadline = None
+        self._progress_at = now
         req, self._pending = getattr(self, "_pending", None), None
         return req
 
@@ -463,6 +574,9 @@ class SmtpSession:
                 line = self._take_line()
                 if line is None:
                     break
+                self._line_deadline = None
+                self._touch_idle(now)
+                self._progress_at = now
                 if st is State.AUTH:
                     events += self._auth_line(line)
                 else:
@@ -475,6 +589,12 @@ class SmtpSession:
                     break
             else:   # WAIT or CLOSED
                 break
+        st = self.state
+        if st is State.COMMAND or st is State.AUTH:
+            if not (self._buf or self._discarding):
+                self._line_deadline = None
+            elif self._line_deadline is None and self.config.line_timeout > 0:
+                self._line_deadline = now + self.config.line_timeout     # a command line has begun
         return events
 
     def _take_line(self) -> bytes | None:
@@ -634,30 +754,41 @@ class SmtpSession:
         self._data = bytearray(_CRLF)   # the CRLF that ended "DATA": ".\r\n" at once is an empty message
         self._scan_from = 0
         self._too_big = False
-        self._data_deadline = now + self.config.data_timeout
+        self._line_start = 2
+        self._start_message_phase(now)
         self._send(reply(354, None, "End data with <CR><LF>.<CR><LF>"))
         return []
 
     def _consume_data(self, events: list, now: float) -> bool:
-        """Move input into the message until CRLF.CRLF (RFC 5321 §4.1.1.4). True when done."""
+        """Move input into the message until CRLF.CRLF (RFC 5321 §4.1.1.4). True when done.
+
+        Once the message is known to fail (over SIZE, RFC 1870; a line over
+        ``max_data_line_length``, RFC 5321 §4.5.3.1.6) only its last 4 octets are
+        kept, to find the end: memory stays bounded whatever the client sends."""
         data = self._data
+        self._message_bytes(len(self._buf), now)
         data += self._buf
         self._buf.clear()
         end = data.find(_END_OF_DATA, self._scan_from)
+        if self._refusal is None:
+            self._check_data_lines(data, len(data) if end < 0 else end + 2)
         if end < 0:
             limit = self.config.max_message_size + 2
-            if len(data) > limit:
-                # over the limit: keep reading to the end, but keep only the tail
-                self._too_big = True
-                del data[: len(data) - 4]
+            if self._refusal is None and len(data) > limit:
+                self._refusal = reply(552, "5.3.4", "Error: message size exceeds fixed maximum message size")
+            if self._refusal is not None:
+                # refused: keep reading to the end, but keep only the tail
+                del data[: max(0, len(data) - 4)]
             self._scan_from = max(0, len(data) - 4)
             return False
         # the input after the terminator goes back to the command buffer
         self._buf += memoryview(data)[end + 5:]
         del data[end + 2:]
         self.state = State.COMMAND
-        if self._too_big or len(data) - 2 > self.config.max_message_size:
-            self._send_transaction_failure(reply(552, "5.3.4", "Error: message size exceeds fixed maximum message size"))
+        if self._refusal is None and len(data) - 2 > self.config.max_message_size:
+            self._refusal = reply(552, "5.3.4", "Error: message size exceeds fixed maximum message size")
+        if self._refusal is not None:
+            self._send_transaction_failure(self._refusal)
             return True
         if self.config.bare_line_endings == "reject" and _has_bare_cr_or_lf(data):
             self._send_transaction_failure(reply(550, "5.5.2", "Error: bare CR or LF in message; lines must end with CRLF"))
@@ -665,6 +796,26 @@ class SmtpSession:
         content = bytes(data).replace(b"\r\n.", b"\r\n")[2:]   # dot-unstuffing (RFC 5321 §4.5.2)
         events.append(self._message_ready(content))
         return True
+
+    def _check_data_lines(self, data: bytearray, stop: int) -> None:
+        """RFC 5321 §4.5.3.1.6: every CRLF-delimited line in ``data[line_start:stop]`` (the
+        last one possibly still partial) is at most ``max_data_line_length`` octets with
+        its CRLF; refuse the message (500 5.5.2, §4.5.3.1.10) at the first that is not."""
+        limit = self.config.max_data_line_length
+        if limit <= 0:
+            return
+        start = self._line_start
+        if stop <= start:
+            return
+        lines = bytes(memoryview(data)[start:stop]).split(_CRLF)
+        partial = lines.pop()
+        longest = max(map(len, lines)) if lines else 0
+        plen = len(partial) - (1 if partial.endswith(b"\r") else 0)      # a CR whose LF is still to come
+        if longest + 2 > limit or plen + 2 > limit:
+            self._refusal = reply(500, "5.5.2", f"Error: line too long in message (at most {limit} octets "
+                                                "with CRLF, RFC 5321 4.5.3.1.6)")
+            return
+        self._line_start = stop - len(partial)
 
     def _send_transaction_failure(self, r: Reply) -> None:
         self._reset_transaction()
@@ -701,13 +852,14 @@ class SmtpSession:
             self._bdat_used = True
             self._data = bytearray()
             self._too_big = False
-            self._data_deadline = now + self.config.data_timeout
+            self._start_message_phase(now)
         self.state = State.BDAT
         return []
 
     def _consume_bdat(self, events: list, now: float) -> bool:
         n = min(self._bdat_remaining, len(self._buf))
         if n:
+            self._message_bytes(n, now)
             if self._bdat_refusal is None and not self._too_big:
                 if len(self._data) + n > self.config.max_message_size:
                     self._too_big = True

@@ -23,6 +23,8 @@ The services are *installers*, modules of this package listed in
 ``serve_smtp``: SMTP).  Adding one: write such a module and list it.  It exposes
 
 * ``add_arguments(parser)`` (optional): add its options to ``netstack serve``;
+* ``validate_args(args)`` (optional): check its options before anything is set
+  up; raises :class:`~netstack.cli.UsageError` (one line, exit status 2);
 * ``install_from_args(stack, args)``: called in order, inside the running
   event loop, after the stack is up and before ``ready``; may be ``async``;
   may return what must be closed at teardown (called in reverse order): a
@@ -49,6 +51,7 @@ import sys
 import time
 
 from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, tcp_options
+from netstack.link.lab import DEFAULT_TUN_QUEUE_LEN
 
 #: the service installers, in installation order
 SERVICE_MODULES = [serve_services, serve_smtp]
@@ -82,6 +85,10 @@ def add_parser(sub) -> None:
     p.add_argument("--addr", default="198.18.0.2", help="the stack's IPv4 address (default 198.18.0.2)")
     p.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
     p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
+    p.add_argument("--tun-queue-len", type=int, default=DEFAULT_TUN_QUEUE_LEN, metavar="PACKETS",
+                   help="the TUN's txqueuelen: packets from the kernel waiting for the stack; a burst beyond it "
+                        f"is dropped and counted (link.tun.in.drop.queue_full) (default {DEFAULT_TUN_QUEUE_LEN}: "
+                        "holds the FINs and ACKs of 5,000 connections closed at once)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
     p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
                    help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
@@ -102,6 +109,12 @@ def add_parser(sub) -> None:
                    help="fragment bytes held in reassembly at most (default 4 MiB)")
     p.add_argument("--icmp-rate", type=float, default=100.0, metavar="PER_S",
                    help="ICMP error messages per second, sustained (default 100; burst 50)")
+    p.add_argument("--ip-min-pmtu", type=int, default=552, metavar="BYTES",
+                   help="path-MTU floor: an ICMP 'fragmentation needed' below it sets it, never less; a path "
+                        "narrower than it gets datagrams without DF (default 552, as Linux's route/min_pmtu)")
+    p.add_argument("--ip-pmtu-decrease-interval", type=float, default=1.0, metavar="S",
+                   help="believe at most one path-MTU decrease per destination in S seconds; the others are "
+                        "ignored and counted (default 1; 0: no limit)")
     p.add_argument("--control-socket", metavar="PATH",
                    help="where `netstack ss`/`netstack stats` ask the stack (default /run/netstack/NETNS.sock; "
                         "mode 0600, root only)")
@@ -143,6 +156,8 @@ def _validate(args):
         raise UsageError(f"--addr and --peer are both {addr}")
     if not 68 <= args.mtu <= 65535:
         raise UsageError(f"--mtu {args.mtu} out of range (68..65535)")
+    if not 1 <= args.tun_queue_len <= 1_000_000:
+        raise UsageError(f"--tun-queue-len {args.tun_queue_len} out of range (1..1000000)")
     faults = None
     if args.faults:
         try:
@@ -157,6 +172,13 @@ def _validate(args):
             raise UsageError(f"--state-log {args.state_log}: directory {where} is not writable")
     if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
         raise UsageError("--reasm-* values must be positive")
+    if not 68 <= args.ip_min_pmtu <= 65535:
+        raise UsageError(f"--ip-min-pmtu {args.ip_min_pmtu} out of range (68..65535)")
+    if args.ip_pmtu_decrease_interval < 0:
+        raise UsageError("--ip-pmtu-decrease-interval must not be negative")
+    for mod in SERVICE_MODULES:
+        if hasattr(mod, "validate_args"):
+            mod.validate_args(args)
     if args.pcap_flush == "packet" and not args.pcap:
         raise UsageError("--pcap-flush packet needs --pcap FILE")
     if not args.control_socket:
@@ -175,7 +197,8 @@ def run(args) -> int:
     from netstack.link.lab import Lab, LabError, check_privileges
     try:
         check_privileges()
-        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
+        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu,
+                  tun_queue_len=args.tun_queue_len)
     except LabError as exc:
         raise UsageError(str(exc)) from None
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
@@ -259,7 +282,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
                                  pcap_flush=args.pcap_flush)
     stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
-                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate)
+                  reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate,
+                  min_pmtu=args.ip_min_pmtu, pmtu_decrease_interval=args.ip_pmtu_decrease_interval)
     closers = []
     services = SERVICE_MODULES
     state_log = None
@@ -271,8 +295,48 @@ async def _serve(args, lab, addr: str, faults) -> int:
             raise UsageError(f"--state-log {args.state_log}: {exc.strerror or exc}") from None
         stack.tcp.on_transition = state_log
 
+    tun = {"stats": {}, "error": None, "reading": None}
+
+    def tun_line() -> str:
+        """One line about the device, from the latest reading of its statistics."""
+        if tun["error"]:
+            return f"tun: statistics unavailable ({tun['error']})"
+        st = tun["stats"]
+        if not st:
+            return ""
+        return (f"tun {lab.ifname}: queue {st.get('txqlen', 0)} packets; kernel to stack {st.get('tx_packets', 0)} "
+                f"packets, {st.get('tx_dropped', 0)} dropped (queue full); stack to kernel {st.get('rx_packets', 0)} "
+                f"packets, {st.get('rx_dropped', 0)} dropped")
+
+    def take_reading(fut) -> None:       # in the loop: the TUN's drops into the counters (link.tun.*)
+        tun["reading"] = None
+        try:
+            tun["stats"] = lab.update_counters(stack.counters, fut.result())
+            tun["error"] = None
+        except Exception as exc:         # the report must not fail because netlink did
+            log.debug("cannot read the TUN's statistics", exc_info=True)
+            tun["error"] = f"{type(exc).__name__}: {exc}"
+
+    def refresh_tun_stats() -> None:     # every second, never blocking the loop
+        nonlocal refresh
+        if tun["reading"] is None and not stack.closed:
+            fut = lab.device_stats_future()
+            if fut is not None:
+                tun["reading"] = fut
+                fut.add_done_callback(lambda f: loop.call_soon_threadsafe(take_reading, f))
+        refresh = loop.call_later(1.0, refresh_tun_stats)
+
+    def final_tun_stats() -> None:       # at exit: one last reading (bounded wait)
+        try:
+            tun["stats"] = lab.update_counters(stack.counters, lab.device_stats(timeout=3.0))
+        except Exception as exc:
+            tun["error"] = f"{type(exc).__name__}: {exc}"
+
     def report() -> str:
         parts = [stack.counters.format()]
+        line = tun_line()
+        if line:
+            parts.append(line)
         if faults is not None:
             parts.append("faults:\n" + "\n".join(f"    {v:>6} {k}" for k, v in sorted(link.stats.items())))
         for mod in services:
@@ -288,6 +352,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
 
     def on_usr1() -> None:
         print(report(), file=sys.stderr, flush=True)
+
+    refresh = loop.call_soon(refresh_tun_stats)
 
     def on_stop_signal(sig) -> None:
         log.info("%s: shutting down", signal.Signals(sig).name)
@@ -321,6 +387,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
                         STATUS=f"serving {addr} in netns {lab.netns}: {', '.join(offered) or 'no services'}")
         await stack.run()
     finally:
+        refresh.cancel()
         if ready:
             sdnotify.notify(STOPPING=1)
         for closer in reversed(closers):
@@ -334,6 +401,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
         for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short
+        final_tun_stats()
         print(report(), file=sys.stderr, flush=True)
         if args.counters_json:
             snap = stack.counters.snapshot()

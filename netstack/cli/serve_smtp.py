@@ -13,7 +13,7 @@ import ipaddress
 import logging
 
 from netstack.cli import UsageError
-from netstack.cli.smtp_server import add_server_arguments, build_server
+from netstack.cli.smtp_server import add_server_arguments, build_server, check_server_arguments
 
 _servers: list = []
 
@@ -26,6 +26,15 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("SMTP")
     g.add_argument("--smtp-port", type=int, default=25, help="SMTP port on the stack (default 25; 0 disables SMTP)")
     add_server_arguments(g, maildir=DEFAULT_MAILDIR)
+
+
+def validate_args(args) -> None:
+    """Before the lab is set up: bad SMTP options end ``serve`` with one line, exit status 2."""
+    if args.smtp_port:
+        try:
+            check_server_arguments(args)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 async def install_from_args(stack, args):
@@ -57,4 +66,5 @@ def report(stack) -> str:
     if not _servers:
         return ""
     s = _servers[-1]
-    return f"smtp: {s.accepted} messages accepted, {s.active} sessions open"
+    return (f"smtp: {s.accepted} messages accepted, {s.active} sessions open, {s.sessions_shed} stalled sessions "
+            f"shed, {s.connections_refused} connections refused (full)")

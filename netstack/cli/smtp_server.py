@@ -39,6 +39,46 @@ def add_server_arguments(p: argparse.ArgumentParser, *, maildir: str = "./mail")
     p.add_argument("--smtp-max-size", type=int, default=SessionConfig.max_message_size, help="SIZE limit in octets")
     p.add_argument("--smtp-bare-lf", choices=["keep", "reject"], default="keep",
                    help="bare CR/LF in DATA: keep as content (default) or reject the message with 550 5.5.2")
+    d = SessionConfig
+    p.add_argument("--smtp-max-data-line", type=int, default=d.max_data_line_length, metavar="OCTETS",
+                   help="longest text line in DATA, CRLF included; a message with a longer line is refused with "
+                        f"500 5.5.2 after its end (default {d.max_data_line_length}, RFC 5321 4.5.3.1.6; 0: any)")
+    p.add_argument("--smtp-idle-timeout", type=float, default=d.idle_timeout, metavar="S",
+                   help=f"421 4.4.2 after S seconds without a complete command (default {d.idle_timeout:g})")
+    p.add_argument("--smtp-line-timeout", type=float, default=d.line_timeout, metavar="S",
+                   help="a command line must be complete S seconds after its first byte, however the bytes "
+                        f"trickle in (default {d.line_timeout:g}; 0: off)")
+    p.add_argument("--smtp-data-timeout", type=float, default=d.data_timeout, metavar="S",
+                   help=f"the whole DATA/BDAT phase of one message (default {d.data_timeout:g})")
+    p.add_argument("--smtp-min-data-rate", type=float, default=d.min_data_rate, metavar="OCTETS_PER_S",
+                   help="in DATA/BDAT, 421 4.4.2 when a window brings less than this on average "
+                        f"(default {d.min_data_rate:g}; 0: off)")
+    p.add_argument("--smtp-data-rate-window", type=float, default=d.data_rate_window, metavar="S",
+                   help=f"the window the data rate is averaged over (default {d.data_rate_window:g})")
+    p.add_argument("--smtp-session-timeout", type=float, default=d.session_timeout, metavar="S",
+                   help=f"the whole session, however busy (default {d.session_timeout:g}; 0: off)")
+    p.add_argument("--smtp-max-connections", type=int, default=500, metavar="N",
+                   help="sessions at once (default 500); when full, see --smtp-shed-after")
+    p.add_argument("--smtp-shed-after", type=float, default=2.0, metavar="S",
+                   help="when full, a new connection takes the slot of the session stalled longest, if stalled "
+                        "at least S seconds (no complete command, or DATA below the minimum rate); otherwise "
+                        "it gets 421 4.3.2 (default 2; 0: never shed)")
+
+
+def check_server_arguments(args) -> None:
+    """Refuse impossible values of the time and size options: ValueError with a one-line reason."""
+    for opt in ("max_data_line", "idle_timeout", "line_timeout", "data_timeout", "min_data_rate", "session_timeout",
+                "shed_after"):
+        if getattr(args, "smtp_" + opt) < 0:
+            raise ValueError(f"--smtp-{opt.replace('_', '-')} must not be negative")
+    if args.smtp_idle_timeout == 0 or args.smtp_data_timeout == 0:
+        raise ValueError("--smtp-idle-timeout and --smtp-data-timeout must be positive")
+    if args.smtp_data_rate_window <= 0:
+        raise ValueError("--smtp-data-rate-window must be positive")
+    if args.smtp_max_connections < 1:
+        raise ValueError("--smtp-max-connections must be at least 1")
+    if 0 < args.smtp_max_data_line < 1000:
+        raise ValueError("--smtp-max-data-line must be at least 1000 (RFC 5321 4.5.3.1.6) or 0")
 
 
 def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
@@ -47,8 +87,12 @@ def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
     from smtp.tls import server_context
 
     domains = tuple(args.domain or SessionConfig.local_domains) + tuple(extra_domains)
+    check_server_arguments(args)
     cfg = SessionConfig(hostname=args.smtp_hostname, local_domains=domains, max_message_size=args.smtp_max_size,
-                        bare_line_endings=args.smtp_bare_lf)
+                        bare_line_endings=args.smtp_bare_lf, max_data_line_length=args.smtp_max_data_line,
+                        idle_timeout=args.smtp_idle_timeout, line_timeout=args.smtp_line_timeout,
+                        data_timeout=args.smtp_data_timeout, min_data_rate=args.smtp_min_data_rate,
+                        data_rate_window=args.smtp_data_rate_window, session_timeout=args.smtp_session_timeout)
     ctx = None
     if args.tls_cert:
         try:
@@ -56,7 +100,8 @@ def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"{args.tls_cert}: cannot load certificate/key: {exc}") from exc
     users = Users.load(args.users) if args.users else None
-    return SmtpServer(cfg, maildir=args.maildir, tls_context=ctx, users=users)
+    return SmtpServer(cfg, maildir=args.maildir, tls_context=ctx, users=users,
+                      max_connections=args.smtp_max_connections, shed_after=args.smtp_shed_after)
 
 
 def main(argv: list[str] | None = None) -> int:

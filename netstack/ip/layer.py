@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from netstack.counters import Counters
 from netstack.ip.icmp import ICMPResponder, is_unique_unicast
+from netstack.ip.pmtu import DEFAULT_MIN_PMTU, PathMtuTable
 from netstack.ip.reassembly import Reassembler
 from netstack.ip.udp import UDPInput
 from netstack.wire import icmp as W
@@ -77,7 +78,8 @@ class IPLayer:
     def __init__(self, addr: int, *, mtu: int = 1500, counters: Counters | None = None, emit=None,
                  ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
                  reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
-                 icmp_error_burst: int = 50, broadcast: int | None = None) -> None:
+                 icmp_error_burst: int = 50, broadcast: int | None = None, min_pmtu: int = DEFAULT_MIN_PMTU,
+                 pmtu_decrease_interval: float = 1.0) -> None:
         if not 68 <= mtu <= 65535:
             raise ValueError(f"MTU {mtu} out of range 68..65535 (RFC 791 §3.2: every host takes 68)")
         self.addr = addr
@@ -93,6 +95,9 @@ class IPLayer:
                                        max_datagrams=reassembly_max_datagrams, max_bytes=reassembly_max_bytes)
         self.icmp = ICMPResponder(self, error_rate=icmp_error_rate, error_burst=icmp_error_burst)
         self.udp = UDPInput(self)
+        #: path MTU per destination: the floor and the decrease rate limit (netstack.ip.pmtu)
+        self.pmtu = PathMtuTable(self.counters, link_mtu=mtu, min_pmtu=min_pmtu,
+                                 decrease_interval=pmtu_decrease_interval)
         self._ident = random.randrange(0x10000)
         self._txbuf = bytearray(MAX_DATAGRAM + 60)
         self._txview = memoryview(self._txbuf)
@@ -211,6 +216,9 @@ class IPLayer:
         c = self.counters
         plen = len(payload)
         size = 20 + plen
+        if df and self.pmtu.no_df and dst in self.pmtu.no_df:
+            df = False                   # the path is narrower than the floor: let routers fragment
+            c.inc("ip.out.df_cleared")
         if src is None:
             src = self.addr
         if ttl is None:

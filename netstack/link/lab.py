@@ -5,7 +5,8 @@
 1. the namespace (default ``netstack``), created only if it does not exist;
 2. a TUN device opened by this process (in the caller's namespace, with no
    address there) and moved at once into the lab namespace;
-3. inside the namespace: the device's MTU, the kernel side's address
+3. inside the namespace: the device's MTU and transmit queue length
+   (``tun_queue_len``, see below), the kernel side's address
    (default 198.18.0.1/24), IPv6 link-local generation off (so the kernel
    sends no router solicitations or MLD reports into the stack), the device
    and ``lo`` up; a host route to the stack's address when it lies outside the
@@ -17,6 +18,22 @@ exceptions included) removes exactly what ``up()`` created: closing the
 non-persistent TUN deletes the device; the namespace is removed only if we
 created it.
 
+The TUN's queue: what the kernel sends to the stack waits in the device's
+transmit queue (``txqueuelen``, 500 packets for a new TUN) until the stack
+reads it; when the stack falls behind a burst, the kernel drops the excess
+and counts it in the device's ``tx_dropped``.  The lab sets it to
+``tun_queue_len``, by default :data:`DEFAULT_TUN_QUEUE_LEN` (10,000): closing
+5,000 connections at once makes the kernel send about two packets each (its
+FIN, the ACK of ours) within a few milliseconds, which a 500-packet queue
+cannot hold; 10,000 holds that burst, costs only memory while it is in use
+(a queued FIN or ACK is under 1 KB: about 10 MB if it ever fills with
+small packets) and is the same order as ``netdev_max_backlog`` on a busy host.
+:meth:`Lab.device_stats` reads the device's statistics over netlink and
+:meth:`Lab.update_counters` adds their drops to the stack's counters:
+``link.tun.in.drop.queue_full`` (the kernel's ``tx_dropped``: packets for
+the stack lost because the queue was full) and ``link.tun.out.drop``
+(``rx_dropped``: packets the stack wrote that the kernel dropped).
+
 Safety: no address is ever put on a device in the caller's namespace.
 """
 from __future__ import annotations
@@ -27,14 +44,22 @@ import logging
 import os
 import subprocess
 
-from netstack.link.tun import TunError, TunLink
+from typing import TYPE_CHECKING
 
-__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "missing_dependencies", "parse_v4"]
+if TYPE_CHECKING:                       # pytun is imported only when a lab comes up
+    from netstack.link.tun import TunLink
+
+__all__ = ["Lab", "LabError", "have_net_admin", "check_privileges", "missing_dependencies", "parse_v4",
+           "DEFAULT_TUN_QUEUE_LEN"]
 
 log = logging.getLogger("netstack.link.lab")
 
 CAP_NET_ADMIN = 12
 TUN_PATH = "/dev/net/tun"
+#: the TUN's txqueuelen (see the module doc for why)
+DEFAULT_TUN_QUEUE_LEN = 10_000
+#: device statistics (IFLA_STATS64) -> the stack counter their increments go to
+_DROP_COUNTERS = {"tx_dropped": "link.tun.in.drop.queue_full", "rx_dropped": "link.tun.out.drop"}
 
 
 class LabError(Exception):
@@ -107,7 +132,8 @@ class Lab:
     """A lab namespace with a TUN device; a context manager (see module doc)."""
 
     def __init__(self, netns: str = "netstack", ifname: str = "nstk0", kernel_addr: str = "198.18.0.1/24",
-                 stack_addr: str = "198.18.0.2", mtu: int = 1500) -> None:
+                 stack_addr: str = "198.18.0.2", mtu: int = 1500,
+                 tun_queue_len: int = DEFAULT_TUN_QUEUE_LEN) -> None:
         self.netns = netns
         self.ifname = ifname
         self.kernel_if = parse_v4(kernel_addr, "peer address")
@@ -118,9 +144,16 @@ class Lab:
             raise LabError(f"bad interface name {ifname!r} (1..15 characters, no '/' or spaces)")
         if not 68 <= mtu <= 65535:
             raise LabError(f"MTU {mtu} out of range (68..65535)")
+        if not 1 <= tun_queue_len <= 1_000_000:
+            raise LabError(f"TUN queue length {tun_queue_len} out of range (1..1000000)")
         if self.stack_ip == self.kernel_if.ip:
             raise LabError(f"stack address {self.stack_ip} equals the peer address")
         self.mtu = mtu
+        self.tun_queue_len = tun_queue_len
+        self._stats_ns = None
+        self._stats_pool = None
+        self._ifindex: int | None = None
+        self._last_stats: dict[str, int] = {}
         self.kernel_addr = str(self.kernel_if.ip)
         self.stack_addr = str(self.stack_ip)
         self.prefixlen = self.kernel_if.network.prefixlen
@@ -142,6 +175,8 @@ class Lab:
 
     def up(self) -> "Lab":
         from pyroute2 import IPRoute, NetNS, netns as pr_netns
+
+        from netstack.link.tun import TunError, TunLink
 
         check_privileges()
         self._owner_pid = os.getpid()
@@ -165,7 +200,8 @@ class Lab:
                 ipr.link("set", index=idx[0], net_ns_fd=self.netns)
             with NetNS(self.netns) as ns:
                 idx = ns.link_lookup(ifname=self.ifname)[0]
-                ns.link("set", index=idx, mtu=self.mtu)
+                ns.link("set", index=idx, mtu=self.mtu, txqlen=self.tun_queue_len)
+                self._ifindex = idx
                 try:  # no IPv6 link-local address: no RS/MLD/DAD noise into the stack
                     ns.link("set", index=idx, IFLA_AF_SPEC={
                         "attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", 1]]}]]})
@@ -200,6 +236,13 @@ class Lab:
         """
         if os.getpid() != self._owner_pid:
             return
+        if self._stats_pool is not None:
+            try:
+                self._stats_pool.submit(self._close_stats_ns).result(timeout=5)
+            except Exception as exc:
+                log.debug("closing the statistics netlink socket: %s", exc)
+            self._stats_pool.shutdown(wait=False)
+            self._stats_pool = None
         if self._link is not None:
             self._link.close()          # non-persistent TUN: the kernel deletes the device
             self._link = None
@@ -217,6 +260,65 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.down()
+
+    # -- the device's statistics ----------------------------------------------------------------
+    def device_stats(self, timeout: float = 5.0) -> dict[str, int]:
+        """The TUN's statistics as the kernel keeps them (IFLA_STATS64 over netlink, in the lab
+        namespace): ``tx_packets``/``tx_dropped`` are packets the kernel sent toward the stack,
+        ``rx_*`` what the stack wrote; ``txqlen``.  Empty when the lab is down.  Blocks (at most
+        ``timeout`` seconds); inside an event loop use :meth:`device_stats_future`."""
+        fut = self.device_stats_future()
+        return fut.result(timeout=timeout) if fut is not None else {}
+
+    def device_stats_future(self):
+        """:meth:`device_stats` without blocking: a ``concurrent.futures.Future``, or None when the
+        lab is down.  pyroute2's synchronous API runs an event loop of its own, so the netlink
+        socket lives in one worker thread of the lab's; the stack's loop never waits for it."""
+        if self._link is None or self._ifindex is None:
+            return None
+        if self._stats_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._stats_pool = ThreadPoolExecutor(1, thread_name_prefix="lab-stats")
+        return self._stats_pool.submit(self._read_stats)
+
+    def _close_stats_ns(self) -> None:
+        if self._stats_ns is not None:
+            ns, self._stats_ns = self._stats_ns, None
+            ns.close()
+
+    def _read_stats(self) -> dict[str, int]:
+        if self._stats_ns is None:
+            # Enter the lab namespace with this worker thread alone (setns(2) moves only the
+            # calling thread) and open the netlink socket there.  pyroute2's NetNS would fork a
+            # helper and later stop it with SIGTERM, which the forked child reports through
+            # asyncio's inherited signal wake-up fd: the stack would take it for its own SIGTERM.
+            from pyroute2 import IPRoute
+            from pyroute2.netns import setns
+            setns(self.netns, flags=0, fork=False)
+            self._stats_ns = IPRoute()
+        links = self._stats_ns.get_links(self._ifindex)
+        if not links:
+            return {}
+        stats = links[0].get_attr("IFLA_STATS64") or links[0].get_attr("IFLA_STATS") or {}
+        out = {k: int(v) for k, v in dict(stats).items() if isinstance(v, int)}
+        out["txqlen"] = int(links[0].get_attr("IFLA_TXQLEN") or 0)
+        return out
+
+    def update_counters(self, counters, stats: dict[str, int] | None = None) -> dict[str, int]:
+        """Add the device's drops since the last reading to ``counters`` (``link.tun.in.drop.queue_full``,
+        ``link.tun.out.drop``; see the module doc): of ``stats`` (a :meth:`device_stats` result), or
+        of a reading made now (blocking).  Returns the statistics used."""
+        if stats is None:
+            stats = self.device_stats()
+        for key, name in _DROP_COUNTERS.items():
+            if key in stats:
+                delta = stats[key] - self._last_stats.get(key, 0)
+                if delta > 0:
+                    counters.inc(name, delta)
+                else:
+                    counters.inc(name, 0)       # shown, as 0, from the first reading on
+        self._last_stats = stats
+        return stats
 
     # -- running things inside -----------------------------------------------------------------
     def run(self, argv, *, timeout: float = 30, **kw) -> subprocess.CompletedProcess:

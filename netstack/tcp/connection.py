@@ -1038,9 +1038,11 @@ class Connection:
             self.soft_error = (icmp_type, code)
 
     def quotes_in_flight(self, seq: int) -> bool:
-        """RFC 5927 §4.1: ``seq`` lies in SND.UNA..SND.MAX (SND.UNA itself when nothing is in flight)."""
+        """RFC 5927 §4.1: ``seq`` lies in SND.UNA..SND.NXT, i.e. SND.UNA <= seq < SND.MAX (the highest
+        sent): the quoted segment was sent and is not acknowledged.  Nothing in flight, nothing quoted:
+        the next sequence number of an idle connection is no segment of ours."""
         snd = self.snd
-        return seq_diff(seq, snd.una) >= 0 and (seq == snd.una or seq_diff(snd.max, seq) > 0)
+        return seq_diff(seq, snd.una) >= 0 and seq_diff(snd.max, seq) > 0
 
 
 def _ip(a: int) -> str:

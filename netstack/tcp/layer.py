@@ -71,8 +71,11 @@ class TCPLayer:
     (:class:`~netstack.tcp.listener.ListenerHost`)."""
 
     def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
-                 isn_secret: bytes | None = None, mtu: int | None = None):
-        """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40."""
+                 isn_secret: bytes | None = None, mtu: int | None = None, path_mtu=None):
+        """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40.
+        ``path_mtu`` (optional, a :class:`netstack.transport.PathMtu`): what to believe of an
+        ICMP "fragmentation needed" once validated (the floor, the decrease rate limit); without
+        it the next-hop MTU is taken as it is."""
         self.local_addr = local_addr
         self.counters = counters if counters is not None else _LocalCounters()
         self.config = config or TCPConfig()
@@ -81,6 +84,7 @@ class TCPLayer:
             self.config = replace(self.config, mss=max(mtu - 40, 88))
         self.outbox: deque = deque()
         self.on_output = None
+        self.path_mtu = path_mtu
         #: observer of every connection's state changes: callable(conn, StateChange), or None
         self.on_transition = None
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
@@ -233,8 +237,10 @@ class TCPLayer:
 
         ``quoted`` is the IPv4 header + at least 8 bytes of the TCP header we
         sent.  The quoted sequence number must lie in SND.UNA..SND.MAX
-        (RFC 5927 §4.1) or the message is ignored; the connection decides the
-        rest (Connection.on_icmp_error).
+        (RFC 5927 §4.1) or the message is ignored.  A "fragmentation needed"
+        then goes through :attr:`path_mtu` (the floor, the per-destination
+        decrease rate limit; RFC 8201).  The connection decides the rest
+        (Connection.on_icmp_error).
         """
         self.now = now
         q = memoryview(quoted)
@@ -257,6 +263,12 @@ class TCPLayer:
         if not conn.quotes_in_flight(seq):
             self.count("tcp.in.icmp.drop.out_of_window")
             return
+        if icmp_type == 3 and code == 4 and self.path_mtu is not None:
+            believed = self.path_mtu.report(dst, info, now)
+            if believed is None:
+                self.count("tcp.in.icmp.drop.pmtu_rate_limited")
+                return
+            info = believed
         self._busy = True
         try:
             conn.on_icmp_error(icmp_type, code, info, now)

@@ -272,7 +272,8 @@ class LossRecovery:
 
     # -- path MTU ---------------------------------------------------------------------------------
     def on_path_mtu(self, mtu: int, now: float) -> None:
-        """Path MTU discovery (RFC 1191 §6.2): a router said our segments are too big."""
+        """Path MTU discovery (RFC 1191 §6.2): a router said our segments are too big.  With the
+        stack, ``mtu`` has passed the IP layer's floor and rate limit (netstack.ip.pmtu, RFC 8201)."""
         c = self.conn
         snd = c.snd
         if mtu < 68:

@@ -20,6 +20,11 @@ from tests.support.nstest import unique_lab_name
                                                    r"/nonexistent-dir does not exist"),
     (["--pcap-flush", "packet"], r"--pcap-flush packet needs --pcap FILE"),
     (["--log-level", "INFO", "-v"], r"--log-level and -v/-q: give one or the other"),
+    (["--ip-min-pmtu", "67"], r"--ip-min-pmtu 67 out of range"),
+    (["--ip-pmtu-decrease-interval", "-1"], r"--ip-pmtu-decrease-interval must not be negative"),
+    (["--smtp-line-timeout", "-1"], r"--smtp-line-timeout must not be negative"),
+    (["--smtp-max-data-line", "999"], r"--smtp-max-data-line must be at least 1000"),
+    (["--smtp-data-rate-window", "0"], r"--smtp-data-rate-window must be positive"),
 ])
 def test_bad_options_one_line_exit_2(args, pattern):
     ns = unique_lab_name()

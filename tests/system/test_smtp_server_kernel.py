@@ -251,20 +251,24 @@ def test_starttls_pipelined_plaintext_is_discarded(tmp_path, cert):
         tls.close()
 
 
-def test_write_error_gives_451_and_nothing_in_new(tmp_path):
-    class FullDisk(MaildirDelivery):
+@pytest.mark.parametrize("err, expected", [
+    (5, (451, b"4.3.0 Error: local delivery failed, try again later")),                 # EIO
+    (28, (452, b"4.3.1 Error: insufficient system storage, try again later")),          # ENOSPC
+])
+def test_write_error_gives_451_or_452_and_nothing_in_new(tmp_path, err, expected):
+    class FailingDisk(MaildirDelivery):
         def _write_tmp(self, path, data):
             super()._write_tmp(path, data[:100])
-            raise OSError(28, "No space left on device")
+            raise OSError(err, os.strerror(err))
 
     st = ServerThread(tmp_path)
-    st.server.delivery = FullDisk(str(tmp_path))
+    st.server.delivery = FailingDisk(str(tmp_path))
     with st, smtplib.SMTP(HOST, st.port) as c:
         c.ehlo("c")
         c.mail("a@remote.test")
         c.rcpt("bob@localhost")
         code, text = c.data(message(7))
-        assert (code, text) == (451, b"4.3.0 Error: local delivery failed, try again later")
+        assert (code, text) == expected
         assert c.noop()[0] == 250
     assert os.listdir(tmp_path / "bob" / "new") == [] and os.listdir(tmp_path / "bob" / "tmp") == []
 
