@@ -5,7 +5,9 @@
 #   3. from the kernel side of the namespace: ping the stack, then send a real message
 #      with swaks to the stack's SMTP server;
 #   4. show the delivered Maildir file and the packet trace of the SMTP session;
-#   5. tear everything down (also on Ctrl-C or failure).
+#   5. write the HTML report of that session (ladder, graphs, TCP states, every packet
+#      explained) and print its path ($NETSTACK_DEMO_REPORT, default /tmp/netstack-demo-report.html);
+#   6. tear everything down (also on Ctrl-C or failure).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/scripts/setup.sh"
@@ -39,7 +41,7 @@ banner "1. The seed article's HELO packet, read field by field"
 
 banner "2. The lab: namespace $ns, TUN $ifname, kernel 198.18.0.1, stack 198.18.0.2"
 "$netstack" serve --netns "$ns" --ifname "$ifname" --pcap "$work/session.pcap" \
-    --maildir "$work/mail" >"$work/serve.log" 2>&1 &
+    --state-log "$work/states.jsonl" --maildir "$work/mail" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do
     grep -q ready "$work/serve.log" 2>/dev/null && break
@@ -68,3 +70,9 @@ for f in "$work"/mail/*/new/*; do echo "--- $f"; cat "$f"; done
 
 banner "4b. The SMTP session as the stack saw it (netstack trace -A FILE tcp port 25)"
 "$netstack" trace -A "$work/session.pcap" tcp port 25
+
+banner "5. The report of this session"
+report=${NETSTACK_DEMO_REPORT:-/tmp/netstack-demo-report.html}
+"$netstack" report "$work/session.pcap" --state-log "$work/states.jsonl" -o "$report" \
+    --title "netstack demo: ping and an SMTP session through a userspace TCP/IP stack"
+echo "report: $report (open it in a browser; click a packet to read it field by field)"

@@ -3,6 +3,7 @@
 #   - Debian packages: a C compiler and Python headers (for the cffi checksum),
 #     iproute2, tshark, tcpdump (the reference the dissector is tested against), swaks,
 #     iputils-ping, nftables, openssl; the Perl TLS modules swaks needs for -tls; nmap (the scan test);
+#     chromium and chromium-driver (the headless browser the HTML report is tested in, with Selenium);
 #   - a virtual environment in .venv with netstack installed (editable) plus the test extras.
 # Idempotent: a second run only checks. Prints what it does on stderr.
 set -euo pipefail
@@ -17,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-debs=(gcc libffi-dev python3 python3-venv python3-dev iproute2 tshark tcpdump swaks nmap libnet-ssleay-perl libio-socket-ssl-perl iputils-ping nftables openssl ca-certificates procps)
+debs=(gcc libffi-dev python3 python3-venv python3-dev iproute2 tshark tcpdump swaks nmap libnet-ssleay-perl libio-socket-ssl-perl iputils-ping nftables openssl ca-certificates procps chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -51,4 +52,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     NETSTACK_REQUIRE_NATIVE=1 "$venv/bin/python" -m pip install -q -e ".[test]" >&2
     touch "$stamp"
 fi
+# matplotlib builds its font cache on first use by running fc-list; do it here, once, so that no
+# test (the unit tier refuses subprocesses) is the first user.
+"$venv/bin/python" -c "import matplotlib; matplotlib.use('Agg'); import matplotlib.font_manager" >&2
 "$venv/bin/netstack" info >&2

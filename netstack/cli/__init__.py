@@ -22,7 +22,7 @@ import importlib
 import sys
 
 # Order here is the order in ``netstack --help``.
-SUBCOMMANDS = ["info", "trace", "serve", "ss", "stats", "send", "bench"]
+SUBCOMMANDS = ["info", "trace", "draw", "report", "scenario", "serve", "ss", "stats", "send", "bench"]
 
 
 class UsageError(Exception):

@@ -36,7 +36,7 @@ import importlib
 import pkgutil
 import sys
 
-ORDER = ["checksum", "segments", "tun", "smtp"]
+ORDER = ["checksum", "segments", "tun", "smtp", "conns", "pictures"]
 
 
 class _Broken:

@@ -48,6 +48,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, tcp_options
 from netstack.link.lab import DEFAULT_TUN_QUEUE_LEN
@@ -93,6 +94,9 @@ def add_parser(sub) -> None:
                    help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
                         "each packet reaches the file as it passes, like tcpdump -U (for watching a live capture)")
     p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
+    p.add_argument("--state-log", metavar="FILE",
+                   help="write every TCP state transition (time, 4-tuple, from, to, cause) as JSON lines; "
+                        "times are seconds since the epoch, like the pcap's")
     p.add_argument("--faults", metavar="SPEC",
                    help="impair traffic in both directions, e.g. loss=5%%,reorder=25%%,delay=5ms,seed=1 "
                         "(keys: loss duplicate reorder corrupt delay reorder_timeout seed directions)")
@@ -160,6 +164,12 @@ def _validate(args):
             faults = parse_fault_spec(args.faults)
         except FaultSpecError as exc:
             raise UsageError(f"--faults: {exc}") from None
+    if args.state_log:
+        where = os.path.dirname(os.path.abspath(args.state_log))
+        if not os.path.isdir(where):
+            raise UsageError(f"--state-log {args.state_log}: directory {where} does not exist")
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"--state-log {args.state_log}: directory {where} is not writable")
     if args.reasm_timeout <= 0 or args.reasm_max_datagrams < 1 or args.reasm_max_bytes < 1:
         raise UsageError("--reasm-* values must be positive")
     if not 68 <= args.ip_min_pmtu <= 65535:
@@ -276,6 +286,14 @@ async def _serve(args, lab, addr: str, faults) -> int:
                   min_pmtu=args.ip_min_pmtu, pmtu_decrease_interval=args.ip_pmtu_decrease_interval)
     closers = []
     services = SERVICE_MODULES
+    state_log = None
+    if args.state_log:
+        from netstack.statelog import StateLogWriter
+        try:
+            state_log = StateLogWriter(args.state_log, time_offset=time.time() - stack.clock())
+        except OSError as exc:
+            raise UsageError(f"--state-log {args.state_log}: {exc.strerror or exc}") from None
+        stack.tcp.on_transition = state_log
 
     tun = {"stats": {}, "error": None, "reading": None}
 
@@ -378,6 +396,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
             except Exception:
                 log.exception("service teardown failed")
         stack.close()
+        if state_log is not None:
+            state_log.close()
         for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)       # a second signal must not cut the teardown short

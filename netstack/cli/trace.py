@@ -87,6 +87,9 @@ def add_parser(sub) -> None:
                    help="after each line: hex + ASCII and a field-by-field reading of the headers (tshark -V)")
     p.add_argument("-w", "--write-pcap", metavar="OUT",
                    help="do not print: write the packets (after -c and the filter) to the pcap file OUT; - for stdout")
+    p.add_argument("--ladder", action="store_true",
+                   help="instead of one line per packet: a text ladder diagram of each TCP connection "
+                        "(as `netstack draw ladder FILE`); takes -r, -c and the filter expression")
     p.set_defaults(func=run, trace_parser=p, intermixed="words")
 
 
@@ -128,13 +131,19 @@ def run(args) -> int:
     if args.t > 5:
         args.trace_parser.error("-t can be given at most five times (-ttttt)")
     source, expression = _source_and_expression(args)
-    if args.hex and not args.explain:
-        print("netstack trace: note: -x is tcpdump's hex dump; the field-by-field reading is -V (--explain)",
-              file=sys.stderr)
     try:
         match = compile_filter(expression)
     except FilterError as exc:
         raise UsageError(f"filter expression: {exc}") from None
+    if args.ladder:
+        if args.write_pcap or args.explain or args.hex or args.hex_ascii or args.ascii:
+            args.trace_parser.error("--ladder draws whole connections: it takes no -w, -V, -x, -X or -A")
+        from netstack.cli.draw import print_ladder
+        return print_ladder(source, args.count,
+                            keep=(lambda f: match(network_layer(f)[0], arp_packet(f))) if expression else None)
+    if args.hex and not args.explain:
+        print("netstack trace: note: -x is tcpdump's hex dump; the field-by-field reading is -V (--explain)",
+              file=sys.stderr)
     style = _T_STYLES[args.t] if args.t else (args.time or "clock")
 
     def selected():

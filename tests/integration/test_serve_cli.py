@@ -160,3 +160,22 @@ def test_sigterm_during_setup_tears_down(tmp_path):
                 srv.proc.kill()
                 srv.proc.wait(timeout=5)
             remove_netns_we_created(srv.netns)
+
+
+def test_state_log_records_a_kernel_connection(serve_factory, tmp_path):
+    from netstack.statelog import read_state_log
+    log_path = tmp_path / "states.jsonl"
+    srv = serve_factory("--state-log", str(log_path))
+    r = srv.python("import socket\n"
+                   f"s = socket.create_connection(('{STACK_ADDR}', 7), timeout=5)\n"
+                   "s.sendall(b'hi\\n'); assert s.recv(10) == b'hi\\n'; s.close()\n"
+                   "import time; time.sleep(0.5)\n")
+    assert r.returncode == 0, r.stderr
+    assert srv.stop() == 0
+    recs = read_state_log(str(log_path))
+    path = [(x.old.value, x.new.value) for x in recs]
+    assert path[:2] == [("LISTEN", "SYN-RECEIVED"), ("SYN-RECEIVED", "ESTABLISHED")], path
+    assert ("ESTABLISHED", "CLOSE-WAIT") in path and ("LAST-ACK", "CLOSED") in path
+    assert recs[0].local == f"{STACK_ADDR}:7" and recs[0].remote.startswith(f"{PEER_ADDR}:")
+    assert recs[0].cause["kind"] == "segment" and recs[0].cause["flags"] == "S"
+    assert abs(recs[0].time - time.time()) < 120          # wall-clock seconds, like the pcap's

@@ -16,6 +16,8 @@ from tests.support.nstest import unique_lab_name
     (["--peer", "2001:db8::1/64"], r"--peer .* is not an IPv4"),
     (["--faults", "loss=200%"], r"--faults: loss=200%"),
     (["--mtu", "20"], r"--mtu 20 out of range"),
+    (["--state-log", "/nonexistent-dir/s.jsonl"], r"--state-log /nonexistent-dir/s.jsonl: directory "
+                                                   r"/nonexistent-dir does not exist"),
     (["--pcap-flush", "packet"], r"--pcap-flush packet needs --pcap FILE"),
     (["--log-level", "INFO", "-v"], r"--log-level and -v/-q: give one or the other"),
     (["--ip-min-pmtu", "67"], r"--ip-min-pmtu 67 out of range"),

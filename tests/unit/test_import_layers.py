@@ -15,7 +15,8 @@ The rules:
    ``netstack.bench`` or ``argparse``.
 3. The layers, bottom up: the leaves (checksum, counters, the transport
    contract) <- wire <- ip, tcp, capture <- link <- stack <- sockets <-
-   services <- (smtp, cli, bench).  Each library package imports from
+   services <- (smtp, cli, bench); beside them the teaching tools: statelog
+   (on tcp), pictures and scenarios (on capture, tcp and statelog).  Each library package imports from
    netstack only what :data:`ALLOWED` lists for it: nothing above it, and ip
    and tcp nothing of each other.
 
@@ -51,6 +52,10 @@ ALLOWED: dict[str, set[str]] = {
                                    "netstack.stack"},
     "netstack.services": _LEAVES | {"netstack.wire", "netstack.capture", "netstack.ip", "netstack.tcp",
                                     "netstack.link", "netstack.stack", "netstack.sockets"},
+    # Teaching tools: observers and readers beside the stack, never imported by it.
+    "netstack.statelog": _LEAVES | {"netstack.wire", "netstack.tcp"},
+    "netstack.pictures": _LEAVES | {"netstack.wire", "netstack.capture", "netstack.tcp", "netstack.statelog"},
+    "netstack.scenarios": _LEAVES | {"netstack.wire", "netstack.capture", "netstack.tcp", "netstack.statelog"},
     # the gauges and MIB names of a stack's counters; the control socket that serves them
     "netstack.mib": _LEAVES,
     "netstack.control": _LEAVES | {"netstack.wire", "netstack.sockets", "netstack.mib"},
