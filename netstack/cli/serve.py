@@ -64,6 +64,11 @@ LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def _data_out(args):
+    """Where the ready line and trace lines go: stdout, unless the pcap itself is written there."""
+    return sys.stderr if args.pcap == "-" else sys.stdout
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in LOG_LEVELS:
@@ -89,7 +94,8 @@ def add_parser(sub) -> None:
                    help="the TUN's txqueuelen: packets from the kernel waiting for the stack; a burst beyond it "
                         f"is dropped and counted (link.tun.in.drop.queue_full) (default {DEFAULT_TUN_QUEUE_LEN}: "
                         "holds the FINs and ACKs of 5,000 connections closed at once)")
-    p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
+    p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions "
+                                                   "('-': to stdout, then the ready and trace lines go to stderr)")
     p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
                    help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
                         "each packet reaches the file as it passes, like tcpdump -U (for watching a live capture)")
@@ -278,7 +284,9 @@ async def _serve(args, lab, addr: str, faults) -> int:
         link = FaultyLink(link, **faults)
     stack_link = link
     if args.pcap or args.trace:           # what the stack sends and receives (inside the fault injector)
-        stack_link = CaptureLink(link, pcap=args.pcap, trace=sys.stdout if args.trace else None,
+        # `--pcap -`: the capture is the data on stdout (tcpdump -w -); the ready and trace lines go to stderr
+        pcap = sys.stdout.buffer if args.pcap == "-" else args.pcap
+        stack_link = CaptureLink(link, pcap=pcap, trace=_data_out(args) if args.trace else None,
                                  pcap_flush=args.pcap_flush)
     stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
@@ -381,7 +389,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
         offered = [f"{name} {port}" for mod in services if hasattr(mod, "offered") for name, port in mod.offered(args)]
         print(f"netstack serve: ready: {addr} in netns {lab.netns} on {lab.ifname} "
               f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()}); "
-              f"services: {', '.join(offered) or 'none'}; control socket {args.control_socket}", flush=True)
+              f"services: {', '.join(offered) or 'none'}; control socket {args.control_socket}",
+              file=_data_out(args), flush=True)
         ready = True
         sdnotify.notify(READY=1, MAINPID=os.getpid(),
                         STATUS=f"serving {addr} in netns {lab.netns}: {', '.join(offered) or 'no services'}")

@@ -131,3 +131,34 @@ def test_control_socket_refuses_other_users(serve_factory):
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
                        capture_output=True, text=True, timeout=30, env=_env(), cwd="/")
     assert r.returncode == 3, (r.returncode, r.stderr)
+
+
+def test_pcap_to_stdout_with_the_ready_line_on_stderr(tmp_path):
+    """`--pcap -` (tcpdump's -w -): stdout carries the capture alone."""
+    from tests.support.labkit import REPO
+    from tests.support.nstest import require_tun, unique_lab_name
+    require_tun()
+    name = unique_lab_name()
+    proc = subprocess.Popen([sys.executable, "-m", "netstack", "serve", "--netns", name, "--ifname", name,
+                             "--addr", STACK_ADDR, "--peer", f"{PEER_ADDR}/24", "--pcap", "-", "--trace",
+                             "--no-services", "--maildir", str(tmp_path / "mail"),
+                             "--control-socket", str(tmp_path / "ctl.sock")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=str(REPO))
+    try:
+        deadline = time.monotonic() + 20
+        err = b""
+        while b"ready" not in err and time.monotonic() < deadline and proc.poll() is None:
+            err += proc.stderr.readline()
+        assert b"ready" in err, err
+        r = subprocess.run(["ip", "netns", "exec", name, "ping", "-c", "2", "-i", "0.2", "-W", "2", STACK_ADDR],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)                # our own child, by PID
+        out, rest = proc.communicate(timeout=20)
+    assert proc.returncode == 0, rest
+    assert not netns_exists(name)
+    path = tmp_path / "stdout.pcap"
+    path.write_bytes(out)
+    assert _icmp_echo_packets(path) >= 4                # two requests, two replies: the pcap alone on stdout
+    assert b"ICMP echo request" in err + rest            # the trace lines went to stderr
