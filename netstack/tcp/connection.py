@@ -428,6 +428,16 @@ class Connection:
             self._dirty = True
             self.host.want_flush(self)
 
+    def arm_rto(self, now: float) -> None:
+        """Start the retransmission timer if it is not running (RFC 6298 §5.1) -- unless the
+        peer's window is zero and the persist timer holds the slot: then its probes watch the
+        peer, and retransmissions into the closed window wait for it to open (window_opened)."""
+        t = self.timers
+        kind = t.kind
+        if kind is _RETRANSMIT or (kind is _PERSIST and self.snd.wnd == 0):
+            return
+        t.arm(_RETRANSMIT, now + self.rto.rto)
+
     def _send_rst(self) -> None:
         """<SEQ=SND.NXT><CTL=RST> (ABORT, RFC 9293 §3.10.5)."""
         self.segs_out += 1
@@ -880,7 +890,7 @@ class Connection:
             self._dirty = True
         if snd.wnd == 0:
             self.sender.window_closed(now)
-        elif probing or timers.kind is _PERSIST:
+        elif probing or timers.kind is _PERSIST or self.sender.persist_backoff:
             self.sender.window_opened(now)
         return True
 

@@ -103,8 +103,7 @@ class LossRecovery:
         self.count_retransmission(now)
         if c.cc.in_recovery:
             self.prr.on_sent(n)
-        if c.timers.kind is not _RETRANSMIT:
-            c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+        c.arm_rto(now)
         return n + (1 if fin else 0)
 
     def _start_fast_recovery(self, now: float, retransmit: bool = True) -> None:
@@ -181,6 +180,8 @@ class LossRecovery:
         still go again, first, as cwnd allows (RFC 8985 §6.3; Linux's Loss state)."""
         c = self.conn
         snd = c.snd
+        if snd.wnd == 0:
+            return                               # a closed window: the persist probes go instead
         ld = self.loss
         sb = self.scoreboard
         pipe = snd.in_flight - sb.sacked_bytes - ld.lost_bytes(snd.una)
@@ -203,8 +204,8 @@ class LossRecovery:
             c.sender.send(now, a, flags, snd.buf.view(a, n))
             self.count_retransmission(now)
             pipe += n
-        if c.timers.kind is not _RETRANSMIT and snd.max != snd.una:
-            c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+        if snd.max != snd.una:
+            c.arm_rto(now)
 
     def on_reorder_timeout(self, now: float) -> None:
         """RACK's reordering timer (RFC 8985 §6.2 step 5): look again; recover if now lost."""
@@ -327,6 +328,8 @@ class LossRecovery:
         """
         c = self.conn
         snd = c.snd
+        if snd.wnd == 0:
+            return                               # a closed window: the persist probes go instead
         sb = self.scoreboard
         una = snd.una
         buf = snd.buf
@@ -377,8 +380,8 @@ class LossRecovery:
             snd.nxt = snd.max = (snd_nxt + n + (1 if fin else 0)) & MASK
             prr.on_sent(n)
             budget -= n
-        if c.timers.kind is not _RETRANSMIT and snd.max != snd.una:
-            c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+        if snd.max != snd.una:
+            c.arm_rto(now)
 
     # -- tail loss probe --------------------------------------------------------------------------
     def arm_tlp(self, now: float) -> None:

@@ -75,6 +75,11 @@ class RTOEstimator:
         self.rto = min(self.rto * 2, self.rto_max)
         return self.rto
 
+    @property
+    def base(self) -> float:
+        """The RTO the estimator computes, before any backoff."""
+        return self._base_rto
+
     def time_segment(self, seq: int, now: float) -> None:
         """Start timing the segment at ``seq`` if none is timed (one sample per RTT)."""
         if self.timed_seq is None:

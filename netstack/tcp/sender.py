@@ -195,7 +195,7 @@ class Sender:
                 snd.sml = (snd_nxt + n) & MASK    # Minshall: end of the last small segment
             snd.advance(snd_nxt, n + (1 if fin else 0))
             if timers.kind is not _RETRANSMIT:
-                timers.arm(_RETRANSMIT, now + c.rto.rto)     # (a persist timer gives way)
+                c.arm_rto(now)                   # (a persist timer gives way, unless the window is 0)
             if not retrans and timers.tlp is None:
                 recovery.arm_tlp(now)
         if snd.max == snd.una and timers.kind is not _PERSIST and (
@@ -209,7 +209,7 @@ class Sender:
     def persist_interval(self) -> float:
         c = self.conn
         cfg = c.config
-        base = max(c.rto.rto, cfg.persist_min)
+        base = max(c.rto.base, cfg.persist_min)   # not the backed-off RTO: probing starts afresh
         return min(base * (1 << min(self.persist_backoff, 16)), cfg.persist_max)
 
     def window_opened(self, now: float) -> None:

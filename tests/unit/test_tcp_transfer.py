@@ -606,3 +606,32 @@ def test_a_zero_window_ack_keeps_the_persist_deadline():
     s.at(s.now + 0.05)
     s.peer(".", seq=them, ack=us + 2000, win=0)             # still closed: the probe keeps its time
     assert conn.timers.persist == t and conn.timers.retransmit is None
+
+
+def test_zero_window_during_sack_recovery_is_probed_not_timed_out():
+    """A live peer whose window closes while we recover: the persist timer probes it for as
+    long as it answers (RFC 1122 §4.2.2.17); the retransmission timer does not back off to a
+    timeout (nor retransmit into the closed window)."""
+    from netstack.wire.tcp_options import build_options
+    MSS = 1460
+    s, conn, us, them = opened(TCPConfig(tlp=False, data_retries=5), ts=False, nodelay=True)
+    conn.send(b"x" * (10 * MSS)); s.poll(); s.sent()
+    s.at(0.1)
+    sack = build_options(sack_blocks=((us + MSS, us + 6 * MSS),))
+    s.peer(".", seq=them, ack=us, win=0, options=sack)          # segment 0 lost, window closed
+    s.sent()
+    assert conn.timers.persist is not None and conn.timers.retransmit is None
+    for _ in range(12):                                         # twice data_retries probes, answered
+        s.at(conn.next_deadline())
+        out = s.sent()
+        assert all(len(seg.payload) <= 1 for seg in out)         # probes only, no retransmissions
+        s.peer(".", seq=them, ack=us, win=0, options=sack)
+    assert conn.state is State.ESTABLISHED and conn.error is None
+    assert conn.recovery.retries == 0
+    s.peer(".", seq=them, ack=us, win=65535, options=sack)      # the window opens
+    assert conn.sender.persist_backoff == 0 and conn.timers.retransmit is not None
+    s.at(conn.timers.retransmit)                                # (PRR sends only as ACKs deliver)
+    covered = sum(len(seg.payload) for seg in s.sent() if 0 <= seg.seq - us < MSS)
+    assert covered >= MSS                                       # the hole goes again
+    s.peer(".", seq=them, ack=us + 10 * MSS, win=65535)
+    assert conn.bytes_unacked == 0 and conn.error is None
