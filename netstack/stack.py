@@ -181,8 +181,13 @@ class Stack:
             return
         now = self.clock()
         ip_input = self.ip.input
-        for view, _meta in batch:
-            ip_input(view, now)
+        for view, meta in batch:
+            if meta is None:
+                ip_input(view, now)
+            else:                       # offloads: a GSO super-segment, a partial or verified checksum
+                if meta.gso_type:
+                    self.counters.inc("link.in.gso_packets")
+                self.ip.input_offloaded(view, meta, now)
         self.counters.inc("link.in.packets", len(batch))
         self._after_round(now)
 

@@ -81,6 +81,10 @@ def add_parser(sub) -> None:
     p.add_argument("--addr", default="198.18.0.2", help="the stack's IPv4 address (default 198.18.0.2)")
     p.add_argument("--peer", default="198.18.0.1/24", help="kernel side address/prefix (default 198.18.0.1/24)")
     p.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500)")
+    p.add_argument("--offload", action=argparse.BooleanOptionalAction, default=True,
+                   help="open the TUN with the virtio-net header: TCP segmentation (TSO/GSO) and checksum "
+                        "offload, 64 KB super-segments both ways (default on where the kernel offers it; "
+                        "off: one packet per segment, every checksum computed here)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions")
     p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
                    help="buffered (default, fastest): the pcap is written in 64 KiB blocks and at exit; packet: "
@@ -165,7 +169,8 @@ def run(args) -> int:
     from netstack.link.lab import Lab, LabError, check_privileges
     try:
         check_privileges()
-        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu)
+        lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu,
+                  offload=args.offload)
     except LabError as exc:
         raise UsageError(str(exc)) from None
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
@@ -296,7 +301,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
         closers.extend(_closers(control))
         offered = [f"{name} {port}" for mod in services if hasattr(mod, "offered") for name, port in mod.offered(args)]
         print(f"netstack serve: ready: {addr} in netns {lab.netns} on {lab.ifname} "
-              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()}); "
+              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, offloads {'on' if lab.offload else 'off'}, "
+              f"pid {os.getpid()}); "
               f"services: {', '.join(offered) or 'none'}; control socket {args.control_socket}", flush=True)
         ready = True
         sdnotify.notify(READY=1, MAINPID=os.getpid(),

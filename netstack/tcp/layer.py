@@ -152,8 +152,16 @@ class TCPLayer:
 
     # ------------------------------------------------------------------ Transport protocol
 
-    def on_datagram(self, src: int, dst: int, payload, now: float) -> None:
-        """A TCP segment from the IP layer (RFC 9293 §3.10.7)."""
+    def on_datagram_trusted(self, src: int, dst: int, payload, now: float) -> None:
+        """A TCP segment whose checksum the link vouches for (checksum offload: a partial
+        checksum the sending kernel left to the device, or one already verified): as
+        :meth:`on_datagram` without verifying it.  A GSO super-segment, many MSS of
+        in-order data under one header, arrives this way and is taken as one segment."""
+        self.on_datagram(src, dst, payload, now, True)
+
+    def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False) -> None:
+        """A TCP segment from the IP layer (RFC 9293 §3.10.7); ``trusted``: see
+        :meth:`on_datagram_trusted`."""
         self.now = now
         counters = self.counters
         # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
@@ -164,7 +172,7 @@ class TCPLayer:
             sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
-                if conn is not None and conn.state is ESTABLISHED and _phc(src, dst, 6, payload) == 0:
+                if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):
                     self._busy = True
                     try:
                         if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
@@ -175,7 +183,7 @@ class TCPLayer:
                     finally:
                         self._busy = False
         try:
-            seg = parse_tcp(payload, src=src, dst=dst)
+            seg = parse_tcp(payload, verify=False) if trusted else parse_tcp(payload, src=src, dst=dst)
         except MalformedPacket as e:
             counters.inc(e.counter_name)
             return
