@@ -98,7 +98,7 @@ class IPLayer:
         self._txbuf = bytearray(MAX_DATAGRAM + 60)
         self._txview = memoryview(self._txbuf)
 
-    def _emit_to_outbox(self, view) -> None:
+    def _emit_to_outbox(self, view, meta=None) -> None:
         self.outbox.append(bytes(view))
 
     def register(self, protocol: int, transport: Transport) -> None:
@@ -247,17 +247,41 @@ class IPLayer:
             self.icmp.send_error(W.TIME_EXCEEDED, W.FRAG_REASSEMBLY_EXCEEDED, quote, now)
 
     # -- output --------------------------------------------------------------------------------
+    def _send_offloaded(self, dst, protocol, payload, src, df, ttl, tos, meta) -> int:
+        """One datagram with offload metadata, never fragmented: up to 65535 bytes when it is a
+        GSO super-segment (the link cuts it), up to the MTU otherwise."""
+        plen = len(payload)
+        size = 20 + plen
+        limit = MAX_DATAGRAM if meta.gso_type else self.mtu
+        if size > limit:
+            self.counters.inc("ip.out.drop.too_big_df" if limit == self.mtu else "ip.out.drop.too_big")
+            raise DatagramTooBig(size, limit)
+        buf = self._txbuf
+        build_ipv4_header(buf, 0, src=self.addr if src is None else src, dst=dst, protocol=protocol,
+                          payload_len=plen, ttl=self.ttl if ttl is None else ttl, ident=self.next_ident(),
+                          df=df, tos=tos)
+        view = self._txview
+        view[20:size] = payload
+        self.counters.inc("ip.out.packets")
+        self.emit(view[:size], meta)
+        return 1
+
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
     def send(self, dst: int, protocol: int, payload, now: float | None = None, *, src: int | None = None,
-             df: bool = False, ttl: int | None = None, tos: int = 0) -> int:
+             df: bool = False, ttl: int | None = None, tos: int = 0, meta=None) -> int:
         """Send ``payload`` (a transport header + data) to ``dst``; returns the number of packets.
 
         Fragments when the datagram exceeds the MTU and DF is clear (RFC 791
-        §3.2); with DF set raises :class:`DatagramTooBig`.
+        §3.2); with DF set raises :class:`DatagramTooBig`.  ``meta``: offload
+        metadata for the link (a :class:`~netstack.link.base.PacketMeta`, passed
+        to ``emit`` with the datagram): a GSO super-segment may exceed the MTU,
+        the link segments it.
         """
+        if meta is not None:
+            return self._send_offloaded(dst, protocol, payload, src, df, ttl, tos, meta)
         c = self.counters
         plen = len(payload)
         size = 20 + plen

@@ -71,9 +71,15 @@ class TCPLayer:
     (:class:`~netstack.tcp.listener.ListenerHost`)."""
 
     def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
-                 isn_secret: bytes | None = None, mtu: int | None = None):
-        """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40."""
+                 isn_secret: bytes | None = None, mtu: int | None = None, offload: bool = False):
+        """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40.
+
+        ``offload``: the link does checksum and segmentation offload (a TUN with the
+        virtio-net header): segments with data leave with a partial checksum, and
+        those larger than the MSS (up to ``config.max_segment``) as super-segments
+        the link cuts into MSS-sized ones (:class:`~netstack.transport.Outgoing`)."""
         self.local_addr = local_addr
+        self.offload = offload
         self.counters = counters if counters is not None else _LocalCounters()
         self.config = config or TCPConfig()
         if mtu is not None and mtu - 40 < self.config.mss:
@@ -282,6 +288,20 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
+        if self.offload and payload:
+            # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
+            # segments of SND.MSS bytes, each with this header (timestamps included)
+            n = len(payload)
+            mss = conn.snd.mss
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, True), True, True, mss if n > mss else 0))
+            self.counters.inc("tcp.out_segs")
+            if n > mss:
+                self.counters.inc("tcp.out_tso_segs")
+            if not self._busy:
+                self._kick()
+            return
         self.outbox.append(Outgoing(conn.remote_addr, serialize(
             conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
             seq, ack, flags, window, payload, ts, sack_blocks, syn), True))

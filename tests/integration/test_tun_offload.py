@@ -1,7 +1,7 @@
 """TUN offloads against the real kernel: the virtio-net header, GSO super-segments, partial checksums.
 
 `netstack serve` with ``--offload`` (the default) and ``--no-offload``; the
-kernel side is plain Python sockets in the lab namespace.  The capture that
+kernel side is plain Python sockets in the lab namespace, which check what they receive.  The capture that
 serve records crosses the TUN as tcpdump's on a GSO device does: super-segments
 larger than the MTU, TCP checksums partial; tshark must read it cleanly.
 """
@@ -39,15 +39,20 @@ def test_kernel_to_stack_super_segments_and_the_capture_reads_clean(serve_factor
     assert d["ok"] and d["bytes"] == 20 * MB, d
     e = kernel_peer(serve.netns, "echo", STACK_ADDR, 7, 4 * MB, 1)      # content checked by the peer
     assert e["ok"] and e["bytes"] == 4 * MB, e
+    c = kernel_peer(serve.netns, "chargen", STACK_ADDR, 19, 20 * MB)    # TSO: the kernel cuts our segments
+    assert c["ok"] and c["bytes"] == 20 * MB, c
     drops = tun_drops(serve.netns, serve.ifname)
     serve.stop()
     counters = serve.counters()
     assert counters.get("link.in.gso_packets", 0) > 0, counters
     assert counters.get("ip.in.csum_trusted", 0) > 0
     assert not counters.get("tcp.in.drop.bad_checksum") and not counters.get("ip.in.drop.bad_checksum")
+    assert counters.get("tcp.out_tso_segs", 0) > 0
     # super-segments cross the TUN as one packet each, recorded whole
     big = tshark_fields(serve.pcap, "ip.len > 1500 && tcp.dstport == 9", "ip.len")
     assert big and max(int(r[0]) for r in big) > 32000, big[:5]
+    sent = tshark_fields(serve.pcap, "ip.len > 1500 && tcp.srcport == 19", "ip.len")
+    assert sent and max(int(r[0]) for r in sent) > 32000, sent[:5]
     assert tshark_problems(serve.pcap, gaps=(drops == 0)) == []
     # tshark reassembles the whole 20 MB discard stream from the capture
     lens = tshark_fields(serve.pcap, "tcp.dstport == 9 && tcp.len > 0", "tcp.len")
