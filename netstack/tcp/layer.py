@@ -19,6 +19,7 @@ tcp.retrans_segs, tcp.out_rsts, tcp.estab_resets, tcp.attempt_fails, ...
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
 import os
 import random
@@ -101,6 +102,12 @@ class TCPLayer:
         self._orphans: set = set()
         self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
         self._pending: list = []          # connections with user writes to flush
+        # The deadline heap: (deadline, n, conn) entries, invalidated lazily.  _timer_at[conn] is the
+        # earliest deadline pushed for conn that is still live; an entry that disagrees is stale.
+        self._timers: list = []
+        self._timer_at: dict = {}
+        self._timer_n = 0
+        self._fresh: list = []            # connections created during this round
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
@@ -135,6 +142,8 @@ class TCPLayer:
         conn = self._new_connection(self.local_addr, src_port, dst, dst_port, nodelay=nodelay, passive=False)
         self.count("tcp.active_opens")
         conn.open_active(self._isn(conn, now), now)
+        self._fresh.clear()
+        self._track(conn)
         self._kick()
         return conn
 
@@ -142,7 +151,32 @@ class TCPLayer:
         conn = Connection(self, local, lport, remote, rport, self.config, nodelay=nodelay, passive=passive,
                           ts_offset=self._isngen.offset(remote, rport, local, lport), ooo_budget=self.ooo_budget)
         self.connections[(remote, rport, lport)] = conn
+        self._fresh.append(conn)
         return conn
+
+    # ------------------------------------------------------------------ the deadline heap
+
+    def _track(self, conn: Connection) -> None:
+        """After ``conn`` ran: make sure the heap holds an entry at or before its next deadline.
+
+        A deadline that moved later (a restarted retransmission timer, on nearly every
+        ACK) costs nothing here: the earlier entry fires, finds nothing due and is
+        pushed again at the real deadline (lazy invalidation).  Only an earlier or a
+        new deadline is pushed."""
+        d = conn.next_deadline()
+        if d is not None:
+            at = self._timer_at.get(conn)
+            if at is None or d < at:
+                self._timer_at[conn] = d
+                self._timer_n += 1
+                heapq.heappush(self._timers, (d, self._timer_n, conn))
+
+    def _track_fresh(self) -> None:
+        fresh = self._fresh
+        if fresh:
+            for conn in fresh:
+                self._track(conn)
+            fresh.clear()
 
     def _ephemeral_port(self, dst: int, dst_port: int) -> int:
         lo, hi = self.config.ephemeral_low, self.config.ephemeral_high
@@ -183,6 +217,11 @@ class TCPLayer:
                     try:
                         if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
                             counters.inc("tcp.in_segs")
+                            d = conn.next_deadline()
+                            if d is not None:
+                                at = self._timer_at.get(conn)
+                                if at is None or d < at:
+                                    self._track(conn)
                             if self._pending:
                                 self._flush_pending(now)
                             return
@@ -203,6 +242,7 @@ class TCPLayer:
         try:
             if conn is not None:
                 conn.on_segment(seg, now)
+                self._track(conn)
             else:
                 lst = self.listeners.get(seg.dst_port)
                 if lst is not None:
@@ -210,37 +250,58 @@ class TCPLayer:
                 else:
                     self.counters.inc("tcp.in.no_port")
                     self.reset_segment(src, dst, seg)
+            self._track_fresh()
             if self._pending:
                 self._flush_pending(now)
         finally:
             self._busy = False
 
     def poll(self, now: float) -> None:
-        """Flush user writes and fire every due timer."""
+        """Flush user writes and fire every due timer: the due entries of the deadline heap,
+        not a walk over every connection (idle connections cost nothing per segment)."""
         self.now = now
         self._busy = True
         try:
             if self._pending:
                 self._flush_pending(now)
-            for conn in list(self.connections.values()):
-                d = conn.next_deadline()
-                if d is not None and d <= now:
+            heap = self._timers
+            timer_at = self._timer_at
+            while heap and heap[0][0] <= now:
+                d, _, conn = heapq.heappop(heap)
+                if timer_at.get(conn) != d:
+                    continue                       # stale: superseded by an earlier entry
+                del timer_at[conn]
+                real = conn.next_deadline()
+                if real is not None and real <= now:
                     conn.on_timer(now)
+                    self._track_fresh()
+                self._track(conn)                  # its next deadline, if any
             if self._pending:
                 self._flush_pending(now)
         finally:
             self._busy = False
 
     def next_deadline(self) -> float | None:
-        """The earliest instant poll() is needed (the last seen time if writes are pending)."""
+        """The earliest instant poll() is needed (the last seen time if writes are pending).
+
+        The top of the deadline heap, made exact: an entry whose connection's timers
+        have since moved (or stopped) is re-filed at the real deadline first."""
         if self._pending:
             return self.now
-        best = None
-        for conn in self.connections.values():
-            d = conn.next_deadline()
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+        heap = self._timers
+        timer_at = self._timer_at
+        while heap:
+            d, _, conn = heap[0]
+            if timer_at.get(conn) == d:
+                real = conn.next_deadline()
+                if real == d:
+                    return d
+                del timer_at[conn]
+                heapq.heappop(heap)
+                self._track(conn)                  # at its real deadline, if it has one
+            else:
+                heapq.heappop(heap)                # stale: superseded by an earlier entry
+        return None
 
     def on_icmp_error(self, icmp_type: int, code: int, info: int, quoted, now: float) -> None:
         """An ICMP error about one of our segments (RFC 1122 §4.2.3.9, RFC 1191, RFC 5927).
@@ -274,6 +335,7 @@ class TCPLayer:
         self._busy = True
         try:
             conn.on_icmp_error(icmp_type, code, info, now)
+            self._track(conn)
             if self._pending:
                 self._flush_pending(now)
         finally:
@@ -477,6 +539,7 @@ class TCPLayer:
         for conn in pending:
             if conn.flush_pending and conn.state is not CLOSED:
                 conn.flush(now)
+                self._track(conn)
 
     def _kick(self) -> None:
         cb = self.on_output
