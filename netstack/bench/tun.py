@@ -651,7 +651,7 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
               offload=False)
     olab = None
     if offload:
-        oname = unique_name()
+        oname = name[:14] + "o"                 # beside the plain lab's name, never another's
         olab = Lab(netns=oname, ifname=oname, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu,
                    offload=True)
     paths = PATHS + (OFFLOAD_PATHS if offload else ())

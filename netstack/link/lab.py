@@ -4,7 +4,8 @@
 
 1. the namespace (default ``netstack``), created only if it does not exist;
 2. a TUN device opened by this process (in the caller's namespace, with no
-   address there) and moved at once into the lab namespace;
+   address there; with TSO/checksum offloads where the kernel offers them,
+   ``offload=False`` for plain packets) and moved at once into the lab namespace;
 3. inside the namespace: the device's MTU, the kernel side's address
    (default 198.18.0.1/24), IPv6 link-local generation off (so the kernel
    sends no router solicitations or MLD reports into the stack), the device

@@ -69,3 +69,46 @@ def test_no_offload_is_one_packet_per_segment_every_checksum_verified(serve_fact
     assert counters.get("link.in.gso_packets", 0) == 0 and counters.get("ip.in.csum_trusted", 0) == 0
     assert not tshark_fields(serve.pcap, "ip.len > 1500", "ip.len")
     assert tshark_problems(serve.pcap, gaps=False) == []
+
+
+def test_a_kernel_without_offloads_gets_a_clean_fallback_with_one_log_line(monkeypatch, caplog):
+    import logging
+
+    from netstack.link import tun
+    from netstack.link.lab import Lab
+    from tests.support.nstest import require_tun, unique_lab_name
+
+    require_tun()
+    monkeypatch.setattr(tun, "offload_support", lambda: (False, "the TUN driver has no IFF_VNET_HDR"))
+    name = unique_lab_name("nsf")
+    with caplog.at_level(logging.WARNING, logger="netstack.link.tun"):
+        with Lab(netns=name, ifname=name, kernel_addr=f"{PEER_ADDR}/24", stack_addr=STACK_ADDR) as lab:
+            assert lab.offload is False and lab.link.offload_note == "the TUN driver has no IFF_VNET_HDR"
+    warnings = [r for r in caplog.records if r.name == "netstack.link.tun"]
+    assert len(warnings) == 1 and "plain packets" in warnings[0].getMessage()
+
+
+def test_tunsetoffload_refused_falls_back_to_a_plain_device(monkeypatch, caplog):
+    import fcntl
+    import logging
+
+    from netstack.link import tun
+    from netstack.link.lab import Lab
+    from tests.support.nstest import require_tun, unique_lab_name
+
+    require_tun()
+    real = fcntl.ioctl
+
+    def refusing(fd, request, *args):
+        if request == tun.TUNSETOFFLOAD:
+            raise OSError(22, "Invalid argument")
+        return real(fd, request, *args)
+
+    monkeypatch.setattr(tun.fcntl, "ioctl", refusing)
+    name = unique_lab_name("nsf")
+    with caplog.at_level(logging.WARNING, logger="netstack.link.tun"):
+        with Lab(netns=name, ifname=name, kernel_addr=f"{PEER_ADDR}/24", stack_addr=STACK_ADDR) as lab:
+            assert lab.offload is False and "TUNSETOFFLOAD failed" in lab.link.offload_note
+            from netstack.stack import Stack
+            assert Stack(lab.link, STACK_ADDR).tcp.offload is False
+    assert len([r for r in caplog.records if r.name == "netstack.link.tun"]) == 1

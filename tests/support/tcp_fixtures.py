@@ -128,7 +128,7 @@ def tshark_problems(pcap, *, gaps: bool = True) -> list[str]:
     the pseudo-header sum."""
     if shutil.which("tshark") is None:
         raise AssertionError("tshark is not installed (scripts/setup.sh installs it)")
-    partial, wrong = _tcp_checksums(pcap)
+    partial, wrong = transport_checksums(pcap)
     flt = "_ws.malformed || ip.checksum.status == 0"
     if not partial:
         flt += " || tcp.checksum.status == 0"
@@ -142,29 +142,36 @@ def tshark_problems(pcap, *, gaps: bool = True) -> list[str]:
     return [line for line in p.stdout.splitlines() if line.strip()] + wrong
 
 
-def _tcp_checksums(pcap) -> tuple[int, list[str]]:
-    """(TCP segments whose checksum is partial, descriptions of those whose checksum is neither
-    valid nor partial) in a raw-IPv4 pcap."""
+def transport_checksums(pcap) -> tuple[int, list[str]]:
+    """(TCP and UDP datagrams whose checksum is partial, descriptions of those whose checksum is
+    neither valid nor partial) in a raw-IPv4 pcap.  Fragments and UDP without a checksum are skipped."""
     from netstack import checksum
     from netstack.capture.pcap import read_pcap
     partial, wrong = 0, []
     for i, rec in enumerate(read_pcap(pcap), 1):
         d = bytes(rec.data)
-        if len(d) < 40 or d[0] >> 4 != 4 or d[9] != 6 or len(d) < rec.orig_len:
+        if len(d) < 28 or d[0] >> 4 != 4 or d[9] not in (6, 17) or len(d) < rec.orig_len:
             continue
+        if int.from_bytes(d[6:8], "big") & 0x3FFF:          # a fragment
+            continue
+        proto = d[9]
+        at = 16 if proto == 6 else 6
         ihl = (d[0] & 15) * 4
         tlen = int.from_bytes(d[2:4], "big")
         src, dst = int.from_bytes(d[12:16], "big"), int.from_bytes(d[16:20], "big")
         seg = d[ihl:tlen]
-        if checksum.pseudo_header_checksum(src, dst, 6, seg) == 0:
+        if len(seg) < at + 2 or (proto == 17 and seg[6:8] == b"\0\0"):
             continue
-        s = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 6 + len(seg)
+        if checksum.pseudo_header_checksum(src, dst, proto, seg) == 0:
+            continue
+        s = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + len(seg)
         while s >> 16:
             s = (s & 0xFFFF) + (s >> 16)
-        if int.from_bytes(seg[16:18], "big") == s:
+        if int.from_bytes(seg[at:at + 2], "big") == s:
             partial += 1
         else:
-            wrong.append(f"frame {i}: TCP checksum {seg[16:18].hex()} neither valid nor the partial {s:04x}")
+            name = "TCP" if proto == 6 else "UDP"
+            wrong.append(f"frame {i}: {name} checksum {seg[at:at + 2].hex()} neither valid nor the partial {s:04x}")
     return partial, wrong
 
 

@@ -28,3 +28,17 @@ def test_data_valid_and_needs_csum_flags():
     m = meta_from_vnet(struct.pack("=BBHHHH", 1, 0, 0, 0, 20, 6))
     assert m.needs_csum and (m.csum_start, m.csum_offset) == (20, 6)
     assert vnet_from_meta(PacketMeta(data_valid=True))[0] == 2
+
+
+def test_info_says_which_tun_mode_is_the_default(monkeypatch, capsys):
+    from netstack.cli import main
+    from netstack.link import tun
+
+    monkeypatch.setattr(tun, "offload_support", lambda: (True, "IFF_VNET_HDR with TUN_F_CSUM|TUN_F_TSO4"))
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tun offload"))
+    assert "on by default" in line and "--no-offload" in line
+    monkeypatch.setattr(tun, "offload_support", lambda: (False, "the TUN driver has no IFF_VNET_HDR"))
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tun offload"))
+    assert line.split(None, 2)[2].startswith("off: the TUN driver has no IFF_VNET_HDR")
