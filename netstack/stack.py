@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Callable
 
 from netstack.counters import Counters
 from netstack.ip.layer import DatagramTooBig, IPLayer
-from netstack.link.base import Link
+from netstack.link.base import GSO_NONE, GSO_TCPV4, Link, PacketMeta
 from netstack.tcp import TCPConfig, TCPLayer
 from netstack.transport import Transport
 from netstack.wire.ipv4 import PROTO_TCP, ip2int, ipv4_packet
@@ -41,6 +42,9 @@ __all__ = ["Stack"]
 log = logging.getLogger("netstack.stack")
 
 BATCH = 64
+#: the largest TSO super-segment's payload: a 65535-byte IPv4 datagram less the IPv4 header and
+#: the largest TCP header (timestamps and three SACK blocks fit in its 40 option bytes)
+TSO_MAX_SEGMENT = 65535 - 20 - 60
 
 
 class Stack:
@@ -90,8 +94,11 @@ class Stack:
         self.started = False
         self.closed = False
         #: this stack's TCP (RFC 9293), the transport for protocol 6
-        self.tcp = TCPLayer(self.addr, counters=self.counters,
-                            config=tcp if tcp is not None else TCPConfig.for_mtu(link.mtu), mtu=link.mtu,
+        config = tcp if tcp is not None else TCPConfig.for_mtu(link.mtu)
+        offload = bool(getattr(link, "offload", False))
+        if offload and config.max_segment is None:
+            config = replace(config, max_segment=TSO_MAX_SEGMENT)
+        self.tcp = TCPLayer(self.addr, counters=self.counters, config=config, mtu=link.mtu, offload=offload,
                             path_mtu=self.ip.pmtu)
         self.register_transport(PROTO_TCP, self.tcp)
 
@@ -186,8 +193,13 @@ class Stack:
             return
         now = self.clock()
         ip_input = self.ip.input
-        for view, _meta in batch:
-            ip_input(view, now)
+        for view, meta in batch:
+            if meta is None:
+                ip_input(view, now)
+            else:                       # offloads: a GSO super-segment, a partial or verified checksum
+                if meta.gso_type:
+                    self.counters.inc("link.in.gso_packets")
+                self.ip.input_offloaded(view, meta, now)
         self.counters.inc("link.in.packets", len(batch))
         self._after_round(now)
 
@@ -220,9 +232,14 @@ class Stack:
         for proto, t in self.transports.items():
             box = t.outbox
             while box:
-                dst, segment, df = box.popleft()
+                dst, segment, df, partial, gso = box.popleft()
                 try:
-                    send(dst, proto, segment, now, df=df)
+                    if partial:           # checksum (and segmentation) offload: the link finishes it
+                        send(dst, proto, segment, now, df=df, meta=PacketMeta(
+                            GSO_TCPV4 if gso else GSO_NONE, gso, 20 + (segment[12] >> 4 << 2) if gso else 0,
+                            20, 16 if proto == 6 else 6, True))
+                    else:
+                        send(dst, proto, segment, now, df=df)
                 except DatagramTooBig as exc:
                     self._local_too_big(t, proto, dst, segment, exc, now)
 

@@ -26,11 +26,20 @@ class Outgoing(NamedTuple):
     Don't Fragment set (path-MTU discovery, RFC 1191): if the datagram does not
     fit the link MTU the stack does not fragment it but reports "fragmentation
     needed" to :meth:`Transport.on_icmp_error`.
+
+    With offloads (the link's ``offload``; the transport was told so):
+    ``csum_partial``: the checksum field holds only the pseudo-header sum and
+    the link completes it (checksum offload, the virtio-net header's
+    NEEDS_CSUM); ``gso_size`` > 0: the segment is a super-segment the link cuts
+    into segments of ``gso_size`` payload bytes, each with a copy of the
+    header (TCP segmentation offload), so it may exceed the MTU.
     """
 
     dst: int
     segment: bytes | bytearray | memoryview
     df: bool
+    csum_partial: bool = False
+    gso_size: int = 0
 
 
 @runtime_checkable

@@ -34,6 +34,12 @@ runs; the table shows how the runs spread around the median):
     registered, the stack's own TCP keeping 6);
 ``receive path``
     the full path above, ACKs included;
+``receive path, N idle``
+    the receive path again, with ``--idle`` N (default 10,000) more
+    ESTABLISHED connections open on the same stack, each with keep-alive on
+    (an armed timer, as on a server with SO_KEEPALIVE) and nothing to do:
+    timers live in a deadline heap, so its cost per segment should be that
+    of the receive path (``vs receive path`` in the summary line);
 ``with streams``
     the same with netstack's socket layer on top: the connection is accepted
     by ``start_server`` and the application is an asyncio ``StreamReader``
@@ -86,6 +92,13 @@ STACK_PORT = 5001
 PROTO_EXPERIMENT = 253
 
 ROWS = ("parse", "ip layer", "receive path", "with streams")
+DEFAULT_IDLE = 10_000
+QUICK_IDLE = 1_000
+
+
+def idle_row(idle: int) -> str:
+    """The name of the row with ``idle`` idle connections."""
+    return f"receive path, {idle:,} idle"
 
 COLUMNS = [
     report.Column("path", "path", "{}", "<"),
@@ -387,6 +400,55 @@ class ReceivePath(_Driven):
         self.drained = 0
 
 
+class IdleReceivePath(ReceivePath):
+    """The receive path with ``idle`` more ESTABLISHED connections on the stack, keep-alive on."""
+
+    def __init__(self, payload: int, batch: int, idle: int) -> None:
+        from dataclasses import replace
+        super().__init__(payload, batch)
+        self.idle = idle
+        self.stack.tcp.config = replace(self.stack.tcp.config, max_connections=max(65536, 2 * idle))
+        self.idle_conns: list = []
+
+    def open(self) -> None:
+        from netstack.wire.ipv4 import ip2int
+
+        self.stack.start()
+        listener = self.tcp.listen(STACK_PORT, backlog=self.idle + 16)
+        src = ip2int(PEER_ADDR)
+        for i in range(self.idle):
+            # other clients: the same peer address, another port each (the 4-tuple differs)
+            peer = Peer(payload=self.payload, src=src, dst=self.stack.addr, sport=1024 + i)
+            sent = self.link.sent
+            self.link.feed([memoryview(peer.syn())])
+            self.stack._on_readable()
+            if self.link.sent != sent + 1:
+                raise CheckFailed(f"idle connection {i}: no SYN-ACK")
+            self.link.feed([memoryview(peer.ack_of(self.link.last_sent))])
+            self.stack._on_readable()
+            conn = listener.accept()
+            if conn is None or conn.state is not State.ESTABLISHED:
+                raise CheckFailed(f"idle connection {i} did not establish: {conn!r}")
+            conn.set_keepalive(True, idle=7200.0)
+            self.idle_conns.append(conn)
+        self.stack._on_timer()                    # the flush of the last one arms its keep-alive timer
+        armed = sum(1 for c in self.idle_conns if c.next_deadline() is not None)
+        if armed != self.idle:
+            raise CheckFailed(f"{armed} of {self.idle} idle connections have a timer armed")
+        self.link.sent = 0
+        self._handshake()
+        self.conn = listener.accept()
+        if self.conn is None or self.conn.state is not State.ESTABLISHED:
+            raise CheckFailed(f"handshake did not establish a connection: {self.conn!r}")
+        self.link.sent = 0
+
+    def check(self, views, acks: int) -> None:
+        super().check(views, acks)
+        alive = sum(1 for c in self.idle_conns if c.state is State.ESTABLISHED)
+        if alive != self.idle:
+            raise CheckFailed(f"{self.idle - alive} idle connections were lost during the run")
+
+
 class StreamsPath(ReceivePath):
     """The receive path with netstack's socket layer on top: the application is an asyncio
     ``StreamReader`` (``start_server`` handler reading 256 KiB at a time), as for the services."""
@@ -505,7 +567,7 @@ def parse_only(views) -> int:
 
 
 async def _measure(count: int, repeat: int, payload: int, batch: int, progress, profile_path=None,
-                   warmup: int = 0) -> dict:
+                   warmup: int = 0, idle: int = 0) -> dict:
     import netstack.stack as stack_module
 
     old_batch = stack_module.BATCH
@@ -513,12 +575,18 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
     full = ReceivePath(payload, batch)
     iponly = IPOnlyPath(payload, batch)
     streams = StreamsPath(payload, batch)
+    idler = IdleReceivePath(payload, batch, idle) if idle else None
+    names = ROWS[:3] + ((idle_row(idle),) if idle else ()) + ROWS[3:]
     try:
         full.open()
         iponly.open()
         await streams.aopen()
-        runs: dict[str, list[float]] = {name: [] for name in ROWS}
-        acks_total = stream_acks = 0
+        if idler is not None:
+            if progress is not None:
+                progress.step(f"opening {idle:,} idle connections")
+            idler.open()
+        runs: dict[str, list[float]] = {name: [] for name in names}
+        acks_total = stream_acks = idle_acks = 0
         for r in range(warmup + repeat):
             kept = r >= warmup                       # the first `warmup` runs are done and discarded
             what = f"run {r - warmup + 1}/{repeat}" if kept else f"warm-up {r + 1}/{warmup}"
@@ -527,6 +595,7 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             _buf, views = full.peer.data(count)
             _ibuf, iviews = iponly.peer.data(count)
             _sbuf, sviews = streams.peer.data(count)
+            _dbuf, dviews = idler.peer.data(count) if idler is not None else (None, None)
             if progress is not None:
                 progress.step(f"{what}: {count} segments of {payload} B (timing)")
             parse_ns = parse_only(views) / count
@@ -536,14 +605,20 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             full.check(views, acks)
             ns_streams, sacks = await streams.run(sviews)
             streams.check(sviews, sacks)
+            if idler is not None:
+                ns_idle, dacks = await idler.run(dviews)
+                idler.check(dviews, dacks)
             if kept:
+                if idler is not None:
+                    runs[idle_row(idle)].append(ns_idle / count)
+                    idle_acks += dacks
                 runs["parse"].append(parse_ns)
                 runs["ip layer"].append(ns_ip / count)
                 runs["receive path"].append(ns_full / count)
                 runs["with streams"].append(ns_streams / count)
                 acks_total += acks
                 stream_acks += sacks
-            del views, iviews, sviews, _buf, _ibuf, _sbuf
+            del views, iviews, sviews, dviews, _buf, _ibuf, _sbuf, _dbuf
         profile = None
         if profile_path is not None:
             profile = await _profiled_run(full, count, progress)
@@ -551,11 +626,16 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
         full.close()
         iponly.close()
         await streams.aclose()
+        if idler is not None:
+            idler.close()
         stack_module.BATCH = old_batch
 
     parse_ns = statistics.median(runs["parse"])
     rows = []
-    for name in ROWS:
+    acked = {"receive path": acks_total, "with streams": stream_acks}
+    if idle:
+        acked[idle_row(idle)] = idle_acks
+    for name in names:
         ns = statistics.median(runs[name])
         rows.append({
             "path": name,
@@ -563,8 +643,7 @@ async def _measure(count: int, repeat: int, payload: int, batch: int, progress, 
             "segments_per_s": 1e9 / ns,
             "mb_per_s": payload * 1e3 / ns,
             "x_parse": ns / parse_ns,
-            "acks_per_segment": {"receive path": acks_total, "with streams": stream_acks}.get(name, 0)
-            / (count * repeat) if name in ("receive path", "with streams") else None,
+            "acks_per_segment": acked[name] / (count * repeat) if name in acked else None,
             "runs_ns_per_segment": runs[name],
         })
     report.add_spread(rows, "runs_ns_per_segment")
@@ -595,16 +674,17 @@ async def _profiled_run(path: ReceivePath, count: int, progress):
 
 def measure(*, count: int = DEFAULT_COUNT, repeat: int = DEFAULT_REPEAT, payload: int = DEFAULT_PAYLOAD,
             batch: int = DEFAULT_BATCH, progress: report.Progress | None = None, profile_path: str | None = None,
-            warmup: int = 0) -> dict:
+            warmup: int = 0, idle: int = 0) -> dict:
     """Run the benchmark (in a fresh event loop); returns {"rows", "counters"[, "profile"]}.
 
     With ``profile_path`` an extra run of the receive path goes through
     cProfile after the timed ones: the raw profile is written there and
     ``result["profile"]`` lists the top functions by own time per segment.
+    ``idle`` > 0 adds the row with that many idle connections.
     """
     if progress is not None:
-        progress.total = 2 * (warmup + repeat) + (1 if profile_path else 0)
-    return asyncio.run(_measure(count, repeat, payload, batch, progress, profile_path, warmup))
+        progress.total = 2 * (warmup + repeat) + (1 if profile_path else 0) + (1 if idle else 0)
+    return asyncio.run(_measure(count, repeat, payload, batch, progress, profile_path, warmup, idle))
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -621,6 +701,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with timestamps)")
     parser.add_argument("--batch", type=bounded(int, 1, 4096), default=DEFAULT_BATCH, metavar="N",
                         help=f"packets per loop wakeup (default {DEFAULT_BATCH}, the stack's batch)")
+    parser.add_argument("--idle", type=bounded(int, 0, 60_000), metavar="N",
+                        help=f"idle connections (keep-alive on) for the 'receive path, N idle' row (default "
+                             f"{DEFAULT_IDLE:,}, --quick {QUICK_IDLE:,}; 0: no such row)")
     parser.add_argument("--profile", metavar="FILE",
                         help="after the timed runs, profile one more run of the receive path with cProfile: "
                              "write the raw profile to FILE and print the top functions per segment")
@@ -643,8 +726,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     progress = report.Progress(0, "bench segments", quiet=args.quiet)
     try:
+        idle = args.idle if args.idle is not None else (QUICK_IDLE if args.quick else DEFAULT_IDLE)
         result = measure(count=count, repeat=repeat, payload=args.payload, batch=args.batch, progress=progress,
-                         profile_path=args.profile, warmup=args.warmup)
+                         profile_path=args.profile, warmup=args.warmup, idle=idle)
     except CheckFailed as exc:
         print(f"netstack bench segments: check failed: {exc}", file=sys.stderr)
         return 1
@@ -671,6 +755,11 @@ def run(args: argparse.Namespace) -> int:
           f"{by['ip layer']['ns_per_segment']:.0f} ns/segment in the loop and IP layer; "
           f"the socket layer and an asyncio StreamReader add "
           f"{by['with streams']['ns_per_segment'] - full['ns_per_segment']:.0f} ns/segment")
+    if idle:
+        idle_ns = by[idle_row(idle)]["ns_per_segment"]
+        print(f"with {idle:,} idle connections (keep-alive timers armed): {idle_ns:.0f} ns/segment, "
+              f"{idle_ns / full['ns_per_segment']:.2f}x the receive path alone "
+              f"({idle_ns - full['ns_per_segment']:+.0f} ns/segment)")
 
     if "profile" in result:
         from netstack.bench import _profile
@@ -681,7 +770,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         settings = {"count": count, "repeat": repeat, "warmup": args.warmup, "payload": args.payload,
-                    "batch": args.batch,
+                    "batch": args.batch, "idle": idle,
                     "packet_bytes": args.payload + 52}
         extra = {"profile": result["profile"]} if "profile" in result else {}
         try:

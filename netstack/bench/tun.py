@@ -60,10 +60,21 @@ which sends the next segments (into the TUN) within the same call; the
 ACK-only loop pays that too, so "CPU us/packet" minus the ACK-only loop's
 is what the stack itself costs per segment.
 
+With ``--offload`` (the default where the kernel offers TUN offloads;
+``--no-offload`` leaves them out) a second lab, its TUN opened with the
+virtio-net header and ``TUN_F_CSUM | TUN_F_TSO4``, runs three more rows in
+the same rounds: ``ACK-only loop, offloads`` (the same loop, now handed
+64 KB super-segments: the reference), ``kernel -> stack, offloads`` and
+``stack -> kernel, offloads`` (TSO: the stack sends super-segments, the
+kernel cuts them).  Their packets are super-segments, so compare them in
+MB/s: ``of ACK-only`` is MB/s over the ACK-only loop's of the same mode.
+
 ``--profile FILE`` adds one more kernel -> stack transfer under cProfile
 (not part of the figures) and prints where its time went per segment.
 
-Target: kernel -> stack at least 60 MB/s at MTU 1500.
+Targets: kernel -> stack at least 60 MB/s at MTU 1500; with offloads,
+kernel -> stack at least 5x the same run without and 0.6 of the offload
+ACK-only loop, stack -> kernel at least 3x without.
 """
 from __future__ import annotations
 
@@ -100,6 +111,9 @@ DEFAULT_FLOOD_SECONDS = 5.0
 FLOOD_DATAGRAM = 64000
 BURST_PACKETS = 4000
 TARGET_MBPS = 60.0
+TARGET_OFFLOAD_K2S = 5.0            # kernel -> stack with offloads / without
+TARGET_OFFLOAD_OF_ACK_ONLY = 0.6    # kernel -> stack with offloads / the offload ACK-only loop
+TARGET_OFFLOAD_S2K = 3.0            # stack -> kernel with offloads / without
 
 COLUMNS = [
     report.Column("path", "path", "{}", "<"),
@@ -625,12 +639,18 @@ async def stack_to_kernel(lab, nbytes: int, limit: float, *, tcp=None, loss: flo
 
 
 PATHS = ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel")
+#: the rows of the lab with TUN offloads (``--offload``)
+OFFLOAD_PATHS = ("ACK-only loop, offloads", "kernel -> stack, offloads", "stack -> kernel, offloads")
 
 
 def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
             progress: report.Progress | None = None, name: str | None = None,
-            profile_path: str | None = None, warmup: int = 0) -> dict:
+            profile_path: str | None = None, warmup: int = 0, offload: bool = False) -> dict:
     """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs.
+
+    The lab's TUN runs without offloads.  With ``offload``, a second lab with
+    them runs the OFFLOAD_PATHS rows in the same rounds (a BenchError if the
+    kernel does not offer them).
 
     With ``profile_path``, one more kernel -> stack transfer runs under
     cProfile after the timed rounds (its figures are not reported): the raw
@@ -642,14 +662,29 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
     nbytes = int(mb * 1_000_000)
     limit = 20.0 + nbytes / 1e6          # at least 1 MB/s, or the run is abandoned
     name = name or unique_name()
-    lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu)
-    runs: dict[str, list[dict]] = {p: [] for p in PATHS}
+    lab = Lab(netns=name, ifname=name, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu,
+              offload=False)
+    olab = None
+    if offload:
+        oname = name[:14] + "o"                 # beside the plain lab's name, never another's
+        olab = Lab(netns=oname, ifname=oname, kernel_addr=f"{KERNEL_ADDR}/24", stack_addr=STACK_ADDR, mtu=mtu,
+                   offload=True)
+    paths = PATHS + (OFFLOAD_PATHS if offload else ())
+    runs: dict[str, list[dict]] = {p: [] for p in paths}
     if progress is not None:
-        progress.total = 4 * (warmup + repeat) + (1 if profile_path else 0)
+        progress.total = len(paths) * (warmup + repeat) + (1 if profile_path else 0)
     profile = profiled = None
     try:
         lab.up()
+        if olab is not None:
+            olab.up()
+            if not olab.offload:
+                raise LabError(f"this kernel does not offer TUN offloads ({olab.link.offload_note}); "
+                               f"run with --no-offload")
     except LabError as exc:
+        lab.down()
+        if olab is not None:
+            olab.down()
         raise BenchError(f"cannot set up the lab: {exc}") from None
     try:
         for r in range(warmup + repeat):
@@ -660,17 +695,20 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
                 progress.step(f"{what}: read ceiling (kernel UDP bursts)")
             keep("read ceiling", read_ceiling(lab, packets=flood_packets, seconds=flood_seconds))
             _drain(lab.link)
-            if progress is not None:
-                progress.step(f"{what}: ACK-only loop (reference), {mb:g} MB")
-            keep("ACK-only loop", ack_only(lab, nbytes, limit))
-            if progress is not None:
-                progress.step(f"{what}: kernel -> stack, {mb:g} MB")
-            keep("kernel -> stack", asyncio.run(kernel_to_stack(lab, nbytes, limit)))
-            _drain(lab.link)
-            if progress is not None:
-                progress.step(f"{what}: stack -> kernel, {mb:g} MB")
-            keep("stack -> kernel", asyncio.run(stack_to_kernel(lab, nbytes, limit)))
-            _drain(lab.link)
+            for the_lab, suffix, mode in ((lab, "", ""), (olab, ", offloads", " with offloads")):
+                if the_lab is None:
+                    continue
+                if progress is not None:
+                    progress.step(f"{what}: ACK-only loop{mode} (reference), {mb:g} MB")
+                keep("ACK-only loop" + suffix, ack_only(the_lab, nbytes, limit))
+                if progress is not None:
+                    progress.step(f"{what}: kernel -> stack{mode}, {mb:g} MB")
+                keep("kernel -> stack" + suffix, asyncio.run(kernel_to_stack(the_lab, nbytes, limit)))
+                _drain(the_lab.link)
+                if progress is not None:
+                    progress.step(f"{what}: stack -> kernel{mode}, {mb:g} MB")
+                keep("stack -> kernel" + suffix, asyncio.run(stack_to_kernel(the_lab, nbytes, limit)))
+                _drain(the_lab.link)
         if profile_path is not None:
             import cProfile
             if progress is not None:
@@ -683,7 +721,9 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
                 profile.disable()
     finally:
         lab.down()
-    result = summarize(runs, lab_name=name)
+        if olab is not None:
+            olab.down()
+    result = summarize(runs, lab_name=name + (f", {olab.netns}" if olab is not None else ""))
     if profile is not None and profiled is not None:
         from netstack.bench import _profile
         _profile.dump(profile, profile_path)
@@ -752,23 +792,27 @@ def _run_loss(args, progress) -> int:
 
 
 def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
-    """Median rows from per-run figures; ``of_ceiling`` uses the ceiling's median packets/s."""
+    """Median rows from per-run figures; ``of_ceiling`` uses the ceiling's median packets/s,
+    ``of_ack_only`` the MB/s of the ACK-only loop of the same mode (offloads or not)."""
     def med(path, key):
         values = [r[key] for r in runs[path] if r.get(key) is not None]
         return statistics.median(values) if values else None
 
     ceiling_pps = med("read ceiling", "packets_per_s")
-    ack_only_pps = med("ACK-only loop", "packets_per_s")
     rows = []
-    for path in PATHS:
+    for path in runs:
         pps = med(path, "packets_per_s")
+        mbps = med(path, "mb_per_s")
+        offloaded = path.endswith(", offloads")
+        ref = "ACK-only loop, offloads" if offloaded else "ACK-only loop"
+        ref_mbps = med(ref, "mb_per_s") if ref in runs else None
         rows.append({
             "path": path,
-            "mb_per_s": med(path, "mb_per_s"),
+            "mb_per_s": mbps,
             "packets_per_s": pps,
-            "of_ceiling": report.ratio(pps, ceiling_pps) if pps is not None else None,
-            "of_ack_only": (report.ratio(pps, ack_only_pps) if pps is not None
-                            and path in ("ACK-only loop", "kernel -> stack") else None),
+            "of_ceiling": (report.ratio(pps, ceiling_pps) if pps is not None and not offloaded else None),
+            "of_ack_only": (report.ratio(mbps, ref_mbps) if mbps is not None and ref_mbps is not None
+                            and (path.startswith("ACK-only loop") or path.startswith("kernel -> stack")) else None),
             "acks_per_segment": med(path, "acks_per_segment"),
             "cpu_us_per_packet": med(path, "cpu_us_per_segment"),
             "seconds": med(path, "seconds"),
@@ -782,6 +826,20 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
                              "not measured" if k2s is None else
                              f"{k2s:.1f} MB/s, {by['kernel -> stack']['of_ceiling']:.2f} of the read ceiling's "
                              f"packet rate")]
+    if "kernel -> stack, offloads" in by:
+        def ratio_target(name, goal, num, den, what):
+            a, b = by[num]["mb_per_s"], by[den]["mb_per_s"]
+            r = report.ratio(a, b) if a is not None and b is not None else None
+            return report.Target(name, f">= {goal:g}x", r, None if r is None else r >= goal,
+                                 "not measured" if r is None else f"{a:.1f} vs {b:.1f} MB/s {what}")
+        targets += [
+            ratio_target("kernel -> stack, offloads vs without", TARGET_OFFLOAD_K2S, "kernel -> stack, offloads",
+                         "kernel -> stack", "(same run)"),
+            ratio_target("kernel -> stack, offloads of the offload ACK-only loop", TARGET_OFFLOAD_OF_ACK_ONLY,
+                         "kernel -> stack, offloads", "ACK-only loop, offloads", "(same run)"),
+            ratio_target("stack -> kernel, offloads vs without", TARGET_OFFLOAD_S2K, "stack -> kernel, offloads",
+                         "stack -> kernel", "(same run)"),
+        ]
     return {"rows": rows, "targets": targets, "lab": lab_name}
 
 
@@ -808,6 +866,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: goodput both ways under these loss rates in percent (e.g. 0,1,5; loss on "
                              "the stack's link both ways) for CUBIC+SACK+RACK, NewReno+SACK and NewReno "
                              f"without SACK (default --mb {LOSS_DEFAULT_MB}, --repeat {LOSS_DEFAULT_REPEAT})")
+    parser.add_argument("--offload", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure on a second lab with TUN offloads (virtio-net header, TSO/GSO, "
+                             "checksum offload): the ', offloads' rows and their targets (default: on where "
+                             "the kernel offers them)")
     parser.add_argument("--quick", action="store_true", help="one short round: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -844,6 +906,12 @@ def run(args: argparse.Namespace) -> int:
     mb = args.mb or (QUICK_MB if args.quick else DEFAULT_MB)
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     flood = args.flood_packets or (QUICK_FLOOD_PACKETS if args.quick else DEFAULT_FLOOD_PACKETS)
+    offload = args.offload
+    if offload is None:
+        from netstack.link.tun import offload_support
+        offload, why = offload_support()
+        if not offload:
+            print(f"netstack bench tun: TUN offloads unavailable ({why}): no offload rows", file=sys.stderr)
     progress = report.Progress(0, "bench tun", quiet=args.quiet)
     if args.loss is not None:
         from netstack.bench import _loss
@@ -867,7 +935,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,
                          flood_seconds=args.flood_seconds, progress=progress, profile_path=args.profile,
-                         warmup=args.warmup)
+                         warmup=args.warmup, offload=offload)
     except BenchError as exc:
         print(f"netstack bench tun: {exc}", file=sys.stderr)
         return 1
@@ -899,6 +967,14 @@ def run(args: argparse.Namespace) -> int:
               f"{ref['cpu_us_per_packet']:.2f} us for the ACK-only loop "
               f"(+{k2s['cpu_us_per_packet'] - ref['cpu_us_per_packet']:.2f} us of stack work per segment)")
         print()
+    if "kernel -> stack, offloads" in by:
+        ok2s, oref, os2k = by["kernel -> stack, offloads"], by["ACK-only loop, offloads"], by["stack -> kernel, offloads"]
+        print(f"with offloads (packets are super-segments): kernel -> stack {ok2s['mb_per_s']:.1f} MB/s "
+              f"({report.ratio(ok2s['mb_per_s'], k2s['mb_per_s']):.2f}x without, {ok2s['of_ack_only']:.2f} of the "
+              f"offload ACK-only loop's {oref['mb_per_s']:.1f} MB/s), {ok2s['mb_per_s'] * 1e6 / max(1, ok2s['packets_per_s']):,.0f} "
+              f"bytes per packet; stack -> kernel {os2k['mb_per_s']:.1f} MB/s "
+              f"({report.ratio(os2k['mb_per_s'], by['stack -> kernel']['mb_per_s']):.2f}x without)")
+        print()
     print("targets:")
     print(report.format_targets(result["targets"]))
     if "profile" in result:
@@ -910,6 +986,7 @@ def run(args: argparse.Namespace) -> int:
         print(_profile.format_top(result["profile"]))
     if args.json:
         settings = {"mb": mb, "bytes": int(mb * 1_000_000), "mtu": args.mtu, "repeat": repeat, "warmup": args.warmup,
+                    "offload": offload,
                     "burst_packets": BURST_PACKETS,
                     "flood_packets": flood, "flood_seconds": args.flood_seconds,
                     "flood_datagram": FLOOD_DATAGRAM}

@@ -94,6 +94,10 @@ def add_parser(sub) -> None:
                    help="the TUN's txqueuelen: packets from the kernel waiting for the stack; a burst beyond it "
                         f"is dropped and counted (link.tun.in.drop.queue_full) (default {DEFAULT_TUN_QUEUE_LEN}: "
                         "holds the FINs and ACKs of 5,000 connections closed at once)")
+    p.add_argument("--offload", action=argparse.BooleanOptionalAction, default=True,
+                   help="open the TUN with the virtio-net header: TCP segmentation (TSO/GSO) and checksum "
+                        "offload, 64 KB super-segments both ways (default on where the kernel offers it; "
+                        "off: one packet per segment, every checksum computed here)")
     p.add_argument("--pcap", metavar="FILE", help="record every packet crossing the TUN, both directions "
                                                    "('-': to stdout, then the ready and trace lines go to stderr)")
     p.add_argument("--pcap-flush", choices=["buffered", "packet"], default="buffered",
@@ -204,7 +208,7 @@ def run(args) -> int:
     try:
         check_privileges()
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu,
-                  tun_queue_len=args.tun_queue_len)
+                  tun_queue_len=args.tun_queue_len, offload=args.offload)
     except LabError as exc:
         raise UsageError(str(exc)) from None
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
@@ -388,7 +392,8 @@ async def _serve(args, lab, addr: str, faults) -> int:
         closers.extend(_closers(control))
         offered = [f"{name} {port}" for mod in services if hasattr(mod, "offered") for name, port in mod.offered(args)]
         print(f"netstack serve: ready: {addr} in netns {lab.netns} on {lab.ifname} "
-              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, pid {os.getpid()}); "
+              f"(peer {lab.kernel_addr}/{lab.prefixlen}, mtu {lab.mtu}, offloads {'on' if lab.offload else 'off'}, "
+              f"pid {os.getpid()}); "
               f"services: {', '.join(offered) or 'none'}; control socket {args.control_socket}",
               file=_data_out(args), flush=True)
         ready = True

@@ -39,6 +39,7 @@ import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
+from netstack import checksum as _checksum
 from netstack.counters import Counters
 from netstack.ip.icmp import ICMPResponder, is_unique_unicast
 from netstack.ip.pmtu import DEFAULT_MIN_PMTU, PathMtuTable
@@ -102,7 +103,7 @@ class IPLayer:
         self._txbuf = bytearray(MAX_DATAGRAM + 60)
         self._txview = memoryview(self._txbuf)
 
-    def _emit_to_outbox(self, view) -> None:
+    def _emit_to_outbox(self, view, meta=None) -> None:
         self.outbox.append(bytes(view))
 
     def register(self, protocol: int, transport: Transport) -> None:
@@ -171,6 +172,55 @@ class IPLayer:
             datagram = buf
         self._deliver(p, datagram, now)
 
+    def input_offloaded(self, buf, meta, now: float) -> None:
+        """Take one received datagram that came with offload metadata (a
+        :class:`~netstack.link.base.PacketMeta`: the link's virtio-net header).
+
+        A TCP datagram whose checksum the link vouches for, partial
+        (``needs_csum``, VIRTIO_NET_HDR_F_NEEDS_CSUM: the sender's kernel left
+        only the pseudo-header sum) or already verified (``data_valid``), goes
+        to the transport's ``on_datagram_trusted`` when it has one: treated as
+        valid, not verified again, never dropped as bad (counted as
+        ``ip.in.csum_trusted``).  That includes a GSO super-segment larger than
+        the MTU.  The IPv4 header checksum is verified as always (the kernel
+        fills it in).  Any other such datagram has a partial checksum completed
+        here (RFC 1071) and then takes :meth:`input` like a plain one.
+        """
+        if not (meta.needs_csum or meta.data_valid):
+            self.input(buf, now)
+            return
+        mv = buf if type(buf) is memoryview else memoryview(buf)
+        if len(mv) >= 20 and mv.itemsize == 1:
+            vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
+            if (vihl == 0x45 and dst == self.addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
+                    and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
+                    % 0xFFFF == 0):
+                transport = self.transports.get(proto)
+                trusted = getattr(transport, "on_datagram_trusted", None)
+                if trusted is not None and is_unique_unicast(src) and src != self.broadcast:
+                    c = self.counters
+                    c.inc("ip.in.packets")
+                    c.inc("ip.in.delivered")
+                    c.inc("ip.in.csum_trusted")
+                    try:
+                        trusted(src, dst, mv[20:tlen], now)
+                    except Exception:  # a transport bug must not kill the loop
+                        c.inc("ip.in.drop.transport_error")
+                        log.exception("transport %d failed on a datagram", proto)
+                    return
+        if meta.needs_csum:
+            start = meta.csum_start
+            at = start + meta.csum_offset
+            end = min(len(mv), int.from_bytes(mv[2:4], "big")) if len(mv) >= 4 else 0
+            if 20 <= start and at + 2 <= end:
+                whole = bytearray(mv)
+                # the field holds the pseudo-header sum: the sum from csum_start on, complemented
+                value = 0xFFFF ^ _checksum.sum16(whole[start:end], 0)
+                whole[at:at + 2] = (value or 0xFFFF).to_bytes(2, "big")
+                self.counters.inc("ip.in.csum_completed")
+                mv = memoryview(whole)
+        self.input(mv, now)
+
     def _deliver(self, p, datagram, now: float) -> None:
         c = self.counters
         proto = p.protocol
@@ -202,17 +252,41 @@ class IPLayer:
             self.icmp.send_error(W.TIME_EXCEEDED, W.FRAG_REASSEMBLY_EXCEEDED, quote, now)
 
     # -- output --------------------------------------------------------------------------------
+    def _send_offloaded(self, dst, protocol, payload, src, df, ttl, tos, meta) -> int:
+        """One datagram with offload metadata, never fragmented: up to 65535 bytes when it is a
+        GSO super-segment (the link cuts it), up to the MTU otherwise."""
+        plen = len(payload)
+        size = 20 + plen
+        limit = MAX_DATAGRAM if meta.gso_type else self.mtu
+        if size > limit:
+            self.counters.inc("ip.out.drop.too_big_df" if limit == self.mtu else "ip.out.drop.too_big")
+            raise DatagramTooBig(size, limit)
+        buf = self._txbuf
+        build_ipv4_header(buf, 0, src=self.addr if src is None else src, dst=dst, protocol=protocol,
+                          payload_len=plen, ttl=self.ttl if ttl is None else ttl, ident=self.next_ident(),
+                          df=df, tos=tos)
+        view = self._txview
+        view[20:size] = payload
+        self.counters.inc("ip.out.packets")
+        self.emit(view[:size], meta)
+        return 1
+
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 
     def send(self, dst: int, protocol: int, payload, now: float | None = None, *, src: int | None = None,
-             df: bool = False, ttl: int | None = None, tos: int = 0) -> int:
+             df: bool = False, ttl: int | None = None, tos: int = 0, meta=None) -> int:
         """Send ``payload`` (a transport header + data) to ``dst``; returns the number of packets.
 
         Fragments when the datagram exceeds the MTU and DF is clear (RFC 791
-        §3.2); with DF set raises :class:`DatagramTooBig`.
+        §3.2); with DF set raises :class:`DatagramTooBig`.  ``meta``: offload
+        metadata for the link (a :class:`~netstack.link.base.PacketMeta`, passed
+        to ``emit`` with the datagram): a GSO super-segment may exceed the MTU,
+        the link segments it.
         """
+        if meta is not None:
+            return self._send_offloaded(dst, protocol, payload, src, df, ttl, tos, meta)
         c = self.counters
         plen = len(payload)
         size = 20 + plen

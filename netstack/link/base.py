@@ -69,6 +69,10 @@ class Link(abc.ABC):
     mtu: int = 1500
     #: a short human name for logs ("tun:nstk0", "memory:a", ...)
     name: str = "link"
+    #: True when packets may carry offload metadata both ways: the peer segments and
+    #: checksums what is sent with GSO fields or a partial checksum (TSO), and may hand
+    #: over super-segments and partial checksums
+    offload: bool = False
 
     @abc.abstractmethod
     def send(self, data, meta: PacketMeta | None = None) -> None:

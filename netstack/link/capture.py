@@ -66,6 +66,7 @@ class CaptureLink(Link):
         self.flush_each = pcap_flush == "packet"
         self.inner = inner
         self.mtu = inner.mtu
+        self.offload = inner.offload
         self.name = f"capture({inner.name})"
         #: the pcap writer while recording, else None
         self.pcap = None

@@ -109,6 +109,7 @@ class FaultyLink(Link):
             raise ValueError("directions must be both, tx or rx")
         self.inner = inner
         self.mtu = inner.mtu
+        self.offload = inner.offload
         self.name = f"faulty({inner.name})"
         self.loss, self.duplicate, self.reorder, self.corrupt = loss, duplicate, reorder, corrupt
         self.delay = delay
@@ -146,6 +147,9 @@ class FaultyLink(Link):
             bit = rng.randrange(len(buf) * 8)
             buf[bit >> 3] ^= 1 << (bit & 7)
             data = bytes(buf)
+            # a checksum the link vouched for no longer holds: the receiver must verify it
+            # (a partial checksum then fails, as corruption on a wire would)
+            meta = None
             st[direction + ".corrupted"] += 1
         else:
             data = bytes(data)

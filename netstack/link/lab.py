@@ -4,7 +4,8 @@
 
 1. the namespace (default ``netstack``), created only if it does not exist;
 2. a TUN device opened by this process (in the caller's namespace, with no
-   address there) and moved at once into the lab namespace;
+   address there; with TSO/checksum offloads where the kernel offers them,
+   ``offload=False`` for plain packets) and moved at once into the lab namespace;
 3. inside the namespace: the device's MTU and transmit queue length
    (``tun_queue_len``, see below), the kernel side's address
    (default 198.18.0.1/24), IPv6 link-local generation off (so the kernel
@@ -133,7 +134,10 @@ class Lab:
 
     def __init__(self, netns: str = "netstack", ifname: str = "nstk0", kernel_addr: str = "198.18.0.1/24",
                  stack_addr: str = "198.18.0.2", mtu: int = 1500,
-                 tun_queue_len: int = DEFAULT_TUN_QUEUE_LEN) -> None:
+                 tun_queue_len: int = DEFAULT_TUN_QUEUE_LEN, offload: bool = True) -> None:
+        """``offload``: open the TUN with the virtio-net header and TSO/checksum offloads
+        where the kernel offers them (:class:`~netstack.link.tun.TunLink`; a clean
+        fallback otherwise); :attr:`offload` says what is active once up."""
         self.netns = netns
         self.ifname = ifname
         self.kernel_if = parse_v4(kernel_addr, "peer address")
@@ -154,6 +158,7 @@ class Lab:
         self._stats_pool = None
         self._ifindex: int | None = None
         self._last_stats: dict[str, int] = {}
+        self.want_offload = offload
         self.kernel_addr = str(self.kernel_if.ip)
         self.stack_addr = str(self.stack_ip)
         self.prefixlen = self.kernel_if.network.prefixlen
@@ -167,6 +172,11 @@ class Lab:
         if self._link is None:
             raise LabError("lab is not up")
         return self._link
+
+    @property
+    def offload(self) -> bool:
+        """True when the lab's TUN runs with offloads (virtio-net header, TSO, checksum)."""
+        return self._link is not None and self._link.offload
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -190,7 +200,7 @@ class Lab:
                     if ns.link_lookup(ifname=self.ifname):
                         raise LabError(f"device name {self.ifname!r} is already in use in namespace {self.netns!r}")
             try:
-                self._link = TunLink(self.ifname, self.mtu)
+                self._link = TunLink(self.ifname, self.mtu, offload=self.want_offload)
             except TunError as exc:
                 raise LabError(exc.strerror or str(exc)) from None
             with IPRoute() as ipr:
@@ -223,8 +233,8 @@ class Lab:
             if code in (errno.EPERM, errno.EACCES):
                 raise LabError("needs root or CAP_NET_ADMIN (run with sudo)") from None
             raise LabError(f"lab set-up failed: {type(exc).__name__}: {exc}") from exc
-        log.info("lab up: netns %s, dev %s, kernel %s/%d, stack %s, mtu %d", self.netns, self.ifname,
-                 self.kernel_addr, self.prefixlen, self.stack_addr, self.mtu)
+        log.info("lab up: netns %s, dev %s, kernel %s/%d, stack %s, mtu %d, offloads %s", self.netns, self.ifname,
+                 self.kernel_addr, self.prefixlen, self.stack_addr, self.mtu, "on" if self.offload else "off")
         return self
 
     def down(self) -> None:
@@ -330,4 +340,4 @@ class Lab:
 
     def __repr__(self) -> str:
         return (f"Lab(netns={self.netns!r}, ifname={self.ifname!r}, kernel={self.kernel_addr}/{self.prefixlen}, "
-                f"stack={self.stack_addr}, mtu={self.mtu})")
+                f"stack={self.stack_addr}, mtu={self.mtu}, offload={self.want_offload})")

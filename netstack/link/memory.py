@@ -22,8 +22,12 @@ __all__ = ["MemoryLink"]
 class MemoryLink(Link):
     """One endpoint of an in-memory pair (see :meth:`pair`)."""
 
-    def __init__(self, mtu: int = 1500, name: str = "memory", *, queue_limit: int = 100_000) -> None:
+    def __init__(self, mtu: int = 1500, name: str = "memory", *, queue_limit: int = 100_000,
+                 offload: bool = False) -> None:
         self.mtu = mtu
+        #: as a TUN with offloads: packets carry PacketMeta (super-segments, partial checksums)
+        #: both ways, handed over as they are (the peer stands for the kernel's GRO/TSO)
+        self.offload = offload
         self.name = name
         self.queue_limit = queue_limit
         self.peer: MemoryLink | None = None

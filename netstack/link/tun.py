@@ -10,11 +10,29 @@ allocation per packet beyond the view itself.
 
 The device is not persistent: closing the fd makes the kernel delete it, in
 whatever namespace it lives, even when the process dies by SIGKILL.
+
+**Offloads** (``offload=True``, the default): the device is opened with
+``IFF_VNET_HDR``, the header size set to the 10-byte ``struct virtio_net_hdr``
+(``TUNSETVNETHDRSZ``) and ``TUN_F_CSUM | TUN_F_TSO4`` enabled with
+``TUNSETOFFLOAD`` (``include/uapi/linux/if_tun.h``, ``virtio_net.h``).  Every
+packet then crosses the device behind a virtio-net header, which this link
+parses into (and builds from) a :class:`~netstack.link.base.PacketMeta`: the
+kernel may hand over a TCP "super-segment" of up to 64 KB (``gso_type``
+TCPV4, ``gso_size`` its MSS) and packets whose checksum is only partial
+(``needs_csum``) or already verified (``data_valid``), and it segments and
+checksums what the stack sends the same way.  A packet whose header says
+nothing (all zero) comes out with ``meta`` None, as without offloads.  Where
+the kernel refuses (no ``IFF_VNET_HDR`` in ``TUNGETFEATURES``, or
+``TUNSETOFFLOAD`` fails) the link falls back to plain packets with one log
+line; :attr:`TunLink.offload` says which mode is active.
 """
 from __future__ import annotations
 
 import errno
+import fcntl
+import logging
 import os
+import struct
 
 try:
     import pytun
@@ -23,13 +41,72 @@ except ImportError:             # not Linux, or installed without it: TunLink sa
 
 from netstack.link.base import Link, PacketMeta
 
-__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "MISSING_PYTUN"]
+__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
+
+log = logging.getLogger("netstack.link.tun")
 
 IFF_TUN_EXCL = getattr(pytun, "IFF_TUN_EXCL", 0x8000)
 MISSING_PYTUN = ("the TUN device needs Linux and python-pytun, which is not installed "
                  "(pip install python-pytun; netstack installs it on Linux only)")
 #: one read never returns more than this (max IPv4 datagram; room for GSO later)
 READ_BUFFER_SIZE = 65536 + 64
+
+# include/uapi/linux/if_tun.h
+IFF_VNET_HDR = getattr(pytun, "IFF_VNET_HDR", 0x4000)
+TUNGETFEATURES = 0x800454CF          # _IOR('T', 207, unsigned int)
+TUNSETOFFLOAD = 0x400454D0           # _IOW('T', 208, unsigned int)
+TUNSETVNETHDRSZ = 0x400454D8         # _IOW('T', 216, int)
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+#: what the stack asks of the kernel: checksum offload and TCPv4 segmentation, both ways
+OFFLOADS = TUN_F_CSUM | TUN_F_TSO4
+# include/uapi/linux/virtio_net.h: struct virtio_net_hdr (legacy layout, native byte order on a TUN)
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+_VNET = struct.Struct("=BBHHHH")
+VNET_HDR_LEN = _VNET.size            # 10
+_VNET_ZERO = bytes(VNET_HDR_LEN)
+_unpack_vnet = _VNET.unpack_from
+_pack_vnet = _VNET.pack
+
+
+def offload_support(tun_path: str = "/dev/net/tun") -> tuple[bool, str]:
+    """Whether this kernel's TUN driver offers the virtio-net header (``TUNGETFEATURES``
+    lists ``IFF_VNET_HDR``), and a one-line reason.  Needs no privilege: the ioctl
+    works on an unattached fd."""
+    try:
+        fd = os.open(tun_path, os.O_RDWR)
+    except OSError as exc:
+        return False, f"cannot open {tun_path}: {exc.strerror}"
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, TUNGETFEATURES, buf)
+        features = struct.unpack("=I", buf)[0]
+    except OSError as exc:
+        return False, f"TUNGETFEATURES failed: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if not features & IFF_VNET_HDR:
+        return False, "the TUN driver has no IFF_VNET_HDR"
+    return True, "IFF_VNET_HDR with TUN_F_CSUM|TUN_F_TSO4"
+
+
+def meta_from_vnet(hdr) -> PacketMeta | None:
+    """The :class:`PacketMeta` of a received virtio-net header, or None when it says nothing."""
+    flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _unpack_vnet(hdr)
+    if not flags and not gso_type:
+        return None
+    return PacketMeta(gso_type, gso_size, hdr_len, csum_start, csum_offset,
+                      bool(flags & VIRTIO_NET_HDR_F_NEEDS_CSUM), bool(flags & VIRTIO_NET_HDR_F_DATA_VALID))
+
+
+def vnet_from_meta(meta: PacketMeta | None) -> bytes:
+    """The virtio-net header to write in front of a packet with ``meta``."""
+    if meta is None:
+        return _VNET_ZERO
+    flags = (VIRTIO_NET_HDR_F_NEEDS_CSUM if meta.needs_csum else 0) | \
+        (VIRTIO_NET_HDR_F_DATA_VALID if meta.data_valid else 0)
+    return _pack_vnet(flags, meta.gso_type, meta.hdr_len, meta.gso_size, meta.csum_start, meta.csum_offset)
 
 
 class TunError(OSError):
@@ -41,15 +118,60 @@ class TunLink(Link):
 
     ``TunLink(name, mtu)`` creates (or fails for an existing) device ``name``.
     The MTU given here is what the stack uses; the lab sets the device's MTU
-    over netlink.
+    over netlink.  ``offload``: ask for the virtio-net header and TSO/checksum
+    offload (see the module doc); :attr:`offload` is then whether they are on,
+    :attr:`offload_note` why not.
     """
 
-    def __init__(self, name: str, mtu: int = 1500, *, batch: int = 64, exclusive: bool = True) -> None:
+    def __init__(self, name: str, mtu: int = 1500, *, batch: int = 64, exclusive: bool = True,
+                 offload: bool = True) -> None:
         if pytun is None:
             raise TunError(errno.ENOSYS, MISSING_PYTUN)
         if not name or len(name) > 15:
             raise TunError(errno.EINVAL, f"bad interface name {name!r} (1..15 characters)")
-        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0)
+        #: True when packets cross the device behind a virtio-net header with offloads on
+        self.offload = False
+        #: why offloads are off ("" when on, "not asked" for offload=False)
+        self.offload_note = "not asked"
+        if offload:
+            ok, why = offload_support()
+            if ok:
+                try:
+                    self._open(name, exclusive, True)
+                    fcntl.ioctl(self._dev.fileno(), TUNSETVNETHDRSZ, struct.pack("=i", VNET_HDR_LEN))
+                    fcntl.ioctl(self._dev.fileno(), TUNSETOFFLOAD, OFFLOADS)
+                    self.offload, self.offload_note = True, ""
+                except OSError as exc:
+                    if isinstance(exc, TunError):
+                        raise
+                    why = f"TUNSETOFFLOAD failed: {exc.strerror}"
+                    self._dev.close()          # non-persistent: the device goes; reopen it plain
+            if not self.offload:
+                log.warning("TUN offloads unavailable (%s): plain packets, one per segment", why)
+                self.offload_note = why
+        if not self.offload:
+            self._open(name, exclusive, False)
+        self.ifname = self._dev.name
+        self.name = f"tun:{self.ifname}"
+        self.mtu = mtu
+        self._fd = self._dev.fileno()
+        os.set_blocking(self._fd, False)
+        self._bufs = [bytearray(READ_BUFFER_SIZE) for _ in range(batch)]
+        self._views = [memoryview(b) for b in self._bufs]
+        if self.offload:
+            self._hdrs = [bytearray(VNET_HDR_LEN) for _ in range(batch)]
+            self._iov = [[h, b] for h, b in zip(self._hdrs, self._bufs)]
+        else:
+            self._iov = [[b] for b in self._bufs]          # one reusable iovec list per buffer
+        self._loop = None
+        self.closed = False
+        self.rx_packets = 0
+        self.tx_packets = 0
+        self.tx_errors = 0
+        self.rx_batches = 0
+
+    def _open(self, name: str, exclusive: bool, vnet: bool) -> None:
+        flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0) | (IFF_VNET_HDR if vnet else 0)
         try:
             self._dev = pytun.TunTapDevice(name=name, flags=flags)
         except pytun.Error as exc:
@@ -64,27 +186,16 @@ class TunLink(Link):
             if code == errno.EINVAL:
                 raise TunError(errno.EINVAL, f"device name {name!r} is in use by a non-TUN device") from None
             raise TunError(code or errno.EIO, f"cannot create TUN device {name!r}: {text}") from None
-        self.ifname = self._dev.name
-        self.name = f"tun:{self.ifname}"
-        self.mtu = mtu
-        self._fd = self._dev.fileno()
-        os.set_blocking(self._fd, False)
-        self._bufs = [bytearray(READ_BUFFER_SIZE) for _ in range(batch)]
-        self._views = [memoryview(b) for b in self._bufs]
-        self._iov = [[b] for b in self._bufs]          # one reusable iovec list per buffer
-        self._loop = None
-        self.closed = False
-        self.rx_packets = 0
-        self.tx_packets = 0
-        self.tx_errors = 0
-        self.rx_batches = 0
 
     def fileno(self) -> int:
         return self._fd
 
     def send(self, data, meta: PacketMeta | None = None) -> None:
         try:
-            os.write(self._fd, data)
+            if self.offload:
+                os.writev(self._fd, (_VNET_ZERO if meta is None else vnet_from_meta(meta), data))
+            else:
+                os.write(self._fd, data)
             self.tx_packets += 1
         except (BlockingIOError, InterruptedError):
             self.tx_errors += 1            # kernel queue full: the packet is lost, as on a wire
@@ -101,6 +212,8 @@ class TunLink(Link):
         views = self._views
         out = []
         n_max = min(max_packets, len(iov))
+        if self.offload:
+            return self._recv_vnet(n_max)
         for i in range(n_max):
             try:
                 n = readv(fd, iov[i])
@@ -111,6 +224,32 @@ class TunLink(Link):
                     break
                 raise
             out.append((views[i][:n], None))
+        if out:
+            self.rx_packets += len(out)
+            self.rx_batches += 1
+        return out
+
+    def _recv_vnet(self, n_max: int):
+        """recv_batch with offloads: each read fills a virtio-net header and the packet."""
+        fd = self._fd
+        readv = os.readv
+        iov = self._iov
+        views = self._views
+        hdrs = self._hdrs
+        out = []
+        for i in range(n_max):
+            try:
+                n = readv(fd, iov[i])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.EIO):
+                    break
+                raise
+            if n < VNET_HDR_LEN:
+                continue
+            h = hdrs[i]
+            out.append((views[i][:n - VNET_HDR_LEN], meta_from_vnet(h) if h[0] or h[1] else None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1

@@ -23,7 +23,8 @@
   segment.py      serialising: options and segment bytes (the only place), the pure-ACK template
   host.py         ConnectionHost: the one interface out of a Connection
   listener.py     SYN queue + accept queue
-  layer.py        TCPLayer: demux, RSTs for closed ports, counters; the host of every connection
+  layer.py        TCPLayer: demux, RSTs for closed ports, counters; the host of every connection;
+                  their timers in one deadline heap (poll/next_deadline never walk them all)
   isn.py          initial sequence numbers, RFC 6528
   config.py       TCPConfig: every tunable
 

@@ -19,6 +19,7 @@ tcp.retrans_segs, tcp.out_rsts, tcp.estab_resets, tcp.attempt_fails, ...
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
 import os
 import random
@@ -71,12 +72,19 @@ class TCPLayer:
     (:class:`~netstack.tcp.listener.ListenerHost`)."""
 
     def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
-                 isn_secret: bytes | None = None, mtu: int | None = None, path_mtu=None):
+                 isn_secret: bytes | None = None, mtu: int | None = None, path_mtu=None,
+                 offload: bool = False):
         """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40.
         ``path_mtu`` (optional, a :class:`netstack.transport.PathMtu`): what to believe of an
         ICMP "fragmentation needed" once validated (the floor, the decrease rate limit); without
-        it the next-hop MTU is taken as it is."""
+        it the next-hop MTU is taken as it is.
+
+        ``offload``: the link does checksum and segmentation offload (a TUN with the
+        virtio-net header): segments with data leave with a partial checksum, and
+        those larger than the MSS (up to ``config.max_segment``) as super-segments
+        the link cuts into MSS-sized ones (:class:`~netstack.transport.Outgoing`)."""
         self.local_addr = local_addr
+        self.offload = offload
         self.counters = counters if counters is not None else _LocalCounters()
         self.config = config or TCPConfig()
         if mtu is not None and mtu - 40 < self.config.mss:
@@ -99,6 +107,12 @@ class TCPLayer:
         self._orphans: set = set()
         self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
         self._pending: list = []          # connections with user writes to flush
+        # The deadline heap: (deadline, n, conn) entries, invalidated lazily.  _timer_at[conn] is the
+        # earliest deadline pushed for conn that is still live; an entry that disagrees is stale.
+        self._timers: list = []
+        self._timer_at: dict = {}
+        self._timer_n = 0
+        self._fresh: list = []            # connections created during this round
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
@@ -133,6 +147,8 @@ class TCPLayer:
         conn = self._new_connection(self.local_addr, src_port, dst, dst_port, nodelay=nodelay, passive=False)
         self.count("tcp.active_opens")
         conn.open_active(self._isn(conn, now), now)
+        self._fresh.clear()
+        self._track(conn)
         self._kick()
         return conn
 
@@ -140,7 +156,32 @@ class TCPLayer:
         conn = Connection(self, local, lport, remote, rport, self.config, nodelay=nodelay, passive=passive,
                           ts_offset=self._isngen.offset(remote, rport, local, lport), ooo_budget=self.ooo_budget)
         self.connections[(remote, rport, lport)] = conn
+        self._fresh.append(conn)
         return conn
+
+    # ------------------------------------------------------------------ the deadline heap
+
+    def _track(self, conn: Connection) -> None:
+        """After ``conn`` ran: make sure the heap holds an entry at or before its next deadline.
+
+        A deadline that moved later (a restarted retransmission timer, on nearly every
+        ACK) costs nothing here: the earlier entry fires, finds nothing due and is
+        pushed again at the real deadline (lazy invalidation).  Only an earlier or a
+        new deadline is pushed."""
+        d = conn.next_deadline()
+        if d is not None:
+            at = self._timer_at.get(conn)
+            if at is None or d < at:
+                self._timer_at[conn] = d
+                self._timer_n += 1
+                heapq.heappush(self._timers, (d, self._timer_n, conn))
+
+    def _track_fresh(self) -> None:
+        fresh = self._fresh
+        if fresh:
+            for conn in fresh:
+                self._track(conn)
+            fresh.clear()
 
     def _ephemeral_port(self, dst: int, dst_port: int) -> int:
         lo, hi = self.config.ephemeral_low, self.config.ephemeral_high
@@ -156,8 +197,16 @@ class TCPLayer:
 
     # ------------------------------------------------------------------ Transport protocol
 
-    def on_datagram(self, src: int, dst: int, payload, now: float) -> None:
-        """A TCP segment from the IP layer (RFC 9293 §3.10.7)."""
+    def on_datagram_trusted(self, src: int, dst: int, payload, now: float) -> None:
+        """A TCP segment whose checksum the link vouches for (checksum offload: a partial
+        checksum the sending kernel left to the device, or one already verified): as
+        :meth:`on_datagram` without verifying it.  A GSO super-segment, many MSS of
+        in-order data under one header, arrives this way and is taken as one segment."""
+        self.on_datagram(src, dst, payload, now, True)
+
+    def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False) -> None:
+        """A TCP segment from the IP layer (RFC 9293 §3.10.7); ``trusted``: see
+        :meth:`on_datagram_trusted`."""
         self.now = now
         counters = self.counters
         # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
@@ -168,18 +217,23 @@ class TCPLayer:
             sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
-                if conn is not None and conn.state is ESTABLISHED and _phc(src, dst, 6, payload) == 0:
+                if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):
                     self._busy = True
                     try:
                         if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
                             counters.inc("tcp.in_segs")
+                            d = conn.next_deadline()
+                            if d is not None:
+                                at = self._timer_at.get(conn)
+                                if at is None or d < at:
+                                    self._track(conn)
                             if self._pending:
                                 self._flush_pending(now)
                             return
                     finally:
                         self._busy = False
         try:
-            seg = parse_tcp(payload, src=src, dst=dst)
+            seg = parse_tcp(payload, verify=False) if trusted else parse_tcp(payload, src=src, dst=dst)
         except MalformedPacket as e:
             counters.inc(e.counter_name)
             return
@@ -193,6 +247,7 @@ class TCPLayer:
         try:
             if conn is not None:
                 conn.on_segment(seg, now)
+                self._track(conn)
             else:
                 lst = self.listeners.get(seg.dst_port)
                 if lst is not None:
@@ -200,37 +255,58 @@ class TCPLayer:
                 else:
                     self.counters.inc("tcp.in.no_port")
                     self.reset_segment(src, dst, seg)
+            self._track_fresh()
             if self._pending:
                 self._flush_pending(now)
         finally:
             self._busy = False
 
     def poll(self, now: float) -> None:
-        """Flush user writes and fire every due timer."""
+        """Flush user writes and fire every due timer: the due entries of the deadline heap,
+        not a walk over every connection (idle connections cost nothing per segment)."""
         self.now = now
         self._busy = True
         try:
             if self._pending:
                 self._flush_pending(now)
-            for conn in list(self.connections.values()):
-                d = conn.next_deadline()
-                if d is not None and d <= now:
+            heap = self._timers
+            timer_at = self._timer_at
+            while heap and heap[0][0] <= now:
+                d, _, conn = heapq.heappop(heap)
+                if timer_at.get(conn) != d:
+                    continue                       # stale: superseded by an earlier entry
+                del timer_at[conn]
+                real = conn.next_deadline()
+                if real is not None and real <= now:
                     conn.on_timer(now)
+                    self._track_fresh()
+                self._track(conn)                  # its next deadline, if any
             if self._pending:
                 self._flush_pending(now)
         finally:
             self._busy = False
 
     def next_deadline(self) -> float | None:
-        """The earliest instant poll() is needed (the last seen time if writes are pending)."""
+        """The earliest instant poll() is needed (the last seen time if writes are pending).
+
+        The top of the deadline heap, made exact: an entry whose connection's timers
+        have since moved (or stopped) is re-filed at the real deadline first."""
         if self._pending:
             return self.now
-        best = None
-        for conn in self.connections.values():
-            d = conn.next_deadline()
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+        heap = self._timers
+        timer_at = self._timer_at
+        while heap:
+            d, _, conn = heap[0]
+            if timer_at.get(conn) == d:
+                real = conn.next_deadline()
+                if real == d:
+                    return d
+                del timer_at[conn]
+                heapq.heappop(heap)
+                self._track(conn)                  # at its real deadline, if it has one
+            else:
+                heapq.heappop(heap)                # stale: superseded by an earlier entry
+        return None
 
     def on_icmp_error(self, icmp_type: int, code: int, info: int, quoted, now: float) -> None:
         """An ICMP error about one of our segments (RFC 1122 §4.2.3.9, RFC 1191, RFC 5927).
@@ -272,6 +348,7 @@ class TCPLayer:
         self._busy = True
         try:
             conn.on_icmp_error(icmp_type, code, info, now)
+            self._track(conn)
             if self._pending:
                 self._flush_pending(now)
         finally:
@@ -286,6 +363,20 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
+        if self.offload and payload:
+            # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
+            # segments of SND.MSS bytes, each with this header (timestamps included)
+            n = len(payload)
+            mss = conn.snd.mss
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, True), True, True, mss if n > mss else 0))
+            self.counters.inc("tcp.out_segs")
+            if n > mss:
+                self.counters.inc("tcp.out_tso_segs")
+            if not self._busy:
+                self._kick()
+            return
         self.outbox.append(Outgoing(conn.remote_addr, serialize(
             conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
             seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
@@ -461,6 +552,7 @@ class TCPLayer:
         for conn in pending:
             if conn.flush_pending and conn.state is not CLOSED:
                 conn.flush(now)
+                self._track(conn)
 
     def _kick(self) -> None:
         cb = self.on_output

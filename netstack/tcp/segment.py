@@ -71,11 +71,14 @@ def option_bytes(ts, sack_blocks, syn) -> bytes:
 
 
 def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int, flags: int, window: int,
-              payload=b"", ts: tuple[int, int] | None = None, sack_blocks=None, syn=None) -> bytearray:
+              payload=b"", ts: tuple[int, int] | None = None, sack_blocks=None, syn=None,
+              partial: bool = False) -> bytearray:
     """One complete TCP segment (RFC 9293 §3.1), checksum filled, as a new bytearray.
 
     ``ts`` is ``(TSval, TSecr)`` or None; ``sack_blocks`` a list of
     ``(left, right)`` or None; ``syn`` a SynOptions for a SYN or SYN-ACK.
+    ``partial``: leave only the pseudo-header sum in the checksum field, for a
+    link with checksum offload (a segment with data; TSO super-segments too).
     :class:`ValueError` names an out-of-range field.
     """
     if ts is not None and not payload and not sack_blocks and syn is None and not flags & ~0x1FF:
@@ -90,5 +93,5 @@ def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: i
     olen = len(options)
     buf = bytearray(20 + ((olen + 3) & ~3) + len(payload))
     build_tcp(buf, 0, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
-              flags=flags, window=window, options=options, payload=payload)
+              flags=flags, window=window, options=options, payload=payload, partial=partial)
     return buf

@@ -50,7 +50,7 @@ from netstack.wire.tcp_options import (
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS", "FLAG_MASK", "TCP_HEADER_LEN",
     "PROTO_TCP", "flags_str", "TCPOptions", "TCPSegment", "parse_tcp", "parse_options", "build_options",
-    "encode_options", "max_sack_blocks", "build_tcp", "tcp_segment",
+    "encode_options", "max_sack_blocks", "build_tcp", "tcp_segment", "pseudo_header_sum",
 ]
 
 FIN = 0x01
@@ -237,7 +237,7 @@ def parse_tcp(buf, *, src=None, dst=None, verify: bool = True) -> TCPSegment:
 
 
 def build_tcp(buf, offset: int, *, src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int,
-              flags: int, window: int, urgent: int = 0, options=b"", payload=b"") -> int:
+              flags: int, window: int, urgent: int = 0, options=b"", payload=b"", partial: bool = False) -> int:
     """Write a TCP segment into ``buf`` at ``offset``; returns its length (RFC 9293 §3.1).
 
     ``options`` are encoded option bytes (see :func:`build_options`); they are
@@ -245,7 +245,9 @@ def build_tcp(buf, offset: int, *, src: int, dst: int, src_port: int, dst_port: 
     bytes.  ``payload`` may already sit in place (a view of ``buf`` right after
     the header); overlapping copies are safe.  ``seq`` and ``ack`` are taken modulo 2**32 (sequence space wraps,
     RFC 9293 §3.4).  The checksum over the IPv4 pseudo-header, header, options
-    and payload is filled with a single ``pseudo_header_checksum`` call.
+    and payload is filled with a single ``pseudo_header_checksum`` call; with
+    ``partial`` the field holds only the pseudo-header's folded sum, for a
+    device with checksum offload to complete (Linux's CHECKSUM_PARTIAL).
     :class:`ValueError` for a too-small buffer or out-of-range fields.
     """
     olen = len(options)
@@ -269,8 +271,18 @@ def build_tcp(buf, offset: int, *, src: int, dst: int, src_port: int, dst_port: 
             mv[offset + 20 + olen:offset + hlen] = bytes(hlen - 20 - olen)
     if total != hlen:
         mv[offset + hlen:offset + total] = payload
-    _pack_u16(buf, offset + 16, _phc(src, dst, 6, mv[offset:offset + total]))
+    if partial:
+        _pack_u16(buf, offset + 16, pseudo_header_sum(src, dst, 6, total))
+    else:
+        _pack_u16(buf, offset + 16, _phc(src, dst, 6, mv[offset:offset + total]))
     return total
+
+
+def pseudo_header_sum(src: int, dst: int, proto: int, length: int) -> int:
+    """The folded ones' complement sum of the IPv4 pseudo-header (RFC 9293 §3.1), not
+    complemented: what a partial checksum holds (RFC 1071 §2: the sum modulo 0xFFFF)."""
+    s = ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length) % 0xFFFF
+    return s or 0xFFFF
 
 
 def tcp_segment(**kw) -> bytes:

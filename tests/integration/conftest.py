@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.support.labkit import PEER_ADDR, STACK_ADDR, ServeProcess, remove_netns_we_created
+from tests.support.labkit import OFFLOAD, PEER_ADDR, STACK_ADDR, ServeProcess, remove_netns_we_created
 from tests.support.nstest import require_tun, unique_lab_name
 
 
@@ -21,7 +21,8 @@ def lab():
     require_tun()
     from netstack.link.lab import Lab
     name = unique_lab_name()
-    the_lab = Lab(netns=name, ifname=name, kernel_addr=f"{PEER_ADDR}/24", stack_addr=STACK_ADDR, mtu=1500)
+    the_lab = Lab(netns=name, ifname=name, kernel_addr=f"{PEER_ADDR}/24", stack_addr=STACK_ADDR, mtu=1500,
+                  offload=OFFLOAD)
     the_lab.up()
     try:
         yield the_lab

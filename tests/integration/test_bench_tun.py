@@ -74,7 +74,7 @@ def test_measures_all_three_paths_and_cleans_up(name):
     assert a["bytes"] == 1_000_000 and a["acks_per_segment"] == pytest.approx(0.5, abs=0.05)
     assert 1_000_000 / 1448 <= a["segments"] <= 1_000_000 / 1448 + 60
     assert ref["of_ack_only"] == pytest.approx(1.0) and s2k["of_ack_only"] is None
-    assert k2s["of_ack_only"] == pytest.approx(k2s["packets_per_s"] / ref["packets_per_s"])
+    assert k2s["of_ack_only"] == pytest.approx(k2s["mb_per_s"] / ref["mb_per_s"])
 
     (s,) = s2k["runs"]
     assert s["bytes"] == 1_000_000 and s["segments"] >= 1_000_000 / 1448
@@ -82,6 +82,28 @@ def test_measures_all_three_paths_and_cleans_up(name):
 
     (t,) = result["targets"]
     assert t.name == "kernel -> stack bulk" and t.value == k2s["mb_per_s"] and t.met == (t.value >= 60)
+
+
+def test_offload_rows_move_super_segments_both_ways(name):
+    from netstack.bench import tun as T
+
+    result = T.measure(mtu=1500, name=name, offload=True, **SMALL)
+    assert _gone(name)
+    by = {r["path"]: r for r in result["rows"]}
+    assert list(by) == list(T.PATHS + T.OFFLOAD_PATHS)
+    for path in T.OFFLOAD_PATHS:
+        (run,) = by[path]["runs"]
+        assert run["bytes"] == 1_000_000
+        # super-segments: far fewer packets than MSS-sized segments
+        assert run["segments"] < 1_000_000 / 1448 / 4, (path, run)
+    ok2s, oref = by["kernel -> stack, offloads"], by["ACK-only loop, offloads"]
+    assert ok2s["of_ack_only"] == pytest.approx(ok2s["mb_per_s"] / oref["mb_per_s"])
+    assert ok2s["of_ceiling"] is None
+    names = [t.name for t in result["targets"]]
+    assert names == ["kernel -> stack bulk", "kernel -> stack, offloads vs without",
+                     "kernel -> stack, offloads of the offload ACK-only loop", "stack -> kernel, offloads vs without"]
+    t = result["targets"][1]
+    assert t.value == pytest.approx(ok2s["mb_per_s"] / by["kernel -> stack"]["mb_per_s"]) and t.met == (t.value >= 5)
 
 
 def test_mtu_sets_the_segment_size(name):
@@ -115,14 +137,19 @@ def test_cli_json(tmp_path):
                            "--profile", str(prof)],
                           capture_output=True, text=True, timeout=120, env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr
-    assert "bench tun: [1/5]" in proc.stderr and "bench tun:" not in proc.stdout
-    for row in ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel", "targets:"):
+    assert "bench tun: [1/8]" in proc.stderr and "bench tun:" not in proc.stdout
+    for row in ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel", "targets:",
+                "kernel -> stack, offloads", "with offloads (packets are super-segments)"):
         assert row in proc.stdout
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "tun"
     assert doc["settings"]["mtu"] == 1500 and doc["settings"]["bytes"] == 1_000_000
-    assert [r["path"] for r in doc["rows"]] == ["read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel"]
+    assert [r["path"] for r in doc["rows"]] == ["read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel",
+                                                "ACK-only loop, offloads", "kernel -> stack, offloads",
+                                                "stack -> kernel, offloads"]
+    assert doc["settings"]["offload"] is True
     assert doc["targets"][0]["goal"] == ">= 60 MB/s"
+    assert [t["goal"] for t in doc["targets"][1:]] == [">= 5x", ">= 0.6x", ">= 3x"]
     lab = next(line for line in proc.stdout.splitlines() if "lab " in line).split("lab ")[1].split()[0]
     assert lab.startswith("nsb") and _gone(lab)
     # --profile: an extra, profiled kernel -> stack transfer; its top functions, and the raw profile

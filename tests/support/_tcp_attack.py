@@ -112,7 +112,8 @@ def echo_clients(dst: str, port: int, n: int, nbytes: int, limit: float) -> None
 
 
 def _sniff_seq(ifname: str, sport: int, dport: int, timeout: float = 10.0):
-    """The latest (seq, ack) the kernel client sent on the flow, read off the TUN."""
+    """The latest (seq, ack, end) the kernel client sent on the flow, read off the TUN (``end``:
+    seq + its payload length; with offloads the segment may be a 64 KB super-segment)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
     s.bind((ifname, 0))
     s.settimeout(0.5)
@@ -129,7 +130,8 @@ def _sniff_seq(ifname: str, sport: int, dport: int, timeout: float = 10.0):
             ihl = (data[0] & 0xF) * 4
             sp, dp, seq, ack = struct.unpack_from("!HHII", data, ihl)
             if sp == sport and dp == dport:
-                found = (seq, ack)
+                tlen = struct.unpack_from("!H", data, 2)[0]
+                found = (seq, ack, (seq + tlen - ihl - (data[ihl + 12] >> 4) * 4) & 0xFFFFFFFF)
                 break
     finally:
         s.close()
@@ -175,7 +177,7 @@ def inject(ifname: str, dst: str, port: int, nbytes: int) -> None:
         got = _sniff_seq(ifname, sport, port, timeout=2.0)
         if got is None:
             continue
-        seq, ack = got
+        seq, ack, end = got
         # The flow's numbers as the stack sees them: its RCV.NXT is near `seq`, its SND.NXT near `ack`.
         batch = []
         for _ in range(20):
@@ -183,6 +185,10 @@ def inject(ifname: str, dst: str, port: int, nbytes: int) -> None:
             batch.append(packet(SRC_KERNEL, dst, sport, port, seq + off, 0, 0x04))                 # RST, in window
             batch.append(packet(SRC_KERNEL, dst, sport, port, seq + off, 0, 0x02))                 # SYN, in window
             batch.append(packet(SRC_KERNEL, dst, sport, port, seq, ack - 0x40000000, 0x18,         # data, old ACK
+                                payload=b"EVIL" * 100))
+            # the same ahead in the window, beyond the sniffed segment: with offloads that is a 64 KB
+            # super-segment the stack has taken by now, so data at its start is old, not in the window
+            batch.append(packet(SRC_KERNEL, dst, sport, port, (end + off) & 0xFFFFFFFF, ack - 0x40000000, 0x18,
                                 payload=b"EVIL" * 100))
             batch.append(packet(SRC_KERNEL, dst, sport, port, rng.getrandbits(32), 0, 0x04))       # RST, random
         for p in batch:

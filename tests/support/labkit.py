@@ -30,6 +30,9 @@ PEER_ADDR = "198.18.0.1"
 # Run by path inside the lab namespace (`ServeProcess.run([sys.executable, NETNS_SEND])`): stdlib only.
 NETNS_SEND = Path(__file__).with_name("_netns_send.py")
 READY_TIMEOUT = 20.0
+#: the TUN mode of every lab the fixtures make: offloads on (the default) unless NETSTACK_OFFLOAD=0;
+#: CI runs the TCP and SMTP integration tests in both modes (scripts/test.sh)
+OFFLOAD = os.environ.get("NETSTACK_OFFLOAD", "1").strip().lower() not in ("0", "off", "no", "false")
 STOP_TIMEOUT = 15.0
 
 
@@ -86,6 +89,8 @@ class ServeProcess:
         self.argv = [sys.executable, "-m", "netstack", "serve", "--netns", self.netns, "--ifname", self.ifname,
                      "--addr", STACK_ADDR, "--peer", f"{PEER_ADDR}/24", "--pcap", str(self.pcap),
                      "--counters-json", str(self.counters_path), "--maildir", str(self.maildir), *extra_args]
+        if not OFFLOAD and not any(a in ("--offload", "--no-offload") for a in extra_args):
+            self.argv.append("--no-offload")
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []

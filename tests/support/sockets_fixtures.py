@@ -31,14 +31,18 @@ def make_stack(link, addr: str, config: TCPConfig | None = None) -> Stack:
 
 @contextlib.asynccontextmanager
 async def stack_pair(*, config_a: TCPConfig | None = None, config_b: TCPConfig | None = None,
-                     faults: dict | None = None, mtu: int = 1500):
+                     faults: dict | None = None, mtu: int = 1500, offload: bool = False, wrap_a=None):
     """``async with stack_pair() as (a, b):`` two running stacks A (10.9.0.1) and B (10.9.0.2).
 
-    With ``faults`` (FaultyLink keywords), A's link impairs both directions.
+    With ``faults`` (FaultyLink keywords), A's link impairs both directions;
+    ``offload``: the links carry offload metadata (TSO super-segments, partial
+    checksums) as a TUN with offloads does; ``wrap_a(link)`` may wrap A's link.
     """
-    la, lb = MemoryLink.pair(mtu=mtu)
+    la, lb = MemoryLink.pair(mtu=mtu, offload=offload)
     if faults:
         la = FaultyLink(la, **faults)
+    if wrap_a is not None:
+        la = wrap_a(la)
     a = make_stack(la, A_ADDR, config_a)
     b = make_stack(lb, B_ADDR, config_b)
     a.start()

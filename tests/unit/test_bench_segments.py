@@ -10,7 +10,7 @@ from netstack.cli import main
 from netstack.wire.ipv4 import ip2int, parse_ipv4
 from netstack.wire.tcp import ACK, SYN, parse_tcp
 
-SMALL = ["--count", "200", "--repeat", "2"]
+SMALL = ["--count", "200", "--repeat", "2", "--idle", "50"]
 
 
 def _run(argv, capsys):
@@ -26,17 +26,19 @@ def test_table_json_and_progress(tmp_path, capsys):
     header = next(line for line in out.splitlines() if line.startswith("path"))
     for title in ("ns/segment", "segments/s", "MB/s", "x parse", "ACKs/segment"):
         assert title in header
-    for row in S.ROWS:
+    for row in S.ROWS + (S.idle_row(50),):
         assert any(line.startswith(row + " ") for line in out.splitlines()), row
     assert "the cost of parsing alone" in out and "StreamReader add" in out
-    assert "bench segments: [1/6] warm-up 1/1" in err and "done in" in err     # progress on stderr only
+    assert "with 50 idle connections (keep-alive timers armed)" in out and "x the receive path alone" in out
+    assert "bench segments: [1/7] opening 50 idle connections" in err and "done in" in err   # progress on stderr
     assert "bench segments:" not in out
 
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "segments"
     assert doc["settings"] == {"count": 200, "repeat": 2, "warmup": 1, "payload": 1448, "batch": 64,
-                               "packet_bytes": 1500}
-    assert [r["path"] for r in doc["rows"]] == list(S.ROWS)
+                               "idle": 50, "packet_bytes": 1500}
+    assert [r["path"] for r in doc["rows"]] == ["parse", "ip layer", "receive path", "receive path, 50 idle",
+                                                "with streams"]
     assert {c["key"] for c in doc["columns"]} >= {"ns_per_segment", "segments_per_s", "mb_per_s", "x_parse"}
     for row in doc["rows"]:
         assert len(row["runs_ns_per_segment"]) == 2
@@ -51,6 +53,7 @@ def test_table_json_and_progress(tmp_path, capsys):
     # delayed ACK: one ACK per two full-sized segments (a few more while TCP quick-ACKs a fresh or
     # long-idle connection, as Linux does), far from one per segment
     assert 0.5 <= by["receive path"]["acks_per_segment"] < 0.7
+    assert 0.5 <= by["receive path, 50 idle"]["acks_per_segment"] < 0.7
     # the stack's counters went through TCP for every segment (a warm-up and 2 runs x 200, plus the
     # handshake); the warm-up run is not among the reported runs
     assert doc["counters"]["tcp.in_segs"] == 3 * 200 + 2
@@ -186,3 +189,20 @@ def test_streams_row_checks_the_application_got_everything(monkeypatch):
     monkeypatch.setattr(TCPTransport, "_pull", lambda self, *a, **k: None)   # nothing reaches the reader
     with pytest.raises(S.CheckFailed, match="the application read 0 bytes"):
         S.measure(count=100, repeat=1)
+
+
+def test_the_idle_row_has_its_connections_established_with_timers_armed():
+    async def main():
+        path = S.IdleReceivePath(1448, 64, 300)
+        try:
+            path.open()
+            assert len(path.idle_conns) == 300
+            assert all(c.next_deadline() is not None for c in path.idle_conns)    # keep-alive armed
+            assert len(path.tcp.connections) == 301
+            _buf, views = path.peer.data(100)
+            _ns, acks = await path.run(views)
+            path.check(views, acks)
+        finally:
+            path.close()
+    import asyncio
+    asyncio.run(main())

@@ -181,7 +181,7 @@ def test_connection_segments_ask_for_df_and_reach_the_wire_with_it():
 
     s = Script()
     s.layer.connect(PEER, 80, 0.0)
-    dst, seg, df = s.layer.outbox[0]
+    dst, seg, df, *_offload = s.layer.outbox[0]
     assert dst == PEER and df is True
     ip = IPLayer(s.layer.local_addr, counters=Counters())
     ip.send(dst, PROTO_TCP, seg, 0.0, df=df)

@@ -35,7 +35,8 @@ def test_every_tcp_outbox_item_is_an_outgoing():
     layer.on_datagram(PEER, US, memoryview(syn), 0.1)           # to a closed port: RST, DF clear
     items = list(layer.outbox)
     assert [type(i) for i in items] == [Outgoing, Outgoing]
-    (dst1, seg1, df1), (dst2, seg2, df2) = items
+    (dst1, seg1, df1, partial1, gso1), (dst2, seg2, df2, partial2, gso2) = items
+    assert (partial1, gso1, partial2, gso2) == (False, 0, False, 0)      # no offload asked
     assert (dst1, df1) == (PEER, True) and parse_tcp(seg1, src=US, dst=PEER).flags == SYN
     assert (dst2, df2) == (PEER, False) and parse_tcp(seg2, src=US, dst=PEER).flags == RST | ACK
 
