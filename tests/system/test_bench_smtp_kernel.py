@@ -18,11 +18,13 @@ def test_bench_smtp_quick_json(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "smtp"
     rows = doc["rows"]
-    assert len(rows) == 2 * 2 * 2 * 2          # sinks x clients x conn modes x servers
+    assert len(rows) == 2 * 2 * (2 + 3)        # clients x conn modes x servers (memory: 2; maildir: +aiosmtpd-mailbox)
     for r in rows:
         assert r["msgs_per_s"] > 0 and r["conn"] in ("new", "reuse")
         if r["server"] == "aiosmtpd":
             assert r["vs_aiosmtpd"] == 1.0
+        if r["server"] == "aiosmtpd-mailbox":
+            assert r["vs_mailbox"] == 1.0 and r["sink"].startswith("maildir-tmpfs")
     assert list(tmp_path.glob("nsbench-smtp-*")) == []     # sinks cleaned up
 
 
@@ -58,7 +60,7 @@ def test_bench_smtp_with_smtp_source_and_smtp_sink_reference(tmp_path, capsys):
     doc = json.loads(out.read_text())
     rows = doc["rows"]
     src = [r for r in rows if r["client"] == "smtp-source"]
-    assert len(src) == 2 * 2 * 3 and len(rows) - len(src) == 2 * 2 * 2   # smtp-source adds smtp-sink
+    assert len(src) == 2 * 2 * 4 and len(rows) - len(src) == 2 * 2 * 3   # smtp-source adds smtp-sink
     for r in src:
         assert r["msgs_per_s"] > 0 and r["vs_sink"] > 0
         if r["server"] == "smtp-sink":
