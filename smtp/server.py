@@ -43,9 +43,9 @@ delivery has returned, i.e. when the message is durable.
 
 Graceful shutdown (``await server.shutdown(drain_seconds)``, what SIGTERM
 runs): the listeners stop accepting; a session between transactions gets
-``421 4.3.2`` and is closed at once; a session inside a transaction (MAIL
-given, in DATA/BDAT, or waiting for its delivery) may finish it, and its
-next command is answered ``421 4.3.2`` (QUIT still gets its 221).  At the
+``421 4.3.2`` and is closed at once; a session whose message is under way
+(in DATA or BDAT, or waiting for its delivery) may finish it, and its next
+command is answered ``421 4.3.2`` (QUIT still gets its 221).  At the
 deadline the sessions still open are closed; a delivery already running is
 always waited for, so a message is either in ``new/`` with its 250 sent,
 or not in ``new/`` at all (or, if the client vanished meanwhile, in
@@ -128,7 +128,6 @@ class SmtpServer:
         self._per_ip: dict[str, int] = {}
         self._listeners: list = []
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._delivering = 0
         self._idle_event: asyncio.Event | None = None
         #: running sessions -> (the stream box, the task serving it)
         self._running: dict[SmtpSession, tuple[list, asyncio.Task | None]] = {}
@@ -352,7 +351,6 @@ class SmtpServer:
 
     async def _deliver(self, session: SmtpSession, env) -> list:
         qid = new_queue_id()
-        self._delivering += 1
         try:
             if self.delivery.blocking:
                 if self._pool is None:
@@ -363,16 +361,12 @@ class SmtpServer:
                 await asyncio.shield(fut)
             else:
                 self.delivery.deliver(env, qid)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250
             log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return session.delivery_failed(self.clock(), reply(452, "4.3.1", "Error: insufficient system "
                                                                                "storage, try again later"))
             return session.delivery_failed(self.clock())
-        finally:
-            self._delivering -= 1
         self.accepted += 1
         if log.isEnabledFor(logging.INFO):
             log.info("queued %s client=%s:%s from=<%s> to=%s size=%d", qid, env.peer[0], env.peer[1],
