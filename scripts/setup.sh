@@ -4,6 +4,7 @@
 #     iproute2, tshark, tcpdump (the reference the dissector is tested against), swaks,
 #     iputils-ping, nftables, openssl; the Perl TLS modules swaks needs for -tls; nmap (the scan test);
 #     chromium and chromium-driver (the headless browser the HTML report is tested in, with Selenium);
+#     postfix, for its smtp-source and smtp-sink only (installed unconfigured, never started);
 #   - a virtual environment in .venv with netstack installed (editable) plus the test extras.
 # Idempotent: a second run only checks. Prints what it does on stderr.
 set -euo pipefail
@@ -29,6 +30,31 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq >&2
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Postfix's smtp-source and smtp-sink (the C load generator and sink of `netstack bench smtp
+# --client smtp-source`).  Only the binaries are wanted: Postfix is installed unconfigured
+# ("No configuration"), a policy-rc.d forbids starting any daemon during the install, and the
+# service is disabled and stopped afterwards, so no mail server is left running or enabled.
+if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/smtp-sink ]; then
+    say "installing postfix (for smtp-source/smtp-sink only; no daemon is started)"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    apt-get install -y -qq --no-install-recommends postfix >&2 || { [ "$made_policy" = 1 ] && rm -f "$policy"; exit 1; }
+    [ "$made_policy" = 1 ] && rm -f "$policy"
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now postfix >/dev/null 2>&1 || true
+    fi
+    if [ -x /usr/sbin/postfix ]; then
+        /usr/sbin/postfix status >/dev/null 2>&1 && /usr/sbin/postfix stop >&2 || true
+    fi
 fi
 
 # The Python to build the venv from: python3 on PATH, which must be 3.11 or newer.

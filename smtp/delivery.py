@@ -9,6 +9,14 @@ For every accepted message:
    each ``new/`` directory is fsync()ed;
 3. only then does ``deliver`` return, and only then does the server send 250.
 
+``deliver`` blocks: the server runs it in a small pool of worker threads,
+never in the event loop.  The directory fsyncs of step 2 are *group
+commits* (:class:`GroupSync`): an fsync of ``new/`` makes durable every
+rename made in it before the fsync started, so a delivery whose rename is
+covered by an fsync already started waits for the next one and shares it
+with every other delivery renamed meanwhile.  A copy's ``deliver`` still
+returns only once an fsync that began after its rename has returned.
+
 Any error removes what was written (tmp files, and copies already renamed
 into ``new/``) and raises DeliveryError, which the server answers with
 451 4.3.0: never a partial file in ``new/``, never a 250 for a copy that is
@@ -31,6 +39,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from email.utils import formatdate
 
@@ -85,8 +94,64 @@ def trace_headers(envelope: Envelope, queue_id: str, hostname: str, *, when: flo
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+class GroupSync:
+    """Group commit of one directory's fsync, shared by threads (see the module docstring).
+
+    ``sync()`` is called after a rename into the directory and returns once an
+    fsync that *started after that call* has returned, so the rename is
+    durable.  While one fsync runs, later callers wait; when it ends, one of
+    them runs the next fsync for all of them.  A failed fsync raises in the
+    thread that ran it; the threads it would have covered run their own.
+    ``fsyncs`` counts the fsyncs run, ``requests`` the calls.
+    """
+
+    def __init__(self, path: str, fsync_dir=None):
+        self.path = path
+        self._fsync_dir = fsync_dir or _fsync_dir
+        self._cond = threading.Condition()
+        self._ticket = 0          # calls so far (each after its rename)
+        self._covered = 0         # every call up to this ticket has a completed fsync behind it
+        self._running = False
+        self.fsyncs = 0
+        self.requests = 0
+
+    def sync(self) -> None:
+        with self._cond:
+            self._ticket += 1
+            self.requests += 1
+            mine = self._ticket
+            while True:
+                if self._covered >= mine:
+                    return
+                if not self._running:
+                    self._running = True
+                    target = self._ticket      # every rename ticketed so far happened before this fsync
+                    break
+                self._cond.wait()
+        ok = False
+        try:
+            self._fsync_dir(self.path)
+            ok = True
+        finally:
+            with self._cond:
+                self._running = False
+                self.fsyncs += 1
+                if ok and target > self._covered:
+                    self._covered = target
+                self._cond.notify_all()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class MaildirDelivery:
-    """Deliver to ``base_dir/<mailbox_name(local part)>/{tmp,new,cur}``; blocking (run it in a thread)."""
+    """Deliver to ``base_dir/<mailbox_name(local part)>/{tmp,new,cur}``; blocking and thread-safe
+    (run it in worker threads: concurrent deliveries share their directory fsyncs)."""
 
     blocking = True
 
@@ -97,6 +162,8 @@ class MaildirDelivery:
         self.software = software
         self.fsync = fsync
         self._ready: set[str] = set()
+        self._groups: dict[str, GroupSync] = {}
+        self._groups_lock = threading.Lock()
         self._seq = itertools.count()
         self._host_tag = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
@@ -136,7 +203,7 @@ class MaildirDelivery:
                 os.rename(tmp, new)
                 done.append(new)
             for _, _, maildir in tmp_paths:
-                self._sync_dir(os.path.join(maildir, "new"))
+                self._commit_new(os.path.join(maildir, "new"))
         except OSError:
             self._rollback(tmp_paths, done)
             raise
@@ -184,13 +251,23 @@ class MaildirDelivery:
             os.close(fd)
 
     def _sync_dir(self, path: str) -> None:
+        if self.fsync:
+            _fsync_dir(path)
+
+    def _commit_new(self, path: str) -> None:
+        """Make the renames into ``path`` (a ``new/``) durable: a group commit shared with other threads."""
         if not self.fsync:
             return
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        group = self._groups.get(path)
+        if group is None:
+            with self._groups_lock:
+                group = self._groups.setdefault(path, GroupSync(path, self._sync_dir))
+        group.sync()
+
+    def sync_stats(self) -> tuple[int, int]:
+        """(directory fsyncs run, renames they covered) over all ``new/`` directories so far."""
+        groups = list(self._groups.values())
+        return sum(g.fsyncs for g in groups), sum(g.requests for g in groups)
 
     def _rollback(self, tmp_paths, done) -> None:
         for path in done:

@@ -31,12 +31,33 @@ crowd of clients trickling bytes can delay a normal delivery by at most
 ``shed_after`` seconds, not hold the server.  Sessions waiting for us
 (delivery, AUTH, TLS) are never shed.
 
+Per-address limit: at most ``max_per_ip`` sessions from one client address
+(0: no limit).  A connection beyond it, or one that finds the server full
+with no stalled session to shed, is answered ``421 4.7.0`` with the reason,
+counted (``refused_per_ip``, ``connections_refused``) and closed.
+
+Delivery runs in a pool of ``delivery_workers`` threads, never in the event
+loop; ``smtp.delivery.MaildirDelivery`` shares one directory fsync among
+the deliveries renamed before it (group commit).  The 250 is sent when the
+delivery has returned, i.e. when the message is durable.
+
+Graceful shutdown (``await server.shutdown(drain_seconds)``, what SIGTERM
+runs): the listeners stop accepting; a session between transactions gets
+``421 4.3.2`` and is closed at once; a session whose message is under way
+(in DATA or BDAT, or waiting for its delivery) may finish it, and its next
+command is answered ``421 4.3.2`` (QUIT still gets its 221).  At the
+deadline the sessions still open are closed; a delivery already running is
+always waited for, so a message is either in ``new/`` with its 250 sent,
+or not in ``new/`` at all (or, if the client vanished meanwhile, in
+``new/`` without a 250: delivered, never lost, never half-written).
+
 Run on kernel streams for tests and comparison: ``python -m netstack.cli.smtp_server --port 2525
 --maildir DIR``.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import errno
 import logging
@@ -70,12 +91,16 @@ class SmtpServer:
     ``max_connections``: sessions at once; ``shed_after``: how long a session
     must have been stalled before a newcomer may take its slot when full
     (0: never shed, refuse the newcomer).  ``sessions_shed`` and
-    ``connections_refused`` count both outcomes.
+    ``connections_refused`` count both outcomes.  ``max_per_ip``: sessions
+    at once from one address (0: any); ``refused_per_ip`` counts the
+    connections refused for it (they count in ``connections_refused`` too).
+    ``delivery_workers``: threads running blocking deliveries.
     """
 
     def __init__(self, config: SessionConfig | None = None, *, delivery=None, maildir: str | None = None,
                  tls_context: ssl.SSLContext | None = None, users=None, clock=time.monotonic,
-                 max_connections: int = 500, handshake_timeout: float = 30.0, shed_after: float = 2.0):
+                 max_connections: int = 500, handshake_timeout: float = 30.0, shed_after: float = 2.0,
+                 max_per_ip: int = 0, delivery_workers: int = 16):
         config = config or SessionConfig()
         config = dataclasses.replace(config, tls_available=tls_context is not None,
                                      auth_available=users is not None and len(users) > 0)
@@ -94,23 +119,37 @@ class SmtpServer:
         self.accepted = 0
         self.sessions_shed = 0
         self.connections_refused = 0
+        self.max_per_ip = max_per_ip
+        self.refused_per_ip = 0
+        self.refused_shutting_down = 0
+        self.delivery_workers = delivery_workers
+        self.shutting_down = False
+        self._hard_stop = False
+        self._per_ip: dict[str, int] = {}
+        self._listeners: list = []
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._idle_event: asyncio.Event | None = None
         #: running sessions -> (the stream box, the task serving it)
         self._running: dict[SmtpSession, tuple[list, asyncio.Task | None]] = {}
         self._shed_tasks: set = set()
 
     async def start(self, starter):
         """``starter(handler)`` -> awaitable listening server (e.g. a partial of asyncio.start_server)."""
-        return await starter(self.handle)
+        srv = await starter(self.handle)
+        self._listeners.append(srv)
+        return srv
 
     async def handle(self, reader, writer) -> None:
         """One connection, start to finish. Never raises."""
         peer = writer.get_extra_info("peername") or ("unknown", 0)
         peer = tuple(peer[:2]) if isinstance(peer, (tuple, list)) else (str(peer), 0)
+        ip = str(peer[0])
         self.active += 1
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         try:
-            if self.active > self.max_connections and not self._shed_one():
-                self.connections_refused += 1
-                writer.write(b"421 4.3.2 Too many connections, try again later\r\n")
+            refusal = self._admission(ip)
+            if refusal is not None:
+                writer.write(refusal)
                 await writer.drain()
                 return
             set_nodelay(writer)
@@ -123,16 +162,90 @@ class SmtpServer:
                 raise
             self._shed_tasks.discard(task)
             task.uncancel()
-            log.info("session with %s:%s shed for a new connection", peer[0], peer[1])
+            log.info("session with %s:%s closed by the server (%s)", peer[0], peer[1],
+                     "shutdown" if self.shutting_down else "shed for a new connection")
         except Exception:   # noqa: BLE001 - a bug in one session must not kill the server
             log.exception("session with %s:%s failed", peer[0], peer[1])
         finally:
             self.active -= 1
+            left = self._per_ip.get(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
+            if self._idle_event is not None and not self._running:
+                self._idle_event.set()
             try:
                 writer.close()
                 await writer.wait_closed()
             except (ConnectionError, OSError, ssl.SSLError):
                 pass
+
+    def _admission(self, ip: str) -> bytes | None:
+        """None to serve a new connection, else the 421 that refuses it (counted)."""
+        host = self.config.hostname
+        if self.shutting_down:
+            self.connections_refused += 1
+            self.refused_shutting_down += 1
+            return reply(421, "4.3.2", f"{host} Service shutting down, try again later").encode(True)
+        if self.max_per_ip and self._per_ip[ip] > self.max_per_ip:
+            self.connections_refused += 1
+            self.refused_per_ip += 1
+            log.info("connection from %s refused: %d sessions from that address already", ip, self.max_per_ip)
+            return reply(421, "4.7.0", f"{host} Error: too many connections from your address "
+                                       f"(at most {self.max_per_ip}), try again later").encode(True)
+        if self.active > self.max_connections and not self._shed_one():
+            self.connections_refused += 1
+            log.info("connection from %s refused: %d sessions open (the limit)", ip, self.max_connections)
+            return reply(421, "4.7.0", f"{host} Error: too many connections (at most {self.max_connections}), "
+                                       "try again later").encode(True)
+        return None
+
+    async def shutdown(self, drain_seconds: float = 10.0) -> None:
+        """Graceful shutdown (see the module docstring): stop accepting, 421 4.3.2 to sessions between
+        transactions, let those inside one finish for up to ``drain_seconds``, then close the rest."""
+        self.shutting_down = True
+        for srv in self._listeners:
+            srv.close()
+        now = self.clock()
+        for session, (box, task) in list(self._running.items()):
+            session.begin_shutdown(now)
+            if session.closed:
+                self._close_session(session, box, task)
+        self._idle_event = asyncio.Event()
+        if self._running:
+            try:
+                async with asyncio.timeout(max(0.0, drain_seconds)):
+                    while self._running:
+                        self._idle_event.clear()
+                        await self._idle_event.wait()
+            except TimeoutError:
+                pass
+        self._hard_stop = True
+        for session, (box, task) in list(self._running.items()):
+            if session.waiting != "deliver":         # a running delivery is always waited for
+                session.connection_lost()
+                self._close_session(session, box, task, reply_bytes=False)
+        while self._running:                          # only deliveries in flight remain
+            self._idle_event.clear()
+            await self._idle_event.wait()
+        for srv in self._listeners:
+            await srv.wait_closed()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _close_session(self, session, box, task, *, reply_bytes: bool = True) -> None:
+        """Send what the session has queued (its 421) and end its task quietly."""
+        self._running.pop(session, None)
+        if reply_bytes:
+            try:
+                box[0].write(session.data_to_send())
+            except (ConnectionError, OSError, ssl.SSLError):
+                pass
+        if task is not None and task is not asyncio.current_task():
+            self._shed_tasks.add(task)
+            task.cancel()
 
     async def _run(self, reader, writer, peer) -> None:
         box = [PlainStream(reader, writer)]
@@ -212,6 +325,8 @@ class SmtpServer:
                 continue
             if session.closed:
                 return
+            if self._hard_stop or session not in self._running:
+                return                                   # shutdown: past the drain deadline
             deadline = session.next_deadline()
             try:
                 if deadline is None:
@@ -238,7 +353,12 @@ class SmtpServer:
         qid = new_queue_id()
         try:
             if self.delivery.blocking:
-                await asyncio.to_thread(self.delivery.deliver, env, qid)
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, self.delivery_workers),
+                                                                       thread_name_prefix="smtp-delivery")
+                fut = asyncio.get_running_loop().run_in_executor(self._pool, self.delivery.deliver, env, qid)
+                # the delivery runs to its end even if this session is cancelled meanwhile (shed, shutdown)
+                await asyncio.shield(fut)
             else:
                 self.delivery.deliver(env, qid)
         except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250

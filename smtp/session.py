@@ -349,6 +349,7 @@ class SmtpSession:
         self._session_deadline = now + config.session_timeout if config.session_timeout > 0 else None
         self._data_deadline: float | None = None
         self._progress_at = now
+        self._shutting_down = False
         self._reset_session()
         self._send(reply(220, None, f"{config.hostname} ESMTP {config.software} ready"))
 
@@ -440,6 +441,22 @@ class SmtpSession:
             return []
         return self._close(reply(421, "4.3.2", f"{self.config.hostname} Error: server busy, closing a stalled "
                                                "session"), "shed")
+
+    def begin_shutdown(self, now: float) -> list:
+        """The server is shutting down.  Between transactions: 421 4.3.2 and Close at once
+        (RFC 5321 §3.8).  Inside one (DATA or BDAT under way, or waiting for the driver): the
+        transaction may finish, and every later command but QUIT is answered 421 4.3.2 and closes."""
+        if self.state is State.CLOSED:
+            return []
+        self._shutting_down = True
+        in_transaction = (self.state in (State.DATA, State.BDAT, State.WAIT)
+                          or (self.state is State.COMMAND and self._bdat_used))
+        if in_transaction:
+            return []
+        return self._close(self._shutdown_reply(), "shutdown")
+
+    def _shutdown_reply(self) -> Reply:
+        return reply(421, "4.3.2", f"{self.config.hostname} Service shutting down, closing the connection")
 
     # driver answers ----------------------------------------------------------
 
@@ -625,6 +642,9 @@ class SmtpSession:
     # ----------------------------------------------------------------- commands
 
     def _command(self, raw: bytes, now: float) -> list:
+        if self._shutting_down and not (raw[:4].upper() == b"QUIT" and not raw[4:].strip()) \
+                and not (self._bdat_used and raw[:4].upper() == b"BDAT"):
+            return self._close(self._shutdown_reply(), "shutdown")
         if raw == b"\x00too-long":
             return self._error(reply(500, "5.5.2", "Error: line too long"))
         if b"\r" in raw or b"\n" in raw:

@@ -15,7 +15,12 @@ Servers:
 - ``ours``: ``smtp.server.SmtpServer`` (the sans-I/O session) on the
   streams given by a *transport* (``kernel``: asyncio's kernel streams on
   127.0.0.1);
-- ``aiosmtpd``: aiosmtpd's SMTP protocol on kernel streams, the reference.
+- ``aiosmtpd``: aiosmtpd's SMTP protocol on kernel streams, the reference;
+- ``aiosmtpd-mailbox``: aiosmtpd with its own Maildir handler
+  (``aiosmtpd.handlers.Mailbox``: stdlib ``mailbox.Maildir``, written in the
+  event loop, never fsync()ed), in the Maildir cells: what a user of
+  aiosmtpd gets out of the box, and the reference of the SMTP targets
+  (``vs aio Mailbox``).
 
 Sinks: ``memory`` (count and drop), ``maildir rootfs`` (smtp.delivery's durable
 Maildir, fsync()ed, under --rootfs-dir, default /var/tmp) and ``maildir
@@ -23,8 +28,25 @@ tmpfs`` (the same under /dev/shm).  aiosmtpd gets the very same sinks.  The
 clients are lean asyncio stream clients in the same event loop (same cost
 for every server), using the transport's opener.
 
+Clients (``--client``, default ``python``; ``python,smtp-source`` for both):
+
+- ``python``: the asyncio stream clients above;
+- ``smtp-source``: Postfix's C load generator (``/usr/sbin/smtp-source``,
+  Debian package ``postfix``, installed by scripts/setup.sh without running
+  Postfix): ``-s C -m N -l SIZE``, plus ``-d`` to reuse connections.  It
+  runs as a child process: for our server on netstack over the TUN it runs
+  inside the lab namespace (``ip netns exec``), for the kernel servers on
+  127.0.0.1.  With this client Postfix's ``smtp-sink`` (a C server that
+  writes nothing) is a reference row in every cell, and ``vs smtp-sink``
+  gives each row's rate against it.
+
 Ratios (``vs aiosmtpd``) compare with aiosmtpd on kernel streams in the same
-cell (sink, clients, connection mode) of the same run.
+cell (client, sink, clients, connection mode) of the same run.
+
+``--idle-sessions N`` (default 1000; 0: off) adds one line per transport:
+N sessions held open at once, idle after their greeting, and the Python heap
+our server grows by per session (tracemalloc; kernel socket buffers are not
+in it).
 
 Hook for other streams (netstack's TCP): ``register_transport(name,
 factory)`` where ``factory()`` is an async context manager yielding
@@ -48,6 +70,7 @@ import time
 from netstack.bench import report
 
 COLUMNS = [
+    report.Column("client", "client", "{}", "<"),
     report.Column("server", "server", "{}", "<"),
     report.Column("transport", "streams", "{}", "<"),
     report.Column("sink", "sink", "{}", "<"),
@@ -55,9 +78,11 @@ COLUMNS = [
     report.Column("conn", "conn", "{}", "<"),
     report.Column("msgs_per_s", "msgs/s", "{:.0f}"),
     report.Column("vs_aiosmtpd", "vs aiosmtpd", "{:.2f}x"),
+    report.Column("vs_mailbox", "vs aio Mailbox", "{:.2f}x"),
+    report.Column("vs_sink", "vs smtp-sink", "{:.2f}x"),
     report.SPREAD,
 ]
-KEY = ("server", "transport", "sink", "clients", "conn")
+KEY = ("client", "server", "transport", "sink", "clients", "conn")
 FIGURE = ("msgs_per_s", "higher")
 
 FROM, RCPT = "bench@remote.test", "bob@example.test"
@@ -79,6 +104,7 @@ async def kernel_transport():
     def opener():
         return asyncio.open_connection("127.0.0.1", state["port"])
 
+    opener.endpoint = lambda: (None, "127.0.0.1", state["port"])     # for an external client (smtp-source)
     yield starter, opener
 
 
@@ -170,6 +196,7 @@ async def netstack_tun_transport():
                 raise
             return await asyncio.open_connection(sock=sock)
 
+        opener.endpoint = lambda: (name, "198.18.0.2", 25)     # smtp-source runs in the lab namespace
         yield starter, opener
     finally:
         pool.shutdown(wait=True)
@@ -185,7 +212,8 @@ TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_tra
 
 
 def register_transport(name: str, factory) -> None:
-    """Add a transport: ``factory()`` -> async context manager yielding ``(starter, opener)``."""
+    """Add a transport: ``factory()`` -> async context manager yielding ``(starter, opener)``.  An
+    ``opener.endpoint()`` -> ``(netns or None, host, port)`` lets external clients (smtp-source) reach it."""
     TRANSPORTS[name] = factory
 
 
@@ -264,24 +292,100 @@ async def drive(opener, *, clients: int, messages: int, reuse: bool, size: int) 
     return messages / (time.perf_counter() - t0)
 
 
+# ------------------------------------------------------------------ Postfix's smtp-source and smtp-sink
+
+SMTP_SOURCE, SMTP_SINK = "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink"
+CLIENTS = ("python", "smtp-source")
+
+
+def postfix_tools_missing() -> str | None:
+    """None when smtp-source and smtp-sink can run here, else why not."""
+    for tool in (SMTP_SOURCE, SMTP_SINK):
+        if not os.access(tool, os.X_OK):
+            return f"{tool} not found (Debian package postfix; scripts/setup.sh installs it)"
+    return None
+
+
+async def drive_smtp_source(endpoint, *, clients: int, messages: int, reuse: bool, size: int,
+                            timeout: float = 300.0) -> float:
+    """Run smtp-source against ``endpoint`` = (netns or None, host, port); returns messages/s.
+    Raises RuntimeError when it fails (any refused message makes it fail)."""
+    netns, host, port = endpoint
+    cmd = [SMTP_SOURCE, "-s", str(clients), "-m", str(messages), "-l", str(size), "-M", "bench.client",
+           "-f", FROM, "-t", RCPT] + (["-d"] if reuse else []) + [f"{host}:{port}"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0 or b"fatal:" in err or b"warning:" in err:
+        raise RuntimeError(f"smtp-source failed ({proc.returncode}): {(err or out).decode(errors='replace')[-300:]}")
+    return messages / elapsed
+
+
+async def measure_smtp_sink(*, clients: int, messages: int, reuse: bool, size: int, client: str = "smtp-source") -> float:
+    """Postfix's smtp-sink (accepts and discards) on 127.0.0.1, driven by smtp-source."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [SMTP_SINK] + (["-u", "nobody"] if os.geteuid() == 0 else []) + [f"127.0.0.1:{port}", "256"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:                       # wait until it listens
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("smtp-sink did not start") from None
+                await asyncio.sleep(0.02)
+        return await drive_smtp_source((None, "127.0.0.1", port), clients=clients, messages=messages,
+                                       reuse=reuse, size=size)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()              # by its PID: the one we started
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
 # ------------------------------------------------------------------ servers
 
 
-async def measure_ours(starter, opener, *, delivery, clients: int, messages: int, reuse: bool, size: int) -> float:
+async def measure_ours(starter, opener, *, delivery, clients: int, messages: int, reuse: bool, size: int,
+                       client: str = "python") -> float:
     """One cell for our SMTP server on the streams of ``starter``/``opener``. Returns messages/s."""
     from smtp.server import SmtpServer
     from smtp.session import SessionConfig
 
     server = SmtpServer(SessionConfig(hostname="bench"), delivery=delivery, max_connections=10_000)
     srv = await server.start(starter)
-    return await _drive_then_close(srv, opener, lambda: server.accepted, "ours",
+    return await _drive_then_close(srv, opener, lambda: server.accepted, "ours", client=client,
                                    clients=clients, messages=messages, reuse=reuse, size=size)
 
 
-async def _drive_then_close(srv, opener, accepted, name, *, messages, **kw) -> float:
+async def _drive_then_close(srv, opener, accepted, name, *, messages, client="python", **kw) -> float:
     """Run the load against a started server, close it, check every message was accepted once."""
     try:
-        rate = await drive(opener, messages=messages, **kw)
+        if client == "smtp-source":
+            rate = await drive_smtp_source(opener.endpoint(), messages=messages, **kw)
+        else:
+            rate = await drive(opener, messages=messages, **kw)
     finally:
         srv.close()
         await srv.wait_closed()
@@ -311,18 +415,41 @@ class _AioHandler:
         return f"250 2.0.0 Ok: queued as {qid}"
 
 
-async def measure_aiosmtpd(*, delivery, clients: int, messages: int, reuse: bool, size: int) -> float:
+class _AioMailbox:
+    """aiosmtpd's own Maildir handler (``aiosmtpd.handlers.Mailbox``), counting what it accepted."""
+
+    def __init__(self, mail_dir: str):
+        from aiosmtpd.handlers import Mailbox
+
+        self.inner = Mailbox(os.path.join(mail_dir, "aiosmtpd"))
+        self.count = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = await self.inner.handle_DATA(server, session, envelope)
+        self.count += 1
+        return reply
+
+
+async def measure_aiosmtpd(*, delivery, clients: int, messages: int, reuse: bool, size: int,
+                           client: str = "python", mailbox_dir: str | None = None) -> float:
+    """aiosmtpd on 127.0.0.1 delivering to ``delivery`` (ours), or with ``mailbox_dir`` to its own
+    Maildir handler there."""
     import logging
 
     from aiosmtpd.smtp import SMTP
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()
-    handler = _AioHandler(delivery)
+    handler = _AioMailbox(mailbox_dir) if mailbox_dir else _AioHandler(delivery)
     srv = await loop.create_server(lambda: SMTP(handler, hostname="bench", loop=loop), "127.0.0.1", 0, backlog=256)
     port = srv.sockets[0].getsockname()[1]
-    return await _drive_then_close(srv, lambda: asyncio.open_connection("127.0.0.1", port), lambda: handler.count,
-                                   "aiosmtpd", clients=clients, messages=messages, reuse=reuse, size=size)
+
+    def opener():
+        return asyncio.open_connection("127.0.0.1", port)
+
+    opener.endpoint = lambda: (None, "127.0.0.1", port)
+    return await _drive_then_close(srv, opener, lambda: handler.count, "aiosmtpd", client=client,
+                                   clients=clients, messages=messages, reuse=reuse, size=size)
 
 
 # ------------------------------------------------------------------ CLI
@@ -355,6 +482,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="streams for our server: " + ", ".join(TRANSPORTS) + " (default kernel,netstack-tun; "
                              "kernel,netstack-memory where no TUN lab can be made)")
     parser.add_argument("--no-aiosmtpd", action="store_true", help="leave the aiosmtpd reference out")
+    parser.add_argument("--client", type=_names, default=("python",), metavar="LIST",
+                        help="load generators: python (asyncio clients), smtp-source (Postfix's, with smtp-sink "
+                             "as a reference row); default python")
+    parser.add_argument("--idle-sessions", type=int, default=1000, metavar="N",
+                        help="hold N idle sessions open per transport and report the bytes per session "
+                             "(default 1000; 0: off)")
 
 
 def _default_netstack_transport() -> str:
@@ -390,12 +523,28 @@ def run(args) -> int:
     if err:
         print(f"netstack bench smtp: {err}", file=sys.stderr)
         return 2
+    for c in args.client:
+        if c not in CLIENTS:
+            print(f"netstack bench smtp: unknown client {c!r} (have: {', '.join(CLIENTS)})", file=sys.stderr)
+            return 2
+    if "smtp-source" in args.client:
+        why = postfix_tools_missing()
+        if why:
+            print(f"netstack bench smtp: --client smtp-source: {why}", file=sys.stderr)
+            return 2
+    if args.idle_sessions < 0:
+        print("netstack bench smtp: --idle-sessions must not be negative", file=sys.stderr)
+        return 2
     if args.transports is None:
         args.transports = ("kernel", _default_netstack_transport())
     for name in args.transports:
         if name not in TRANSPORTS:
             print(f"netstack bench smtp: unknown transport {name!r} (have: {', '.join(TRANSPORTS)})", file=sys.stderr)
             return 2
+    if "smtp-source" in args.client and "netstack-memory" in args.transports:
+        print("netstack bench smtp: smtp-source cannot reach netstack over the in-memory link (use netstack-tun, "
+              "as root)", file=sys.stderr)
+        return 2
     sink_dirs = {"memory": None, "maildir-rootfs": args.rootfs_dir, "maildir-tmpfs": args.tmpfs_dir}
     for s in args.sinks:
         if s not in sink_dirs:
@@ -409,32 +558,53 @@ def run(args) -> int:
         repeat = 1 if args.quick else 3
     messages = args.messages or (80 if args.quick else 400)
     labels = {s: (s if d is None else f"{s} ({d}, {_fs_type(d)})") for s, d in sink_dirs.items()}
-    servers = [("ours", t) for t in args.transports] + ([] if args.no_aiosmtpd else [("aiosmtpd", "kernel")])
-    cells = [(sink, c, conn) for sink in args.sinks for c in args.clients for conn in ("new", "reuse")]
-    warmup = report.warmup_setting(args)
-    progress = report.Progress(len(cells) * len(servers) * (warmup + repeat), "bench smtp", quiet=args.quiet)
-    results: dict = {}
 
-    async def one(server, transport, sink_kind, clients, conn):
+    def servers_for(client, sink):
+        out = [("ours", t) for t in args.transports]
+        if not args.no_aiosmtpd:
+            out.append(("aiosmtpd", "kernel"))
+            if sink != "memory":
+                out.append(("aiosmtpd-mailbox", "kernel"))
+        return out + ([("smtp-sink", "kernel")] if client == "smtp-source" else [])
+
+    cells = [(client, sink, c, conn) for client in args.client for sink in args.sinks for c in args.clients
+             for conn in ("new", "reuse")]
+    warmup = report.warmup_setting(args)
+    steps = sum(len(servers_for(*cell[:2])) for cell in cells) * (warmup + repeat)
+    progress = report.Progress(steps + (len(args.transports) if args.idle_sessions else 0), "bench smtp",
+                               quiet=args.quiet)
+    results: dict = {}
+    idle: dict = {}
+
+    async def one(server, transport, client, sink_kind, clients, conn):
+        kw = dict(clients=clients, messages=messages, reuse=conn == "reuse", size=args.size, client=client)
+        if server == "smtp-sink":
+            return await measure_smtp_sink(**kw)
         sink = _Sink(sink_kind, sink_dirs[sink_kind])
-        kw = dict(delivery=sink.delivery, clients=clients, messages=messages, reuse=conn == "reuse", size=args.size)
         try:
             if server == "aiosmtpd":
-                return await measure_aiosmtpd(**kw)
+                return await measure_aiosmtpd(delivery=sink.delivery, **kw)
+            if server == "aiosmtpd-mailbox":
+                return await measure_aiosmtpd(delivery=None, mailbox_dir=sink.dir, **kw)
             async with TRANSPORTS[transport]() as (starter, opener):
-                return await measure_ours(starter, opener, **kw)
+                return await measure_ours(starter, opener, delivery=sink.delivery, **kw)
         finally:
             sink.close()
 
     async def main():
         for r in range(warmup + repeat):
             for cell in cells:
-                for server, transport in servers:
-                    progress.step(f"{'warm-up: ' if r < warmup else ''}{server}/{transport} {cell[0]} {cell[1]} "
-                                  f"clients {cell[2]}")
+                for server, transport in servers_for(*cell[:2]):
+                    progress.step(f"{'warm-up: ' if r < warmup else ''}{cell[0]}: {server}/{transport} {cell[1]} "
+                                  f"{cell[2]} clients {cell[3]}")
                     rate = await one(server, transport, *cell)
                     if r >= warmup:
                         results.setdefault((server, transport) + cell, []).append(rate)
+        if args.idle_sessions:
+            for transport in args.transports:
+                progress.step(f"{args.idle_sessions} idle sessions on {transport}")
+                async with TRANSPORTS[transport]() as (starter, opener):
+                    idle[transport] = await measure_idle_sessions(starter, opener, args.idle_sessions)
 
     asyncio.run(main())
     progress.finish()
@@ -442,33 +612,131 @@ def run(args) -> int:
     for cell in cells:
         ref = results.get(("aiosmtpd", "kernel") + cell)
         ref_rate = report.median(ref) if ref else None
-        for server, transport in servers:
+        sink_runs = results.get(("smtp-sink", "kernel") + cell)
+        sink_rate = report.median(sink_runs) if sink_runs else None
+        mbox_runs = results.get(("aiosmtpd-mailbox", "kernel") + cell)
+        mbox_rate = report.median(mbox_runs) if mbox_runs else None
+        for server, transport in servers_for(*cell[:2]):
             runs = results[(server, transport) + cell]
             rate = report.median(runs)
-            rows.append({"server": server, "transport": transport, "sink": labels[cell[0]], "clients": cell[1],
-                         "conn": cell[2], "msgs_per_s": rate, "runs_msgs_per_s": runs,
-                         "vs_aiosmtpd": (rate / ref_rate) if ref_rate else None})
+            rows.append({"client": cell[0], "server": server, "transport": transport,
+                         "sink": "none (discards)" if server == "smtp-sink" else labels[cell[1]],
+                         "clients": cell[2], "conn": cell[3], "msgs_per_s": rate, "runs_msgs_per_s": runs,
+                         "vs_aiosmtpd": (rate / ref_rate) if ref_rate else None,
+                         "vs_mailbox": (rate / mbox_rate) if mbox_rate else None,
+                         "vs_sink": (rate / sink_rate) if sink_rate else None})
     report.add_spread(rows, "runs_msgs_per_s")
     print(f"SMTP, {messages} messages of {args.size} B per cell, median of {repeat} run(s) after {warmup} "
-          f"warm-up; vs aiosmtpd = rate / aiosmtpd's rate in the same cell")
+          f"warm-up; vs aiosmtpd = rate / aiosmtpd's rate in the same cell (same client, same durable sink); "
+          f"vs aio Mailbox = rate / aiosmtpd's with its own Maildir handler (no fsync); vs smtp-sink = rate / "
+          f"Postfix's smtp-sink's (writes nothing) in the same cell")
     print(report.format_table(COLUMNS, rows))
     warnings = report.spread_warnings(
-        rows, lambda r: f"{r['server']}/{r['transport']} {r['sink']} {r['clients']} clients {r['conn']}")
+        rows, lambda r: f"{r['client']}: {r['server']}/{r['transport']} {r['sink']} {r['clients']} clients "
+                        f"{r['conn']}")
     if warnings:
         print("\n".join(warnings))
-    targets = []
-    for transport in args.transports:
-        row = next((r for r in rows if r["server"] == "ours" and r["transport"] == transport and r["sink"] == "memory"
-                    and r["clients"] == 8 and r["conn"] == "new"), None)
-        if row is not None:
-            v = row["vs_aiosmtpd"]
-            targets.append(report.Target(f"ours/{transport} 8 clients, memory, new conn", ">= 0.5x aiosmtpd/kernel",
-                                         v, None if v is None else v >= 0.5,
-                                         "n/a" if v is None else f"{v:.2f}x ({row['msgs_per_s']:.0f} msgs/s)"))
+    for transport, (n, per, base) in idle.items():
+        print(f"idle sessions: {n} held open on {transport}: {per:.0f} bytes of Python heap per session, "
+              f"{per - base:.0f} above a bare stream server's {base:.0f} (client streams in this process count "
+              "in both)")
+    targets = _targets(rows, args)
     if targets:
         print("\ntargets:")
         print(report.format_targets(targets))
     if args.json:
         report.write_json(args.json, "smtp", COLUMNS, rows, messages=messages, size=args.size, repeat=repeat,
-                          warmup=warmup, targets=targets, key=KEY, figure=FIGURE, warnings=warnings)
+                          warmup=warmup, targets=targets, key=KEY, figure=FIGURE, warnings=warnings,
+                          idle_sessions={t: {"sessions": n, "bytes_per_session": per, "bare_stream_bytes": base}
+                                         for t, (n, per, base) in idle.items()})
     return 0
+
+
+def _row(rows, client, server, transport, sink, clients=8, conn="new"):
+    return next((r for r in rows if r["client"] == client and r["server"] == server and r["transport"] == transport
+                 and r["sink"].split(" ")[0] == sink and r["clients"] == clients and r["conn"] == conn), None)
+
+
+def _targets(rows, args) -> list:
+    """The targets, each from rows of this run: ratios in one cell (8 clients, a new connection per message)."""
+    targets = []
+
+    def add(name, goal, row, key, threshold):
+        if row is None:
+            return
+        v = row[key]
+        targets.append(report.Target(name, goal, v, None if v is None else v >= threshold,
+                                     "n/a" if v is None else f"{v:.2f}x ({row['msgs_per_s']:.0f} msgs/s)"))
+
+    for transport in args.transports:
+        add(f"python: ours/{transport} 8 clients, memory, new conn", ">= 0.5x aiosmtpd/kernel",
+            _row(rows, "python", "ours", transport, "memory"), "vs_aiosmtpd", 0.5)
+    src = "smtp-source"
+    add("smtp-source: ours/kernel 8 clients, maildir rootfs, new conn", ">= 2x aiosmtpd Mailbox/kernel (no fsync)",
+        _row(rows, src, "ours", "kernel", "maildir-rootfs"), "vs_mailbox", 2.0)
+    for sink in ("maildir-rootfs", "maildir-tmpfs"):
+        add(f"smtp-source: ours/netstack-tun 8 clients, {sink}, new conn",
+            ">= 1.0x aiosmtpd Mailbox/kernel (no fsync)", _row(rows, src, "ours", "netstack-tun", sink),
+            "vs_mailbox", 1.0)
+    for sink in args.sinks:
+        add(f"smtp-source: ours/netstack-tun 8 clients, {sink}, new conn (stretch)", ">= 0.25x smtp-sink",
+            _row(rows, src, "ours", "netstack-tun", sink), "vs_sink", 0.25)
+    return targets
+
+
+async def measure_idle_sessions(starter, opener, n: int) -> tuple[int, float, float]:
+    """Hold ``n`` sessions open on our server, each idle after its greeting; returns (n, bytes of Python
+    heap per session, the same for a bare stream server that only greets).  The clients' streams live
+    in this process too and count in both; the difference is what an SMTP session costs beyond its
+    connection."""
+    from smtp.server import SmtpServer
+    from smtp.session import SessionConfig
+
+    server = SmtpServer(SessionConfig(hostname="bench"), max_connections=n + 10)
+    ours = await _heap_per_connection(lambda h: server.start(starter), opener, n, lambda: server.active)
+    bare_active = [0]
+
+    async def bare(reader, writer):
+        bare_active[0] += 1
+        try:
+            writer.write(b"220 bare\r\n")
+            await reader.read()
+        finally:
+            bare_active[0] -= 1
+            writer.close()
+
+    base = await _heap_per_connection(lambda h: starter(bare), opener, n, lambda: bare_active[0])
+    return n, ours, base
+
+
+async def _heap_per_connection(start, opener, n: int, active) -> float:
+    import gc
+    import tracemalloc
+
+    srv = await start(None)
+    conns = []
+    started = not tracemalloc.is_tracing()
+    try:
+        if started:
+            tracemalloc.start()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(0, n, 50):
+            batch = await asyncio.gather(*(opener() for _ in range(min(50, n - i))))
+            conns += batch
+            await asyncio.gather(*(r.readline() for r, _ in batch))       # the 220: the session is running
+        deadline = time.monotonic() + 30
+        while active() < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if active() < n:
+            raise RuntimeError(f"only {active()} of {n} idle sessions open")
+        gc.collect()
+        during = tracemalloc.get_traced_memory()[0]
+    finally:
+        if started:
+            tracemalloc.stop()
+        for _, w in conns:
+            w.close()
+        srv.close()
+        await srv.wait_closed()
+    return (during - before) / n

@@ -12,8 +12,11 @@ address and every service with its port) and tell systemd ``READY=1`` when
 SIGUSR1 prints the report (the counters and what the services add, e.g. the
 connection table) to stderr; at exit the report goes to stderr too and, with
 ``--counters-json FILE``, the counters to FILE as JSON.  SIGINT, SIGTERM and
-SIGHUP all end the server the same way: teardown (control socket, services,
-stack, which flushes and closes the pcap, lab) runs on every path.  Logs go
+SIGHUP all end the server: teardown (control socket, services, stack, which
+flushes and closes the pcap, lab) runs on every path.  SIGTERM first runs
+the services' optional ``drain(args)`` hooks while the stack still runs
+(SMTP's graceful shutdown, up to ``--smtp-drain-seconds``); SIGINT, SIGHUP
+or a second SIGTERM stop at once.  Logs go
 to stderr (``--log-level``, ``-v``, ``-q``); stdout carries the data: the
 ready line and, with ``--trace``, the packet lines.
 
@@ -367,9 +370,28 @@ async def _serve(args, lab, addr: str, faults) -> int:
 
     refresh = loop.call_soon(refresh_tun_stats)
 
+    draining: list = []
+
     def on_stop_signal(sig) -> None:
         log.info("%s: shutting down", signal.Signals(sig).name)
+        if sig == signal.SIGTERM and not draining and not stack.closed:
+            # graceful: each service's drain hook (e.g. SMTP lets messages in DATA finish) while the
+            # stack still runs; a second signal stops at once
+            draining.append(loop.create_task(drain_then_stop()))
+            return
         stack.stop()
+
+    async def drain_then_stop() -> None:
+        try:
+            for mod in services:
+                fn = getattr(mod, "drain", None)
+                if fn is not None:
+                    try:
+                        await fn(args)
+                    except Exception:
+                        log.exception("%s: drain failed", mod.__name__)
+        finally:
+            stack.stop()
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_stop_signal, sig)

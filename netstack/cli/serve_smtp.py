@@ -57,6 +57,12 @@ async def install_from_args(stack, args):
     return srv
 
 
+async def drain(args) -> None:
+    """SIGTERM: the graceful shutdown of every SMTP server (``SmtpServer.shutdown``), before the stack stops."""
+    for server in _servers:
+        await server.shutdown(args.smtp_drain_seconds)
+
+
 def offered(args) -> list[tuple[str, int]]:
     """What this installer serves, for the ready line."""
     return [("smtp", args.smtp_port)] if args.smtp_port else []
@@ -67,4 +73,5 @@ def report(stack) -> str:
         return ""
     s = _servers[-1]
     return (f"smtp: {s.accepted} messages accepted, {s.active} sessions open, {s.sessions_shed} stalled sessions "
-            f"shed, {s.connections_refused} connections refused (full)")
+            f"shed, {s.connections_refused} connections refused ({s.refused_per_ip} over the per-address limit, "
+            f"{s.refused_shutting_down} while shutting down, the rest full)")

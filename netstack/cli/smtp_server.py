@@ -8,6 +8,10 @@ names it once listening).  :func:`add_server_arguments` and
 :func:`build_server` are shared with ``netstack serve``'s SMTP service
 (``netstack.cli.serve_smtp``).
 
+SIGTERM shuts down gracefully (``SmtpServer.shutdown``: stop accepting,
+421 4.3.2 to idle sessions, transactions in DATA may finish for up to
+``--smtp-drain-seconds``), then exits with status 0.
+
 Exit status: 130 after Ctrl-C; 2 with one line on stderr for a certificate
 or users file that cannot be loaded.
 """
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import ssl
 import sys
 
@@ -62,13 +67,18 @@ def add_server_arguments(p: argparse.ArgumentParser, *, maildir: str = "./mail")
     p.add_argument("--smtp-shed-after", type=float, default=2.0, metavar="S",
                    help="when full, a new connection takes the slot of the session stalled longest, if stalled "
                         "at least S seconds (no complete command, or DATA below the minimum rate); otherwise "
-                        "it gets 421 4.3.2 (default 2; 0: never shed)")
+                        "it gets 421 4.7.0 (default 2; 0: never shed)")
+    p.add_argument("--smtp-max-per-ip", type=int, default=0, metavar="N",
+                   help="sessions at once from one client address; beyond, 421 4.7.0 (default 0: no limit)")
+    p.add_argument("--smtp-drain-seconds", type=float, default=10.0, metavar="S",
+                   help="on SIGTERM: stop accepting, answer 421 4.3.2 to idle sessions, and let messages already "
+                        "in DATA finish for up to S seconds before closing (default 10)")
 
 
 def check_server_arguments(args) -> None:
     """Refuse impossible values of the time and size options: ValueError with a one-line reason."""
     for opt in ("max_data_line", "idle_timeout", "line_timeout", "data_timeout", "min_data_rate", "session_timeout",
-                "shed_after"):
+                "shed_after", "max_per_ip", "drain_seconds"):
         if getattr(args, "smtp_" + opt) < 0:
             raise ValueError(f"--smtp-{opt.replace('_', '-')} must not be negative")
     if args.smtp_idle_timeout == 0 or args.smtp_data_timeout == 0:
@@ -101,7 +111,8 @@ def build_server(args, *, extra_domains: tuple[str, ...] = ()) -> SmtpServer:
             raise ValueError(f"{args.tls_cert}: cannot load certificate/key: {exc}") from exc
     users = Users.load(args.users) if args.users else None
     return SmtpServer(cfg, maildir=args.maildir, tls_context=ctx, users=users,
-                      max_connections=args.smtp_max_connections, shed_after=args.smtp_shed_after)
+                      max_connections=args.smtp_max_connections, shed_after=args.smtp_shed_after,
+                      max_per_ip=args.smtp_max_per_ip)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(f"{port}\n")
             os.replace(tmp, args.port_file)
         print(f"listening on {args.host}:{port}", flush=True)
-        async with srv:
-            await srv.serve_forever()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        loop.remove_signal_handler(signal.SIGTERM)
+        logging.getLogger("smtp.server").info("SIGTERM: shutting down (drain up to %gs)", args.smtp_drain_seconds)
+        await server.shutdown(args.smtp_drain_seconds)
 
     try:
         asyncio.run(run())

@@ -256,3 +256,43 @@ def test_netstack_send_from_the_stack_to_a_kernel_side_server(tmp_path):
     (copy,) = maildir_files(maildir)["bob"]
     assert b"Received: from localhost ([198.18.0.2])\r\n" in copy
     assert body_after_trace(copy) == b"Subject: from the stack\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+SIGTERM_DRAIN = r"""
+import json, os, signal, socket
+def session():
+    s = socket.create_connection(("198.18.0.2", 25), timeout=20)
+    f = s.makefile("rb")
+    f.readline()
+    return s, f
+idle, fi = session()
+idle.sendall(b"EHLO idle\r\n")
+while not fi.readline().startswith(b"250 "):
+    pass
+busy, fb = session()
+busy.sendall(b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n")
+for _ in range(11):
+    fb.readline()
+busy.sendall(b"Subject: drain\r\n\r\nfirst half ")
+os.kill(SERVE_PID, signal.SIGTERM)
+out = {"idle": fi.readline().decode(), "idle_eof": fi.readline().decode()}
+busy.sendall(b"second half\r\n.\r\n")
+out["busy"] = fb.readline().decode()
+busy.sendall(b"RSET\r\n")
+out["after"] = fb.readline().decode()
+print(json.dumps(out))
+"""
+
+
+def test_sigterm_drains_smtp_before_the_stack_stops(serve_factory, tmp_path):
+    """SIGTERM to `netstack serve`: idle SMTP sessions get 421 4.3.2, a message in DATA finishes over
+    netstack's TCP and gets its 250 (then 421 4.3.2), and only then does the stack stop; exit 0."""
+    maildir = tmp_path / "mail"
+    srv = serve_factory("--maildir", str(maildir), "--smtp-drain-seconds", "20")
+    out = run_py(srv, SIGTERM_DRAIN.replace("SERVE_PID", str(srv.proc.pid)))
+    assert out["idle"].startswith("421 4.3.2 ") and "shutting down" in out["idle"] and out["idle_eof"] == ""
+    assert out["busy"].startswith("250 2.0.0 Ok: queued as ")
+    assert out["after"].startswith("421 4.3.2 ")
+    assert srv.stop() == 0
+    (copy,) = maildir_files(maildir)["bob"]
+    assert body_after_trace(copy) == b"Subject: drain\r\n\r\nfirst half second half\r\n"

@@ -18,11 +18,13 @@ def test_bench_smtp_quick_json(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["benchmark"] == "smtp"
     rows = doc["rows"]
-    assert len(rows) == 2 * 2 * 2 * 2          # sinks x clients x conn modes x servers
+    assert len(rows) == 2 * 2 * (2 + 3)        # clients x conn modes x servers (memory: 2; maildir: +aiosmtpd-mailbox)
     for r in rows:
         assert r["msgs_per_s"] > 0 and r["conn"] in ("new", "reuse")
         if r["server"] == "aiosmtpd":
             assert r["vs_aiosmtpd"] == 1.0
+        if r["server"] == "aiosmtpd-mailbox":
+            assert r["vs_mailbox"] == 1.0 and r["sink"].startswith("maildir-tmpfs")
     assert list(tmp_path.glob("nsbench-smtp-*")) == []     # sinks cleaned up
 
 
@@ -43,3 +45,25 @@ def test_default_compares_ours_on_netstack_with_ours_on_kernel_and_aiosmtpd(tmp_
     monkeypatch.setattr(bench_smtp.os, "geteuid", lambda: 0)
     monkeypatch.setattr(bench_smtp.os.path, "exists", lambda p: p == "/dev/net/tun")
     assert bench_smtp._default_netstack_transport() == "netstack-tun"
+
+
+def test_bench_smtp_with_smtp_source_and_smtp_sink_reference(tmp_path, capsys):
+    """Postfix's smtp-source drives every server; smtp-sink is a reference row in each cell; the
+    idle-sessions line reports bytes per session."""
+    out = tmp_path / "smtp.json"
+    rc = main(["bench", "smtp", "--quick", "--quiet", "--messages", "6", "--clients", "1,2", "--sinks",
+               "maildir-tmpfs", "--tmpfs-dir", str(tmp_path), "--json", str(out), "--transports", "kernel",
+               "--client", "python,smtp-source", "--idle-sessions", "20"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "vs smtp-sink" in text and "idle sessions: 20 held open on kernel:" in text
+    doc = json.loads(out.read_text())
+    rows = doc["rows"]
+    src = [r for r in rows if r["client"] == "smtp-source"]
+    assert len(src) == 2 * 2 * 4 and len(rows) - len(src) == 2 * 2 * 3   # smtp-source adds smtp-sink
+    for r in src:
+        assert r["msgs_per_s"] > 0 and r["vs_sink"] > 0
+        if r["server"] == "smtp-sink":
+            assert r["vs_sink"] == 1.0 and r["sink"] == "none (discards)"
+    assert doc["idle_sessions"]["kernel"]["sessions"] == 20 and doc["idle_sessions"]["kernel"]["bytes_per_session"] > 0
+    assert list(tmp_path.glob("nsbench-smtp-*")) == []

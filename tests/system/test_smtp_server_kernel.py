@@ -296,7 +296,7 @@ def test_connection_limit_421(tmp_path):
         assert first.makefile("rb").readline().startswith(b"220 ")
         second = socket.create_connection((HOST, st.port), timeout=5)
         f = second.makefile("rb")
-        assert f.readline() == b"421 4.3.2 Too many connections, try again later\r\n"
+        assert f.readline() == b"421 4.7.0 mx.example.test Error: too many connections (at most 1), try again later\r\n"
         assert f.readline() == b""
         first.close()
         second.close()
@@ -361,13 +361,18 @@ def test_50_concurrent_clients_20_messages_each_delivered_exactly_once(tmp_path)
             await asyncio.gather(*(one_client(st.port, c) for c in range(clients)))
         asyncio.run(main())
         assert st.server.accepted == clients * per_client
+    _check_exactly_once(maildir, clients, per_client, boxes=5, size=lambda n: 200)
+
+
+def _check_exactly_once(maildir, clients, per_client, *, boxes, size) -> None:
+    """Every message ``c * 1000 + i`` in its mailbox ``user{c % boxes}`` exactly once, byte for byte."""
     ids = []
     for box, copies in delivered(maildir).items():
         for copy in copies:
             body = split_trace(copy)[1]
             n = int(body.split(b"Message-ID: <m", 1)[1].split(b"@", 1)[0])
-            assert body == message(n)
-            assert box == f"user{(n // 1000) % 5}"
+            assert body == message(n, size=size(n))
+            assert box == f"user{(n // 1000) % boxes}"
             ids.append(n)
     assert sorted(ids) == sorted(c * 1000 + i for c in range(clients) for i in range(per_client))
 
@@ -378,12 +383,12 @@ def test_50_concurrent_clients_20_messages_each_delivered_exactly_once(tmp_path)
 class ServerProcess:
     """``python -m netstack.cli.smtp_server`` on kernel streams in a child process (killed by PID only)."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, *extra):
         self.maildir = tmp_path / "mail"
         self.port_file = tmp_path / "port"
         self.proc = subprocess.Popen([sys.executable, "-m", "netstack.cli.smtp_server", "--port", "0", "--port-file",
-                                      str(self.port_file), "--maildir", str(self.maildir), "--smtp-hostname", "mx"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      str(self.port_file), "--maildir", str(self.maildir), "--smtp-hostname", "mx",
+                                      *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while not self.port_file.exists():
             assert self.proc.poll() is None, "server died"
@@ -436,3 +441,150 @@ def test_sigkill_right_after_250_loses_nothing(tmp_path):
     (copy,) = delivered(sp.maildir)["bob"]
     assert sha(split_trace(copy)[1]) == sha(msg)
     assert b"\tid " + reply.split()[-1] + b"\r\n" in copy
+
+
+def _queue_id(copy: bytes) -> bytes:
+    return copy.split(b"\tid ", 1)[1].split(b"\r\n", 1)[0].split(b";", 1)[0]
+
+
+def test_sigkill_with_8_clients_mid_transaction_loses_no_250_and_leaves_nothing_partial(tmp_path):
+    """8 clients deliver 100 KB messages, each sent in pieces, until the server is SIGKILLed in
+    the middle of their transactions.  Every message that got its 250 is in new/, intact; every
+    file in new/ is a whole message that a client sent; at most the 8 messages in flight (durable
+    but killed before their 250 went out) are there without a 250."""
+    sp = ServerProcess(tmp_path)
+    sent: dict[int, bytes] = {}
+    acked: dict[bytes, int] = {}            # queue id -> message number
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(c):
+        n = 0
+        while not stop.is_set():
+            num = c * 100_000 + n
+            n += 1
+            msg = message(num, size=100_000)
+            with lock:
+                sent[num] = msg
+            try:
+                s, f = _start_txn(sp.port, b"")
+                wire = dot_stuff(msg) + b".\r\n"
+                for i in range(0, len(wire), 16384):
+                    s.sendall(wire[i:i + 16384])
+                reply = f.readline()
+                s.close()
+            except (OSError, AssertionError):   # the server is gone
+                return
+            if not reply.startswith(b"250 "):
+                return
+            with lock:
+                acked[reply.split()[-1]] = num
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sp.kill()                           # clients are mid-transaction: they never stop on their own
+    finally:
+        stop.set()
+        sp.kill()
+        for t in threads:
+            t.join(20)
+    assert len(acked) >= 40
+    new = sp.maildir / "bob" / "new"
+    copies = [(new / name).read_bytes() for name in sorted(os.listdir(new))]   # tmp/ may hold killed writes
+    by_qid = {}
+    for copy in copies:
+        body = split_trace(copy)[1]
+        num = int(body.split(b"Message-ID: <m", 1)[1].split(b"@", 1)[0])
+        assert body == sent[num]            # whole and intact, never half-written
+        by_qid[_queue_id(copy)] = num
+    for qid, num in acked.items():          # nothing that got a 250 is lost
+        assert by_qid.get(qid) == num, qid
+    assert len(set(by_qid) - set(acked)) <= 8
+    tmp = sp.maildir / "bob" / "tmp"
+    assert len(os.listdir(tmp)) <= 8        # at most the copies being written when killed (readers ignore tmp/)
+
+
+def test_200_concurrent_clients_10_messages_each_delivered_exactly_once_intact(tmp_path):
+    maildir = tmp_path / "mail"
+    clients, per_client = 200, 10
+
+    async def one_client(port, c):
+        for i in range(per_client):
+            if i % 2 == 0:
+                cl = await SmtpClient.connect(asyncio.open_connection, HOST, port, local_hostname=f"c{c}")
+                await cl.ehlo()
+            await cl.send("a@remote.test", [f"user{c % 7}@example.test"], message(c * 1000 + i, size=2000 + c))
+            if i % 2 == 1:
+                await cl.quit()
+
+    with ServerThread(maildir) as st:
+        async def main():
+            async with asyncio.timeout(240):
+                await asyncio.gather(*(one_client(st.port, c) for c in range(clients)))
+        asyncio.run(main())
+        assert st.server.accepted == clients * per_client
+    _check_exactly_once(maildir, clients, per_client, boxes=7, size=lambda n: 2000 + n // 1000)
+
+
+# ------------------------------------------------------------------ limits and SIGTERM, on the wire
+
+
+def test_per_address_limit_on_the_wire(tmp_path):
+    st = ServerThread(tmp_path, max_per_ip=2)
+    with st:
+        keep = [socket.create_connection((HOST, st.port), timeout=5) for _ in range(2)]
+        for s in keep:
+            assert s.makefile("rb").readline().startswith(b"220 ")
+        third = socket.create_connection((HOST, st.port), timeout=5)
+        f = third.makefile("rb")
+        assert f.readline() == (b"421 4.7.0 mx.example.test Error: too many connections from your address "
+                                b"(at most 2), try again later\r\n")
+        assert f.readline() == b""
+        assert st.server.refused_per_ip == 1
+        for s in keep + [third]:
+            s.close()
+
+
+def test_sigterm_graceful_shutdown(tmp_path):
+    """SIGTERM: an idle session gets 421 4.3.2; a message in DATA finishes and gets its 250; its
+    next command gets 421 4.3.2; a message never finished is dropped at the drain deadline
+    (nothing in new/); no new connection is served; the process exits 0."""
+    sp = ServerProcess(tmp_path, "--smtp-drain-seconds", "3")
+    try:
+        idle = socket.create_connection((HOST, sp.port), timeout=10)
+        fi = idle.makefile("rb")
+        fi.readline()
+        idle.sendall(b"EHLO idle\r\n")
+        while not fi.readline().startswith(b"250 "):
+            pass
+        msg = message(1, size=50_000)
+        busy, fb = _start_txn(sp.port, dot_stuff(msg)[:20_000])
+        stuck, fs = _start_txn(sp.port, b"Subject: never finished\r\n")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        sp.proc.send_signal(signal.SIGTERM)
+        assert fi.readline() == b"421 4.3.2 mx Service shutting down, closing the connection\r\n"
+        assert fi.readline() == b""
+        busy.sendall(dot_stuff(msg)[20_000:] + b".\r\n")
+        reply = fb.readline()
+        assert reply.startswith(b"250 2.0.0 Ok: queued as ")
+        busy.sendall(b"MAIL FROM:<a@remote.test>\r\n")
+        assert fb.readline() == b"421 4.3.2 mx Service shutting down, closing the connection\r\n"
+        with pytest.raises(OSError):           # the listener is closed
+            late = socket.create_connection((HOST, sp.port), timeout=5)
+            late.makefile("rb").readline() or late.recv(1)
+            raise ConnectionRefusedError
+        assert sp.proc.wait(15) == 0
+        assert time.monotonic() - t0 < 14      # bounded by the drain deadline, not by the stuck client
+        assert fs.read() == b""                # the stuck transaction was closed without a reply
+        for s in (idle, busy, stuck):
+            s.close()
+    finally:
+        sp.kill()
+    (copy,) = delivered(sp.maildir)["bob"]
+    assert split_trace(copy)[1] == msg

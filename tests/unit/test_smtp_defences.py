@@ -10,6 +10,7 @@ import tracemalloc
 
 from smtp.server import SmtpServer
 from smtp.session import Close, MessageReady, SessionConfig, SmtpSession
+from tests.support.smtp_fakes import FakeClock, _open, _settle
 
 PEER = ("192.0.2.7", 40000)
 
@@ -283,47 +284,6 @@ def test_a_10mb_line_without_crlf_holds_bounded_memory():
 # ------------------------------------------------------------------ the server sheds a stalled session
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class FakeWriter:
-    def __init__(self, peer) -> None:
-        self.peer = peer
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data) -> None:
-        self.out += data
-
-    async def drain(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    async def wait_closed(self) -> None:
-        pass
-
-    def get_extra_info(self, name, default=None):
-        return self.peer if name == "peername" else default
-
-
-async def _settle():
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
-def _open(server, port):
-    reader, writer = asyncio.StreamReader(), FakeWriter(("192.0.2.9", port))
-    task = asyncio.ensure_future(server.handle(reader, writer))
-    return reader, writer, task
-
-
 def test_full_server_sheds_the_longest_stalled_session_for_a_newcomer():
     async def main():
         clock = FakeClock()
@@ -337,7 +297,8 @@ def test_full_server_sheds_the_longest_stalled_session_for_a_newcomer():
         clock.t += 0.5
         r3, w3, t3 = _open(server, 3)                    # nobody stalled 2 s yet: refused
         await _settle()
-        assert t3.done() and bytes(w3.out) == b"421 4.3.2 Too many connections, try again later\r\n"
+        assert t3.done() and bytes(w3.out) == (b"421 4.7.0 mx.example.test Error: too many connections (at most 2), "
+                                                b"try again later\r\n")
         assert server.connections_refused == 1
         clock.t += 2.0
         r4, w4, t4 = _open(server, 4)                    # session 1 stalled 3.5 s, session 2 2.5 s: 1 goes
@@ -363,7 +324,7 @@ def test_shedding_off_refuses_the_newcomer():
         clock.t += 100.0
         r2, w2, t2 = _open(server, 2)
         await _settle()
-        assert t2.done() and bytes(w2.out).startswith(b"421 4.3.2 Too many") and not t1.done()
+        assert t2.done() and bytes(w2.out).startswith(b"421 4.7.0 localhost Error: too many connections") and not t1.done()
         r1.feed_eof()
         await asyncio.wait_for(t1, 5)
 

@@ -156,3 +156,99 @@ def test_unique_names_and_base_created(tmp_path):
         d.deliver(env(content=b"n%d\r\n" % i), f"Q{i}")
     names = os.listdir(base / "bob" / "new")
     assert len(names) == 20 and not any(n.startswith(".") for n in names)
+
+
+# ------------------------------------------------------------------ group commit of the directory fsync
+
+
+def _wait_for(cond, what: str) -> None:
+    import time
+    deadline = time.monotonic() + 10
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def test_one_directory_fsync_covers_every_rename_made_before_it_started():
+    import threading
+
+    from smtp.delivery import GroupSync
+
+    release = threading.Event()
+    started = []
+
+    def fsync_dir(path):
+        started.append(len(started) + 1)
+        if len(started) == 1:
+            assert release.wait(10)     # the first fsync is slow; others queue behind it
+
+    g = GroupSync("/x/new", fsync_dir)
+    done = []
+
+    def deliverer(name):
+        g.sync()                        # called after this deliverer's rename
+        done.append(name)
+
+    a = threading.Thread(target=deliverer, args=("a",))
+    a.start()
+    _wait_for(lambda: started == [1], "first fsync did not start")
+    others = [threading.Thread(target=deliverer, args=(n,)) for n in "bcd"]
+    for t in others:
+        t.start()
+    _wait_for(lambda: g.requests == 4, "renames b, c, d did not ask for their fsync")
+    # b, c, d renamed after fsync 1 began: it does not cover them, so none of them may return yet
+    assert done == []
+    release.set()
+    for t in (a, *others):
+        t.join(10)
+    assert sorted(done) == ["a", "b", "c", "d"]
+    assert g.fsyncs == 2                # fsync 1 for a, one shared fsync for b, c and d
+
+
+def test_a_failed_directory_fsync_raises_in_its_thread_and_covers_nobody():
+    import threading
+
+    from smtp.delivery import GroupSync
+
+    calls = []
+    release = threading.Event()
+
+    def fsync_dir(path):
+        calls.append(path)
+        if len(calls) == 1:
+            assert release.wait(10)
+            raise OSError(5, "EIO")
+
+    g = GroupSync("/x/new", fsync_dir)
+    errors, done = [], []
+
+    def deliverer(name):
+        try:
+            g.sync()
+            done.append(name)
+        except OSError as exc:
+            errors.append((name, exc.errno))
+
+    a = threading.Thread(target=deliverer, args=("a",))
+    a.start()
+    _wait_for(lambda: len(calls) == 1, "first fsync did not start")
+    b = threading.Thread(target=deliverer, args=("b",))
+    b.start()
+    _wait_for(lambda: g.requests == 2, "b did not ask")
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert errors == [("a", 5)] and done == ["b"] and len(calls) == 2   # b ran its own fsync
+
+
+def test_concurrent_deliveries_share_directory_fsyncs_and_all_arrive(tmp_path):
+    import concurrent.futures
+
+    d = MaildirDelivery(str(tmp_path))
+    d.deliver(env(), "warmup")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda i: d.deliver(env(), f"Q{i}"), range(40)))
+    assert len({p for ps in paths for p in ps}) == 40
+    assert len(os.listdir(tmp_path / "bob" / "new")) == 41 and os.listdir(tmp_path / "bob" / "tmp") == []
+    fsyncs, renames = d.sync_stats()
+    assert renames == 41 and 1 <= fsyncs <= 41

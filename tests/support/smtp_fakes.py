@@ -1,0 +1,46 @@
+"""Fake streams and clock for driving ``smtp.server.SmtpServer.handle`` in the unit tier."""
+from __future__ import annotations
+
+import asyncio
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeWriter:
+    def __init__(self, peer) -> None:
+        self.peer = peer
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data) -> None:
+        self.out += data
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def wait_closed(self) -> None:
+        pass
+
+    def get_extra_info(self, name, default=None):
+        return self.peer if name == "peername" else default
+
+
+async def _settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def _open(server, port, ip="192.0.2.9"):
+    """Start ``server.handle`` on a fake connection from ``ip:port``: (reader, writer, task)."""
+    reader, writer = asyncio.StreamReader(), FakeWriter((ip, port))
+    task = asyncio.ensure_future(server.handle(reader, writer))
+    return reader, writer, task

@@ -1,0 +1,148 @@
+"""The SMTP server's per-address connection limit and its graceful shutdown, on fake streams."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from smtp.delivery import MemorySink
+from smtp.server import SmtpServer
+from smtp.session import SessionConfig
+from tests.support.smtp_fakes import FakeClock, _open, _settle
+
+CFG = SessionConfig(hostname="mx.example.test")
+TXN = b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
+
+
+def test_per_address_limit_refuses_with_421_4_7_0_counts_and_closes():
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), max_per_ip=2)
+        a1, a2 = _open(server, 1, "192.0.2.1"), _open(server, 2, "192.0.2.1")
+        await _settle()
+        a3 = _open(server, 3, "192.0.2.1")
+        b1 = _open(server, 4, "192.0.2.2")               # another address is not affected
+        await _settle()
+        assert a3[2].done() and a3[1].closed
+        assert bytes(a3[1].out) == (b"421 4.7.0 mx.example.test Error: too many connections from your address "
+                                    b"(at most 2), try again later\r\n")
+        assert server.refused_per_ip == 1 and server.connections_refused == 1
+        for r, w, t in (a1, a2, b1):
+            assert bytes(w.out).startswith(b"220 ") and not t.done()
+        a1[0].feed_data(b"QUIT\r\n")                      # a slot frees up: the address may connect again
+        await asyncio.wait_for(a1[2], 5)
+        a4 = _open(server, 5, "192.0.2.1")
+        await _settle()
+        assert bytes(a4[1].out).startswith(b"220 ") and not a4[2].done()
+        for r, w, t in (a2, b1, a4):
+            r.feed_eof()
+        await asyncio.wait_for(asyncio.gather(a2[2], b1[2], a4[2]), 5)
+        assert server.active == 0 and server._per_ip == {}
+
+    asyncio.run(main())
+
+
+def test_total_limit_refuses_with_421_4_7_0_when_nobody_can_be_shed():
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), max_connections=1, shed_after=0)
+        first = _open(server, 1)
+        await _settle()
+        second = _open(server, 2, "192.0.2.50")
+        await _settle()
+        assert second[2].done() and second[1].closed
+        assert bytes(second[1].out).startswith(b"421 4.7.0 mx.example.test Error: too many connections (at most 1)")
+        assert server.connections_refused == 1 and server.refused_per_ip == 0
+        first[0].feed_eof()
+        await asyncio.wait_for(first[2], 5)
+
+    asyncio.run(main())
+
+
+def test_shutdown_idle_sessions_get_421_4_3_2_transactions_in_data_finish_then_421():
+    async def main():
+        sink = MemorySink()
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=sink)
+        idle = _open(server, 1)
+        busy = _open(server, 2)
+        idle[0].feed_data(b"EHLO c\r\n")
+        busy[0].feed_data(TXN + b"Subject: x\r\n\r\nhalf of the ")
+        await _settle()
+        assert bytes(busy[1].out).endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        stop = asyncio.ensure_future(server.shutdown(drain_seconds=30))
+        await _settle()
+        assert idle[2].done() and idle[1].closed
+        assert bytes(idle[1].out).endswith(b"421 4.3.2 mx.example.test Service shutting down, closing the "
+                                           b"connection\r\n")
+        late = _open(server, 3)                           # accepted by the kernel just before the close
+        await _settle()
+        assert bytes(late[1].out) == b"421 4.3.2 mx.example.test Service shutting down, try again later\r\n"
+        assert not busy[2].done() and not stop.done()     # the message in DATA may finish
+        busy[1].out.clear()
+        busy[0].feed_data(b"body\r\n.\r\nMAIL FROM:<a@remote.test>\r\n")
+        await asyncio.wait_for(busy[2], 5)
+        lines = bytes(busy[1].out).split(b"\r\n")
+        assert lines[0].startswith(b"250 2.0.0 Ok: queued as ")
+        assert lines[1] == b"421 4.3.2 mx.example.test Service shutting down, closing the connection"
+        assert len(sink.messages) == 1 and sink.messages[0][1].content == b"Subject: x\r\n\r\nhalf of the body\r\n"
+        await asyncio.wait_for(stop, 5)                   # nothing left: shutdown ends before the deadline
+        assert server.refused_shutting_down == 1
+
+    asyncio.run(main())
+
+
+def test_shutdown_quit_still_gets_221():
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=MemorySink())
+        r, w, t = _open(server, 1)
+        r.feed_data(TXN)
+        await _settle()
+        stop = asyncio.ensure_future(server.shutdown(drain_seconds=30))
+        await _settle()
+        r.feed_data(b"x\r\n.\r\nQUIT\r\n")
+        await asyncio.wait_for(asyncio.gather(t, stop), 5)
+        assert bytes(w.out).endswith(b"221 2.0.0 mx.example.test Bye\r\n") and b"250 2.0.0 Ok: queued" in w.out
+
+    asyncio.run(main())
+
+
+def test_shutdown_deadline_closes_unfinished_data_and_delivers_nothing():
+    async def main():
+        sink = MemorySink()
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=sink)
+        r, w, t = _open(server, 1)
+        r.feed_data(TXN + b"Subject: never finished\r\n")
+        await _settle()
+        await asyncio.wait_for(server.shutdown(drain_seconds=0.05), 5)
+        await _settle()
+        assert t.done() and w.closed and sink.messages == []
+        assert b"250 2.0.0 Ok: queued" not in w.out
+
+    asyncio.run(main())
+
+
+def test_shutdown_waits_for_a_running_delivery_past_the_deadline_and_sends_its_250():
+    class SlowDisk:
+        blocking = True
+
+        def __init__(self):
+            self.entered, self.release, self.done = threading.Event(), threading.Event(), []
+
+        def deliver(self, env, qid):
+            self.entered.set()
+            assert self.release.wait(10)
+            self.done.append(qid)
+            return []
+
+    async def main():
+        disk = SlowDisk()
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=disk)
+        r, w, t = _open(server, 1)
+        r.feed_data(TXN + b"x\r\n.\r\n")
+        await asyncio.to_thread(disk.entered.wait, 10)
+        stop = asyncio.ensure_future(server.shutdown(drain_seconds=0.01))
+        await asyncio.sleep(0.1)                          # well past the deadline
+        assert not stop.done() and not t.done()           # a delivery in flight is never abandoned
+        disk.release.set()
+        await asyncio.wait_for(asyncio.gather(stop, t), 5)
+        assert disk.done and f"250 2.0.0 Ok: queued as {disk.done[0]}\r\n".encode() in w.out
+        assert server.accepted == 1
+
+    asyncio.run(main())
