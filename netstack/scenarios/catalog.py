@@ -254,6 +254,11 @@ def _fast_retransmit(o: Outcome) -> None:
     o.check("it is a fast retransmit, not a timeout",
             o.facts["fast_retransmits"] == 1 and o.facts["rto_expirations"] == 0)
     o.check("it happens well before the 1 s RTO", retx[0].time - lost.time < 0.5)
+    events = [r for r in tb.recovery_events if r["host"] == "A"]
+    o.facts["recovery_events"] = [r["event"] for r in events]
+    o.check("the state log shows fast recovery entered (cwnd cut) and left on the full ACK",
+            o.facts["recovery_events"] == ["fast-retransmit", "recovery-exit"]
+            and events[0]["cwnd"] < events[0]["prior_cwnd"] and events[1]["cwnd"] <= events[0]["ssthresh"])
 
 
 def _rto_backoff(o: Outcome) -> None:
@@ -271,6 +276,11 @@ def _rto_backoff(o: Outcome) -> None:
             len(gaps) == 4 and all(abs(g2 - 2 * g1) < 1e-3 for g1, g2 in zip(gaps, gaps[1:])))
     o.check("the first wait is the initial RTO of 1 s (RFC 6298 §2.1)", abs(gaps[0] - 1.0) < 1e-3)
     o.check("four retransmission timeouts", o.facts["rto_expirations"] == 4)
+    rtos = [r for r in tb.recovery_events if r["host"] == "A" and r["event"] == "rto"]
+    o.check("the state log has the four timeouts, each with the RTO doubled and cwnd one segment",
+            [r["retries"] for r in rtos] == [1, 2, 3, 4]
+            and all(abs(r2["rto"] - 2 * r1["rto"]) < 1e-3 for r1, r2 in zip(rtos, rtos[1:]))
+            and all(r["cwnd"] <= MSS for r in rtos))
 
 
 # ---------------------------------------------------------------------------------------- flow control

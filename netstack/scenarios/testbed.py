@@ -12,7 +12,8 @@ and so on.  Every segment is recorded as a raw-IPv4 pcap frame *as seen on
 A's interface* (like tcpdump on the client): A's segments when they leave A
 (a segment lost further down the wire is still in the capture), B's when they
 arrive at A.  Segments dropped before they reach A are not in the capture.
-Each transition of both TCPs goes to the state log (:mod:`netstack.statelog`).
+Each transition of both TCPs goes to the state log (:mod:`netstack.statelog`), and
+so does each congestion or recovery event (``recovery_events``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Callable
 
 from netstack.capture.pcap import PcapWriter
 from netstack.counters import Counters
-from netstack.statelog import change_record
+from netstack.statelog import change_record, recovery_record
 from netstack.tcp import TCPConfig, TCPLayer
 from netstack.wire.ipv4 import ip2int, ipv4_packet
 from netstack.wire.tcp import parse_tcp
@@ -70,8 +71,11 @@ class Testbed:
         self.b = TCPLayer(B_ADDR, counters=self.counters_b, config=self.config_b, isn_secret=b"B" * 16)
         self.a.on_transition = lambda conn, ch: self._transition("A", conn, ch)
         self.b.on_transition = lambda conn, ch: self._transition("B", conn, ch)
+        self.a.on_recovery = lambda conn, ev: self._recovery("A", conn, ev)
+        self.b.on_recovery = lambda conn, ev: self._recovery("B", conn, ev)
         self.segments: list[WireSegment] = []
         self.transitions: list[dict] = []     #: state-log records, each with "host": "A" or "B"
+        self.recovery_events: list[dict] = []  #: state-log recovery records, each with "host"
         self._rules: list[Callable[[WireSegment], bool]] = []
         self._heap: list = []
         self._n = 0
@@ -111,6 +115,12 @@ class Testbed:
         rec["time"] = round(EPOCH + change.time, 6)
         rec["host"] = host
         self.transitions.append(rec)
+
+    def _recovery(self, host: str, conn, event) -> None:
+        rec = recovery_record((conn.local_addr, conn.local_port), (conn.remote_addr, conn.remote_port), event)
+        rec["time"] = round(EPOCH + event.time, 6)
+        rec["host"] = host
+        self.recovery_events.append(rec)
 
     def _record(self, sender: str, src: int, dst: int, data: bytes, t: float) -> None:
         self._ip_id[sender] = (self._ip_id[sender] + 1) & 0xFFFF

@@ -39,7 +39,8 @@ def files(tmp_path, played):
         pcap = tmp_path / f"{name}.pcap"
         pcap.write_bytes(o.testbed.pcap_bytes())
         log = tmp_path / f"{name}.jsonl"
-        log.write_text("".join(json.dumps(r) + "\n" for r in o.testbed.transitions))
+        log.write_text("".join(json.dumps(r) + "\n" for r in sorted(
+            o.testbed.transitions + o.testbed.recovery_events, key=lambda r: r["time"])))
         return str(pcap), str(log)
     return write
 
@@ -281,6 +282,17 @@ def test_report_page_structure(files, tmp_path, capsys):
     assert "EHLO client.example.org" in ehlo["explain"] and ehlo["kind"] == "data"
     assert "TCP states of 198.18.0.2:25" in page and "TCP states of 198.18.0.1:40000" in page
     html.parser.HTMLParser().feed(page)                  # parses
+
+
+def test_report_lists_the_congestion_and_recovery_events(files, tmp_path, capsys):
+    pcap, log = files("rto-backoff")
+    out = tmp_path / "r.html"
+    assert main(["report", pcap, "--state-log", log, "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "4 recovery events" in page and "<h3>Congestion and recovery</h3>" in page
+    table = page.split("<table class='recovery'>")[1].split("</table>")[0]
+    assert table.count("<td>rto</td>") == 4 and "<td>9880</td><td>988</td>" in table
+    assert "rto #4, rto now 16s" in table
 
 
 def test_report_escapes_script_end_and_notes_a_cut(tmp_path, capsys):
