@@ -56,10 +56,11 @@ def run(args) -> int:
             raise UsageError(f"{args.output}: {exc.strerror or exc}") from None
     outcome = scenario.play()
     from netstack.pictures.conversation import load
-    from netstack.scenarios.testbed import A_ADDR, EPOCH
+    from netstack.scenarios.testbed import A_ADDR, B_ADDR, EPOCH
     from netstack.statelog import recovery_from_dict
     from netstack.wire.ipv4 import int2ip
     a_addr = int2ip(A_ADDR) + ":"
+    b_addr = int2ip(B_ADDR) + ":"
     tb = outcome.testbed
     cap = load(io.BytesIO(tb.pcap_bytes()), name=f"{outcome.name}.pcap")
     out = sys.stdout
@@ -72,7 +73,9 @@ def run(args) -> int:
     steps += [(r["time"] - EPOCH, 2, i, r) for i, r in enumerate(tb.recovery_events)]
     for t, kind, _, item in sorted(steps, key=lambda s: s[:3]):
         if kind == 0:
-            side = "A>" if item.is_tcp and item.direction == 0 else "<B"
+            sender = cap.conversations[item.conn].end(item.direction) if item.is_tcp else ""
+            side = ("A>" if sender.startswith(a_addr) else "<B" if sender.startswith(b_addr)
+                    else "X>" if item.is_tcp and item.direction == 0 else "<B")   # X: a forged source
             marks = [m for m in item.marks if m not in ("handshake", "close")]
             if id(item) in lost:
                 marks.append("LOST on the wire")
