@@ -165,3 +165,29 @@ def test_state_log_writes_recovery_lines_between_transitions_in_order():
     assert events[0].cwnd == fr["cwnd"] and events[0].conn == ("198.18.0.1:40000", "198.18.0.2:8000")
     assert "fast-retransmit: cwnd" in events[0].text()
     assert len(parse_state_log(lines)) == len(transitions) == len(recs) - 2   # transitions only
+
+
+def test_dsack_undo_of_a_spurious_fast_recovery_is_reported():
+    from tests.unit.test_tcp_loss_recovery import sack_ack, spurious_fast_recovery
+    s, conn, us, them, seen = opened()
+    before, seg, rex_ts = spurious_fast_recovery(s, conn, us, them)
+    s.at(1.2)
+    s.peer(".", seq=them, ack=seg(10), ts=(120, rex_ts))
+    sack_ack(s, them, seg(10), [(seg(1), seg(2))], 121, rex_ts)       # D-SACK: the retransmission was a copy
+    kinds = [e.kind for e in seen]
+    # the tail probe went first (the ACKs were slow); the full ACK ends recovery, then the
+    # D-SACK shows it was spurious and the reduction is undone
+    assert kinds == [RecoveryKind.TLP, RecoveryKind.SACK_RECOVERY, RecoveryKind.RECOVERY_EXIT, RecoveryKind.UNDO]
+    undo = seen[-1]
+    assert undo.undo is UndoMethod.DSACK and undo.undone is RecoveryKind.SACK_RECOVERY
+    assert undo.cwnd >= before[0] and undo.ssthresh == before[1]
+
+
+def test_frto_undo_of_a_spurious_timeout_is_reported():
+    from tests.unit.test_tcp_loss_recovery import frto_setup
+    s, conn, us, them, before, mss = frto_setup(True)
+    seen = []
+    s.layer.on_recovery = lambda c, ev: seen.append(ev)
+    s.peer(".", seq=them, ack=us + 4 * mss)                             # F-RTO step 3b: spurious
+    assert [(e.kind, e.undo, e.undone) for e in seen] == [(RecoveryKind.UNDO, UndoMethod.FRTO, RecoveryKind.RTO)]
+    assert seen[0].cwnd >= before[0]
