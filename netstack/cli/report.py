@@ -11,9 +11,9 @@ The page needs no network access to be viewed: it lists the TCP connections; for
 ladder diagram, the time-sequence, throughput and RTT graphs and (with --state-log) the
 state diagram with the transitions taken and a table of them, and a table of the
 congestion and recovery events (fast retransmit, recovery exit, RTO, tail loss probe,
-undo) with the congestion window before and after each; then every packet, one
-tcpdump-style line each, explained field by field (the text of `netstack trace -V`) when
-clicked, in the table or on a ladder arrow.
+undo) with the congestion window before and after each, also marked on the ladder;
+then every packet, one tcpdump-style line each, explained field by field (the text of
+`netstack trace -V`) when clicked, in the table or on a ladder arrow.
 
 exit status: 2 with one line on stderr for an unreadable capture or state log, a capture
 without TCP, or an output file that cannot be written.

@@ -114,7 +114,12 @@ def build_report(cap: Capture, *, state_records=None, recovery_records=None, tit
         o.append(f"<section class='conn' id='conn-{c.index + 1}'><h2>Connection {c.index + 1}: "
                  f"{escape(c.name)}{escape(' (' + c.app + ')' if c.app else '')}</h2>")
         o.append(f"<h3>Ladder</h3><p class='legend'>{legend}</p>")
-        o.append(ladder_svg(c, cut_note=cut, max_rows=max_rows, id_prefix=f"c{c.index + 1}-pkt"))
+        marks = None
+        if recovery_records:
+            ends = (c.end(0), c.end(1))
+            marks = [(r.time, ends.index(r.local), r.text()) for r in recovery_records
+                     if r.local in ends and r.remote in ends]
+        o.append(ladder_svg(c, cut_note=cut, max_rows=max_rows, id_prefix=f"c{c.index + 1}-pkt", events=marks))
         o.append("<h3>Stream graphs</h3>")
         if c.index < max_graphs:
             o.append(f"<img class='graphs' alt='time-sequence, throughput and RTT graphs of connection "
