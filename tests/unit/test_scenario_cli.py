@@ -88,3 +88,13 @@ def test_seed_article_replay_reads_like_the_article(capsys):
     assert "0x0000:  4500 0056" in out                        # the article's first line: 86 bytes
     assert "HELO web34213.mail.mud.yahoo.com" in out and "MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>" in out
     assert "kind 8: Timestamps" in out
+
+
+def test_syn_flood_prints_the_forged_sources_apart(capsys):
+    assert main(["scenario", "run", "syn-flood"]) == 0
+    out = capsys.readouterr().out
+    forged = [line for line in out.splitlines() if " X> " in line]
+    assert len(forged) == 12 and all("203.0.113." in line and "Flags [S]" in line for line in forged)
+    assert "A> IP" in out and "198.18.0.1.40000 > 198.18.0.2.8000: Flags [S]" in out
+    assert "B: LISTEN -> SYN-RECEIVED (received [.])" in out          # the cookie's ACK opens it
+    assert "[ok] the cookie (SYN-ACK seq) decodes to 536" in out and "FAILED" not in out
