@@ -56,9 +56,11 @@ def run(args) -> int:
             raise UsageError(f"{args.output}: {exc.strerror or exc}") from None
     outcome = scenario.play()
     from netstack.pictures.conversation import load
-    from netstack.scenarios.testbed import A_ADDR, EPOCH
+    from netstack.scenarios.testbed import A_ADDR, B_ADDR, EPOCH
+    from netstack.statelog import recovery_from_dict
     from netstack.wire.ipv4 import int2ip
     a_addr = int2ip(A_ADDR) + ":"
+    b_addr = int2ip(B_ADDR) + ":"
     tb = outcome.testbed
     cap = load(io.BytesIO(tb.pcap_bytes()), name=f"{outcome.name}.pcap")
     out = sys.stdout
@@ -68,9 +70,12 @@ def run(args) -> int:
     lost = {id(p) for p, seg in zip(from_a, (s for s in tb.segments if s.sender == "A")) if seg.dropped}
     steps = [(p.time - EPOCH, 0, i, p) for i, p in enumerate(cap.packets)]
     steps += [(r["time"] - EPOCH, 1, i, r) for i, r in enumerate(tb.transitions)]
+    steps += [(r["time"] - EPOCH, 2, i, r) for i, r in enumerate(tb.recovery_events)]
     for t, kind, _, item in sorted(steps, key=lambda s: s[:3]):
         if kind == 0:
-            side = "A>" if item.is_tcp and item.direction == 0 else "<B"
+            sender = cap.conversations[item.conn].end(item.direction) if item.is_tcp else ""
+            side = ("A>" if sender.startswith(a_addr) else "<B" if sender.startswith(b_addr)
+                    else "X>" if item.is_tcp and item.direction == 0 else "<B")   # X: a forged source
             marks = [m for m in item.marks if m not in ("handshake", "close")]
             if id(item) in lost:
                 marks.append("LOST on the wire")
@@ -78,6 +83,9 @@ def run(args) -> int:
                       + (f"  ** {', '.join(marks)}" if marks else "") + "\n")
             if args.explain:
                 out.write(item.explain + "\n\n")
+        elif kind == 2:
+            rec = recovery_from_dict(item)
+            out.write(f"{t:10.6f}    {item['host']}: {rec.text()}\n")
         else:
             c = item["cause"]
             why = {"segment": f"received [{c.get('flags')}]", "timer": f"timer {c.get('timer')}",
@@ -100,14 +108,16 @@ def _write_outputs(d: str, outcome, cap) -> None:
     from netstack.pictures.ladder import capture_ladder_text, ladder_svg
     from netstack.pictures.report import build_report
     from netstack.pictures.states import count_transitions, state_diagram_svg
-    from netstack.statelog import parse_state_log
+    from netstack.statelog import parse_log, parse_state_log
     tb = outcome.testbed
     with open(os.path.join(d, "capture.pcap"), "wb") as f:
         f.write(tb.pcap_bytes())
     lines = [json.dumps(r) for r in tb.transitions]
+    log = sorted(tb.transitions + tb.recovery_events, key=lambda r: r["time"])    # (a stable sort)
     with open(os.path.join(d, "states.jsonl"), "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
+        f.write("".join(json.dumps(r) + "\n" for r in log))
     records = parse_state_log(lines, "states.jsonl")
+    events = parse_log((json.dumps(r) for r in tb.recovery_events), "states.jsonl")[1]
     with open(os.path.join(d, "ladder.txt"), "w", encoding="utf-8") as f:
         f.write(capture_ladder_text(cap) + "\n")
     for conv in cap.conversations:                # ladder.svg, seq.png; ladder-2.svg, seq-2.png, ...
@@ -120,4 +130,4 @@ def _write_outputs(d: str, outcome, cap) -> None:
         with open(os.path.join(d, f"states-{host}.svg"), "w", encoding="utf-8") as f:
             f.write(state_diagram_svg(count_transitions(mine), title=f"{outcome.title}: the states of {host}"))
     with open(os.path.join(d, "report.html"), "w", encoding="utf-8") as f:
-        f.write(build_report(cap, state_records=records, title=f"scenario {outcome.name}: {outcome.title}"))
+        f.write(build_report(cap, state_records=records, recovery_records=events, title=f"scenario {outcome.name}: {outcome.title}"))

@@ -108,8 +108,9 @@ def add_parser(sub) -> None:
                         "each packet reaches the file as it passes, like tcpdump -U (for watching a live capture)")
     p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
     p.add_argument("--state-log", metavar="FILE",
-                   help="write every TCP state transition (time, 4-tuple, from, to, cause) as JSON lines; "
-                        "times are seconds since the epoch, like the pcap's")
+                   help="write every TCP state transition (time, 4-tuple, from, to, cause) and every congestion "
+                        "or recovery event (fast retransmit, recovery exit, RTO, tail loss probe, undo; with cwnd "
+                        "and ssthresh) as JSON lines; times are seconds since the epoch, like the pcap's")
     p.add_argument("--faults", metavar="SPEC",
                    help="impair traffic in both directions, e.g. loss=5%%,reorder=25%%,delay=5ms,seed=1 "
                         "(keys: loss duplicate reorder corrupt delay reorder_timeout seed directions)")
@@ -309,6 +310,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
         except OSError as exc:
             raise UsageError(f"--state-log {args.state_log}: {exc.strerror or exc}") from None
         stack.tcp.on_transition = state_log
+        stack.tcp.on_recovery = state_log.recovery
 
     tun = {"stats": {}, "error": None, "reading": None}
 

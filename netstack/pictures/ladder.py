@@ -4,10 +4,12 @@ Two time lines, the client on the left and the server on the right, one
 arrow per segment, labelled with its flags, relative seq/ack, window, length,
 options and (for SMTP and friends) the command or reply text.  Marks
 (:data:`~netstack.pictures.conversation.MARKS`) colour the arrow and are named
-beside it; the handshake and the close are bracketed.
+beside it; the handshake and the close are bracketed.  Congestion and recovery
+events from a state log can be marked on an end's time line (``events``).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from html import escape
 
 from .conversation import Capture, Conversation, Packet
@@ -16,6 +18,7 @@ __all__ = ["ladder_text", "ladder_svg", "MARK_COLOURS"]
 
 MARK_COLOURS = {"retransmission": "#d62728", "out-of-order": "#1f77b4", "gap": "#8c564b", "dup-ack": "#ff7f0e",
                 "zero-window": "#9467bd", "window-probe": "#9467bd", "rst": "#7f0000", "redacted": "#7f7f7f"}
+EVENT_COLOUR = "#e377c2"     #: congestion and recovery events from a state log
 _SHOWN = ("retransmission", "out-of-order", "gap", "dup-ack", "zero-window", "window-probe", "rst", "redacted")
 
 
@@ -66,10 +69,20 @@ RIGHT_X = 690
 WIDTH = 1000
 
 
+def _short(text: str, limit: int = 44) -> str:
+    """An event's text for the margin: up to ", ssthresh" (the whole text is the tooltip)."""
+    text = text.split(", ssthresh", 1)[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def ladder_svg(conv: Conversation, *, cut_note: str | None = None, max_rows: int | None = None,
-               id_prefix: str = "pkt") -> str:
+               id_prefix: str = "pkt", events=None) -> str:
     """The ladder as an SVG document (no external references).  Each arrow is a ``<g>`` with
-    ``id="{id_prefix}-{packet number}"`` and ``class="seg"`` (the report makes them clickable)."""
+    ``id="{id_prefix}-{packet number}"`` and ``class="seg"`` (the report makes them clickable).
+
+    ``events``: ``(time, end, text)`` marks to put on an end's time line (``end`` 0 or 1, as
+    ``conv.end``), after the last segment captured at or before ``time``: the congestion and
+    recovery events of a state log (class ``event``, drawn in the right margin)."""
     pk = conv.packets if max_rows is None else conv.packets[:max_rows]
     t0 = conv.start
     height = TOP + ROW * len(pk) + 90
@@ -118,6 +131,18 @@ def ladder_svg(conv: Conversation, *, cut_note: str | None = None, max_rows: int
         o.append(f'<path d="M{x - 8},{y1} L{x},{y1} L{x},{y2} L{x - 8},{y2}" fill="none" stroke="#2ca02c" '
                  f'stroke-width="2"/><text x="{x + 6}" y="{(y1 + y2) // 2}" fill="#2ca02c" '
                  f'transform="rotate(90 {x + 6} {(y1 + y2) // 2})" text-anchor="middle">{ph}</text>')
+    if events and pk:
+        times = [p.time if p.time is not None else t0 for p in pk]
+        for t, end, text in events:
+            if times[-1] < t and max_rows is not None and len(conv.packets) > max_rows:
+                continue                                       # after the drawn rows
+            i = bisect_right(times, t) - 1
+            y = TOP + ROW * i + 24 if i >= 0 else TOP - 10
+            x = LEFT_X if end == 0 else RIGHT_X
+            o.append(f'<g class="event"><title>{escape(text)}</title>'
+                     f'<path d="M{x},{y - 6} L{x + 6},{y} L{x},{y + 6} L{x - 6},{y} z" fill="{EVENT_COLOUR}"/>'
+                     f'<text x="{RIGHT_X + 14}" y="{y + 4}" fill="{EVENT_COLOUR}" font-style="italic" '
+                     f'font-size="10">{escape(_short(text))}</text></g>')
     y = bottom + 34
     x = 10
     for m in _SHOWN:

@@ -83,9 +83,11 @@ def _graphs_png(conv: Conversation, note: str | None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def build_report(cap: Capture, *, state_records=None, title: str | None = None, max_rows: int = 400,
-                 max_graphs: int = 12) -> str:
-    """The report page as one HTML string."""
+def build_report(cap: Capture, *, state_records=None, recovery_records=None, title: str | None = None,
+                 max_rows: int = 400, max_graphs: int = 12) -> str:
+    """The report page as one HTML string.  ``state_records`` (StateRecord) and ``recovery_records``
+    (RecoveryRecord) come from a state log (:func:`netstack.statelog.read_log`): each connection
+    gets its state diagrams and transitions, and a table of its congestion and recovery events."""
     title = title or f"netstack report: {cap.name}"
     cut = (f"cut: only the first {cap.max_packets} packets were read (--max-packets)" if cap.cut else None)
     o = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
@@ -93,6 +95,7 @@ def build_report(cap: Capture, *, state_records=None, title: str | None = None, 
          f"<header><h1>{escape(title)}</h1><p>{len(cap.packets)} packets, {len(cap.conversations)} TCP "
          f"connection{'s' * (len(cap.conversations) != 1)}"
          f"{', state log: ' + str(len(state_records)) + ' transitions' if state_records is not None else ''}"
+         f"{', ' + str(len(recovery_records)) + ' recovery events' if recovery_records else ''}"
          f"{' &mdash; ' + escape(cut) if cut else ''}</p></header>",
          "<main><div id='content'>"]
     # the list of connections
@@ -111,7 +114,12 @@ def build_report(cap: Capture, *, state_records=None, title: str | None = None, 
         o.append(f"<section class='conn' id='conn-{c.index + 1}'><h2>Connection {c.index + 1}: "
                  f"{escape(c.name)}{escape(' (' + c.app + ')' if c.app else '')}</h2>")
         o.append(f"<h3>Ladder</h3><p class='legend'>{legend}</p>")
-        o.append(ladder_svg(c, cut_note=cut, max_rows=max_rows, id_prefix=f"c{c.index + 1}-pkt"))
+        marks = None
+        if recovery_records:
+            ends = (c.end(0), c.end(1))
+            marks = [(r.time, ends.index(r.local), r.text()) for r in recovery_records
+                     if r.local in ends and r.remote in ends]
+        o.append(ladder_svg(c, cut_note=cut, max_rows=max_rows, id_prefix=f"c{c.index + 1}-pkt", events=marks))
         o.append("<h3>Stream graphs</h3>")
         if c.index < max_graphs:
             o.append(f"<img class='graphs' alt='time-sequence, throughput and RTT graphs of connection "
@@ -135,6 +143,19 @@ def build_report(cap: Capture, *, state_records=None, title: str | None = None, 
                     o.append("</table>")
             else:
                 o.append("<p class='note'>no transitions of this connection in the state log</p>")
+        if recovery_records:
+            mine = [r for r in recovery_records if {r.local, r.remote} == {c.end(0), c.end(1)}]
+            if mine:
+                o.append("<h3>Congestion and recovery</h3><table class='recovery'><tr><th>time</th><th>end</th>"
+                         "<th>event</th><th>cwnd before</th><th>cwnd</th><th>ssthresh</th><th>RTO</th>"
+                         "<th>detail</th></tr>")
+                t0 = c.start
+                for r in mine:
+                    detail = r.text().split(": ", 1)[0]
+                    o.append(f"<tr><td>{r.time - t0:.6f}</td><td>{escape(r.local)}</td><td>{r.kind.value}</td>"
+                             f"<td>{r.prior_cwnd}</td><td>{r.cwnd}</td><td>{r.ssthresh}</td><td>{r.rto:g}</td>"
+                             f"<td>{escape(detail)}{escape(' (' + r.cc + ')') if r.cc else ''}</td></tr>")
+                o.append("</table>")
         o.append("</section>")
     # every packet
     o.append("<section id='packets'><h2>Packets</h2><p>Click a packet (here or on a ladder arrow) to read it "

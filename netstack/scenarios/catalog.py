@@ -10,9 +10,12 @@ from typing import Callable
 
 from netstack.tcp import ConnEvent, State, TCPConfig
 from netstack.tcp.seq import seq_diff
+from netstack.tcp.syncookies import MSS_TABLE, SynCookieMode, SynCookies, decode_ts
+from netstack.wire.ipv4 import ip2int
+from netstack.wire.tcp_options import build_options
 from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
 
-from .testbed import A_ADDR, B_ADDR, Testbed
+from .testbed import A_ADDR, B_ADDR, B_SECRET, Testbed
 
 __all__ = ["SCENARIOS", "Scenario", "Outcome"]
 
@@ -254,6 +257,11 @@ def _fast_retransmit(o: Outcome) -> None:
     o.check("it is a fast retransmit, not a timeout",
             o.facts["fast_retransmits"] == 1 and o.facts["rto_expirations"] == 0)
     o.check("it happens well before the 1 s RTO", retx[0].time - lost.time < 0.5)
+    events = [r for r in tb.recovery_events if r["host"] == "A"]
+    o.facts["recovery_events"] = [r["event"] for r in events]
+    o.check("the state log shows fast recovery entered (cwnd cut) and left on the full ACK",
+            o.facts["recovery_events"] == ["fast-retransmit", "recovery-exit"]
+            and events[0]["cwnd"] < events[0]["prior_cwnd"] and events[1]["cwnd"] <= events[0]["ssthresh"])
 
 
 def _rto_backoff(o: Outcome) -> None:
@@ -271,6 +279,11 @@ def _rto_backoff(o: Outcome) -> None:
             len(gaps) == 4 and all(abs(g2 - 2 * g1) < 1e-3 for g1, g2 in zip(gaps, gaps[1:])))
     o.check("the first wait is the initial RTO of 1 s (RFC 6298 §2.1)", abs(gaps[0] - 1.0) < 1e-3)
     o.check("four retransmission timeouts", o.facts["rto_expirations"] == 4)
+    rtos = [r for r in tb.recovery_events if r["host"] == "A" and r["event"] == "rto"]
+    o.check("the state log has the four timeouts, each with the RTO doubled and cwnd one segment",
+            [r["retries"] for r in rtos] == [1, 2, 3, 4]
+            and all(abs(r2["rto"] - 2 * r1["rto"]) < 1e-3 for r1, r2 in zip(rtos, rtos[1:]))
+            and all(r["cwnd"] <= MSS for r in rtos))
 
 
 # ---------------------------------------------------------------------------------------- flow control
@@ -465,6 +478,92 @@ def _window_scaling(o: Outcome) -> None:
             field_ <= 0xFFFF < field_ << shift_b and field_ << shift_b >= o.testbed.config_b.rcvbuf // 2)
 
 
+FLOOD_BACKLOG = 4
+FLOOD_SYNS = 12
+FLOOD_NET = ip2int("203.0.113.0")     # TEST-NET-3: forged sources that no host answers for
+
+
+def _syn_flood(o: Outcome) -> None:
+    tb = o.testbed
+    lst = tb.b.listen(PORT, backlog=FLOOD_BACKLOG)
+    queue = []                                   # the SYN queue's length after every step
+
+    def watch() -> None:
+        queue.append(lst.info()["syn_queue"])
+    # the flood: SYNs from forged addresses, one every millisecond; nobody will ever ACK
+    for i in range(FLOOD_SYNS):
+        tb.spoof(FLOOD_NET + 1 + i, 20000 + i, PORT, 0x1000_0000 * (i % 16) + 7919 * i, SYN,
+                 options=build_options(mss=1460))
+        tb.run_for(0.001)
+        watch()
+    tb.run_for(0.03)
+    watch()
+    full = lst.info()["syn_queue"]
+    cookies_to_flood = tb.counters_b.get("tcp.syncookies.sent")
+    # now a legitimate client
+    a = tb.a.connect(B_ADDR, PORT, tb.now, src_port=40000)
+    state_kept = []
+
+    def synack_out() -> bool:
+        watch()
+        ans = [s for s in tb.segments if s.sender == "B" and s.flags & SYN and not s.to_nowhere]
+        if ans:
+            state_kept.append((A_ADDR, 40000, PORT) in tb.b.connections)
+        return bool(ans)
+    tb.run_until(synack_out)
+    tb.run_until(lambda: (watch(), a.established and lst.pending > 0)[1])
+    b = lst.accept()
+    a_syn = next(s for s in tb.segments if s.sender == "A" and s.flags & SYN)
+    synack = next(s for s in tb.segments if s.sender == "B" and s.flags & SYN and not s.to_nowhere)
+    third = next(s for s in tb.segments if s.sender == "A" and s.flags == ACK and seq_diff(s.ack, synack.seq) == 1)
+    # decode the cookie as B will: SEG.ACK - 1 of the third segment is the SYN-ACK's ISN
+    decoded = SynCookies(B_SECRET).check(A_ADDR, B_ADDR, 40000, PORT, third.seq, third.ack, third.time)
+    offered = parse_tcp(a_syn.data, verify=False).options.mss
+    synack_opts = parse_tcp(synack.data, verify=False).options
+    wscale, sack = decode_ts(synack_opts.ts_val)
+    message = b"hello through a cookie"
+    a.send(message)
+    got = bytearray()
+
+    def arrived() -> bool:
+        watch()
+        while b.readable:
+            got.extend(b.recv())
+        return len(got) >= len(message)
+    tb.run_until(arrived)
+    tb.run_idle()                               # the half-open entries give up; the queue empties
+    watch()
+    info = b.info()
+    b_states = [r for r in tb.transitions if r["host"] == "B" and r["remote"] == "198.18.0.1:40000"]
+    o.facts.update(backlog=FLOOD_BACKLOG, flood=FLOOD_SYNS, max_syn_queue=max(queue), syn_queue_full=full,
+                   cookies_to_flood=cookies_to_flood, cookies=tb.counters_b.get("tcp.syncookies.sent"),
+                   validated=tb.counters_b.get("tcp.syncookies.validated"), offered_mss=offered,
+                   decoded_mss=decoded, b_mss=info["peer_mss"], b_wscale=info["snd_wscale"], b_sack=info["sack_ok"],
+                   cookie_wscale=wscale, cookie_sack=sack, syn_queue_after=lst.info()["syn_queue"],
+                   b_states=[(r["from"], r["to"], r["cause"].get("flags")) for r in b_states])
+    o.check(f"the forged SYNs fill the SYN queue to its backlog ({FLOOD_BACKLOG}) and never beyond",
+            full == FLOOD_BACKLOG and max(queue) == FLOOD_BACKLOG)
+    o.check(f"the other {FLOOD_SYNS - FLOOD_BACKLOG} forged SYNs are answered with cookies, keeping no state",
+            cookies_to_flood == FLOOD_SYNS - FLOOD_BACKLOG)
+    o.check("A's SYN is answered with a cookie too: no connection exists for it until its ACK returns",
+            o.facts["cookies"] == cookies_to_flood + 1 and state_kept == [False])
+    o.check(f"the cookie (SYN-ACK seq) decodes to {decoded}: the largest MSS of the table {list(MSS_TABLE)} "
+            f"not above A's {offered}",
+            decoded == max(m for m in MSS_TABLE if m <= offered))
+    o.check("the ACK's cookie checks out and B's connection is ESTABLISHED at once (LISTEN -> SYN-RECEIVED -> "
+            "ESTABLISHED on that ACK)",
+            o.facts["validated"] == 1 and b.state is State.ESTABLISHED
+            and [(f, t) for f, t, _ in o.facts["b_states"]] == [("LISTEN", "SYN-RECEIVED"),
+                                                               ("SYN-RECEIVED", "ESTABLISHED")]
+            and all(fl == "." for _, _, fl in o.facts["b_states"]))
+    o.check("it runs with the options the cookie carried: the decoded MSS, and the window scale and SACK "
+            "from the timestamp's low bits",
+            info["peer_mss"] == decoded and info["timestamps"] and info["snd_wscale"] == wscale
+            == tb.config_a.wscale and info["sack_ok"] == sack is True)
+    o.check("data flows over it", bytes(got) == message)
+    o.check("the forged half-open entries time out and the queue empties", o.facts["syn_queue_after"] == 0)
+
+
 def _paws(o: Outcome) -> None:
     tb = o.testbed
     a, b = _established(tb)
@@ -593,6 +692,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("wraparound", "Sequence-number wraparound",
              "The ISN lies just below 2^32; the sequence numbers wrap to 0 in mid-transfer and nothing notices.",
              _wraparound, _cfg(), _cfg()),
+    Scenario("syn-flood", "A SYN flood met by SYN cookies",
+             f"Forged SYNs fill a listener's SYN queue (backlog {FLOOD_BACKLOG}); every further SYN is answered "
+             "with a SYN cookie and no state (RFC 4987 §3.6); a real client's handshake completes through its "
+             "cookie, with the MSS (from a table of four), window scale and SACK the cookie carries.",
+             _syn_flood, _cfg(), _cfg(syncookies=SynCookieMode.AUTO)),
     Scenario("seed-article", "The seed article's SMTP session, replayed",
              "HELO web34213.mail.mud.yahoo.com and MAIL FROM go through our TCP in packets shaped exactly like "
              "the article's (86 bytes, NOP, NOP, Timestamps); `netstack trace -V` reads them the same way.",

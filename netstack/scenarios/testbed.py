@@ -12,7 +12,13 @@ and so on.  Every segment is recorded as a raw-IPv4 pcap frame *as seen on
 A's interface* (like tcpdump on the client): A's segments when they leave A
 (a segment lost further down the wire is still in the capture), B's when they
 arrive at A.  Segments dropped before they reach A are not in the capture.
-Each transition of both TCPs goes to the state log (:mod:`netstack.statelog`).
+A third party can put segments on the wire too (:meth:`Testbed.spoof`: an
+attacker's SYNs from forged source addresses, sender ``"X"``).  They are
+recorded as they pass A's interface, and so is what B answers to those
+addresses: those answers go nowhere (no host holds a forged address) and
+are marked ``to_nowhere``.
+Each transition of both TCPs goes to the state log (:mod:`netstack.statelog`), and
+so does each congestion or recovery event (``recovery_events``).
 """
 from __future__ import annotations
 
@@ -23,15 +29,18 @@ from typing import Callable
 
 from netstack.capture.pcap import PcapWriter
 from netstack.counters import Counters
-from netstack.statelog import change_record
+from netstack.statelog import change_record, recovery_record
 from netstack.tcp import TCPConfig, TCPLayer
 from netstack.wire.ipv4 import ip2int, ipv4_packet
-from netstack.wire.tcp import parse_tcp
+from netstack.wire.tcp import parse_tcp, tcp_segment
 
-__all__ = ["Testbed", "WireSegment", "A_ADDR", "B_ADDR", "EPOCH"]
+__all__ = ["Testbed", "WireSegment", "A_ADDR", "B_ADDR", "EPOCH", "A_SECRET", "B_SECRET"]
 
 A_ADDR = ip2int("198.18.0.1")
 B_ADDR = ip2int("198.18.0.2")
+#: the ISN (and SYN-cookie) secrets of A and B: fixed, so every run is identical
+A_SECRET = b"A" * 16
+B_SECRET = b"B" * 16
 #: the capture's time zero (2024-01-01 00:00:00 UTC): pcap times are EPOCH + fake time
 EPOCH = 1_704_067_200
 
@@ -40,7 +49,7 @@ EPOCH = 1_704_067_200
 class WireSegment:
     """One segment put on the wire: who sent it, when, its parsed header, and its fate."""
     number: int            #: 1-based, in sending order over both directions
-    sender: str            #: "A" or "B"
+    sender: str            #: "A" or "B" (or "X": a forged source, Testbed.spoof)
     time: float
     flags: int
     seq: int
@@ -50,7 +59,8 @@ class WireSegment:
     dropped: bool = False
     data: bytes = b""          #: the TCP segment as sent (header and payload)
     departure: float = 0.0     #: when its last bit left the sender (after the queue and serialisation)
-    arrival: float | None = None   #: when it reached the other side (None: dropped)
+    arrival: float | None = None   #: when it reached the other side (None: dropped, or to nowhere)
+    to_nowhere: bool = False   #: B's answer to a forged address (Testbed.spoof): nobody receives it
 
 
 @dataclass
@@ -66,17 +76,20 @@ class Testbed:
     def __post_init__(self) -> None:
         self.now = 0.0
         self.counters_a, self.counters_b = Counters(), Counters()
-        self.a = TCPLayer(A_ADDR, counters=self.counters_a, config=self.config_a, isn_secret=b"A" * 16)
-        self.b = TCPLayer(B_ADDR, counters=self.counters_b, config=self.config_b, isn_secret=b"B" * 16)
+        self.a = TCPLayer(A_ADDR, counters=self.counters_a, config=self.config_a, isn_secret=A_SECRET)
+        self.b = TCPLayer(B_ADDR, counters=self.counters_b, config=self.config_b, isn_secret=B_SECRET)
         self.a.on_transition = lambda conn, ch: self._transition("A", conn, ch)
         self.b.on_transition = lambda conn, ch: self._transition("B", conn, ch)
+        self.a.on_recovery = lambda conn, ev: self._recovery("A", conn, ev)
+        self.b.on_recovery = lambda conn, ev: self._recovery("B", conn, ev)
         self.segments: list[WireSegment] = []
         self.transitions: list[dict] = []     #: state-log records, each with "host": "A" or "B"
+        self.recovery_events: list[dict] = []  #: state-log recovery records, each with "host"
         self._rules: list[Callable[[WireSegment], bool]] = []
         self._heap: list = []
         self._n = 0
         self._frames: list[tuple[float, int, bytes]] = []
-        self._ip_id = {"A": 0, "B": 0}
+        self._ip_id = {"A": 0, "B": 0, "X": 0}
         self._busy = {"A": 0.0, "B": 0.0}
 
     # ------------------------------------------------------------------ the wire
@@ -112,6 +125,12 @@ class Testbed:
         rec["host"] = host
         self.transitions.append(rec)
 
+    def _recovery(self, host: str, conn, event) -> None:
+        rec = recovery_record((conn.local_addr, conn.local_port), (conn.remote_addr, conn.remote_port), event)
+        rec["time"] = round(EPOCH + event.time, 6)
+        rec["host"] = host
+        self.recovery_events.append(rec)
+
     def _record(self, sender: str, src: int, dst: int, data: bytes, t: float) -> None:
         self._ip_id[sender] = (self._ip_id[sender] + 1) & 0xFFFF
         pkt = ipv4_packet(src=src, dst=dst, protocol=6, payload=data, ident=self._ip_id[sender], df=True)
@@ -133,10 +152,30 @@ class Testbed:
                 self._busy[name] = ws.departure
                 if name == "A":
                     self._record("A", layer.local_addr, dst, data, ws.departure)
+                elif dst != peer.local_addr:
+                    # to a forged address: it passes A's interface and reaches no one
+                    ws.to_nowhere = True
+                    if not ws.dropped:
+                        self._record("B", layer.local_addr, dst, data, ws.departure + self.delay)
+                    continue
                 if not ws.dropped:
                     ws.arrival = ws.departure + self.delay
                     self._n += 1
                     heapq.heappush(self._heap, (ws.arrival, self._n, name, peer, layer.local_addr, dst, data))
+
+    def spoof(self, src: int, src_port: int, dst_port: int, seq: int, flags: int, *, options: bytes = b"",
+              window: int = 64240) -> WireSegment:
+        """Put a segment from a forged source address ``src`` on the wire to B, now (sender "X").
+        It is recorded as it passes A's interface and reaches B after the wire's delay."""
+        data = bytes(tcp_segment(src=src, dst=self.b.local_addr, src_port=src_port, dst_port=dst_port, seq=seq,
+                                 ack=0, flags=flags, window=window, options=options, payload=b""))
+        ws = WireSegment(len(self.segments) + 1, "X", self.now, flags, seq, 0, window, 0, data=data,
+                         departure=self.now, arrival=self.now + self.delay)
+        self.segments.append(ws)
+        self._record("X", src, self.b.local_addr, data, self.now)
+        self._n += 1
+        heapq.heappush(self._heap, (ws.arrival, self._n, "X", self.b, src, self.b.local_addr, data))
+        return ws
 
     def replay(self, seg: WireSegment) -> None:
         """Put a copy of an earlier segment on the wire again, now: an old duplicate that the

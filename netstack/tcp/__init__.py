@@ -2,7 +2,7 @@
 
   state.py        the eleven states (RFC 9293 §3.3.2)
   seq.py          32-bit sequence arithmetic (wraps; never compare with plain <): the only copy
-  events.py       typed events: ConnEvent for the user, StateChange (old, new, cause) for observers
+  events.py       typed events: ConnEvent for the user, StateChange (old, new, cause) and RecoveryEvent for observers
   connection.py   the state machine: segment arrival in RFC 9293 §3.10.7 order, user calls, timers
                   fire; it orchestrates the parts below and talks to its host only through host.py
   send_space.py   SND.UNA/NXT/MAX/WND and the send buffer (buffers.py)
@@ -46,6 +46,7 @@ User-facing API (what netstack.sockets builds on):
       conn.error (ConnectionRefusedError / ConnectionResetError / TimeoutError, with errno)
       conn.state (State enum), conn.transitions (StateChanges), conn.info() (like `ss -tin`)
   layer.on_transition = callback(conn, StateChange)    # every connection's state changes
+  layer.on_recovery = callback(conn, RecoveryEvent)    # every congestion or loss-recovery event
   User calls never transmit by themselves (they have no "now"): they ask the layer for
   a flush and the layer calls on_output(); the stack then runs poll(now) and drains
   the outbox.  Calls made from inside an on_event callback go out in the same pass.

@@ -854,6 +854,8 @@ class Connection:
                 if not (self.neg.sack_ok and sb.blocks):
                     recovery.retransmit_head(now)
                 self._dirty = True
+            elif recovery.recovering:
+                recovery.recovery_ack(now)                        # [recovery] a full ACK ends it
             # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
             if flight == 0:
                 timers.stop(_RETRANSMIT)

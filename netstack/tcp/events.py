@@ -13,6 +13,13 @@ Two kinds, in the manner of h11's ``_events.py``:
   ``Connection.transitions`` and handed to the layer's ``on_transition``
   observer (a state log, a picture of the state diagram).
 
+:class:`RecoveryEvent`, one for every congestion or loss-recovery event (fast
+retransmit, a SACK/RACK recovery, the end of recovery, a retransmission
+timeout, a tail loss probe, an undo of a spurious reduction), with the
+congestion window and slow-start threshold after it.  Raised by recovery.py
+through the host's ``recovery_event`` and handed to the layer's
+``on_recovery`` observer (the state log, ``netstack report``).
+
 :class:`ListenerEvent` is what a listening socket says (a connection is ready
 for ``accept()``).
 """
@@ -95,3 +102,45 @@ class StateChange:
     old: State
     new: State
     cause: Cause
+
+
+class RecoveryKind(enum.Enum):
+    """Congestion and loss-recovery events of a connection (the ``event`` of a state-log line)."""
+    FAST_RETRANSMIT = "fast-retransmit"   #: duplicate ACKs started fast recovery (RFC 5681 §3.2, RFC 6582)
+    SACK_RECOVERY = "sack-recovery"       #: SACK loss detection started recovery (RFC 8985 §6, RFC 6675 §5)
+    RECOVERY_EXIT = "recovery-exit"       #: a full ACK ended fast recovery (RFC 6582 §3.2 step 3)
+    RTO = "rto"                           #: the retransmission timer fired (RFC 6298 §5.4-§5.7)
+    TLP = "tlp"                           #: a tail loss probe went out (RFC 8985 §7.3)
+    UNDO = "undo"                         #: a reduction was found spurious and undone (RFC 4015 §3.2)
+
+
+class UndoMethod(enum.Enum):
+    """How a spurious retransmission was detected."""
+    EIFEL = "eifel"                       #: timestamps (RFC 3522)
+    DSACK = "dsack"                       #: D-SACK blocks (RFC 3708)
+    FRTO = "frto"                         #: F-RTO's two ACKs of new data (RFC 5682)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryEvent:
+    """One congestion or loss-recovery event: what happened and the window after it.
+
+    ``cwnd`` and ``ssthresh`` are after the event (bytes), ``prior_cwnd`` before it (the
+    reduction, or what an undo restored from); ``snd_una``/``snd_max`` are absolute
+    sequence numbers; ``rto`` is the retransmission timeout after it (backed off after
+    an RTO) and ``retries`` the consecutive timeouts so far; ``cc`` names the congestion
+    control (``newreno``, ``cubic``) that made the reduction.  For :attr:`RecoveryKind.UNDO`,
+    ``undo`` says how the spurious retransmission was found and ``undone`` what was undone
+    (a fast recovery or an RTO)."""
+    time: float
+    kind: RecoveryKind
+    cwnd: int
+    ssthresh: int
+    prior_cwnd: int
+    snd_una: int
+    snd_max: int
+    rto: float
+    retries: int
+    cc: str
+    undo: UndoMethod | None = None
+    undone: RecoveryKind | None = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .events import StateChange
+    from .events import RecoveryEvent, StateChange
     from .negotiation import SynOptions
 
 
@@ -51,3 +51,7 @@ class ConnectionHost(Protocol):
 
     def transition(self, conn: "Connection", change: "StateChange") -> None:
         """``conn`` changed state (for observers: a state log, a picture)."""
+
+    def recovery_event(self, conn: "Connection", event: "RecoveryEvent") -> None:
+        """``conn`` had a congestion or loss-recovery event (for observers: a state log, a report).
+        Called only on recovery paths (never per segment)."""

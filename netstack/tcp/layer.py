@@ -95,6 +95,8 @@ class TCPLayer:
         self.path_mtu = path_mtu
         #: observer of every connection's state changes: callable(conn, StateChange), or None
         self.on_transition = None
+        #: observer of every connection's congestion and recovery events: callable(conn, RecoveryEvent), or None
+        self.on_recovery = None
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
         self.connections: dict = {}
         self.listeners: dict = {}
@@ -429,12 +431,12 @@ class TCPLayer:
                 lst.connection_closed(conn)
 
     def transition(self, conn: Connection, change) -> None:
-        cb = self.on_transition
-        if cb is not None:
-            try:
-                cb(conn, change)
-            except Exception:  # an observer must not kill the loop
-                log.exception("on_transition observer failed")
+        if self.on_transition is not None:
+            _observe(self.on_transition, "on_transition", conn, change)
+
+    def recovery_event(self, conn: Connection, event) -> None:
+        if self.on_recovery is not None:
+            _observe(self.on_recovery, "on_recovery", conn, event)
 
     def open_passive(self, listener: Listener, src: int, dst: int, seg, now: float) -> Connection | None:
         refusal = self._over_limit(now)
@@ -571,3 +573,11 @@ class TCPLayer:
     def table(self) -> list[dict]:
         """info() of every connection, like `ss -tin`."""
         return [c.info() for c in self.connections.values()]
+
+
+def _observe(cb, name: str, conn: Connection, what) -> None:
+    """Call an observer; an observer must not kill the loop."""
+    try:
+        cb(conn, what)
+    except Exception:
+        log.exception("%s observer failed", name)

@@ -18,6 +18,12 @@ timers.py's exclusive slot).
   RFC 5682                        on_retransmit_timeout + frto_ack: F-RTO without timestamps
   RFC 1191 §6.2                   on_path_mtu (ICMP "fragmentation needed")
 
+Each congestion or recovery event (fast retransmit, SACK recovery, the end of
+recovery, an RTO, a tail loss probe, an undo) is reported as a typed
+:class:`~netstack.tcp.events.RecoveryEvent` through the host's
+``recovery_event`` (_report); only recovery paths do this, never the
+per-segment path.
+
 A part of :class:`~netstack.tcp.connection.Connection`, composed, not
 inherited: it keeps the recovery state (duplicate ACKs, the SACK
 scoreboard, HighRxt, retry and retransmission counts, the TLP flag), reads
@@ -32,6 +38,7 @@ import errno
 from netstack.wire.tcp import ACK, FIN, PSH
 
 from . import rack as _rack
+from .events import RecoveryEvent, RecoveryKind, UndoMethod
 from .prr import Prr
 from .sack import SackScoreboard
 from .seq import MASK, seq_diff
@@ -44,7 +51,8 @@ _RETRANSMIT = Timer.RETRANSMIT
 class LossRecovery:
     __slots__ = ("conn", "dupacks", "scoreboard", "high_rxt", "rxt_mark", "tlp_pending", "retries",
                  "retrans_segs", "loss", "prr", "undo_marker", "undo_retrans", "rexmit_time", "episode",
-                 "eifel_checked", "dsacks", "undos", "spurious_rtos", "frto", "frto_recover")
+                 "eifel_checked", "dsacks", "undos", "spurious_rtos", "frto", "frto_recover",
+                 "recovering")
 
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -52,7 +60,7 @@ class LossRecovery:
         self.loss = _rack.create(conn.config.loss_detection, conn.config.mss)
         self.prr = Prr()                  #: RFC 6937 in SACK recovery
         # Undo of a spurious recovery or RTO (RFC 3522 / RFC 3708 / RFC 4015), per episode:
-        self.episode = None               #: "recovery" | "rto" | None: the reduction that may be undone
+        self.episode = None               #: RecoveryKind | None: the reduction that may be undone
         self.undo_marker = 0              #: SND.UNA when the episode began
         self.undo_retrans = 0             #: its retransmissions not (yet) reported duplicate by D-SACK
         self.rexmit_time = None           #: when its first retransmission went out (Eifel)
@@ -69,6 +77,23 @@ class LossRecovery:
         self.tlp_pending = False          #: a tail loss probe is out, awaiting an ACK
         self.retries = 0                  #: consecutive RTO expirations
         self.retrans_segs = 0             #: segments retransmitted, all causes
+        self.recovering = False           #: a fast recovery was reported entered, not yet exited
+
+    def _report(self, now: float, kind: RecoveryKind, prior_cwnd: int,
+                undo: UndoMethod | None = None, undone: RecoveryKind | None = None) -> None:
+        """Tell the host about a congestion or recovery event (RecoveryEvent)."""
+        c = self.conn
+        cc = c.cc
+        snd = c.snd
+        c.host.recovery_event(c, RecoveryEvent(now, kind, cc.cwnd, cc.ssthresh, prior_cwnd, snd.una, snd.max,
+                                               c.rto.rto, self.retries, cc.name, undo, undone))
+
+    def recovery_ack(self, now: float) -> None:
+        """An ACK of new data while a reported recovery ran, not a partial ACK: if the
+        congestion control left recovery (a full ACK, RFC 6582 §3.2 step 3), report it."""
+        if not self.conn.cc.in_recovery:
+            self.recovering = False
+            self._report(now, RecoveryKind.RECOVERY_EXIT, self.conn.cc.cwnd)
 
     def count_retransmission(self, now: float | None = None) -> None:
         self.retrans_segs += 1
@@ -106,7 +131,8 @@ class LossRecovery:
         c.arm_rto(now)
         return n + (1 if fin else 0)
 
-    def _start_fast_recovery(self, now: float, retransmit: bool = True) -> None:
+    def _start_fast_recovery(self, now: float, prior_cwnd: int, kind: RecoveryKind,
+                             retransmit: bool = True) -> None:
         """Recovery began (the congestion control agreed): PRR starts, an undo episode
         opens, and (unless RACK's marks lead) the first unacknowledged segment goes again."""
         c = self.conn
@@ -114,13 +140,15 @@ class LossRecovery:
         c.rto.cancel_timing()
         una = c.snd.una
         self.prr.start(c.snd.in_flight)
-        self._begin_episode("recovery")
+        self._begin_episode(kind)
         self.frto = 0
         self.high_rxt = una
         if retransmit:
             self.high_rxt = (una + self.retransmit_head(now)) & MASK
         self.rxt_mark = c.snd.max
         c.timers.tlp = None
+        self.recovering = True
+        self._report(now, kind, prior_cwnd)
 
     def on_duplicate_ack(self, now: float, ack: int) -> None:
         """A duplicate ACK (RFC 5681 §2; RFC 6675 §2 with SACK): maybe fast retransmit."""
@@ -137,8 +165,9 @@ class LossRecovery:
                 threshold = max(segs - 1, 1)
         if self.loss.name == "rack" and self.scoreboard.blocks:
             return      # RACK decides from the SACK blocks, not by counting (RFC 8985 §6)
+        cwnd = c.cc.cwnd
         if c.cc.on_dup_ack(now, flight=flight, snd_max=snd.max, ack=ack, threshold=threshold):
-            self._start_fast_recovery(now)
+            self._start_fast_recovery(now, cwnd, RecoveryKind.FAST_RETRANSMIT)
 
     # -- loss detection (rack.py) -----------------------------------------------------------------
     def after_ack(self, now: float, delivered: int, new_sack: bool) -> bool:
@@ -167,9 +196,10 @@ class LossRecovery:
         ld = self.loss
         if c.cc.in_recovery or self.frto or snd.max == snd.una or not ld.lost(now):
             return False
+        cwnd = c.cc.cwnd
         if c.cc.enter_recovery(now, flight=snd.in_flight, snd_max=snd.max, ack=snd.una):
             c.host.count("tcp.sack_recoveries")
-            self._start_fast_recovery(now, retransmit=ld.name != "rack")
+            self._start_fast_recovery(now, cwnd, RecoveryKind.SACK_RECOVERY, retransmit=ld.name != "rack")
             self.prr.on_ack(delivered)           # RFC 6937: the ACK that starts recovery counts
             return True
         return False
@@ -217,9 +247,9 @@ class LossRecovery:
             c.sender.output(now)
 
     # -- spurious retransmissions (RFC 2883, RFC 3522, RFC 3708, RFC 4015, RFC 5682) --------------
-    def _begin_episode(self, kind: str) -> None:
+    def _begin_episode(self, kind: RecoveryKind) -> None:
         """A reduction that may later be found spurious: remember where it began."""
-        if self.episode is not None and kind == "rto" and self.conn.snd.una == self.undo_marker:
+        if self.episode is not None and kind is RecoveryKind.RTO and self.conn.snd.una == self.undo_marker:
             return                       # a further backoff of the same episode
         self.episode = kind
         self.undo_marker = self.conn.snd.una
@@ -248,7 +278,7 @@ class LossRecovery:
                 and seq_diff(left, self.undo_marker) >= 0 and seq_diff(right, c.snd.max) <= 0):
             self.undo_retrans -= 1
             if self.undo_retrans == 0:
-                self._undo(now, "dsack")
+                self._undo(now, UndoMethod.DSACK)
         return blocks[1:]
 
     def check_spurious(self, now: float, ecr) -> None:
@@ -260,9 +290,9 @@ class LossRecovery:
         self.eifel_checked = True
         c = self.conn
         if ecr and c.neg.ts_enabled and seq_diff(ecr, c.neg.tsval(self.rexmit_time)) < 0:
-            self._undo(now, "eifel")
+            self._undo(now, UndoMethod.EIFEL)
 
-    def _undo(self, now: float, how: str) -> None:
+    def _undo(self, now: float, how: UndoMethod) -> None:
         """The Eifel response (RFC 4015 §3.2): the reduction was spurious; restore cwnd and
         ssthresh, forget the loss marks, and after a timeout resume with new data instead of
         resending what arrived (SND.NXT = SND.MAX)."""
@@ -270,11 +300,13 @@ class LossRecovery:
         kind = self.episode
         self.episode = None
         self.frto = 0
+        cwnd = c.cc.cwnd
         if not c.cc.undo(now):
             return
         self.undos += 1
-        c.host.count(f"tcp.undo.{how}")
-        if kind == "rto":
+        self.recovering = False
+        c.host.count(f"tcp.undo.{how.value}")
+        if kind is RecoveryKind.RTO:
             self.spurious_rtos += 1
             c.host.count("tcp.spurious_rtos")
             snd = c.snd
@@ -282,6 +314,7 @@ class LossRecovery:
                 snd.nxt = snd.max
         self.loss.undo_marks()
         self.high_rxt = c.snd.una
+        self._report(now, RecoveryKind.UNDO, cwnd, how, kind)
 
     def frto_ack(self, now: float, acked: int) -> bool:
         """F-RTO (RFC 5682 §2) after a timeout, for peers without timestamps.  True: the
@@ -316,7 +349,7 @@ class LossRecovery:
         # 3b: new data acknowledged again: the timeout was spurious.
         self.frto = 0
         c.host.count("tcp.frto_spurious")
-        self._undo(now, "frto")
+        self._undo(now, UndoMethod.FRTO)
         return False
 
     # -- SACK-based recovery ----------------------------------------------------------------------
@@ -435,6 +468,7 @@ class LossRecovery:
             c.sender.send(now, start, ACK | PSH | fin, buf.view(start, n) if n > 0 else b"")
             self.count_retransmission(now)
         c.timers.arm(_RETRANSMIT, now + c.rto.rto)
+        self._report(now, RecoveryKind.TLP, c.cc.cwnd)
 
     # -- the retransmission timer -----------------------------------------------------------------
     def on_retransmit_timeout(self, now: float) -> BaseException | None:
@@ -461,6 +495,7 @@ class LossRecovery:
             c.syn_retransmitted = True
             self.count_retransmission(now)
             c.sender.send_syn(now, synack=st is SYN_RECEIVED)
+            self._report(now, RecoveryKind.RTO, c.cc.cwnd)
             return None
         if snd.max == snd.una:
             return None
@@ -468,8 +503,11 @@ class LossRecovery:
             c.host.count("tcp.timeouts")
             return TimeoutError(errno.ETIMEDOUT, "connection timed out (retransmission limit)")
         c.host.count("tcp.rto_expirations")
-        self._begin_episode("rto")
+        self._begin_episode(RecoveryKind.RTO)
+        cwnd = c.cc.cwnd
         c.cc.on_timeout(now, flight=snd.in_flight, snd_max=snd.max)
+        self.recovering = False                  # the timeout ended any fast recovery
+        self._report(now, RecoveryKind.RTO, cwnd)
         self.dupacks = 0
         if self.retries >= 2:
             self.scoreboard.clear()              # the peer may have reneged (RFC 2018 §8)

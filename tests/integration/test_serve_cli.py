@@ -179,3 +179,29 @@ def test_state_log_records_a_kernel_connection(serve_factory, tmp_path):
     assert recs[0].local == f"{STACK_ADDR}:7" and recs[0].remote.startswith(f"{PEER_ADDR}:")
     assert recs[0].cause["kind"] == "segment" and recs[0].cause["flags"] == "S"
     assert abs(recs[0].time - time.time()) < 120          # wall-clock seconds, like the pcap's
+
+
+def test_state_log_records_recovery_events_of_a_lossy_transfer(serve_factory, tmp_path):
+    from netstack.statelog import read_log
+    log_path = tmp_path / "states.jsonl"
+    # the stack's segments to the kernel are lost (10 %): its TCP must recover, and say so in the log
+    srv = serve_factory("--state-log", str(log_path), "--faults", "loss=10%,seed=3,directions=tx")
+    r = srv.python("import socket\n"
+                   f"s = socket.create_connection(('{STACK_ADDR}', 19), timeout=10)\n"
+                   "got = 0\n"
+                   "while got < 300000:\n"
+                   "    b = s.recv(65536)\n"
+                   "    assert b\n"
+                   "    got += len(b)\n"
+                   "s.close()\n")
+    assert r.returncode == 0, r.stderr
+    assert srv.stop() == 0
+    transitions, events = read_log(str(log_path))
+    assert transitions and events, "a lossy transfer left no recovery event in the state log"
+    mine = [e for e in events if e.local == f"{STACK_ADDR}:19"]
+    assert mine and all(e.remote.startswith(f"{PEER_ADDR}:") for e in mine)
+    kinds = {e.kind.value for e in mine}
+    assert kinds & {"fast-retransmit", "sack-recovery", "rto", "tlp"}, kinds
+    assert all(abs(e.time - time.time()) < 120 for e in mine)           # wall-clock seconds
+    lines = log_path.read_text().splitlines()
+    assert sum('"event": ' in line for line in lines) == len(events)

@@ -39,7 +39,8 @@ def files(tmp_path, played):
         pcap = tmp_path / f"{name}.pcap"
         pcap.write_bytes(o.testbed.pcap_bytes())
         log = tmp_path / f"{name}.jsonl"
-        log.write_text("".join(json.dumps(r) + "\n" for r in o.testbed.transitions))
+        log.write_text("".join(json.dumps(r) + "\n" for r in sorted(
+            o.testbed.transitions + o.testbed.recovery_events, key=lambda r: r["time"])))
         return str(pcap), str(log)
     return write
 
@@ -283,6 +284,17 @@ def test_report_page_structure(files, tmp_path, capsys):
     html.parser.HTMLParser().feed(page)                  # parses
 
 
+def test_report_lists_the_congestion_and_recovery_events(files, tmp_path, capsys):
+    pcap, log = files("rto-backoff")
+    out = tmp_path / "r.html"
+    assert main(["report", pcap, "--state-log", log, "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "4 recovery events" in page and "<h3>Congestion and recovery</h3>" in page
+    table = page.split("<table class='recovery'>")[1].split("</table>")[0]
+    assert table.count("<td>rto</td>") == 4 and "<td>9880</td><td>988</td>" in table
+    assert "rto #4, rto now 16s" in table
+
+
 def test_report_escapes_script_end_and_notes_a_cut(tmp_path, capsys):
     pcap = tmp_path / "evil.pcap"
     from netstack.wire.tcp import tcp_segment
@@ -328,3 +340,34 @@ def test_redacted_bytes_are_marked_on_the_ladder():
     cap = load(SEED)
     assert [("redacted" in p.marks) for p in cap.packets] == [False, True]
     assert "** REDACTED" in capture_ladder_text(cap)
+
+
+def test_report_marks_recovery_events_on_the_ladder(files, tmp_path, capsys):
+    pcap, log = files("fast-retransmit")
+    out = tmp_path / "r.html"
+    assert main(["report", pcap, "--state-log", log, "-o", str(out)]) == 0
+    page = out.read_text()
+    ladder = page[page.index("<svg"):page.index("</svg>")]
+    marks = ladder.split("<g class=\"event\">")[1:]
+    assert len(marks) == 2
+    assert "fast-retransmit: cwnd 11856 -&gt; 7180</text>" in marks[0]
+    assert "<title>fast-retransmit: cwnd 11856 -&gt; 7180, ssthresh 4216 (cubic)</title>" in marks[0]
+    assert "recovery-exit: cwnd 988</text>" in marks[1]
+    # on A's time line (the left end), right after the third duplicate ACK's row
+    from netstack.pictures.ladder import ROW, TOP
+    pk = load(pcap).conversations[0].packets
+    dups = [i for i, p in enumerate(pk) if "dup-ack" in p.marks]
+    assert pk[dups[2] + 1].marks == ["retransmission"]
+    assert f'd="M150,{TOP + ROW * dups[2] + 24 - 6} ' in marks[0]
+
+
+def test_ladder_event_marks_sit_after_the_last_earlier_segment(played):
+    from netstack.pictures.ladder import ROW, TOP, ladder_svg
+    c = conv_of(played, "handshake")
+    t1 = c.packets[1].time
+    svg = ladder_svg(c, events=[(t1, 1, "rto #1, rto now 2s: cwnd 10000, ssthresh 99"), (c.start - 1, 0, "x")])
+    ET.fromstring(svg)
+    marks = svg.split('<g class="event">')[1:]
+    y1 = TOP + ROW * 1 + 24
+    assert f'd="M690,{y1 - 6}' in marks[0] and "rto #1, rto now 2s: cwnd 10000</text>" in marks[0]
+    assert f'd="M150,{TOP - 10 - 6}' in marks[1]                 # before every segment: above the first

@@ -1,4 +1,5 @@
 """`netstack scenario list | run NAME [-o DIR]`."""
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -26,7 +27,9 @@ def test_run_prints_segments_transitions_and_the_lesson(capsys):
 
 def test_run_marks_the_lost_segments(capsys):
     assert main(["scenario", "run", "rto-backoff"]) == 0
-    assert capsys.readouterr().out.count("LOST on the wire") == 4
+    out = capsys.readouterr().out
+    assert out.count("LOST on the wire") == 4
+    assert "A: rto #1, rto now 2s: cwnd 9880 -> 988" in out and "A: rto #4, rto now 16s" in out
 
 
 def test_run_explain(capsys):
@@ -48,6 +51,12 @@ def test_run_writes_the_capture_state_log_and_pictures(tmp_path, capsys):
     recs = read_state_log(str(d / "states.jsonl"))
     assert {r.local for r in recs} == {"198.18.0.1:40000", "198.18.0.2:8000"}
     assert "scenario fast-retransmit" in (d / "report.html").read_text()
+    # the congestion and recovery events are in the same log, in time order, and in the report
+    lines = [json.loads(line) for line in (d / "states.jsonl").read_text().splitlines()]
+    assert [r["time"] for r in lines] == sorted(r["time"] for r in lines)
+    assert [r["event"] for r in lines if "event" in r] == ["fast-retransmit", "recovery-exit"]
+    page = (d / "report.html").read_text()
+    assert "Congestion and recovery" in page and "<td>fast-retransmit</td>" in page
 
 
 def test_a_failed_lesson_exits_1(monkeypatch, capsys):
@@ -79,3 +88,13 @@ def test_seed_article_replay_reads_like_the_article(capsys):
     assert "0x0000:  4500 0056" in out                        # the article's first line: 86 bytes
     assert "HELO web34213.mail.mud.yahoo.com" in out and "MAIL FROM:<xxxxxxxxxxxxx@yahoo.com>" in out
     assert "kind 8: Timestamps" in out
+
+
+def test_syn_flood_prints_the_forged_sources_apart(capsys):
+    assert main(["scenario", "run", "syn-flood"]) == 0
+    out = capsys.readouterr().out
+    forged = [line for line in out.splitlines() if " X> " in line]
+    assert len(forged) == 12 and all("203.0.113." in line and "Flags [S]" in line for line in forged)
+    assert "A> IP" in out and "198.18.0.1.40000 > 198.18.0.2.8000: Flags [S]" in out
+    assert "B: LISTEN -> SYN-RECEIVED (received [.])" in out          # the cookie's ACK opens it
+    assert "[ok] the cookie (SYN-ACK seq) decodes to 536" in out and "FAILED" not in out

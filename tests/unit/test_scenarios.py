@@ -99,3 +99,30 @@ def test_sequence_numbers_wrap(outcomes):
 def test_seed_article_packets_have_the_articles_shape(outcomes):
     f = play(outcomes, "seed-article").facts
     assert (f["helo_total_length"], f["helo_header"], f["helo_payload"], f["mail_payload"]) == (86, 32, 34, 37)
+
+
+def test_syn_flood_is_met_by_cookies(outcomes):
+    f = play(outcomes, "syn-flood").facts
+    assert f["max_syn_queue"] == f["syn_queue_full"] == f["backlog"] == 4      # bounded by the backlog
+    assert f["cookies_to_flood"] == f["flood"] - f["backlog"] and f["cookies"] == f["cookies_to_flood"] + 1
+    assert f["offered_mss"] == 1000 and f["decoded_mss"] == f["b_mss"] == 536   # the table's step below 1000
+    assert f["validated"] == 1 and f["b_sack"] and f["b_wscale"] == f["cookie_wscale"] == 7
+    assert f["syn_queue_after"] == 0
+
+
+def test_spoofed_segments_reach_b_and_its_answers_reach_no_one():
+    from netstack.scenarios.testbed import B_ADDR, Testbed
+    from netstack.wire.ipv4 import ip2int
+    from netstack.wire.tcp import SYN
+    tb = Testbed()
+    lst = tb.b.listen(8000)
+    forged = ip2int("203.0.113.9")
+    tb.spoof(forged, 1234, 8000, 555, SYN)
+    tb.run_for(0.05)
+    assert lst.info()["syn_queue"] == 1
+    synack = [s for s in tb.segments if s.sender == "B"]
+    assert len(synack) == 1 and synack[0].to_nowhere and synack[0].arrival is None
+    assert not tb.a.connections and tb.counters_a.get("tcp.out_segs") == 0     # A never saw it
+    frames = list(read_frames(io.BytesIO(tb.pcap_bytes())))
+    assert len(frames) == 2                                                    # both pass the capture
+    assert tb.segments[0].sender == "X" and B_ADDR == tb.b.local_addr

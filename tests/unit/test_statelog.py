@@ -75,3 +75,38 @@ def test_serve_has_the_state_log_option():
     from netstack.cli import build_parser
     args = build_parser().parse_args(["serve", "--state-log", "s.jsonl"])
     assert args.state_log == "s.jsonl"
+
+
+RECOVERY_LINE = {"time": 2.5, "local": "10.0.0.1:1", "remote": "10.0.0.2:2", "event": "undo", "cc": "cubic",
+                 "cwnd": 14000, "ssthresh": 9000, "prior_cwnd": 1000, "snd_una": 7, "snd_max": 9, "rto": 1.0,
+                 "retries": 1, "undo": "eifel", "undone": "rto"}
+
+
+def test_recovery_events_serialise_and_read_back():
+    from netstack.statelog import RecoveryRecord, parse_log, recovery_record
+    from netstack.tcp.events import RecoveryEvent, RecoveryKind, UndoMethod
+    ev = RecoveryEvent(2.5, RecoveryKind.UNDO, 14000, 9000, 1000, 7, 9, 1.0, 1, "cubic",
+                       UndoMethod.EIFEL, RecoveryKind.RTO)
+    assert recovery_record((0x0A000001, 1), (0x0A000002, 2), ev) == RECOVERY_LINE
+    good = json.dumps({"time": 1, "local": "a", "remote": "b", "from": "CLOSED", "to": "SYN-SENT",
+                       "cause": {"kind": "user", "call": "open"}})
+    transitions, events = parse_log([good, json.dumps(RECOVERY_LINE)])
+    assert len(transitions) == 1
+    assert events == [RecoveryRecord(2.5, "10.0.0.1:1", "10.0.0.2:2", RecoveryKind.UNDO, 14000, 9000, 1000, 7, 9,
+                                     1.0, 1, "cubic", UndoMethod.EIFEL, RecoveryKind.RTO)]
+    assert events[0].text() == "undo (eifel) of rto: cwnd 1000 -> 14000, ssthresh 9000 (cubic)"
+    assert len(parse_state_log([good, json.dumps(RECOVERY_LINE)])) == 1    # transitions only
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"event": "meltdown"}, "line 1: 'event' is not a recovery event: 'meltdown'"),
+    ({"cwnd": "big"}, "line 1: 'cwnd' is not a number"),
+    ({"undo": "magic"}, "line 1: bad 'undo' or 'undone'"),
+])
+def test_a_bad_recovery_line_is_one_line_error(change, message):
+    line = json.dumps({**RECOVERY_LINE, **change})
+    with pytest.raises(StateLogError, match=message):
+        parse_state_log([line], "s.jsonl")
+    missing = {k: v for k, v in RECOVERY_LINE.items() if k != "ssthresh"}
+    with pytest.raises(StateLogError, match="line 1: missing ssthresh"):
+        parse_state_log([json.dumps(missing)], "s.jsonl")

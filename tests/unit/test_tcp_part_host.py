@@ -2,7 +2,7 @@
 here by a fake host that records what comes out, with no TCPLayer."""
 from netstack.tcp import State, TCPConfig
 from netstack.tcp.connection import Connection
-from netstack.tcp.events import StateChange, UserCall, UserCause
+from netstack.tcp.events import RecoveryKind, StateChange, UserCall, UserCause
 from netstack.tcp.negotiation import SynOptions
 from netstack.tcp.timers import Timer
 from netstack.wire.tcp import ACK, SYN, parse_tcp, tcp_segment
@@ -23,6 +23,7 @@ class FakeHost:
         self.established_conns = []
         self.closed_conns = []
         self.changes = []
+        self.recovery_events = []
 
     def emit(self, conn, seq, ack, flags, window, payload, ts, sack_blocks, syn):
         self.emitted.append(dict(seq=seq, ack=ack, flags=flags, window=window, payload=bytes(payload),
@@ -45,6 +46,9 @@ class FakeHost:
 
     def transition(self, conn, change):
         self.changes.append(change)
+
+    def recovery_event(self, conn, event):
+        self.recovery_events.append(event)
 
 
 def active(cfg=None):
@@ -101,3 +105,23 @@ def test_abort_resets_through_the_host_and_reports_closed():
     assert host.resets and host.resets[0][0] == 5001
     assert host.closed_conns == [conn] and conn.state is State.CLOSED
     assert host.changes[-1].cause == UserCause(UserCall.ABORT)
+
+
+def test_a_retransmission_timeout_is_reported_through_the_host():
+    host, conn = established()
+    conn.send(b"x" * 3000)
+    conn.flush(1.3)
+    first = conn.timers.retransmit
+    host.now = first
+    conn.on_timer(first)
+    assert [e.kind for e in host.recovery_events] == [RecoveryKind.RTO]
+    ev = host.recovery_events[0]
+    assert ev.time == first and ev.retries == 1 and ev.cwnd == conn.snd.mss and ev.snd_una == 5001
+    assert ev.rto == conn.rto.rto and host.counts["tcp.rto_expirations"] == 1
+
+
+def test_a_syn_retransmission_timeout_is_reported_through_the_host():
+    host, conn = active()
+    host.now = 2.0
+    conn.on_timer(2.0)
+    assert [(e.kind, e.retries, e.snd_una) for e in host.recovery_events] == [(RecoveryKind.RTO, 1, 5000)]
