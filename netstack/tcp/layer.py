@@ -46,6 +46,12 @@ log = logging.getLogger("netstack.tcp")
 #: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on
 _PREDICT = HEADER_TS.unpack_from
 _phc = _checksum.pseudo_header_checksum
+#: free bytes left in front of a segment with data, for the IPv4 header (20 bytes, no options): the
+#: IP layer builds the datagram in the segment's own buffer (Outgoing.headroom), the payload copied
+#: once from the send buffer to the link.  Below IN_PLACE_MIN payload bytes the copy into the IP
+#: layer's transmit buffer is cheaper than the memoryview the in-place send needs (pure ACKs).
+HEADROOM = 20
+IN_PLACE_MIN = 512
 #: data offset 8 words and flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
 _PREDICT_OFFFLAGS = (0x8010, 0x8018)
 
@@ -368,18 +374,25 @@ class TCPLayer:
             # segments of SND.MSS bytes, each with this header (timestamps included)
             n = len(payload)
             mss = conn.snd.mss
+            room = HEADROOM if n >= IN_PLACE_MIN else 0
             self.outbox.append(Outgoing(conn.remote_addr, serialize(
                 conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
-                seq, ack, flags, window, payload, ts, sack_blocks, syn, True), True, True, mss if n > mss else 0))
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, True, room), True, True,
+                mss if n > mss else 0, room))
             self.counters.inc("tcp.out_segs")
             if n > mss:
                 self.counters.inc("tcp.out_tso_segs")
             if not self._busy:
                 self._kick()
             return
-        self.outbox.append(Outgoing(conn.remote_addr, serialize(
-            conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
-            seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
+        if len(payload) >= IN_PLACE_MIN:
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, False, HEADROOM), True, False, 0, HEADROOM))
+        else:
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()

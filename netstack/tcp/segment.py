@@ -8,7 +8,10 @@ options as values: the timestamps pair, the SACK blocks, or the SYN options
 :func:`serialize`, which writes one complete segment, checksum included,
 into a freshly sized ``bytearray`` that goes straight into the outbox (the
 payload is copied once, from the send buffer; a reusable buffer is not
-possible because the outbox holds segments until the stack drains it).
+possible because the outbox holds segments until the stack drains it).  The
+layer asks for ``headroom`` in front of the segment, where the IP layer then
+writes its header: the datagram leaves from that same buffer, so the payload
+is copied once between the send buffer and the link.
 
 Option layouts are the ones Linux sends (RFC 9293 §3.1, RFC 7323 Appendix A,
 RFC 2018 §3): ``NOP,NOP,TS`` on every segment once timestamps are on, then
@@ -72,26 +75,30 @@ def option_bytes(ts, sack_blocks, syn) -> bytes:
 
 def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int, flags: int, window: int,
               payload=b"", ts: tuple[int, int] | None = None, sack_blocks=None, syn=None,
-              partial: bool = False) -> bytearray:
+              partial: bool = False, headroom: int = 0):
     """One complete TCP segment (RFC 9293 §3.1), checksum filled, as a new bytearray.
 
     ``ts`` is ``(TSval, TSecr)`` or None; ``sack_blocks`` a list of
     ``(left, right)`` or None; ``syn`` a SynOptions for a SYN or SYN-ACK.
     ``partial``: leave only the pseudo-header sum in the checksum field, for a
     link with checksum offload (a segment with data; TSO super-segments too).
+    ``headroom`` > 0: the bytearray has that many free bytes in front of the
+    segment (for the IP header: :class:`netstack.transport.Outgoing`), and the
+    segment is returned as a memoryview of the rest, so that the payload is
+    copied once, from the send buffer, all the way to the link.
     :class:`ValueError` names an out-of-range field.
     """
     if ts is not None and not payload and not sack_blocks and syn is None and not flags & ~0x1FF:
-        buf = bytearray(32)
+        buf = bytearray(headroom + 32)
         try:
-            pack_ts_header(buf, 0, src, dst, src_port, dst_port, seq & MASK, ack & MASK,
+            pack_ts_header(buf, headroom, src, dst, src_port, dst_port, seq & MASK, ack & MASK,
                            flags, window, ts[0], ts[1])
-            return buf
+            return memoryview(buf)[headroom:] if headroom else buf
         except struct.error:
             pass                                # out-of-range field: build_tcp says which
     options = option_bytes(ts, sack_blocks, syn)
     olen = len(options)
-    buf = bytearray(20 + ((olen + 3) & ~3) + len(payload))
-    build_tcp(buf, 0, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
+    buf = bytearray(headroom + 20 + ((olen + 3) & ~3) + len(payload))
+    build_tcp(buf, headroom, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
               flags=flags, window=window, options=options, payload=payload, partial=partial)
-    return buf
+    return memoryview(buf)[headroom:] if headroom else buf
