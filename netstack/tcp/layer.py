@@ -36,7 +36,7 @@ from .isn import ISNGenerator
 from .listener import Listener
 from .buffers import ByteBudget
 from .negotiation import SynOptions
-from .segment import HEADER_TS, TS_WORD, serialize
+from .segment import HEADER_TS, TS_WORD, AckTemplate, serialize
 from .syncookies import MAX_AGE, TICK, CookieOptions, SynCookieMode, SynCookies, decode_ts, encode_ts
 from .seq import MASK
 from .state import CLOSED, ESTABLISHED
@@ -103,6 +103,8 @@ class TCPLayer:
         self.on_transition = None
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
         self.connections: dict = {}
+        #: Connection -> its pure-ACK template (segment.AckTemplate), made at its first pure ACK
+        self.ack_templates: dict = {}
         self.listeners: dict = {}
         if isn_secret is None:
             isn_secret = os.urandom(16)
@@ -369,6 +371,19 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
+        if not payload and ts is not None and syn is None and not sack_blocks:
+            # a pure ACK with timestamps, the receive path's one: from the connection's template
+            tpl = self.ack_templates.get(conn)
+            if tpl is None:
+                tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
+                                                              conn.local_port, conn.remote_port)
+            seg = tpl.build(seq, ack, flags, window, ts[0], ts[1])
+            if seg is not None:
+                self.outbox.append(Outgoing(conn.remote_addr, seg, True))
+                self.counters.inc("tcp.out_segs")
+                if not self._busy:
+                    self._kick()
+                return
         if self.offload and payload:
             # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
             # segments of SND.MSS bytes, each with this header (timestamps included)
@@ -433,6 +448,7 @@ class TCPLayer:
 
     def closed(self, conn: Connection) -> None:
         self._orphans.discard(conn)
+        self.ack_templates.pop(conn, None)
         key = (conn.remote_addr, conn.remote_port, conn.local_port)
         if self.connections.get(key) is conn:
             del self.connections[key]

@@ -24,7 +24,9 @@ segment received) has one fixed shape: a 32-byte header with ``NOP,NOP,TS``.
 computed from the field values: the ones' complement sum is the sum modulo
 0xFFFF (RFC 1071 §2), a 32-bit field adding as its two halves, with the
 pseudo-header (src, dst, 0, 6, length) included (RFC 9293 §3.1).  The
-benchmarks build the kernel's segments with the same function.
+benchmarks build the kernel's segments with the same function.  The layer
+keeps one :class:`AckTemplate` per connection: the part of that sum that
+never changes on a connection is added once, not per ACK.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ TS_WORD = 0x0101080A
 #: timestamps are on (also what the receive path's header prediction unpacks).
 HEADER_TS = struct.Struct("!HHIIHHHHIII")
 _pack_header_ts = HEADER_TS.pack_into
+_pack_ts_segment = HEADER_TS.pack
 _TS_BLOCK = struct.Struct("!III")
 _pack_ts_block = _TS_BLOCK.pack
 #: The constant part of the checksum sum of a 32-byte NOP,NOP,TS segment: protocol 6,
@@ -60,6 +63,39 @@ def pack_ts_header(buf, offset: int, src: int, dst: int, src_port: int, dst_port
          + tsval + tsecr) % 0xFFFF
     _pack_header_ts(buf, offset, src_port, dst_port, seq, ack, offflags, window, 0xFFFF - s if s else 0, 0,
                     TS_WORD, tsval, tsecr)
+
+
+class AckTemplate:
+    """One connection's pure ACK with timestamps, its constant part computed once.
+
+    A connection's pure ACKs (the receive path sends one per two data segments)
+    share the ports, the data offset and ``NOP,NOP,TS``, and in their checksum
+    sum the pseudo-header (addresses, protocol, length 32) and those fields
+    (RFC 9293 §3.1, RFC 1071 §2): ``const`` holds that sum, and :meth:`build`
+    adds only what changes from one ACK to the next.
+    """
+
+    __slots__ = ("src_port", "dst_port", "const")
+
+    def __init__(self, src: int, dst: int, src_port: int, dst_port: int) -> None:
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.const = src + dst + _TS_ACK_CONST + src_port + dst_port + 0x8000
+
+    def build(self, seq: int, ack: int, flags: int, window: int, tsval: int, tsecr: int) -> bytes | None:
+        """The 32-byte segment, checksum included, as ``bytes`` (one ``Struct.pack``: no buffer
+        to allocate and fill); None for a field out of range (flags beyond 9 bits, a window
+        over 16 bits, a timestamp over 32 bits: :func:`serialize` names it)."""
+        if flags & ~0x1FF:
+            return None
+        seq &= MASK
+        ack &= MASK
+        s = (self.const + seq + ack + flags + window + tsval + tsecr) % 0xFFFF
+        try:
+            return _pack_ts_segment(self.src_port, self.dst_port, seq, ack, 0x8000 | flags, window,
+                                    0xFFFF - s if s else 0, 0, TS_WORD, tsval, tsecr)
+        except struct.error:
+            return None
 
 
 def option_bytes(ts, sack_blocks, syn) -> bytes:
