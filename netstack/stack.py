@@ -238,8 +238,10 @@ class Stack:
                         send(dst, proto, segment, now, df=df, meta=PacketMeta(
                             GSO_TCPV4 if gso else GSO_NONE, gso, 20 + (segment[12] >> 4 << 2) if gso else 0,
                             20, 16 if proto == 6 else 6, True), headroom=headroom)
-                    else:
+                    elif headroom:        # built in place behind room for the IP header
                         send(dst, proto, segment, now, df=df, headroom=headroom)
+                    else:
+                        send(dst, proto, segment, now, df=df)
                 except DatagramTooBig as exc:
                     self._local_too_big(t, proto, dst, segment, exc, now)
 
