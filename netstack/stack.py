@@ -232,12 +232,14 @@ class Stack:
         for proto, t in self.transports.items():
             box = t.outbox
             while box:
-                dst, segment, df, partial, gso = box.popleft()
+                dst, segment, df, partial, gso, headroom = box.popleft()
                 try:
                     if partial:           # checksum (and segmentation) offload: the link finishes it
                         send(dst, proto, segment, now, df=df, meta=PacketMeta(
                             GSO_TCPV4 if gso else GSO_NONE, gso, 20 + (segment[12] >> 4 << 2) if gso else 0,
-                            20, 16 if proto == 6 else 6, True))
+                            20, 16 if proto == 6 else 6, True), headroom=headroom)
+                    elif headroom:        # built in place behind room for the IP header
+                        send(dst, proto, segment, now, df=df, headroom=headroom)
                     else:
                         send(dst, proto, segment, now, df=df)
                 except DatagramTooBig as exc:

@@ -33,6 +33,12 @@ class Outgoing(NamedTuple):
     NEEDS_CSUM); ``gso_size`` > 0: the segment is a super-segment the link cuts
     into segments of ``gso_size`` payload bytes, each with a copy of the
     header (TCP segmentation offload), so it may exceed the MTU.
+
+    ``headroom`` > 0: ``segment`` is a memoryview of the tail of a bytearray
+    (``segment.obj``) that has exactly ``headroom`` free bytes in front of it,
+    for the network header: the IP layer writes its header there and sends the
+    datagram from that buffer, without copying the segment again (one copy of
+    the payload, from the send buffer into the segment, instead of two).
     """
 
     dst: int
@@ -40,6 +46,7 @@ class Outgoing(NamedTuple):
     df: bool
     csum_partial: bool = False
     gso_size: int = 0
+    headroom: int = 0
 
 
 @runtime_checkable

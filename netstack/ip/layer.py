@@ -252,7 +252,7 @@ class IPLayer:
             self.icmp.send_error(W.TIME_EXCEEDED, W.FRAG_REASSEMBLY_EXCEEDED, quote, now)
 
     # -- output --------------------------------------------------------------------------------
-    def _send_offloaded(self, dst, protocol, payload, src, df, ttl, tos, meta) -> int:
+    def _send_offloaded(self, dst, protocol, payload, src, df, ttl, tos, meta, headroom) -> int:
         """One datagram with offload metadata, never fragmented: up to 65535 bytes when it is a
         GSO super-segment (the link cuts it), up to the MTU otherwise."""
         plen = len(payload)
@@ -261,6 +261,16 @@ class IPLayer:
         if size > limit:
             self.counters.inc("ip.out.drop.too_big_df" if limit == self.mtu else "ip.out.drop.too_big")
             raise DatagramTooBig(size, limit)
+        if headroom >= 20:
+            # the header goes in front of the segment, in the segment's own buffer: no copy
+            buf = payload.obj
+            at = headroom - 20
+            build_ipv4_header(buf, at, src=self.addr if src is None else src, dst=dst, protocol=protocol,
+                              payload_len=plen, ttl=self.ttl if ttl is None else ttl,
+                              ident=self.next_ident(), df=df, tos=tos)
+            self.counters.inc("ip.out.packets")
+            self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size], meta)
+            return 1
         buf = self._txbuf
         build_ipv4_header(buf, 0, src=self.addr if src is None else src, dst=dst, protocol=protocol,
                           payload_len=plen, ttl=self.ttl if ttl is None else ttl, ident=self.next_ident(),
@@ -276,17 +286,20 @@ class IPLayer:
         return self._ident
 
     def send(self, dst: int, protocol: int, payload, now: float | None = None, *, src: int | None = None,
-             df: bool = False, ttl: int | None = None, tos: int = 0, meta=None) -> int:
+             df: bool = False, ttl: int | None = None, tos: int = 0, meta=None, headroom: int = 0) -> int:
         """Send ``payload`` (a transport header + data) to ``dst``; returns the number of packets.
 
         Fragments when the datagram exceeds the MTU and DF is clear (RFC 791
         §3.2); with DF set raises :class:`DatagramTooBig`.  ``meta``: offload
         metadata for the link (a :class:`~netstack.link.base.PacketMeta`, passed
         to ``emit`` with the datagram): a GSO super-segment may exceed the MTU,
-        the link segments it.
+        the link segments it.  ``headroom``: ``payload`` is a memoryview of the tail
+        of a bytearray with that many free bytes in front of it
+        (:class:`netstack.transport.Outgoing`); a datagram that needs no
+        fragmenting is then built and sent in place, its header in those bytes.
         """
         if meta is not None:
-            return self._send_offloaded(dst, protocol, payload, src, df, ttl, tos, meta)
+            return self._send_offloaded(dst, protocol, payload, src, df, ttl, tos, meta, headroom)
         c = self.counters
         plen = len(payload)
         size = 20 + plen
@@ -304,14 +317,21 @@ class IPLayer:
             ident = self._ident = (self._ident + 1) & 0xFFFF
             fragword = 0x4000 if df else 0
             s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
+            at = 0
+            if headroom >= 20:          # in place: the header goes in front of the segment
+                buf = payload.obj
+                at = headroom - 20
             try:
-                _pack_hdr(buf, 0, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
+                _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
                           src, dst)
             except struct.error:
                 raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
                                  f"protocol {protocol})") from None
-            view[20:size] = payload
             c.inc("ip.out.packets")
+            if headroom:
+                self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size])
+                return 1
+            view[20:size] = payload
             self.emit(view[:size])
             return 1
         if size <= self.mtu:

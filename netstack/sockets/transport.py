@@ -208,9 +208,12 @@ class TCPTransport(asyncio.Transport):
     def _pull(self, force: bool = False) -> None:
         conn = self._conn
         pulled = False
+        # an asyncio StreamReader copies what it is fed into its own buffer: it may take the
+        # connection's receive buffer itself (no copy); any other protocol gets bytes, as asyncio's
+        recv = conn.recv_owned if isinstance(self._protocol, asyncio.StreamReaderProtocol) else conn.recv
         while (force or not self._reading_paused) and not self._eof_received and not self._lost:
             try:
-                data = conn.recv(READ_CHUNK)
+                data = recv(READ_CHUNK)
             except BlockingIOError:
                 break                   # nothing buffered yet
             except OSError:

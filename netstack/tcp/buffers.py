@@ -9,7 +9,8 @@ It is indexed by sequence number: ``view(seq, n)`` is what a (re)transmission
 of ``n`` bytes starting at ``seq`` carries.
 
 ReceiveBuffer holds in-order bytes the user has not read yet.  Payloads are
-copied exactly once, from the packet into this buffer.
+copied exactly once, from the packet into this buffer; a reader that takes
+everything buffered may take the buffer itself (``take``), with no second copy.
 
 OutOfOrderQueue holds segments that arrived beyond RCV.NXT, merged into
 disjoint ranges, bounded in bytes (RFC 9293 §3.10.7.4: "segments with higher
@@ -89,19 +90,31 @@ class ReceiveBuffer:
         self.data += payload
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all with ``n`` < 0), copied once (through a memoryview: a
+        bytearray slice would be a second copy)."""
         d = self.data
         if n < 0 or n >= len(d):
             out = bytes(d)
             d.clear()
             return out
-        out = bytes(d[:n])
+        out = memoryview(d)[:n].tobytes()       # the view is gone before the del below
         del d[:n]
         return out
 
+    def take(self, n: int = -1):
+        """Like :meth:`read`, but when everything buffered is taken the buffer itself is
+        handed over (a bytearray the caller now owns, no copy) and a fresh one starts."""
+        d = self.data
+        if n < 0 or n >= len(d):
+            self.data = bytearray()
+            return d
+        return self.read(n)
+
     def read_into(self, buf) -> int:
+        """Fill ``buf`` from the front of the buffer: one copy, buffer to ``buf``."""
         d = self.data
         n = min(len(buf), len(d))
-        memoryview(buf)[:n] = d[:n]
+        memoryview(buf)[:n] = memoryview(d)[:n]
         del d[:n]
         return n
 

@@ -227,6 +227,16 @@ class Connection:
             return b""
         raise BlockingIOError(errno.EAGAIN, "no data available")
 
+    def recv_owned(self, max_bytes: int = -1):
+        """Like :meth:`recv`, but the data may come as a ``bytearray`` the caller owns: when
+        it takes everything buffered, the receive buffer itself is handed over, not copied
+        (what the socket transport does for an asyncio StreamReader, which copies it anyway)."""
+        if self.rcv.buf.data:
+            out = self.rcv.buf.take(max_bytes)
+            self._after_user_read()
+            return out
+        return self.recv(max_bytes)
+
     def recv_into(self, buf) -> int:
         """Like recv() but fills ``buf``; returns the byte count (0 at EOF)."""
         if self.rcv.buf.data:

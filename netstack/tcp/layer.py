@@ -36,7 +36,7 @@ from .isn import ISNGenerator
 from .listener import Listener
 from .buffers import ByteBudget
 from .negotiation import SynOptions
-from .segment import HEADER_TS, TS_WORD, serialize
+from .segment import HEADER_TS, TS_WORD, AckTemplate, serialize
 from .syncookies import MAX_AGE, TICK, CookieOptions, SynCookieMode, SynCookies, decode_ts, encode_ts
 from .seq import MASK
 from .state import CLOSED, ESTABLISHED
@@ -46,6 +46,12 @@ log = logging.getLogger("netstack.tcp")
 #: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on
 _PREDICT = HEADER_TS.unpack_from
 _phc = _checksum.pseudo_header_checksum
+#: free bytes left in front of a segment with data, for the IPv4 header (20 bytes, no options): the
+#: IP layer builds the datagram in the segment's own buffer (Outgoing.headroom), the payload copied
+#: once from the send buffer to the link.  Below IN_PLACE_MIN payload bytes the copy into the IP
+#: layer's transmit buffer is cheaper than the memoryview the in-place send needs (pure ACKs).
+HEADROOM = 20
+IN_PLACE_MIN = 512
 #: data offset 8 words and flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
 _PREDICT_OFFFLAGS = (0x8010, 0x8018)
 
@@ -99,6 +105,8 @@ class TCPLayer:
         self.on_recovery = None
         #: (remote_addr, remote_port, local_port) -> Connection (TIME-WAIT included)
         self.connections: dict = {}
+        #: Connection -> its pure-ACK template (segment.AckTemplate), made at its first pure ACK
+        self.ack_templates: dict = {}
         self.listeners: dict = {}
         if isn_secret is None:
             isn_secret = os.urandom(16)
@@ -365,23 +373,43 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
+        if not payload and ts is not None and syn is None and not sack_blocks:
+            # a pure ACK with timestamps, the receive path's one: from the connection's template
+            tpl = self.ack_templates.get(conn)
+            if tpl is None:
+                tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
+                                                              conn.local_port, conn.remote_port)
+            seg = tpl.build(seq, ack, flags, window, ts[0], ts[1])
+            if seg is not None:
+                self.outbox.append(Outgoing(conn.remote_addr, seg, True))
+                self.counters.inc("tcp.out_segs")
+                if not self._busy:
+                    self._kick()
+                return
         if self.offload and payload:
             # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
             # segments of SND.MSS bytes, each with this header (timestamps included)
             n = len(payload)
             mss = conn.snd.mss
+            room = HEADROOM if n >= IN_PLACE_MIN else 0
             self.outbox.append(Outgoing(conn.remote_addr, serialize(
                 conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
-                seq, ack, flags, window, payload, ts, sack_blocks, syn, True), True, True, mss if n > mss else 0))
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, True, room), True, True,
+                mss if n > mss else 0, room))
             self.counters.inc("tcp.out_segs")
             if n > mss:
                 self.counters.inc("tcp.out_tso_segs")
             if not self._busy:
                 self._kick()
             return
-        self.outbox.append(Outgoing(conn.remote_addr, serialize(
-            conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
-            seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
+        if len(payload) >= IN_PLACE_MIN:
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn, False, HEADROOM), True, False, 0, HEADROOM))
+        else:
+            self.outbox.append(Outgoing(conn.remote_addr, serialize(
+                conn.local_addr, conn.remote_addr, conn.local_port, conn.remote_port,
+                seq, ack, flags, window, payload, ts, sack_blocks, syn), True))
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()
@@ -422,6 +450,7 @@ class TCPLayer:
 
     def closed(self, conn: Connection) -> None:
         self._orphans.discard(conn)
+        self.ack_templates.pop(conn, None)
         key = (conn.remote_addr, conn.remote_port, conn.local_port)
         if self.connections.get(key) is conn:
             del self.connections[key]

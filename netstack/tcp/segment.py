@@ -8,7 +8,10 @@ options as values: the timestamps pair, the SACK blocks, or the SYN options
 :func:`serialize`, which writes one complete segment, checksum included,
 into a freshly sized ``bytearray`` that goes straight into the outbox (the
 payload is copied once, from the send buffer; a reusable buffer is not
-possible because the outbox holds segments until the stack drains it).
+possible because the outbox holds segments until the stack drains it).  The
+layer asks for ``headroom`` in front of the segment, where the IP layer then
+writes its header: the datagram leaves from that same buffer, so the payload
+is copied once between the send buffer and the link.
 
 Option layouts are the ones Linux sends (RFC 9293 §3.1, RFC 7323 Appendix A,
 RFC 2018 §3): ``NOP,NOP,TS`` on every segment once timestamps are on, then
@@ -21,7 +24,9 @@ segment received) has one fixed shape: a 32-byte header with ``NOP,NOP,TS``.
 computed from the field values: the ones' complement sum is the sum modulo
 0xFFFF (RFC 1071 §2), a 32-bit field adding as its two halves, with the
 pseudo-header (src, dst, 0, 6, length) included (RFC 9293 §3.1).  The
-benchmarks build the kernel's segments with the same function.
+benchmarks build the kernel's segments with the same function.  The layer
+keeps one :class:`AckTemplate` per connection: the part of that sum that
+never changes on a connection is added once, not per ACK.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ TS_WORD = 0x0101080A
 #: timestamps are on (also what the receive path's header prediction unpacks).
 HEADER_TS = struct.Struct("!HHIIHHHHIII")
 _pack_header_ts = HEADER_TS.pack_into
+_pack_ts_segment = HEADER_TS.pack
 _TS_BLOCK = struct.Struct("!III")
 _pack_ts_block = _TS_BLOCK.pack
 #: The constant part of the checksum sum of a 32-byte NOP,NOP,TS segment: protocol 6,
@@ -59,6 +65,39 @@ def pack_ts_header(buf, offset: int, src: int, dst: int, src_port: int, dst_port
                     TS_WORD, tsval, tsecr)
 
 
+class AckTemplate:
+    """One connection's pure ACK with timestamps, its constant part computed once.
+
+    A connection's pure ACKs (the receive path sends one per two data segments)
+    share the ports, the data offset and ``NOP,NOP,TS``, and in their checksum
+    sum the pseudo-header (addresses, protocol, length 32) and those fields
+    (RFC 9293 §3.1, RFC 1071 §2): ``const`` holds that sum, and :meth:`build`
+    adds only what changes from one ACK to the next.
+    """
+
+    __slots__ = ("src_port", "dst_port", "const")
+
+    def __init__(self, src: int, dst: int, src_port: int, dst_port: int) -> None:
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.const = src + dst + _TS_ACK_CONST + src_port + dst_port + 0x8000
+
+    def build(self, seq: int, ack: int, flags: int, window: int, tsval: int, tsecr: int) -> bytes | None:
+        """The 32-byte segment, checksum included, as ``bytes`` (one ``Struct.pack``: no buffer
+        to allocate and fill); None for a field out of range (flags beyond 9 bits, a window
+        over 16 bits, a timestamp over 32 bits: :func:`serialize` names it)."""
+        if flags & ~0x1FF:
+            return None
+        seq &= MASK
+        ack &= MASK
+        s = (self.const + seq + ack + flags + window + tsval + tsecr) % 0xFFFF
+        try:
+            return _pack_ts_segment(self.src_port, self.dst_port, seq, ack, 0x8000 | flags, window,
+                                    0xFFFF - s if s else 0, 0, TS_WORD, tsval, tsecr)
+        except struct.error:
+            return None
+
+
 def option_bytes(ts, sack_blocks, syn) -> bytes:
     """The option bytes for a segment: SYN options, or timestamps and SACK blocks."""
     if syn is not None:
@@ -72,26 +111,30 @@ def option_bytes(ts, sack_blocks, syn) -> bytes:
 
 def serialize(src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int, flags: int, window: int,
               payload=b"", ts: tuple[int, int] | None = None, sack_blocks=None, syn=None,
-              partial: bool = False) -> bytearray:
+              partial: bool = False, headroom: int = 0):
     """One complete TCP segment (RFC 9293 §3.1), checksum filled, as a new bytearray.
 
     ``ts`` is ``(TSval, TSecr)`` or None; ``sack_blocks`` a list of
     ``(left, right)`` or None; ``syn`` a SynOptions for a SYN or SYN-ACK.
     ``partial``: leave only the pseudo-header sum in the checksum field, for a
     link with checksum offload (a segment with data; TSO super-segments too).
+    ``headroom`` > 0: the bytearray has that many free bytes in front of the
+    segment (for the IP header: :class:`netstack.transport.Outgoing`), and the
+    segment is returned as a memoryview of the rest, so that the payload is
+    copied once, from the send buffer, all the way to the link.
     :class:`ValueError` names an out-of-range field.
     """
     if ts is not None and not payload and not sack_blocks and syn is None and not flags & ~0x1FF:
-        buf = bytearray(32)
+        buf = bytearray(headroom + 32)
         try:
-            pack_ts_header(buf, 0, src, dst, src_port, dst_port, seq & MASK, ack & MASK,
+            pack_ts_header(buf, headroom, src, dst, src_port, dst_port, seq & MASK, ack & MASK,
                            flags, window, ts[0], ts[1])
-            return buf
+            return memoryview(buf)[headroom:] if headroom else buf
         except struct.error:
             pass                                # out-of-range field: build_tcp says which
     options = option_bytes(ts, sack_blocks, syn)
     olen = len(options)
-    buf = bytearray(20 + ((olen + 3) & ~3) + len(payload))
-    build_tcp(buf, 0, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
+    buf = bytearray(headroom + 20 + ((olen + 3) & ~3) + len(payload))
+    build_tcp(buf, headroom, src=src, dst=dst, src_port=src_port, dst_port=dst_port, seq=seq, ack=ack,
               flags=flags, window=window, options=options, payload=payload, partial=partial)
-    return buf
+    return memoryview(buf)[headroom:] if headroom else buf

@@ -74,3 +74,21 @@ def test_output_roundtrips_through_input_reassembly():
     for p in reversed(list(sender.outbox)):      # out of order, too
         receiver.input(p, 0)
     assert t.got == [(US, PEER, payload, 0)]
+
+
+def test_a_segment_with_headroom_is_sent_in_place_as_the_same_datagram():
+    """Outgoing.headroom: the header is written in front of the segment, in its own buffer
+    (no copy into the transmit buffer), and the datagram is byte for byte the copied one."""
+    from netstack.ip.layer import IPLayer
+
+    sent = []
+    segment = bytes(range(256)) * 4
+    ip = IPLayer(0xC6120002, emit=lambda view, meta=None: sent.append((view.obj, bytes(view))))
+    ip._ident = 7
+    ip.send(0xC6120001, 6, segment, df=True)
+    buf = bytearray(20) + segment
+    ip._ident = 7
+    ip.send(0xC6120001, 6, memoryview(buf)[20:], df=True, headroom=20)
+    (obj1, copied), (obj2, in_place) = sent
+    assert in_place == copied and obj2 is buf and obj1 is not buf
+    assert bytes(buf[:20]) == copied[:20]

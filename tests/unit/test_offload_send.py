@@ -44,7 +44,7 @@ def test_a_large_write_leaves_as_one_super_segment_with_gso_fields_and_a_partial
     s.poll()
     items = list(s.layer.outbox)
     assert items, "nothing sent"
-    dst, seg, df, partial, gso = items[0]
+    dst, seg, df, partial, gso, _headroom = items[0]
     assert partial and gso == conn.snd.mss == MSS
     tcp = parse_tcp(bytes(seg), verify=False)
     assert len(tcp.payload) > MSS and len(tcp.payload) <= 64000
@@ -59,10 +59,10 @@ def test_small_segments_carry_a_partial_checksum_but_no_gso_and_pure_acks_a_full
     s, conn = _established()
     conn.send(b"hello")
     s.poll()
-    dst, seg, df, partial, gso = s.layer.outbox.popleft()
+    dst, seg, df, partial, gso, _headroom = s.layer.outbox.popleft()
     assert partial and gso == 0
     s.peer(".", seq=s.peer_isn + 1, ack=s.our_isn + 6, win=65535, data=b"x" * 3000, ts=(s.peer_ts, 1))
-    for dst, seg, df, partial, gso in s.layer.outbox:           # an ACK: its checksum is whole
+    for dst, seg, df, partial, gso, _headroom in s.layer.outbox:           # an ACK: its checksum is whole
         assert not partial and parse_tcp(bytes(seg), src=US, dst=PEER).checksum_ok
 
 
@@ -71,7 +71,7 @@ def test_without_offload_nothing_is_partial_and_nothing_exceeds_the_mss():
     conn, _ = s.passive_open(win=65535, wscale=7, mss=MSS + 12)
     conn.send(bytes(50_000))
     s.poll()
-    for dst, seg, df, partial, gso in s.layer.outbox:
+    for dst, seg, df, partial, gso, _headroom in s.layer.outbox:
         assert (partial, gso) == (False, 0)
         assert len(parse_tcp(bytes(seg), src=US, dst=PEER).payload) <= MSS
 

@@ -60,3 +60,32 @@ def test_ooo_range_count_bound():
         assert q.insert(10 + 10 * i, b"x", 0)
     assert not q.insert(100, b"y", 0)          # a fifth hole: refused
     assert q.insert(11, b"z", 0)               # extending an existing range is fine
+
+
+def test_take_hands_over_the_whole_buffer_and_a_fresh_one_starts():
+    from netstack.tcp.buffers import ReceiveBuffer
+
+    b = ReceiveBuffer(1000)
+    b.append(b"hello ")
+    b.append(memoryview(b"world"))
+    inner = b.data
+    got = b.take(100)                        # everything buffered: no copy, the buffer itself
+    assert got is inner and got == b"hello world" and len(b) == 0
+    b.append(b"more")
+    assert got == b"hello world" and b.data is not inner
+    assert b.take(2) == b"mo" and b.take() == b"re"
+    b.append(b"abcdef")
+    part = b.take(3)                         # part of it: a copy, as read()
+    assert type(part) is bytes and part == b"abc" and bytes(b.data) == b"def"
+
+
+def test_read_and_read_into_take_from_the_front():
+    from netstack.tcp.buffers import ReceiveBuffer
+
+    b = ReceiveBuffer(1000)
+    b.append(bytes(range(100)))
+    assert b.read(10) == bytes(range(10))
+    out = bytearray(30)
+    assert b.read_into(out) == 30 and out == bytes(range(10, 40))
+    big = bytearray(200)
+    assert b.read_into(big) == 60 and big[:60] == bytes(range(40, 100)) and len(b) == 0
