@@ -29,7 +29,7 @@ The policy only decides; the connection's sender sends the ACK and clears ``due`
 from __future__ import annotations
 
 from .config import TCPConfig
-from .seq import seq_diff
+from .seq import MASK
 
 
 class AckPolicy:
@@ -93,7 +93,7 @@ class AckPolicy:
             self._count("tcp.quickacks")
             self.due = True
             return None
-        if seq_diff(rcv.nxt, rcv.last_ack_sent) >= 2 * rcv.mss:
+        if (rcv.nxt - rcv.last_ack_sent) & MASK >= 2 * rcv.mss:     # (RCV.NXT never lags Last.ACK.sent)
             self.due = True                                    # every second full-sized segment
             return None
         return now + self.ato

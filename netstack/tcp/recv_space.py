@@ -29,7 +29,7 @@ of in-order bytes the user has not read, and the
 from __future__ import annotations
 
 from .buffers import OutOfOrderQueue, ReceiveBuffer
-from .seq import MASK, seq_diff
+from .seq import HALF, MASK, seq_diff
 
 
 #: Window-scale granules of the buffer kept out of the window (see ReceiveSpace.advertise).
@@ -112,23 +112,33 @@ class ReceiveSpace:
         even by the rounding of window scaling (RFC 7323 §2.4).  Returns the
         unscaled field value.
         """
+        # Runs for every ACK: _window_room, _grows and seq_diff are inlined here (same formulas).
         rcv_nxt = self.nxt
-        cur = seq_diff(self.committed, rcv_nxt)
+        buf = self.buf
+        capacity = buf.capacity
+        shift = self.wscale
+        free = capacity - len(buf.data)
+        if shift:
+            reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
+            free -= reserve if reserve < capacity >> 4 else capacity >> 4
+        if free < 0:
+            free = 0
+        committed = self.committed
+        cur = ((committed - rcv_nxt + HALF) & MASK) - HALF
         if cur < 0:
             cur = 0
-        free = self._window_room()
-        shift = self.wscale
-        if self._grows(free, cur):
+        half = capacity >> 1
+        if free - cur >= (half if half < self.mss else self.mss):
             max_wnd = 65535 << shift
             if free > max_wnd:
                 free = max_wnd
-            self.committed = (rcv_nxt + free) & MASK
+            committed = self.committed = (rcv_nxt + free) & MASK
         # The field is rounded up, never down: cur >> wscale would put the edge the peer
         # computes (RCV.NXT + field << wscale) up to 2^wscale - 1 bytes left of the edge
         # already advertised, a shrinking window (RFC 7323 §2.4, RFC 9293 §3.8.6; Linux
         # tcp_select_window aligns up the same way).
-        wnd = seq_diff(self.adv, rcv_nxt)
-        grown = seq_diff(self.committed, rcv_nxt)
+        wnd = ((self.adv - rcv_nxt + HALF) & MASK) - HALF
+        grown = ((committed - rcv_nxt + HALF) & MASK) - HALF
         if grown > wnd:
             wnd = grown
         if wnd < 0:
