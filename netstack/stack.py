@@ -2,7 +2,7 @@
 
 ::
 
-    TUN fd readable ──▶ link.recv_batch() ──▶ ip.input() ──▶ transport.on_datagram()
+    TUN fd readable ──▶ link.recv_batch() ──▶ ip.input_batch() ──▶ transport.on_datagram()
                                                   │                  │
     link.send() ◀── ip.send() (fragments) ◀───────┴── transports' outbox, drained after every round
     timer (earliest deadline of ip and transports) ──▶ ip.poll(now), transport.poll(now)
@@ -95,7 +95,7 @@ class Stack:
         self.closed = False
         #: this stack's TCP (RFC 9293), the transport for protocol 6
         config = tcp if tcp is not None else TCPConfig.for_mtu(link.mtu)
-        offload = bool(getattr(link, "offload", False))
+        offload = self._offload = bool(getattr(link, "offload", False))
         if offload and config.max_segment is None:
             config = replace(config, max_segment=TSO_MAX_SEGMENT)
         self.tcp = TCPLayer(self.addr, counters=self.counters, config=config, mtu=link.mtu, offload=offload,
@@ -192,14 +192,11 @@ class Stack:
         if not batch:
             return
         now = self.clock()
-        ip_input = self.ip.input
-        for view, meta in batch:
-            if meta is None:
-                ip_input(view, now)
-            else:                       # offloads: a GSO super-segment, a partial or verified checksum
-                if meta.gso_type:
-                    self.counters.inc("link.in.gso_packets")
-                self.ip.input_offloaded(view, meta, now)
+        if self._offload:               # offloads: GSO super-segments, partial or verified checksums
+            gso = sum(1 for _view, meta in batch if meta is not None and meta.gso_type)
+            if gso:
+                self.counters.inc("link.in.gso_packets", gso)
+        self.ip.input_batch(batch, now)
         self.counters.inc("link.in.packets", len(batch))
         self._after_round(now)
 

@@ -9,7 +9,7 @@ prebuilt like the Linux kernel sends them (DF, TTL 64, incrementing IP ID,
 1448 payload bytes by default, in order), and a :class:`ReplayLink` hands
 them to a real :class:`~netstack.stack.Stack` in batches of 64.  The stack
 reads them through its own live-loop entry point (``Stack._on_readable``:
-``link.recv_batch`` -> ``IPLayer.input`` -> ``TCPLayer.on_datagram`` ->
+``link.recv_batch`` -> ``IPLayer.input_batch`` -> ``TCPLayer.on_datagram`` ->
 ``Connection.on_segment``, then the outbox flush through ``IPLayer.send``
 to ``link.send`` and the timer re-arm), inside a running asyncio loop.
 The connection is ESTABLISHED by a real three-way handshake on the

@@ -116,28 +116,98 @@ class IPLayer:
     # -- input ---------------------------------------------------------------------------------
     def input(self, buf, now: float) -> None:
         """Take one received datagram (RFC 1122 §3.2.1).  Never raises for bad input."""
-        # Fast path for nearly every datagram: a 20-byte header (no options) for our address,
-        # not a fragment, to a registered transport, whose checksum verifies.  The header
-        # checksum is checked from the unpacked fields (RFC 1071 §2: the ones' complement sum
-        # is the sum modulo 0xFFFF, a 32-bit field adding as its two halves), so no
-        # IPv4Packet is built.  Anything else takes the full path below, which counts drops.
-        mv = buf if type(buf) is memoryview else memoryview(buf)
-        if len(mv) >= 20 and mv.itemsize == 1:
-            vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
-            if (vihl == 0x45 and dst == self.addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
-                    and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
-                    % 0xFFFF == 0):
-                transport = self.transports.get(proto)
-                if transport is not None and is_unique_unicast(src) and src != self.broadcast:
-                    c = self.counters
-                    c.inc("ip.in.packets")
-                    c.inc("ip.in.delivered")
-                    try:
-                        transport.on_datagram(src, dst, mv[20:tlen], now)
-                    except Exception:  # a transport bug must not kill the loop
-                        c.inc("ip.in.drop.transport_error")
-                        log.exception("transport %d failed on a datagram", proto)
-                    return
+        self.input_batch(((buf, None),), now)
+
+    def input_offloaded(self, buf, meta, now: float) -> None:
+        """Take one received datagram that came with offload metadata (a
+        :class:`~netstack.link.base.PacketMeta`: the link's virtio-net header).
+
+        A TCP datagram whose checksum the link vouches for, partial
+        (``needs_csum``, VIRTIO_NET_HDR_F_NEEDS_CSUM: the sender's kernel left
+        only the pseudo-header sum) or already verified (``data_valid``), goes
+        to the transport's ``on_datagram_trusted`` when it has one: treated as
+        valid, not verified again, never dropped as bad (counted as
+        ``ip.in.csum_trusted``).  That includes a GSO super-segment larger than
+        the MTU.  The IPv4 header checksum is verified as always (the kernel
+        fills it in).  Any other such datagram has a partial checksum completed
+        here (RFC 1071) and then takes :meth:`input` like a plain one.
+        """
+        self.input_batch(((buf, meta),), now)
+
+    def input_batch(self, batch, now: float) -> None:
+        """Take the datagrams of one link read, ``(view, meta)`` pairs as ``Link.recv_batch``
+        returns them: each as :meth:`input` (``meta`` None) or :meth:`input_offloaded` would.
+        Never raises for bad input.
+
+        The stack's loop calls this once per wakeup.  Nearly every datagram takes the fast
+        path here, inline: a 20-byte header (no options) for our address, not a fragment,
+        from a unique unicast source (RFC 1122 §3.2.1.3), to a registered transport, with
+        a header checksum that verifies, computed from the unpacked fields (RFC 1071 §2:
+        the ones' complement sum is the sum modulo 0xFFFF, a 32-bit field adding as its
+        two halves), so no IPv4Packet is built.  Its counters are added once per batch.
+        Anything else takes the full path (:meth:`_input_full`), which counts its drops.
+        """
+        addr = self.addr
+        bcast = self.broadcast
+        transports = self.transports
+        delivered = trusted_n = 0
+        try:
+            for buf, meta in batch:
+                mv = buf if type(buf) is memoryview else memoryview(buf)
+                trust = meta is not None and (meta.needs_csum or meta.data_valid)
+                if len(mv) >= 20 and mv.itemsize == 1:
+                    vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
+                    top = src >> 24              # is_unique_unicast(src), inlined: not 0/8, 127/8, 224/4, 240/4
+                    if (vihl == 0x45 and dst == addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
+                            and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
+                            % 0xFFFF == 0 and top and top != 127 and top < 224 and src != bcast):
+                        transport = transports.get(proto)
+                        if transport is not None:
+                            if not trust:
+                                deliver = transport.on_datagram
+                            else:
+                                deliver = getattr(transport, "on_datagram_trusted", None)
+                                if deliver is None:
+                                    self._input_offloaded_full(mv, meta, now)
+                                    continue
+                                trusted_n += 1
+                            delivered += 1
+                            try:
+                                deliver(src, dst, mv[20:tlen], now)
+                            except Exception:  # a transport bug must not kill the loop
+                                self.counters.inc("ip.in.drop.transport_error")
+                                log.exception("transport %d failed on a datagram", proto)
+                            continue
+                if not trust:
+                    self._input_full(buf, now)
+                else:
+                    self._input_offloaded_full(mv, meta, now)
+        finally:
+            if delivered:
+                c = self.counters
+                c.inc("ip.in.packets", delivered)
+                c.inc("ip.in.delivered", delivered)
+                if trusted_n:
+                    c.inc("ip.in.csum_trusted", trusted_n)
+
+    def _input_offloaded_full(self, mv, meta, now: float) -> None:
+        """A datagram with a partial or verified checksum the fast path did not take: a
+        partial checksum is completed here (RFC 1071), then the full input path."""
+        if meta.needs_csum:
+            start = meta.csum_start
+            at = start + meta.csum_offset
+            end = min(len(mv), int.from_bytes(mv[2:4], "big")) if len(mv) >= 4 else 0
+            if 20 <= start and at + 2 <= end:
+                whole = bytearray(mv)
+                # the field holds the pseudo-header sum: the sum from csum_start on, complemented
+                value = 0xFFFF ^ _checksum.sum16(whole[start:end], 0)
+                whole[at:at + 2] = (value or 0xFFFF).to_bytes(2, "big")
+                self.counters.inc("ip.in.csum_completed")
+                mv = memoryview(whole)
+        self._input_full(mv, now)
+
+    def _input_full(self, buf, now: float) -> None:
+        """The full input path (RFC 1122 §3.2.1): every check, every drop counted by reason."""
         c = self.counters
         c.inc("ip.in.packets")
         if len(buf) and buf[0] >> 4 == 6:
@@ -171,55 +241,6 @@ class IPLayer:
         else:
             datagram = buf
         self._deliver(p, datagram, now)
-
-    def input_offloaded(self, buf, meta, now: float) -> None:
-        """Take one received datagram that came with offload metadata (a
-        :class:`~netstack.link.base.PacketMeta`: the link's virtio-net header).
-
-        A TCP datagram whose checksum the link vouches for, partial
-        (``needs_csum``, VIRTIO_NET_HDR_F_NEEDS_CSUM: the sender's kernel left
-        only the pseudo-header sum) or already verified (``data_valid``), goes
-        to the transport's ``on_datagram_trusted`` when it has one: treated as
-        valid, not verified again, never dropped as bad (counted as
-        ``ip.in.csum_trusted``).  That includes a GSO super-segment larger than
-        the MTU.  The IPv4 header checksum is verified as always (the kernel
-        fills it in).  Any other such datagram has a partial checksum completed
-        here (RFC 1071) and then takes :meth:`input` like a plain one.
-        """
-        if not (meta.needs_csum or meta.data_valid):
-            self.input(buf, now)
-            return
-        mv = buf if type(buf) is memoryview else memoryview(buf)
-        if len(mv) >= 20 and mv.itemsize == 1:
-            vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
-            if (vihl == 0x45 and dst == self.addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
-                    and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
-                    % 0xFFFF == 0):
-                transport = self.transports.get(proto)
-                trusted = getattr(transport, "on_datagram_trusted", None)
-                if trusted is not None and is_unique_unicast(src) and src != self.broadcast:
-                    c = self.counters
-                    c.inc("ip.in.packets")
-                    c.inc("ip.in.delivered")
-                    c.inc("ip.in.csum_trusted")
-                    try:
-                        trusted(src, dst, mv[20:tlen], now)
-                    except Exception:  # a transport bug must not kill the loop
-                        c.inc("ip.in.drop.transport_error")
-                        log.exception("transport %d failed on a datagram", proto)
-                    return
-        if meta.needs_csum:
-            start = meta.csum_start
-            at = start + meta.csum_offset
-            end = min(len(mv), int.from_bytes(mv[2:4], "big")) if len(mv) >= 4 else 0
-            if 20 <= start and at + 2 <= end:
-                whole = bytearray(mv)
-                # the field holds the pseudo-header sum: the sum from csum_start on, complemented
-                value = 0xFFFF ^ _checksum.sum16(whole[start:end], 0)
-                whole[at:at + 2] = (value or 0xFFFF).to_bytes(2, "big")
-                self.counters.inc("ip.in.csum_completed")
-                mv = memoryview(whole)
-        self.input(mv, now)
 
     def _deliver(self, p, datagram, now: float) -> None:
         c = self.counters

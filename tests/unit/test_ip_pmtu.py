@@ -160,12 +160,12 @@ def test_stack_floors_a_crafted_frag_needed_and_clears_df(mtu):
 
             await server_stack.start_server(handler, port=7000)
             # record what the server sends as the client's link receives it
-            orig = client_stack.ip.input
+            orig = client_stack.ip.input_batch
 
-            def spy(buf, now):
-                seen.append(bytes(buf))
-                orig(buf, now)
-            client_stack.ip.input = spy
+            def spy(batch, now):
+                seen.extend(bytes(buf) for buf, _meta in batch)
+                orig(batch, now)
+            client_stack.ip.input_batch = spy
             reader, writer = await client_stack.open_connection("198.18.0.2", 7000)
             first = await reader.readexactly(1000)
             got += first
