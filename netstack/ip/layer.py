@@ -92,6 +92,7 @@ class IPLayer:
         self.emit = emit if emit is not None else self._emit_to_outbox
         #: protocol number -> transport (``on_datagram``, ``on_icmp_error``: netstack.transport.Transport)
         self.transports: dict[int, Transport] = {}
+        self._entries: dict[int, tuple] = {}
         self.reassembler = Reassembler(self.counters, timeout=reassembly_timeout,
                                        max_datagrams=reassembly_max_datagrams, max_bytes=reassembly_max_bytes)
         self.icmp = ICMPResponder(self, error_rate=icmp_error_rate, error_burst=icmp_error_burst)
@@ -112,6 +113,9 @@ class IPLayer:
         if protocol in (PROTO_ICMP,):
             raise ValueError("ICMP is handled by the IP layer itself")
         self.transports[protocol] = transport
+        # what input_batch calls: the run, plain and trusted-checksum entry points (None: absent)
+        self._entries[protocol] = (getattr(transport, "on_datagrams", None), transport.on_datagram,
+                                   getattr(transport, "on_datagram_trusted", None))
 
     # -- input ---------------------------------------------------------------------------------
     def input(self, buf, now: float) -> None:
@@ -144,13 +148,19 @@ class IPLayer:
         from a unique unicast source (RFC 1122 §3.2.1.3), to a registered transport, with
         a header checksum that verifies, computed from the unpacked fields (RFC 1071 §2:
         the ones' complement sum is the sum modulo 0xFFFF, a 32-bit field adding as its
-        two halves), so no IPv4Packet is built.  Its counters are added once per batch.
-        Anything else takes the full path (:meth:`_input_full`), which counts its drops.
+        two halves), so no IPv4Packet is built.  Consecutive such datagrams for a transport
+        that takes them in runs (``on_datagrams(items, now, trusted)``, as TCP does) go to
+        it as one run of ``(src, dst, payload)``, in order; the counters are added once per
+        batch.  Anything else takes the full path (:meth:`_input_full`), which counts its
+        drops, in its place in the order.
         """
         addr = self.addr
         bcast = self.broadcast
-        transports = self.transports
+        entries = self._entries
         delivered = trusted_n = 0
+        run: list = []                 # consecutive fast-path datagrams for one run_to(run, now, run_trust)
+        run_to = None
+        run_trust = False
         try:
             for buf, meta in batch:
                 mv = buf if type(buf) is memoryview else memoryview(buf)
@@ -161,27 +171,45 @@ class IPLayer:
                     if (vihl == 0x45 and dst == addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
                             and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
                             % 0xFFFF == 0 and top and top != 127 and top < 224 and src != bcast):
-                        transport = transports.get(proto)
-                        if transport is not None:
-                            if not trust:
-                                deliver = transport.on_datagram
-                            else:
-                                deliver = getattr(transport, "on_datagram_trusted", None)
-                                if deliver is None:
+                        entry = entries.get(proto)
+                        if entry is not None:
+                            many, one, trusted_one = entry
+                            if trust:
+                                if trusted_one is None:
+                                    if run:
+                                        self._deliver_run(run_to, run, run_trust, now)
+                                        run = []
                                     self._input_offloaded_full(mv, meta, now)
                                     continue
                                 trusted_n += 1
                             delivered += 1
+                            if many is not None:
+                                if many is not run_to or trust is not run_trust:
+                                    if run:
+                                        self._deliver_run(run_to, run, run_trust, now)
+                                        run = []
+                                    run_to = many
+                                    run_trust = trust
+                                run.append((src, dst, mv[20:tlen]))
+                                continue
+                            if run:
+                                self._deliver_run(run_to, run, run_trust, now)
+                                run = []
                             try:
-                                deliver(src, dst, mv[20:tlen], now)
+                                (trusted_one if trust else one)(src, dst, mv[20:tlen], now)
                             except Exception:  # a transport bug must not kill the loop
                                 self.counters.inc("ip.in.drop.transport_error")
                                 log.exception("transport %d failed on a datagram", proto)
                             continue
+                if run:
+                    self._deliver_run(run_to, run, run_trust, now)
+                    run = []
                 if not trust:
                     self._input_full(buf, now)
                 else:
                     self._input_offloaded_full(mv, meta, now)
+            if run:
+                self._deliver_run(run_to, run, run_trust, now)
         finally:
             if delivered:
                 c = self.counters
@@ -189,6 +217,13 @@ class IPLayer:
                 c.inc("ip.in.delivered", delivered)
                 if trusted_n:
                     c.inc("ip.in.csum_trusted", trusted_n)
+
+    def _deliver_run(self, to, run: list, trusted: bool, now: float) -> None:
+        try:
+            to(run, now, trusted)
+        except Exception:  # a transport bug must not kill the loop
+            self.counters.inc("ip.in.drop.transport_error")
+            log.exception("transport failed on a run of %d datagrams", len(run))
 
     def _input_offloaded_full(self, mv, meta, now: float) -> None:
         """A datagram with a partial or verified checksum the fast path did not take: a

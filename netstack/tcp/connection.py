@@ -570,13 +570,24 @@ class Connection:
         straight from the raw header (flags ACK or ACK|PSH, NOP,NOP,TS,
         checksum verified) before any parsing.  The sequence comparisons are
         inlined from seq.py (an equivalence test holds them to the full path).
+
+        The prediction (all of it must hold, else the full path runs):
+        SEG.SEQ = RCV.NXT; SEG.ACK = SND.UNA; data, within the window committed
+        to the peer; nothing held out of order (no SACK state to update);
+        the application has not closed; the window field, scaled, equals
+        SND.WND; with timestamps, a TSval not older than TS.Recent (PAWS,
+        RFC 7323 §5.3; equal passes).  Then: TS.Recent (RFC 7323 §4.3), the
+        one copy of the payload into the receive buffer, READABLE, the
+        delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
+        ACK when due (Sender.send: a pure ACK from the layer's template).
         """
-        n = len(payload)
         rcv = self.rcv
-        snd = self.snd
         rcv_nxt = rcv.nxt
-        if seq != rcv_nxt or ack != snd.una or n == 0 or rcv.ooo.ranges or self.user_closed \
-                or n > ((rcv.committed - rcv_nxt) & MASK) or (window << snd.wscale) != snd.wnd:
+        n = len(payload)
+        if seq != rcv_nxt or not n or n > ((rcv.committed - rcv_nxt) & MASK) or rcv.ooo.ranges:
+            return False
+        snd = self.snd
+        if ack != snd.una or (window << snd.wscale) != snd.wnd or self.user_closed:
             return False
         neg = self.neg
         if neg.ts_enabled:
@@ -588,16 +599,26 @@ class Connection:
         rcv.buf.data += payload                    # the one copy of the payload
         rcv.nxt = (rcv_nxt + n) & MASK
         self.segs_in += 1
-        self._event(_EV_READABLE)
-        d = self.acks.on_data(now, rcv, self.rto.rto)
-        if d is not None and self.timers.delack is None:
-            self.timers.delack = d
+        # READABLE (_event, inlined: it runs per segment)
+        self.events.append(_EV_READABLE)
+        cb = self.on_event
+        if cb is not None:
+            try:
+                cb(_EV_READABLE)
+            except Exception:  # the loop never dies because of a user callback
+                log.exception("on_event callback failed for %s", _EV_READABLE)
+        acks = self.acks
+        d = acks.on_data(now, rcv, self.rto.rto)
+        if d is not None:
+            timers = self.timers
+            if timers.delack is None:
+                timers.delack = d
         if self.keepalive:
             self.sender.heard(now)
-        if self.state is ESTABLISHED:
+        if self.state is ESTABLISHED:              # (the callback may have closed or aborted it)
             if self._dirty or snd.buf.data:
                 self.sender.output(now)
-            if self.acks.due:
+            if acks.due:
                 self.sender.send(now, snd.max, ACK)
             self._dirty = False
         return True

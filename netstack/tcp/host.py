@@ -28,6 +28,12 @@ class ConnectionHost(Protocol):
              ts: tuple[int, int] | None, sack_blocks: list | None, syn: "SynOptions | None") -> None:
         """Send one segment of ``conn`` (DF set: path-MTU discovery, RFC 1191)."""
 
+    def emit_ack(self, conn: "Connection", seq: int, ack: int, flags: int, window: int, tsval: int,
+                 tsecr: int) -> bool:
+        """Send a pure ACK of ``conn`` with timestamps and no other option (the receive path's
+        ACK), as :meth:`emit` would.  False when its fields do not fit that shape (flags beyond
+        9 bits, an out-of-range field): nothing is sent, and the caller uses :meth:`emit`."""
+
     def send_reset(self, conn: "Connection", seq: int, ack: int, flags: int) -> None:
         """Send an RST (``flags`` include RST, maybe ACK) on ``conn``'s 4-tuple, outside its state."""
 

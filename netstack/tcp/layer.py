@@ -52,6 +52,8 @@ _phc = _checksum.pseudo_header_checksum
 #: layer's transmit buffer is cheaper than the memoryview the in-place send needs (pure ACKs).
 HEADROOM = 20
 IN_PLACE_MIN = 512
+#: builds an Outgoing from a full tuple: half the cost of its keyword-default constructor
+_tuple_new = tuple.__new__
 #: data offset 8 words and flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
 _PREDICT_OFFFLAGS = (0x8010, 0x8018)
 
@@ -214,16 +216,68 @@ class TCPLayer:
         in-order data under one header, arrives this way and is taken as one segment."""
         self.on_datagram(src, dst, payload, now, True)
 
-    def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False) -> None:
+    def on_datagrams(self, items, now: float, trusted: bool = False) -> None:
+        """The TCP segments of one link read, in order: ``(src, dst, payload)`` items the IP
+        layer accepted (``IPLayer.input_batch``), each taken as :meth:`on_datagram` takes it
+        (``trusted``: the link vouches for their checksums, see :meth:`on_datagram_trusted`).
+
+        Header prediction (Van Jacobson) runs here in one loop: the next in-order data
+        segment of an ESTABLISHED connection (flags ACK or ACK|PSH, ``NOP,NOP,TS``, checksum
+        verified, RFC 9293 §3.1) goes straight to Connection.fast_path from the raw header,
+        with no TCPSegment built.  What is done once per segment by :meth:`on_datagram`
+        (the segment counter, re-filing the connection's deadline) is done once per run of
+        predicted segments here.  Any other segment takes :meth:`on_datagram`'s full path,
+        in its place in the order."""
+        self.now = now
+        connections = self.connections
+        predicted = 0
+        last = None                                # the connection of the predicted run
+        self._busy = True
+        try:
+            for src, dst, payload in items:
+                if len(payload) > 32:
+                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+                    if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
+                        conn = connections.get((src, sport, dport))
+                        if conn is not None and conn.state is ESTABLISHED:
+                            if not trusted and _phc(src, dst, 6, payload):
+                                self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
+                                self._busy = True
+                                continue
+                            if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
+                                predicted += 1
+                                if conn is not last:
+                                    if last is not None:
+                                        self._track(last)
+                                    last = conn
+                                if self._pending:
+                                    self._flush_pending(now)
+                                continue
+                            # checksum verified above: the full path need not verify it again
+                            self.on_datagram(src, dst, payload, now, True, True)
+                            self._busy = True
+                            continue
+                self.on_datagram(src, dst, payload, now, trusted, True)
+                self._busy = True
+        finally:
+            self._busy = False
+            if predicted:
+                self.counters.inc("tcp.in_segs", predicted)
+            if last is not None:
+                self._track(last)
+
+    def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False,
+                    predicted: bool = False) -> None:
         """A TCP segment from the IP layer (RFC 9293 §3.10.7); ``trusted``: see
-        :meth:`on_datagram_trusted`."""
+        :meth:`on_datagram_trusted`; ``predicted``: header prediction was tried already
+        (:meth:`on_datagrams`)."""
         self.now = now
         counters = self.counters
         # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
         # of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
         # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
         # connection does not predict takes the full path below (parse, checks, counters).
-        if len(payload) > 32:
+        if not predicted and len(payload) > 32:
             sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
@@ -373,19 +427,9 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
-        if not payload and ts is not None and syn is None and not sack_blocks:
-            # a pure ACK with timestamps, the receive path's one: from the connection's template
-            tpl = self.ack_templates.get(conn)
-            if tpl is None:
-                tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
-                                                              conn.local_port, conn.remote_port)
-            seg = tpl.build(seq, ack, flags, window, ts[0], ts[1])
-            if seg is not None:
-                self.outbox.append(Outgoing(conn.remote_addr, seg, True))
-                self.counters.inc("tcp.out_segs")
-                if not self._busy:
-                    self._kick()
-                return
+        if not payload and ts is not None and syn is None and not sack_blocks and \
+                self.emit_ack(conn, seq, ack, flags, window, ts[0], ts[1]):
+            return
         if self.offload and payload:
             # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
             # segments of SND.MSS bytes, each with this header (timestamps included)
@@ -413,6 +457,24 @@ class TCPLayer:
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()
+
+    def emit_ack(self, conn: Connection, seq: int, ack: int, flags: int, window: int, tsval: int,
+                 tsecr: int) -> bool:
+        """A pure ACK with timestamps, the receive path's one: from the connection's template
+        (segment.AckTemplate); False (nothing sent) for fields the template cannot take."""
+        tpl = self.ack_templates.get(conn)
+        if tpl is None:
+            tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
+                                                          conn.local_port, conn.remote_port)
+        seg = tpl.build(seq, ack, flags, window, tsval, tsecr)
+        if seg is None:
+            return False
+        # Outgoing(remote, seg, True) without the NamedTuple's keyword-default constructor
+        self.outbox.append(_tuple_new(Outgoing, (conn.remote_addr, seg, True, False, 0, 0)))
+        self.counters.inc("tcp.out_segs")
+        if not self._busy:
+            self._kick()
+        return True
 
     def send_reset(self, conn: Connection, seq: int, ack: int, flags: int) -> None:
         self._send_rst(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port, seq, ack, flags)

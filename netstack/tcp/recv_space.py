@@ -112,37 +112,34 @@ class ReceiveSpace:
         even by the rounding of window scaling (RFC 7323 §2.4).  Returns the
         unscaled field value.
         """
-        # Runs for every ACK: _window_room, _grows and seq_diff are inlined here (same formulas).
+        # Runs for every ACK: _window_room, _grows and seq_diff are inlined here (same formulas;
+        # a difference is read as signed by testing it against HALF, as seq.seq_diff does).
         rcv_nxt = self.nxt
         buf = self.buf
         capacity = buf.capacity
         shift = self.wscale
-        free = capacity - len(buf.data)
+        free = capacity - len(buf.data)          # may go negative: then the test below fails
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
-        if free < 0:
-            free = 0
-        committed = self.committed
-        cur = ((committed - rcv_nxt + HALF) & MASK) - HALF
-        if cur < 0:
+        cur = (self.committed - rcv_nxt) & MASK  # the committed window, 0 if the edge lags RCV.NXT
+        if cur >= HALF:
             cur = 0
         half = capacity >> 1
-        if free - cur >= (half if half < self.mss else self.mss):
+        mss = self.mss
+        if free - cur >= (half if half < mss else mss):
             max_wnd = 65535 << shift
-            if free > max_wnd:
-                free = max_wnd
-            committed = self.committed = (rcv_nxt + free) & MASK
+            cur = free if free < max_wnd else max_wnd
+            self.committed = (rcv_nxt + cur) & MASK
         # The field is rounded up, never down: cur >> wscale would put the edge the peer
         # computes (RCV.NXT + field << wscale) up to 2^wscale - 1 bytes left of the edge
         # already advertised, a shrinking window (RFC 7323 §2.4, RFC 9293 §3.8.6; Linux
         # tcp_select_window aligns up the same way).
-        wnd = ((self.adv - rcv_nxt + HALF) & MASK) - HALF
-        grown = ((committed - rcv_nxt + HALF) & MASK) - HALF
-        if grown > wnd:
-            wnd = grown
-        if wnd < 0:
+        wnd = (self.adv - rcv_nxt) & MASK
+        if wnd >= HALF:
             wnd = 0
+        if cur > wnd:
+            wnd = cur
         field = (wnd + (1 << shift) - 1) >> shift
         if field > 65535:
             field = 65535

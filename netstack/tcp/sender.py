@@ -51,6 +51,17 @@ class Sender:
         rcv = c.rcv
         neg = c.neg
         wnd = rcv.advertise()
+        if not payload and neg.ts_enabled and rcv.dsack is None and not (rcv.ooo.ranges and neg.sack_ok):
+            # A pure ACK with timestamps and no SACK blocks (the receive path's, every second
+            # segment): the host builds it from its template.  TSval: Negotiation.tsval, inlined.
+            rcv_nxt = rcv.nxt
+            if c.host.emit_ack(c, seq, rcv_nxt, flags, wnd, (int(now * 1000) + neg.ts_offset) & MASK,
+                               neg.ts_recent):
+                c.segs_out += 1
+                rcv.last_ack_sent = rcv_nxt
+                c.acks.due = False                # AckPolicy: the ACK went out
+                c.timers.delack = None
+                return
         # TSval: Negotiation.tsval, inlined on this per-segment path
         ts = ((int(now * 1000) + neg.ts_offset) & MASK, neg.ts_recent) if neg.ts_enabled else None
         sack = None

@@ -29,6 +29,10 @@ class FakeHost:
         self.emitted.append(dict(seq=seq, ack=ack, flags=flags, window=window, payload=bytes(payload),
                                  ts=ts, sack_blocks=sack_blocks, syn=syn))
 
+    def emit_ack(self, conn, seq, ack, flags, window, tsval, tsecr):
+        self.emit(conn, seq, ack, flags, window, b"", (tsval, tsecr), None, None)
+        return True
+
     def send_reset(self, conn, seq, ack, flags):
         self.resets.append((seq, ack, flags))
 

@@ -1,0 +1,228 @@
+"""Header prediction changes nothing but the cost: the receive path's fast path (IPLayer.input_batch ->
+TCPLayer.on_datagrams -> Connection.fast_path, AckPolicy.on_data, the ACK from its template) and the
+full path (every segment parsed, RFC 9293 §3.10.7.4 step by step, Connection.fast_path never taken)
+produce the same segments, the same connection state and the same counters, segment by segment,
+for random mixes of in-order data and everything that must leave the fast path: out-of-order and
+duplicate data, a TSval older than TS.Recent (PAWS, RFC 7323 §5), a changed window, an ACK of data
+never sent (RFC 5961 §5.2), a corrupted checksum, other options (SACK blocks), data beyond the
+window, a FIN, URG."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from netstack.counters import Counters
+from netstack.ip.layer import IPLayer
+from netstack.tcp import TCPConfig, TCPLayer
+from netstack.tcp.connection import Connection
+from netstack.tcp.state import State
+from netstack.wire.ipv4 import ip2int, ipv4_packet
+from netstack.wire.tcp import ACK, FIN, PSH, SYN, URG, parse_tcp, tcp_segment
+from netstack.wire.tcp_options import build_options
+
+A = ip2int("198.18.0.2")
+B = ip2int("198.18.0.1")
+PORT, CPORT = 5001, 40000
+M = 0xFFFFFFFF
+
+
+class _Host:
+    """IPv4 + TCP with one ESTABLISHED connection (timestamps, SACK, window scale), driven by a
+    scripted Linux-like peer; ``predict``: False makes every segment take the full path."""
+
+    def __init__(self, predict: bool, monkeypatch, isn: int, rcvbuf: int):
+        self.counters = Counters()
+        self.ip = IPLayer(A, counters=self.counters)
+        self.tcp = TCPLayer(A, counters=self.counters, config=TCPConfig(rcvbuf=rcvbuf), isn_secret=b"k" * 16)
+        self.ip.register(6, self.tcp)
+        self.predict = predict
+        self.mp = monkeypatch
+        lst = self.tcp.listen(PORT)
+        self.now = 10.0
+        self.ident = 0
+        self.feed([self.packet(SYN, isn, 0, b"", build_options(mss=1460, sack_permitted=True, ts=(1000, 0),
+                                                                wscale=7))])
+        sa = parse_tcp(self.tcp.outbox.popleft()[1], src=A, dst=B)
+        self.seq, self.ack, self.ecr, self.tsval = (isn + 1) & M, (sa.seq + 1) & M, sa.options.ts_val, 1001
+        self.feed([self.packet(ACK, self.seq, self.ack, b"", self.ts())])
+        self.conn = lst.accept()
+        assert self.conn.state is State.ESTABLISHED
+        self.tcp.outbox.clear()
+
+    def ts(self, tsval=None) -> bytes:
+        return struct.pack("!III", 0x0101080A, self.tsval if tsval is None else tsval, self.ecr)
+
+    def packet(self, flags, seq, ack, payload, options, window=512) -> bytes:
+        seg = tcp_segment(src=B, dst=A, src_port=CPORT, dst_port=PORT, seq=seq, ack=ack, flags=flags,
+                          window=window, options=options, payload=payload)
+        self.ident += 1
+        return ipv4_packet(src=B, dst=A, protocol=6, payload=seg, df=True, ident=self.ident)
+
+    def feed(self, packets) -> None:
+        batch = [(memoryview(p), None) for p in packets]
+        if self.predict:
+            self.ip.input_batch(batch, self.now)
+        else:
+            with self.mp.context() as m:
+                m.setattr(Connection, "fast_path", lambda self, *a: False)
+                for view, _ in batch:                  # one by one, every segment parsed
+                    self.ip.input(view, self.now)
+
+    def snapshot(self):
+        c = self.conn
+        out = [bytes(item[1]) for item in self.tcp.outbox]
+        self.tcp.outbox.clear()
+        return (out, c.rcv.nxt, c.rcv.adv, c.rcv.committed, c.rcv.last_ack_sent, str(c.state), c.neg.ts_recent,
+                c.readable, c.acks.due, c.acks.quickack, c.acks.ato, c.timers.as_dict(), c.segs_in, c.segs_out,
+                c.snd.wnd, c.snd.max_wnd, c.snd.una, self.tcp.next_deadline())
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("data"), st.integers(1, 1448), st.booleans()),
+    st.tuples(st.just("ooo"), st.integers(1, 1448), st.integers(1, 3000)),
+    st.tuples(st.just("dup"), st.integers(1, 1448), st.integers(1, 3000)),
+    st.tuples(st.just("old_ts"), st.integers(1, 1448), st.integers(1, 2**31 - 1)),
+    st.tuples(st.just("same_ts"), st.integers(1, 1448), st.just(0)),
+    st.tuples(st.just("window"), st.integers(1, 1448), st.integers(0, 65535)),
+    st.tuples(st.just("ack_unsent"), st.integers(1, 1448), st.integers(1, 1000)),
+    st.tuples(st.just("corrupt"), st.integers(1, 1448), st.integers(0, 1447)),
+    st.tuples(st.just("sack"), st.integers(1, 1448), st.just(0)),
+    st.tuples(st.just("no_ts"), st.integers(1, 1448), st.just(0)),
+    st.tuples(st.just("urg"), st.integers(1, 1448), st.just(0)),
+    st.tuples(st.just("big"), st.integers(1, 64000), st.just(0)),
+    st.tuples(st.just("pure_ack"), st.just(0), st.just(0)),
+    st.tuples(st.just("read"), st.integers(0, 1 << 20), st.just(0)),
+    st.tuples(st.just("tick"), st.integers(1, 400), st.just(0)),
+)
+
+
+def _run(h: _Host, script, batches) -> list:
+    data = bytes(range(256)) * 256
+    trace = []
+    pending = []
+    cuts = iter(batches)
+    cut = next(cuts, 4)
+
+    def flush():
+        nonlocal pending
+        if pending:
+            h.feed(pending)
+            pending = []
+        trace.append(h.snapshot())
+
+    for i, (op, n, arg) in enumerate(script):
+        payload = data[i % 256:i % 256 + n] if n <= len(data) - 256 else bytes(n)
+        if op == "read":
+            flush()
+            if h.conn.readable:
+                h.conn.recv(n or 1)
+            trace.append(h.snapshot())
+            continue
+        if op == "tick":
+            flush()
+            h.now += arg / 1000 if arg else n / 1000
+            h.tcp.poll(h.now)
+            trace.append(h.snapshot())
+            continue
+        if op in ("data", "big"):
+            pending.append(h.packet(ACK | (PSH if arg else 0), h.seq, h.ack, payload, h.ts()))
+            h.seq = (h.seq + n) & M
+        elif op == "ooo":
+            pending.append(h.packet(ACK, (h.seq + arg) & M, h.ack, payload, h.ts()))
+        elif op == "dup":
+            pending.append(h.packet(ACK, (h.seq - arg) & M, h.ack, payload, h.ts()))
+        elif op == "old_ts":
+            pending.append(h.packet(ACK, h.seq, h.ack, payload, h.ts((h.tsval - arg) & M)))
+        elif op == "same_ts":
+            pending.append(h.packet(ACK, h.seq, h.ack, payload, h.ts()))
+            h.seq = (h.seq + n) & M
+        elif op == "window":
+            pending.append(h.packet(ACK, h.seq, h.ack, payload, h.ts(), window=arg))
+            h.seq = (h.seq + n) & M
+        elif op == "ack_unsent":
+            pending.append(h.packet(ACK, h.seq, (h.ack + arg) & M, payload, h.ts()))
+        elif op == "corrupt":
+            p = bytearray(h.packet(ACK, h.seq, h.ack, payload, h.ts()))
+            p[52 + arg % n] ^= 0x5A
+            pending.append(bytes(p))
+        elif op == "sack":
+            opts = build_options(ts=(h.tsval, h.ecr), sack_blocks=[(h.ack, (h.ack + 1) & M)])
+            pending.append(h.packet(ACK, h.seq, h.ack, payload, opts))
+            h.seq = (h.seq + n) & M
+        elif op == "no_ts":
+            pending.append(h.packet(ACK, h.seq, h.ack, payload, b""))
+        elif op == "urg":
+            pending.append(h.packet(ACK | URG, h.seq, h.ack, payload, h.ts()))
+            h.seq = (h.seq + n) & M
+        elif op == "pure_ack":
+            pending.append(h.packet(ACK, h.seq, h.ack, b"", h.ts()))
+        h.tsval = (h.tsval + 1) & M
+        if len(pending) >= cut:
+            flush()
+            cut = next(cuts, 4)
+    flush()
+    pending.append(h.packet(ACK | FIN, h.seq, h.ack, b"", h.ts()))
+    flush()
+    trace.append(h.conn.recv(1 << 22) if h.conn.readable else b"")
+    trace.append({k: v for k, v in h.counters.snapshot().items()})
+    return trace
+
+
+@settings(max_examples=120, deadline=None)
+@given(script=st.lists(_OPS, min_size=1, max_size=60), batches=st.lists(st.integers(1, 12), max_size=20),
+       isn=st.sampled_from([0, 0xFFFFF000, 0x7FFFFF00, 12345]), rcvbuf=st.sampled_from([65536, 262144]))
+def test_fast_and_full_paths_agree(script, batches, isn, rcvbuf):
+    mp = pytest.MonkeyPatch()
+    try:
+        fast = _run(_Host(True, mp, isn, rcvbuf), script, batches)
+        full = _run(_Host(False, mp, isn, rcvbuf), script, batches)
+    finally:
+        mp.undo()
+    assert fast == full
+
+
+def test_in_order_segments_take_the_fast_path_and_the_others_leave_it(monkeypatch):
+    taken = []
+    real = Connection.fast_path
+
+    def spy(self, *a):
+        r = real(self, *a)
+        taken.append(r)
+        return r
+
+    monkeypatch.setattr(Connection, "fast_path", spy)
+    h = _Host(True, monkeypatch, 1000, 262144)
+    n0 = h.counters.get("tcp.in_segs")
+    seg = bytes(1000)
+    packets = [h.packet(ACK, (h.seq + k * 1000) & M, h.ack, seg, h.ts()) for k in range(4)]
+    h.feed(packets)                                            # four in order: all predicted
+    assert taken == [True] * 4 and h.conn.readable == 4000
+    h.seq = (h.seq + 4000) & M
+    taken.clear()
+    cases = [
+        h.packet(ACK, (h.seq + 1000) & M, h.ack, seg, h.ts()),                 # out of order
+        h.packet(ACK, h.seq, h.ack, seg, h.ts((h.tsval - 5) & M)),             # PAWS: older TSval
+        h.packet(ACK, h.seq, (h.ack + 10) & M, seg, h.ts()),                   # ACKs data never sent
+        h.packet(ACK, h.seq, h.ack, seg, h.ts(), window=600),                  # window changes
+    ]
+    for p in cases:
+        h.feed([p])
+    assert taken and not any(taken)                            # offered (again by on_segment), refused
+    # the window change's data is in order: taken by the full path, with the held segment behind it
+    assert h.conn.readable == 6000 and h.conn.rcv.nxt == (h.seq + 2000) & M
+    assert h.counters.get("tcp.in_segs") == n0 + 4 + 4
+    assert h.counters.get("tcp.in.drop.paws") == 1 and h.counters.get("tcp.in.drop.ack_unsent") == 1
+
+
+@pytest.mark.parametrize("script", [
+    [("big", 16000, 0)] * 6,                                     # in order, beyond the window: trimmed
+    [("data", 1448, 0)] * 50 + [("read", 30000, 0)] + [("data", 1448, 1)] * 30,
+    [("data", 1448, 0), ("tick", 300, 0), ("data", 1448, 0), ("data", 1448, 0)],   # delayed ACK fires
+    [("data", 1448, 0), ("dup", 1000, 1448), ("data", 1448, 0)],                   # D-SACK on the next ACK
+])
+def test_fast_and_full_paths_agree_on_these(script, monkeypatch):
+    fast = _run(_Host(True, monkeypatch, 5, 65536), script, [3])
+    full = _run(_Host(False, monkeypatch, 5, 65536), script, [3])
+    assert fast == full
