@@ -576,7 +576,8 @@ class Connection:
         to the peer; nothing held out of order (no SACK state to update);
         the application has not closed; the window field, scaled, equals
         SND.WND; with timestamps, a TSval not older than TS.Recent (PAWS,
-        RFC 7323 §5.3; equal passes).  Then: TS.Recent (RFC 7323 §4.3), the
+        RFC 7323 §5.3; equal passes).  Then: TS.Recent (RFC 7323 §4.3),
+        SND.WL1/WL2 (the window update rule, the window itself unchanged), the
         one copy of the payload into the receive buffer, READABLE, the
         delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
         ACK when due (Sender.send: a pure ACK from the layer's template).
@@ -596,6 +597,15 @@ class Connection:
             if rcv_nxt == rcv.last_ack_sent:       # RFC 7323 §4.3
                 neg.ts_recent = tsval
                 neg.ts_recent_age = now
+        # §3.10.7.4 fifth, the window update with the window unchanged: SND.WL1/WL2 follow
+        # (SND.WL1 < SEG.SEQ, or WL1 = SEQ and WL2 =< ACK; seq_diff inlined), as on the full path
+        wl1 = snd.wl1
+        if wl1 != seq:
+            if ((wl1 - seq) & MASK) >= HALF:
+                snd.wl1 = seq
+                snd.wl2 = ack
+        elif snd.wl2 == ack or ((snd.wl2 - ack) & MASK) >= HALF:
+            snd.wl2 = ack
         rcv.buf.data += payload                    # the one copy of the payload
         rcv.nxt = (rcv_nxt + n) & MASK
         self.segs_in += 1

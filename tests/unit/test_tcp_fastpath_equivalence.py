@@ -76,7 +76,7 @@ class _Host:
         self.tcp.outbox.clear()
         return (out, c.rcv.nxt, c.rcv.adv, c.rcv.committed, c.rcv.last_ack_sent, str(c.state), c.neg.ts_recent,
                 c.readable, c.acks.due, c.acks.quickack, c.acks.ato, c.timers.as_dict(), c.segs_in, c.segs_out,
-                c.snd.wnd, c.snd.max_wnd, c.snd.una, self.tcp.next_deadline())
+                c.snd.wnd, c.snd.max_wnd, c.snd.una, c.snd.wl1, c.snd.wl2, self.tcp.next_deadline())
 
 
 _OPS = st.one_of(
@@ -170,7 +170,7 @@ def _run(h: _Host, script, batches) -> list:
     return trace
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(script=st.lists(_OPS, min_size=1, max_size=60), batches=st.lists(st.integers(1, 12), max_size=20),
        isn=st.sampled_from([0, 0xFFFFF000, 0x7FFFFF00, 12345]), rcvbuf=st.sampled_from([65536, 262144]))
 def test_fast_and_full_paths_agree(script, batches, isn, rcvbuf):
@@ -214,6 +214,37 @@ def test_in_order_segments_take_the_fast_path_and_the_others_leave_it(monkeypatc
     assert h.conn.readable == 6000 and h.conn.rcv.nxt == (h.seq + 2000) & M
     assert h.counters.get("tcp.in_segs") == n0 + 4 + 4
     assert h.counters.get("tcp.in.drop.paws") == 1 and h.counters.get("tcp.in.drop.ack_unsent") == 1
+
+
+def _callbacks(h: _Host, kind: str) -> None:
+    """A synchronous on_event that acts on the connection from inside the receive path."""
+    from netstack.tcp.events import ConnEvent
+    c = h.conn
+    seen = [0]
+
+    def cb(ev):
+        if ev is not ConnEvent.READABLE:
+            return
+        seen[0] += 1
+        if kind == "reader" and seen[0] % 3 == 0:
+            c.recv(1000)
+        elif kind == "echo" and seen[0] % 4 == 0:
+            c.send(b"pong" * 100)
+        elif kind == "closer" and seen[0] == 7:
+            c.recv(1 << 20)
+            c.close()
+
+    c.on_event = cb
+
+
+@pytest.mark.parametrize("kind", ["reader", "echo", "closer"])
+def test_fast_and_full_paths_agree_with_a_callback_acting_on_the_connection(kind, monkeypatch):
+    script = [("data", 1448, 0)] * 20 + [("data", 700, 1)] * 5
+    hosts = [_Host(True, monkeypatch, 5, 262144), _Host(False, monkeypatch, 5, 262144)]
+    for h in hosts:
+        _callbacks(h, kind)
+    fast, full = (_run(h, script, [8, 12, 5]) for h in hosts)
+    assert fast == full
 
 
 @pytest.mark.parametrize("script", [
