@@ -74,6 +74,13 @@ class Transport(Protocol):
       (a user call such as ``send`` or ``close``).  ``None`` until the stack
       sets it.
 
+    Two optional entry points, used when present (TCP has both):
+    ``on_datagram_trusted(src, dst, payload, now)``, for a datagram whose
+    checksum the link vouches for (checksum offload), and
+    ``on_datagrams(items, now, trusted)``, for consecutive datagrams of one link
+    read: ``items`` a list of ``(src, dst, payload)`` in order, each to be taken
+    as ``on_datagram`` (or, with ``trusted``, ``on_datagram_trusted``) would.
+
     All of it runs in the stack's event-loop thread.
     """
 
