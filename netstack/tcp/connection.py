@@ -626,7 +626,10 @@ class Connection:
         if self.keepalive:
             self.sender.heard(now)
         if self.state is ESTABLISHED:              # (the callback may have closed or aborted it)
-            if self._dirty or snd.buf.data:
+            # A flush asked for (_dirty: after the application read, a window update) is this
+            # segment's ACK; output has nothing to do without data queued (no FIN is queued in
+            # ESTABLISHED, and nothing can be in flight or to retransmit with the buffer empty).
+            if snd.buf.data:
                 self.sender.output(now)
             if acks.due:
                 self.sender.send(now, snd.max, ACK)
