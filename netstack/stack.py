@@ -204,9 +204,17 @@ class Stack:
         self._after_round(now)
 
     def _on_kick(self) -> None:
+        """A user call (a write, a close) gave a transport work: do it in this loop turn.  A
+        transport whose poll is due now (TCP with writes to flush) is polled here, so the
+        segments leave in the kick's own turn, not one turn later through the timer."""
         self._flush_scheduled = False
         if not self.closed:
-            self._after_round()
+            now = self.clock()
+            for t in self.transports.values():
+                d = t.next_deadline()
+                if d is not None and d <= now:
+                    self._poll_transport(t, now)
+            self._after_round(now)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -220,12 +228,15 @@ class Stack:
         for t in self.transports.values():
             d = t.next_deadline()
             if d is not None and d <= now:
-                try:
-                    t.poll(now)
-                except Exception:
-                    self.counters.inc("stack.transport_errors")
-                    log.exception("transport poll failed")
+                self._poll_transport(t, now)
         self._after_round(now)
+
+    def _poll_transport(self, t: Transport, now: float) -> None:
+        try:
+            t.poll(now)
+        except Exception:
+            self.counters.inc("stack.transport_errors")
+            log.exception("transport poll failed")
 
     def _flush_outboxes(self, now: float) -> None:
         send = self.ip.send

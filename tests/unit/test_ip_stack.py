@@ -126,6 +126,46 @@ def test_transport_timers_input_and_kick():
     assert len(t.polls) >= 1
 
 
+class WriteTransport(TimerTransport):
+    """Like TCP with a user write waiting: its poll is due at once and sends the write."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.waiting = []
+
+    def user_write(self, data):
+        self.waiting.append(data)
+        self.on_output()
+
+    def next_deadline(self):
+        return 0.0 if self.waiting else None
+
+    def poll(self, now):
+        self.polls.append(now)
+        while self.waiting:
+            self.outbox.append(Outgoing(PEER, self.waiting.pop(0), False))
+
+
+def test_a_kick_flushes_a_user_write_in_its_own_loop_turn():
+    """A user call that gives a transport work (a write to flush) kicks the stack; the kick polls
+    the transport and sends in that same loop turn, not one turn later through the timer."""
+    async def main():
+        a, peer = MemoryLink.pair()
+        stack = Stack(a, US)
+        stack.start()
+        t = WriteTransport()
+        stack.register_transport(EXPERIMENT, t)
+        await asyncio.sleep(0)
+        t.user_write(b"user write")
+        await asyncio.sleep(0)          # one loop turn: the kick's callback has run, nothing else
+        got = [bytes(v) for v, _ in peer.recv_batch()]
+        stack.close()
+        return got
+
+    got = run(main())
+    assert [bytes(parse_ipv4(g).payload) for g in got] == [b"user write"]
+
+
 def test_df_too_big_reported_to_local_sender():
     async def main():
         a, peer = MemoryLink.pair(mtu=1000)
