@@ -79,6 +79,73 @@ def new_queue_id() -> str:
     return os.urandom(5).hex().upper()
 
 
+class _ReadDeadline:
+    """A session's deadlines (SmtpSession.next_deadline) while the server waits to read: one loop
+    timer per session, moved lazily.
+
+    ``asyncio.timeout()`` around every read would make and cancel a timer per command.  A
+    session's deadline mostly moves later (every command line restarts the line and idle
+    clocks), so this keeps one timer at or before it: a timer that fires early is set again
+    for the deadline as it is then.  A deadline that has come while the task waits in
+    ``read()`` cancels the task, as ``asyncio.timeout()`` does; the read site asks
+    :meth:`expired` whether that cancellation was ours (then it polls the session) or
+    someone else's (shedding, shutdown: it propagates)."""
+
+    __slots__ = ("session", "clock", "loop", "task", "handle", "at", "waiting", "fired")
+
+    def __init__(self, session: SmtpSession, clock) -> None:
+        self.session = session
+        self.clock = clock
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = 0.0                 # loop time the timer is set for
+        self.waiting = False          # the task waits in read()
+        self.fired = False            # we cancelled the task
+
+    def reading(self, deadline: float | None) -> None:
+        """The task is about to wait in read(); ``deadline`` on the session's clock, or None."""
+        self.waiting = True
+        if deadline is None:
+            return
+        when = self.loop.time() + max(0.0, deadline - self.clock())
+        if self.handle is None or when < self.at:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.at = when
+            self.handle = self.loop.call_at(when, self._fire)
+
+    def done(self) -> None:
+        self.waiting = False
+
+    def expired(self) -> bool:
+        """In ``except CancelledError`` at the read: True if the cancellation was (only) ours."""
+        if not self.fired:
+            return False
+        self.fired = False
+        return self.task.uncancel() == 0
+
+    def _fire(self) -> None:
+        self.handle = None
+        if not self.waiting or self.fired:
+            return                    # not reading: the next read sets the timer again
+        deadline = self.session.next_deadline()
+        if deadline is None:
+            return
+        delay = deadline - self.clock()
+        if delay > 0:                 # the deadline moved on since the timer was set
+            self.at = self.loop.time() + delay
+            self.handle = self.loop.call_at(self.at, self._fire)
+            return
+        self.fired = True
+        self.task.cancel()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 class SmtpServer:
     """Serves SMTP sessions on any asyncio-style stream pair.
 
@@ -289,6 +356,13 @@ class SmtpServer:
             self._running.pop(session, None)
 
     async def _conversation(self, session: SmtpSession, reader, writer, peer, box: list) -> None:
+        watch = _ReadDeadline(session, self.clock)
+        try:
+            await self._exchange(session, reader, writer, peer, box, watch)
+        finally:
+            watch.close()
+
+    async def _exchange(self, session: SmtpSession, reader, writer, peer, box: list, watch) -> None:
         clock = self.clock
         stream = box[0]
         pending: list = []
@@ -327,16 +401,16 @@ class SmtpServer:
                 return
             if self._hard_stop or session not in self._running:
                 return                                   # shutdown: past the drain deadline
-            deadline = session.next_deadline()
+            watch.reading(session.next_deadline())
             try:
-                if deadline is None:
-                    data = await stream.read(READ_SIZE)
-                else:
-                    async with asyncio.timeout(max(0.0, deadline - clock())):
-                        data = await stream.read(READ_SIZE)
-            except TimeoutError:
+                data = await stream.read(READ_SIZE)
+            except asyncio.CancelledError:
+                if not watch.expired():
+                    raise
                 pending += session.poll(clock())
                 continue
+            finally:
+                watch.done()
             if not data:
                 session.connection_lost()
                 return
