@@ -37,8 +37,9 @@ with no stalled session to shed, is answered ``421 4.7.0`` with the reason,
 counted (``refused_per_ip``, ``connections_refused``) and closed.
 
 Delivery runs in a pool of ``delivery_workers`` threads, never in the event
-loop; ``smtp.delivery.MaildirDelivery`` shares one directory fsync among
-the deliveries renamed before it (group commit).  The 250 is sent when the
+loop (``smtp.workers``: results reach the loop in batches, one wake-up for
+the deliveries that end together); ``smtp.delivery.MaildirDelivery`` shares
+one directory fsync among the deliveries renamed before it (group commit).  The 250 is sent when the
 delivery has returned, i.e. when the message is durable.
 
 Graceful shutdown (``await server.shutdown(drain_seconds)``, what SIGTERM
@@ -57,7 +58,6 @@ Run on kernel streams for tests and comparison: ``python -m netstack.cli.smtp_se
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import errno
 import logging
@@ -69,6 +69,7 @@ from .delivery import MaildirDelivery, MemorySink
 from .replies import reply
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
 from .tls import PlainStream, TlsStream, set_nodelay
+from .workers import WorkerPool
 
 log = logging.getLogger("smtp.server")
 
@@ -194,7 +195,7 @@ class SmtpServer:
         self._hard_stop = False
         self._per_ip: dict[str, int] = {}
         self._listeners: list = []
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._idle_event: asyncio.Event | None = None
         #: running sessions -> (the stream box, the task serving it)
         self._running: dict[SmtpSession, tuple[list, asyncio.Task | None]] = {}
@@ -428,11 +429,9 @@ class SmtpServer:
         try:
             if self.delivery.blocking:
                 if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, self.delivery_workers),
-                                                                       thread_name_prefix="smtp-delivery")
-                fut = asyncio.get_running_loop().run_in_executor(self._pool, self.delivery.deliver, env, qid)
+                    self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
                 # the delivery runs to its end even if this session is cancelled meanwhile (shed, shutdown)
-                await asyncio.shield(fut)
+                await self._pool.submit(self.delivery.deliver, env, qid)
             else:
                 self.delivery.deliver(env, qid)
         except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250
