@@ -90,6 +90,8 @@ class Stack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_scheduled = False
+        self._in_round = False            # inside _on_readable/_on_timer/_on_kick: callbacks wait for its end
+        self._after: list = []            # call_after_round callbacks of the round under way
         self._stopped: asyncio.Future | None = None
         self.started = False
         self.closed = False
@@ -131,6 +133,29 @@ class Stack:
         """A blocking, BSD-shaped TCP socket on this stack (see :mod:`netstack.sockets.blocking`)."""
         from netstack.sockets import socket
         return socket(self, family, type, proto)
+
+    def call_after_round(self, callback) -> None:
+        """Run ``callback()`` once the round under way (a batch of received packets, due timers, a
+        kick) has sent its output, in the same loop turn, as asyncio's selector transports call
+        their protocols from the reader callback itself; outside a round, ``loop.call_soon``.
+        The socket layer hands connection events to the application this way: no extra loop
+        turn between a segment's arrival and the application seeing its data."""
+        if self._in_round:
+            self._after.append(callback)
+        else:
+            self._loop.call_soon(callback)
+
+    def _run_after_round(self) -> None:
+        self._in_round = False
+        after = self._after
+        if after:
+            self._after = []
+            for cb in after:
+                try:
+                    cb()
+                except Exception as exc:
+                    self._loop.call_exception_handler({"message": "stack: callback after a round failed",
+                                                       "exception": exc})
 
     def kick(self) -> None:
         """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
@@ -193,15 +218,19 @@ class Stack:
             return
         now = self.clock()
         ip_input = self.ip.input
-        for view, meta in batch:
-            if meta is None:
-                ip_input(view, now)
-            else:                       # offloads: a GSO super-segment, a partial or verified checksum
-                if meta.gso_type:
-                    self.counters.inc("link.in.gso_packets")
-                self.ip.input_offloaded(view, meta, now)
-        self.counters.inc("link.in.packets", len(batch))
-        self._after_round(now)
+        self._in_round = True
+        try:
+            for view, meta in batch:
+                if meta is None:
+                    ip_input(view, now)
+                else:                       # offloads: a GSO super-segment, a partial or verified checksum
+                    if meta.gso_type:
+                        self.counters.inc("link.in.gso_packets")
+                    self.ip.input_offloaded(view, meta, now)
+            self.counters.inc("link.in.packets", len(batch))
+            self._after_round(now)
+        finally:
+            self._run_after_round()
 
     def _on_kick(self) -> None:
         """A user call (a write, a close) gave a transport work: do it in this loop turn.  A
@@ -209,34 +238,33 @@ class Stack:
         segments leave in the kick's own turn, not one turn later through the timer."""
         self._flush_scheduled = False
         if not self.closed:
-            now = self.clock()
-            for t in self.transports.values():
-                d = t.next_deadline()
-                if d is not None and d <= now:
-                    self._poll_transport(t, now)
-            self._after_round(now)
+            self._poll_due(self.clock(), ip=False)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self.closed:
-            return
-        now = self.clock()
-        ip_deadline = self.ip.next_deadline()
-        if ip_deadline is not None and ip_deadline <= now:
-            self.ip.poll(now)
-        for t in self.transports.values():
-            d = t.next_deadline()
-            if d is not None and d <= now:
-                self._poll_transport(t, now)
-        self._after_round(now)
+        if not self.closed:
+            self._poll_due(self.clock(), ip=True)
 
-    def _poll_transport(self, t: Transport, now: float) -> None:
+    def _poll_due(self, now: float, *, ip: bool) -> None:
+        """A round: poll the IP layer (``ip``) and the transports whose deadline has come, send."""
+        self._in_round = True
         try:
-            t.poll(now)
-        except Exception:
-            self.counters.inc("stack.transport_errors")
-            log.exception("transport poll failed")
+            if ip:
+                ip_deadline = self.ip.next_deadline()
+                if ip_deadline is not None and ip_deadline <= now:
+                    self.ip.poll(now)
+            for t in self.transports.values():
+                d = t.next_deadline()
+                if d is not None and d <= now:
+                    try:
+                        t.poll(now)
+                    except Exception:
+                        self.counters.inc("stack.transport_errors")
+                        log.exception("transport poll failed")
+            self._after_round(now)
+        finally:
+            self._run_after_round()
 
     def _flush_outboxes(self, now: float) -> None:
         send = self.ip.send
