@@ -221,7 +221,7 @@ class SmtpServer:
                 await writer.drain()
                 return
             set_nodelay(writer)
-            await self._run(reader, writer, peer)
+            await self._serve(reader, writer, peer)
         except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)
         except asyncio.CancelledError:
@@ -315,14 +315,6 @@ class SmtpServer:
             self._shed_tasks.add(task)
             task.cancel()
 
-    async def _run(self, reader, writer, peer) -> None:
-        box = [PlainStream(reader, writer)]
-        try:
-            await self._converse(reader, writer, peer, box)
-        finally:
-            if isinstance(box[0], TlsStream):
-                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
-
     def _shed_one(self) -> bool:
         """Full: close the longest-stalled session (stalled >= ``shed_after``) with 421 4.3.2."""
         if self.shed_after <= 0:
@@ -347,75 +339,79 @@ class SmtpServer:
         self.sessions_shed += 1
         return True
 
-    async def _converse(self, reader, writer, peer, box: list) -> None:
+    async def _serve(self, reader, writer, peer) -> None:
+        """The conversation: the session's replies out, the client's bytes in, its events acted on.
+        (One coroutine, the read and write calls bound once: every level of coroutine and wrapper
+        is paid again at each resume, i.e. per command.)"""
         clock = self.clock
         session = SmtpSession(self.config, peer=peer, now=clock())
+        box = [PlainStream(reader, writer)]
         self._running[session] = (box, asyncio.current_task())
+        watch = _ReadDeadline(session, clock)
+        read, write, drain = reader.read, writer.write, writer.drain
+        # asyncio's StreamWriter.drain() only waits above the high-water mark: with nothing
+        # buffered in the transport (the usual case) it is skipped
+        transport = getattr(writer, "transport", None)
+        buffered = transport.get_write_buffer_size if transport is not None else None
+        pending: list = []
         try:
-            await self._conversation(session, reader, writer, peer, box)
-        finally:
-            self._running.pop(session, None)
-
-    async def _conversation(self, session: SmtpSession, reader, writer, peer, box: list) -> None:
-        watch = _ReadDeadline(session, self.clock)
-        try:
-            await self._exchange(session, reader, writer, peer, box, watch)
+            while True:
+                out = session.data_to_send()
+                if out:
+                    write(out)
+                    if buffered is None or buffered() or transport.is_closing():
+                        await drain()
+                if pending:
+                    event = pending.pop(0)
+                    if isinstance(event, Close):
+                        return
+                    if isinstance(event, MessageReady):
+                        pending += await self._deliver(session, event.envelope)
+                    elif isinstance(event, AuthRequest):
+                        ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
+                        pending += session.auth_result(ok, clock(), event.username)
+                    elif isinstance(event, StartTlsRequest):
+                        tls = self._starttls(reader, writer)
+                        if tls is None:
+                            pending += session.starttls_refused(clock())
+                            continue
+                        session.starttls_accepted(clock())
+                        write(session.data_to_send())          # the 220, in plaintext
+                        await drain()
+                        try:
+                            async with asyncio.timeout(self.handshake_timeout):
+                                await tls.handshake()
+                        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+                            log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
+                            return
+                        box[0] = tls
+                        read, write, drain, buffered = tls.read, tls.write, tls.drain, None
+                        pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0],
+                                                           clock())
+                    continue
+                if session.closed:
+                    return
+                if self._hard_stop or session not in self._running:
+                    return                                   # shutdown: past the drain deadline
+                watch.reading(session.next_deadline())
+                try:
+                    data = await read(READ_SIZE)
+                except asyncio.CancelledError:
+                    if not watch.expired():
+                        raise
+                    pending += session.poll(clock())
+                    continue
+                finally:
+                    watch.done()
+                if not data:
+                    session.connection_lost()
+                    return
+                pending += session.receive_data(data, clock())
         finally:
             watch.close()
-
-    async def _exchange(self, session: SmtpSession, reader, writer, peer, box: list, watch) -> None:
-        clock = self.clock
-        stream = box[0]
-        pending: list = []
-        while True:
-            out = session.data_to_send()
-            if out:
-                stream.write(out)
-                await stream.drain()
-            if pending:
-                event = pending.pop(0)
-                if isinstance(event, Close):
-                    return
-                if isinstance(event, MessageReady):
-                    pending += await self._deliver(session, event.envelope)
-                elif isinstance(event, AuthRequest):
-                    ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
-                    pending += session.auth_result(ok, clock(), event.username)
-                elif isinstance(event, StartTlsRequest):
-                    tls = self._starttls(reader, writer)
-                    if tls is None:
-                        pending += session.starttls_refused(clock())
-                        continue
-                    session.starttls_accepted(clock())
-                    stream.write(session.data_to_send())     # the 220, in plaintext
-                    await stream.drain()
-                    try:
-                        async with asyncio.timeout(self.handshake_timeout):
-                            await tls.handshake()
-                    except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
-                        log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
-                        return
-                    stream = box[0] = tls
-                    pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0], clock())
-                continue
-            if session.closed:
-                return
-            if self._hard_stop or session not in self._running:
-                return                                   # shutdown: past the drain deadline
-            watch.reading(session.next_deadline())
-            try:
-                data = await stream.read(READ_SIZE)
-            except asyncio.CancelledError:
-                if not watch.expired():
-                    raise
-                pending += session.poll(clock())
-                continue
-            finally:
-                watch.done()
-            if not data:
-                session.connection_lost()
-                return
-            pending += session.receive_data(data, clock())
+            self._running.pop(session, None)
+            if isinstance(box[0], TlsStream):
+                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
 
     def _starttls(self, reader, writer):
         try:
