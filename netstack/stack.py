@@ -299,17 +299,19 @@ class Stack:
         if now is None:
             now = self.clock()
         self._flush_outboxes(now)
-        # re-arm the one timer for the earliest deadline
+        # the one timer, at or before the earliest deadline
         deadline = self.ip.next_deadline()
         for t in self.transports.values():
             d = t.next_deadline()
             if d is not None and (deadline is None or d < deadline):
                 deadline = d
-        if deadline == self._timer_at:
+        if deadline is None or (self._timer is not None and self._timer_at <= deadline):
+            # Moved later (a retransmission timer restarted, a delayed ACK went out with data)
+            # or gone: the timer already set fires first, finds nothing due and is set again
+            # then.  Deadlines move later on nearly every round; re-arming each time would make
+            # and cancel a loop timer per round.
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_later(max(0.0, deadline - now), self._on_timer)
+        self._timer = self._loop.call_later(max(0.0, deadline - now), self._on_timer)
