@@ -92,7 +92,7 @@ class _ReadDeadline:
     :meth:`expired` whether that cancellation was ours (then it polls the session) or
     someone else's (shedding, shutdown: it propagates)."""
 
-    __slots__ = ("session", "clock", "loop", "task", "handle", "at", "waiting", "fired")
+    __slots__ = ("session", "clock", "loop", "task", "handle", "at", "deadline", "waiting", "fired")
 
     def __init__(self, session: SmtpSession, clock) -> None:
         self.session = session
@@ -101,20 +101,20 @@ class _ReadDeadline:
         self.task = asyncio.current_task()
         self.handle: asyncio.TimerHandle | None = None
         self.at = 0.0                 # loop time the timer is set for
+        self.deadline = 0.0           # the session's deadline it was set for (the session's clock)
         self.waiting = False          # the task waits in read()
         self.fired = False            # we cancelled the task
 
     def reading(self, deadline: float | None) -> None:
         """The task is about to wait in read(); ``deadline`` on the session's clock, or None."""
         self.waiting = True
-        if deadline is None:
-            return
+        if deadline is None or (self.handle is not None and deadline >= self.deadline):
+            return                    # none, or the timer set fires first
         when = self.loop.time() + max(0.0, deadline - self.clock())
-        if self.handle is None or when < self.at:
-            if self.handle is not None:
-                self.handle.cancel()
-            self.at = when
-            self.handle = self.loop.call_at(when, self._fire)
+        if self.handle is not None:
+            self.handle.cancel()
+        self.at, self.deadline = when, deadline
+        self.handle = self.loop.call_at(when, self._fire)
 
     def done(self) -> None:
         self.waiting = False
@@ -135,7 +135,7 @@ class _ReadDeadline:
             return
         delay = deadline - self.clock()
         if delay > 0:                 # the deadline moved on since the timer was set
-            self.at = self.loop.time() + delay
+            self.at, self.deadline = self.loop.time() + delay, deadline
             self.handle = self.loop.call_at(self.at, self._fire)
             return
         self.fired = True
