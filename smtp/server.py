@@ -424,10 +424,13 @@ class SmtpServer:
         qid = new_queue_id()
         try:
             if self.delivery.blocking:
-                if self._pool is None:
-                    self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
+                pool = self._pool
+                if pool is None or pool.loop not in (None, asyncio.get_running_loop()):
+                    if pool is not None:          # served an earlier event loop: its threads may go
+                        pool.shutdown(wait=False)
+                    pool = self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
                 # the delivery runs to its end even if this session is cancelled meanwhile (shed, shutdown)
-                await self._pool.submit(self.delivery.deliver, env, qid)
+                await pool.submit(self.delivery.deliver, env, qid)
             else:
                 self.delivery.deliver(env, qid)
         except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250

@@ -48,6 +48,11 @@ class WorkerPool:
         self.wakeups = 0                     #: times a worker woke the loop (results hand over in batches)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool serves (the one of its first ``submit``), or None before."""
+        return self._loop
+
+    @property
     def threads(self) -> int:
         """Threads started so far."""
         return len(self._threads)
