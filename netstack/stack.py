@@ -90,6 +90,8 @@ class Stack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_scheduled = False
+        self._in_round = False            # inside _on_readable/_on_timer/_on_kick: callbacks wait for its end
+        self._after: list = []            # call_after_round callbacks of the round under way
         self._stopped: asyncio.Future | None = None
         self.started = False
         self.closed = False
@@ -131,6 +133,29 @@ class Stack:
         """A blocking, BSD-shaped TCP socket on this stack (see :mod:`netstack.sockets.blocking`)."""
         from netstack.sockets import socket
         return socket(self, family, type, proto)
+
+    def call_after_round(self, callback) -> None:
+        """Run ``callback()`` once the round under way (a batch of received packets, due timers, a
+        kick) has sent its output, in the same loop turn, as asyncio's selector transports call
+        their protocols from the reader callback itself; outside a round, ``loop.call_soon``.
+        The socket layer hands connection events to the application this way: no extra loop
+        turn between a segment's arrival and the application seeing its data."""
+        if self._in_round:
+            self._after.append(callback)
+        else:
+            self._loop.call_soon(callback)
+
+    def _run_after_round(self) -> None:
+        self._in_round = False
+        after = self._after
+        if after:
+            self._after = []
+            for cb in after:
+                try:
+                    cb()
+                except Exception as exc:
+                    self._loop.call_exception_handler({"message": "stack: callback after a round failed",
+                                                       "exception": exc})
 
     def kick(self) -> None:
         """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
@@ -196,33 +221,47 @@ class Stack:
             gso = sum(1 for _view, meta in batch if meta is not None and meta.gso_type)
             if gso:
                 self.counters.inc("link.in.gso_packets", gso)
-        self.ip.input_batch(batch, now)
-        self.counters.inc("link.in.packets", len(batch))
-        self._after_round(now)
+        self._in_round = True
+        try:
+            self.ip.input_batch(batch, now)
+            self.counters.inc("link.in.packets", len(batch))
+            self._after_round(now)
+        finally:
+            self._run_after_round()
 
     def _on_kick(self) -> None:
+        """A user call (a write, a close) gave a transport work: do it in this loop turn.  A
+        transport whose poll is due now (TCP with writes to flush) is polled here, so the
+        segments leave in the kick's own turn, not one turn later through the timer."""
         self._flush_scheduled = False
         if not self.closed:
-            self._after_round()
+            self._poll_due(self.clock(), ip=False)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self.closed:
-            return
-        now = self.clock()
-        ip_deadline = self.ip.next_deadline()
-        if ip_deadline is not None and ip_deadline <= now:
-            self.ip.poll(now)
-        for t in self.transports.values():
-            d = t.next_deadline()
-            if d is not None and d <= now:
-                try:
-                    t.poll(now)
-                except Exception:
-                    self.counters.inc("stack.transport_errors")
-                    log.exception("transport poll failed")
-        self._after_round(now)
+        if not self.closed:
+            self._poll_due(self.clock(), ip=True)
+
+    def _poll_due(self, now: float, *, ip: bool) -> None:
+        """A round: poll the IP layer (``ip``) and the transports whose deadline has come, send."""
+        self._in_round = True
+        try:
+            if ip:
+                ip_deadline = self.ip.next_deadline()
+                if ip_deadline is not None and ip_deadline <= now:
+                    self.ip.poll(now)
+            for t in self.transports.values():
+                d = t.next_deadline()
+                if d is not None and d <= now:
+                    try:
+                        t.poll(now)
+                    except Exception:
+                        self.counters.inc("stack.transport_errors")
+                        log.exception("transport poll failed")
+            self._after_round(now)
+        finally:
+            self._run_after_round()
 
     def _flush_outboxes(self, now: float) -> None:
         send = self.ip.send
@@ -257,17 +296,19 @@ class Stack:
         if now is None:
             now = self.clock()
         self._flush_outboxes(now)
-        # re-arm the one timer for the earliest deadline
+        # the one timer, at or before the earliest deadline
         deadline = self.ip.next_deadline()
         for t in self.transports.values():
             d = t.next_deadline()
             if d is not None and (deadline is None or d < deadline):
                 deadline = d
-        if deadline == self._timer_at:
+        if deadline is None or (self._timer is not None and self._timer_at <= deadline):
+            # Moved later (a retransmission timer restarted, a delayed ACK went out with data)
+            # or gone: the timer already set fires first, finds nothing due and is set again
+            # then.  Deadlines move later on nearly every round; re-arming each time would make
+            # and cancel a loop timer per round.
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_later(max(0.0, deadline - now), self._on_timer)
+        self._timer = self._loop.call_later(max(0.0, deadline - now), self._on_timer)

@@ -3,6 +3,7 @@
 * ``smtp.session``  - the sans-I/O server state machine (bytes + time in; replies, events, deadline out)
 * ``smtp.server``   - runs sessions on any asyncio-style reader/writer pair; STARTTLS via ``smtp.tls``
 * ``smtp.delivery`` - durable Maildir delivery (fsync before 250)
+* ``smtp.workers``  - the threads deliveries run in, their results handed to the event loop in batches
 * ``smtp.client``   - async client on injected streams
 * ``smtp.auth``     - users file with scrypt hashes for AUTH PLAIN/LOGIN
 """

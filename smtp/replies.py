@@ -9,6 +9,7 @@ the replies to HELO/EHLO (RFC 2034 §4).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -28,7 +29,12 @@ class Reply:
         return 200 <= self.code < 400
 
     def encode(self, use_esc: bool) -> bytes:
-        """The reply as it goes on the wire (RFC 5321 §4.2.1), CRLF after every line."""
+        """The reply as it goes on the wire (RFC 5321 §4.2.1), CRLF after every line.  The same
+        replies recur in every session (``250 2.1.0 Ok``, ``354``...): the recent encodings are
+        kept (an LRU of 128), so those cost a lookup."""
+        return _encode(self, use_esc)
+
+    def _wire(self, use_esc: bool) -> bytes:
         prefix = f"{self.esc} " if (use_esc and self.esc and self.code // 100 in (2, 4, 5)) else ""
         out = []
         last = len(self.lines) - 1
@@ -39,6 +45,9 @@ class Reply:
 
     def __str__(self) -> str:
         return self.encode(True).decode("utf-8", "replace").rstrip("\r\n")
+
+
+_encode = functools.lru_cache(maxsize=128)(Reply._wire)
 
 
 def reply(code: int, esc: str | None, *lines: str) -> Reply:

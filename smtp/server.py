@@ -37,8 +37,9 @@ with no stalled session to shed, is answered ``421 4.7.0`` with the reason,
 counted (``refused_per_ip``, ``connections_refused``) and closed.
 
 Delivery runs in a pool of ``delivery_workers`` threads, never in the event
-loop; ``smtp.delivery.MaildirDelivery`` shares one directory fsync among
-the deliveries renamed before it (group commit).  The 250 is sent when the
+loop (``smtp.workers``: results reach the loop in batches, one wake-up for
+the deliveries that end together); ``smtp.delivery.MaildirDelivery`` shares
+one directory fsync among the deliveries renamed before it (group commit).  The 250 is sent when the
 delivery has returned, i.e. when the message is durable.
 
 Graceful shutdown (``await server.shutdown(drain_seconds)``, what SIGTERM
@@ -57,7 +58,6 @@ Run on kernel streams for tests and comparison: ``python -m netstack.cli.smtp_se
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import errno
 import logging
@@ -69,6 +69,7 @@ from .delivery import MaildirDelivery, MemorySink
 from .replies import reply
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
 from .tls import PlainStream, TlsStream, set_nodelay
+from .workers import WorkerPool
 
 log = logging.getLogger("smtp.server")
 
@@ -77,6 +78,73 @@ READ_SIZE = 65536
 
 def new_queue_id() -> str:
     return os.urandom(5).hex().upper()
+
+
+class _ReadDeadline:
+    """A session's deadlines (SmtpSession.next_deadline) while the server waits to read: one loop
+    timer per session, moved lazily.
+
+    ``asyncio.timeout()`` around every read would make and cancel a timer per command.  A
+    session's deadline mostly moves later (every command line restarts the line and idle
+    clocks), so this keeps one timer at or before it: a timer that fires early is set again
+    for the deadline as it is then.  A deadline that has come while the task waits in
+    ``read()`` cancels the task, as ``asyncio.timeout()`` does; the read site asks
+    :meth:`expired` whether that cancellation was ours (then it polls the session) or
+    someone else's (shedding, shutdown: it propagates)."""
+
+    __slots__ = ("session", "clock", "loop", "task", "handle", "at", "deadline", "waiting", "fired")
+
+    def __init__(self, session: SmtpSession, clock) -> None:
+        self.session = session
+        self.clock = clock
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.handle: asyncio.TimerHandle | None = None
+        self.at = 0.0                 # loop time the timer is set for
+        self.deadline = 0.0           # the session's deadline it was set for (the session's clock)
+        self.waiting = False          # the task waits in read()
+        self.fired = False            # we cancelled the task
+
+    def reading(self, deadline: float | None) -> None:
+        """The task is about to wait in read(); ``deadline`` on the session's clock, or None."""
+        self.waiting = True
+        if deadline is None or (self.handle is not None and deadline >= self.deadline):
+            return                    # none, or the timer set fires first
+        when = self.loop.time() + max(0.0, deadline - self.clock())
+        if self.handle is not None:
+            self.handle.cancel()
+        self.at, self.deadline = when, deadline
+        self.handle = self.loop.call_at(when, self._fire)
+
+    def done(self) -> None:
+        self.waiting = False
+
+    def expired(self) -> bool:
+        """In ``except CancelledError`` at the read: True if the cancellation was (only) ours."""
+        if not self.fired:
+            return False
+        self.fired = False
+        return self.task.uncancel() == 0
+
+    def _fire(self) -> None:
+        self.handle = None
+        if not self.waiting or self.fired:
+            return                    # not reading: the next read sets the timer again
+        deadline = self.session.next_deadline()
+        if deadline is None:
+            return
+        delay = deadline - self.clock()
+        if delay > 0:                 # the deadline moved on since the timer was set
+            self.at, self.deadline = self.loop.time() + delay, deadline
+            self.handle = self.loop.call_at(self.at, self._fire)
+            return
+        self.fired = True
+        self.task.cancel()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 class SmtpServer:
@@ -127,7 +195,7 @@ class SmtpServer:
         self._hard_stop = False
         self._per_ip: dict[str, int] = {}
         self._listeners: list = []
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._idle_event: asyncio.Event | None = None
         #: running sessions -> (the stream box, the task serving it)
         self._running: dict[SmtpSession, tuple[list, asyncio.Task | None]] = {}
@@ -153,7 +221,7 @@ class SmtpServer:
                 await writer.drain()
                 return
             set_nodelay(writer)
-            await self._run(reader, writer, peer)
+            await self._serve(reader, writer, peer)
         except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
             log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)
         except asyncio.CancelledError:
@@ -247,14 +315,6 @@ class SmtpServer:
             self._shed_tasks.add(task)
             task.cancel()
 
-    async def _run(self, reader, writer, peer) -> None:
-        box = [PlainStream(reader, writer)]
-        try:
-            await self._converse(reader, writer, peer, box)
-        finally:
-            if isinstance(box[0], TlsStream):
-                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
-
     def _shed_one(self) -> bool:
         """Full: close the longest-stalled session (stalled >= ``shed_after``) with 421 4.3.2."""
         if self.shed_after <= 0:
@@ -279,68 +339,79 @@ class SmtpServer:
         self.sessions_shed += 1
         return True
 
-    async def _converse(self, reader, writer, peer, box: list) -> None:
+    async def _serve(self, reader, writer, peer) -> None:
+        """The conversation: the session's replies out, the client's bytes in, its events acted on.
+        (One coroutine, the read and write calls bound once: every level of coroutine and wrapper
+        is paid again at each resume, i.e. per command.)"""
         clock = self.clock
         session = SmtpSession(self.config, peer=peer, now=clock())
+        box = [PlainStream(reader, writer)]
         self._running[session] = (box, asyncio.current_task())
-        try:
-            await self._conversation(session, reader, writer, peer, box)
-        finally:
-            self._running.pop(session, None)
-
-    async def _conversation(self, session: SmtpSession, reader, writer, peer, box: list) -> None:
-        clock = self.clock
-        stream = box[0]
+        watch = _ReadDeadline(session, clock)
+        read, write, drain = reader.read, writer.write, writer.drain
+        # asyncio's StreamWriter.drain() only waits above the high-water mark: with nothing
+        # buffered in the transport (the usual case) it is skipped
+        transport = getattr(writer, "transport", None)
+        buffered = transport.get_write_buffer_size if transport is not None else None
         pending: list = []
-        while True:
-            out = session.data_to_send()
-            if out:
-                stream.write(out)
-                await stream.drain()
-            if pending:
-                event = pending.pop(0)
-                if isinstance(event, Close):
-                    return
-                if isinstance(event, MessageReady):
-                    pending += await self._deliver(session, event.envelope)
-                elif isinstance(event, AuthRequest):
-                    ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
-                    pending += session.auth_result(ok, clock(), event.username)
-                elif isinstance(event, StartTlsRequest):
-                    tls = self._starttls(reader, writer)
-                    if tls is None:
-                        pending += session.starttls_refused(clock())
-                        continue
-                    session.starttls_accepted(clock())
-                    stream.write(session.data_to_send())     # the 220, in plaintext
-                    await stream.drain()
-                    try:
-                        async with asyncio.timeout(self.handshake_timeout):
-                            await tls.handshake()
-                    except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
-                        log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
+        try:
+            while True:
+                out = session.data_to_send()
+                if out:
+                    write(out)
+                    if buffered is None or buffered() or transport.is_closing():
+                        await drain()
+                if pending:
+                    event = pending.pop(0)
+                    if isinstance(event, Close):
                         return
-                    stream = box[0] = tls
-                    pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0], clock())
-                continue
-            if session.closed:
-                return
-            if self._hard_stop or session not in self._running:
-                return                                   # shutdown: past the drain deadline
-            deadline = session.next_deadline()
-            try:
-                if deadline is None:
-                    data = await stream.read(READ_SIZE)
-                else:
-                    async with asyncio.timeout(max(0.0, deadline - clock())):
-                        data = await stream.read(READ_SIZE)
-            except TimeoutError:
-                pending += session.poll(clock())
-                continue
-            if not data:
-                session.connection_lost()
-                return
-            pending += session.receive_data(data, clock())
+                    if isinstance(event, MessageReady):
+                        pending += await self._deliver(session, event.envelope)
+                    elif isinstance(event, AuthRequest):
+                        ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
+                        pending += session.auth_result(ok, clock(), event.username)
+                    elif isinstance(event, StartTlsRequest):
+                        tls = self._starttls(reader, writer)
+                        if tls is None:
+                            pending += session.starttls_refused(clock())
+                            continue
+                        session.starttls_accepted(clock())
+                        write(session.data_to_send())          # the 220, in plaintext
+                        await drain()
+                        try:
+                            async with asyncio.timeout(self.handshake_timeout):
+                                await tls.handshake()
+                        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+                            log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
+                            return
+                        box[0] = tls
+                        read, write, drain, buffered = tls.read, tls.write, tls.drain, None
+                        pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0],
+                                                           clock())
+                    continue
+                if session.closed:
+                    return
+                if self._hard_stop or session not in self._running:
+                    return                                   # shutdown: past the drain deadline
+                watch.reading(session.next_deadline())
+                try:
+                    data = await read(READ_SIZE)
+                except asyncio.CancelledError:
+                    if not watch.expired():
+                        raise
+                    pending += session.poll(clock())
+                    continue
+                finally:
+                    watch.done()
+                if not data:
+                    session.connection_lost()
+                    return
+                pending += session.receive_data(data, clock())
+        finally:
+            watch.close()
+            self._running.pop(session, None)
+            if isinstance(box[0], TlsStream):
+                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
 
     def _starttls(self, reader, writer):
         try:
@@ -353,12 +424,13 @@ class SmtpServer:
         qid = new_queue_id()
         try:
             if self.delivery.blocking:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, self.delivery_workers),
-                                                                       thread_name_prefix="smtp-delivery")
-                fut = asyncio.get_running_loop().run_in_executor(self._pool, self.delivery.deliver, env, qid)
+                pool = self._pool
+                if pool is None or pool.loop not in (None, asyncio.get_running_loop()):
+                    if pool is not None:          # served an earlier event loop: its threads may go
+                        pool.shutdown(wait=False)
+                    pool = self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
                 # the delivery runs to its end even if this session is cancelled meanwhile (shed, shutdown)
-                await asyncio.shield(fut)
+                await pool.submit(self.delivery.deliver, env, qid)
             else:
                 self.delivery.deliver(env, qid)
         except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250

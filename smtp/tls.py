@@ -27,7 +27,8 @@ def set_nodelay(writer) -> None:
     """
     conn = writer.get_extra_info("netstack_connection")
     if conn is not None and hasattr(conn, "set_nodelay"):
-        conn.set_nodelay(True)
+        if not getattr(conn, "nodelay", False):      # (netstack's listeners accept with it on)
+            conn.set_nodelay(True)
         return
     sock = writer.get_extra_info("socket")
     if sock is not None:

@@ -199,6 +199,7 @@ class Server:
         self._backlog = backlog
         self._loop = loop
         self._listener = None
+        self._accept_scheduled = False
         self._serving = False
         self._closed = False
         self._transports: set[TCPTransport] = set()
@@ -217,9 +218,13 @@ class Server:
         listener.on_event = self._on_listener_event
 
     def _on_listener_event(self, ev: ListenerEvent) -> None:
-        self._loop.call_soon(self._accept_all)
+        if not self._accept_scheduled:
+            self._accept_scheduled = True
+            defer = getattr(self._stack, "call_after_round", None) or self._loop.call_soon
+            defer(self._accept_all)      # once the stack's round has sent its output (see transport.py)
 
     def _accept_all(self) -> None:
+        self._accept_scheduled = False
         listener = self._listener
         if listener is None:
             return

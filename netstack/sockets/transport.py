@@ -30,7 +30,10 @@ How data moves:
 
 Connection events arrive from inside the TCP layer's input or timer
 processing; the transport never re-enters the connection from there.  It
-records the event and handles it in a ``loop.call_soon`` callback.
+records the event and handles it once the stack's round has sent its output
+(``Stack.call_after_round``: in the same loop turn, as asyncio's selector
+transports feed their protocols), or in a ``loop.call_soon`` callback on a
+stack without that hook.
 """
 from __future__ import annotations
 
@@ -148,6 +151,7 @@ class TCPTransport(asyncio.Transport):
         self._pending: list[ConnEvent] = []
         self._scheduled = False
         self._conn_lost_writes = 0
+        self._defer = getattr(stack, "call_after_round", None) or loop.call_soon
         conn.on_event = self._on_event
 
     # -- connection events (called from inside the TCP layer) -----------------------------------
@@ -155,7 +159,7 @@ class TCPTransport(asyncio.Transport):
         self._pending.append(event)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._process)
+            self._defer(self._process)
 
     def _start(self) -> None:
         """Deliver ``connection_made`` and pick up anything already buffered."""

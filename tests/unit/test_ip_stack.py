@@ -126,6 +126,89 @@ def test_transport_timers_input_and_kick():
     assert len(t.polls) >= 1
 
 
+class WriteTransport(TimerTransport):
+    """Like TCP with a user write waiting: its poll is due at once and sends the write."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.waiting = []
+
+    def user_write(self, data):
+        self.waiting.append(data)
+        self.on_output()
+
+    def next_deadline(self):
+        return 0.0 if self.waiting else None
+
+    def poll(self, now):
+        self.polls.append(now)
+        while self.waiting:
+            self.outbox.append(Outgoing(PEER, self.waiting.pop(0), False))
+
+
+def test_a_kick_flushes_a_user_write_in_its_own_loop_turn():
+    """A user call that gives a transport work (a write to flush) kicks the stack; the kick polls
+    the transport and sends in that same loop turn, not one turn later through the timer."""
+    async def main():
+        a, peer = MemoryLink.pair()
+        stack = Stack(a, US)
+        stack.start()
+        t = WriteTransport()
+        stack.register_transport(EXPERIMENT, t)
+        await asyncio.sleep(0)
+        t.user_write(b"user write")
+        await asyncio.sleep(0)          # one loop turn: the kick's callback has run, nothing else
+        got = [bytes(v) for v, _ in peer.recv_batch()]
+        stack.close()
+        return got
+
+    got = run(main())
+    assert [bytes(parse_ipv4(g).payload) for g in got] == [b"user write"]
+
+
+def test_a_deadline_moved_later_keeps_the_loop_timer_an_earlier_one_resets_it():
+    """The stack's one loop timer is set again only for an earlier deadline: one that moved later
+    (a retransmission timer restarted on an ACK) is left to the timer already set, which fires,
+    finds nothing due and is set for the deadline then."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        armed = []
+        real_call_at = loop.call_at
+
+        def call_at(when, cb, *args, **kw):
+            if getattr(cb, "__name__", "") == "_on_timer":
+                armed.append(when)
+            return real_call_at(when, cb, *args, **kw)
+
+        loop.call_at = call_at
+        a, peer = MemoryLink.pair()
+        stack = Stack(a, US)
+        stack.start()
+        t = TimerTransport(stack.clock() + 0.05)
+        stack.register_transport(EXPERIMENT, t)
+        await asyncio.sleep(0)
+        first = len(armed)
+        for k in range(1, 20):                     # moved later, round after round: no new timer
+            t.at = stack.clock() + 0.05 + k * 0.01
+            stack.kick()
+            await asyncio.sleep(0)
+        later = len(armed)
+        fired = await replies(peer, 1, timeout=2)  # the early timer fired, was set again, and sent
+        t.at, before = stack.clock() + 10.0, len(armed)
+        stack.kick()
+        await asyncio.sleep(0)
+        t.at = stack.clock() + 0.001
+        stack.kick()
+        await asyncio.sleep(0)
+        stack.close()
+        return first, later, fired, len(armed) - before
+
+    first, later, fired, earlier = run(main())
+    assert first == 1 and later == first
+    assert bytes(parse_ipv4(fired[0]).payload) == b"timer fired"
+    assert earlier == 2          # +10 s: set (none pending after the fire); then +1 ms: earlier, set again
+
+
 def test_df_too_big_reported_to_local_sender():
     async def main():
         a, peer = MemoryLink.pair(mtu=1000)

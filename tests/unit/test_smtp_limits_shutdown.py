@@ -146,3 +146,21 @@ def test_shutdown_waits_for_a_running_delivery_past_the_deadline_and_sends_its_2
         assert server.accepted == 1
 
     asyncio.run(main())
+
+
+def test_a_server_delivers_from_one_event_loop_and_then_from_another(tmp_path):
+    """The delivery threads hand results to the loop that asked; a server driven by a second
+    event loop later (asyncio.run twice) gets a pool of its own."""
+    from smtp.delivery import MaildirDelivery
+
+    server = SmtpServer(CFG, clock=FakeClock(), delivery=MaildirDelivery(str(tmp_path)))
+
+    async def one_message():
+        reader, writer, task = _open(server, 1)
+        reader.feed_data(TXN + b"hello\r\n.\r\nQUIT\r\n")
+        await asyncio.wait_for(task, 10)
+        return bytes(writer.out)
+
+    for _ in range(2):
+        assert b"250 2.0.0 Ok: queued as " in asyncio.run(one_message())
+    assert len(list((tmp_path / "bob" / "new").iterdir())) == 2

@@ -697,3 +697,16 @@ def test_any_input_gives_well_formed_replies_and_never_raises(parts, chunk):
     for line in out.split(b"\r\n")[:-1]:
         assert len(line) >= 4 and line[:3].isdigit() and line[3:4] in (b" ", b"-"), line
     assert len(s._buf) <= 12288 + 64 * 2          # bounded, whatever the input
+
+
+def test_a_recurring_reply_is_encoded_once_and_every_encoding_stays_exact():
+    from smtp.replies import reply
+
+    first = reply(250, "2.1.0", "Ok").encode(True)
+    assert first == b"250 2.1.0 Ok\r\n"
+    assert reply(250, "2.1.0", "Ok").encode(True) is first          # from the cache, not built again
+    assert reply(250, "2.1.0", "Ok").encode(False) == b"250 Ok\r\n"
+    assert reply(250, None, "a", "b").encode(True) == b"250-a\r\n250 b\r\n"
+    for i in range(300):                                             # unique replies do not grow it
+        assert reply(250, "2.0.0", f"Ok: queued as {i:010X}").encode(True) == \
+            f"250 2.0.0 Ok: queued as {i:010X}\r\n".encode()

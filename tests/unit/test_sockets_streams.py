@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from netstack.sockets import Server, open_connection, start_server
+from netstack.sockets import Server, create_server, open_connection, start_server
 from netstack.sockets.transport import TCPTransport
 from netstack.services import echo
 from netstack.tcp.state import State
@@ -505,3 +505,38 @@ def test_default_tcp_layer_takes_its_mss_from_the_link_mtu():
     tcp = tcp_layer(stack)
     assert tcp is stack.tcp
     assert tcp.config.mss == 8960
+
+
+def test_data_and_new_connections_reach_the_application_in_the_stacks_own_loop_turn():
+    """A segment's data reaches protocol.data_received, and a completed handshake the server's
+    protocol factory, at the end of the stack's round that took the segment in (as asyncio's
+    selector transports call their protocols from the reader callback), not a loop turn later."""
+    import inspect
+
+    seen = []
+
+    def caller():
+        return [f.function for f in inspect.stack()[2:8]]
+
+    class Recorder(asyncio.Protocol):
+        def __init__(self):
+            seen.append(("made", caller()))
+
+        def data_received(self, data):
+            seen.append(("data", caller()))
+
+    async def main():
+        async with stack_pair() as (a, b):
+            server = await create_server(b, Recorder, port=9)
+            reader, writer = await open_connection(a, B_ADDR, 9)
+            writer.write(b"hello")
+            await _until(lambda: any(kind == "data" for kind, _ in seen))
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+    made = next(stack for kind, stack in seen if kind == "made")
+    data = next(stack for kind, stack in seen if kind == "data")
+    assert "_run_after_round" in made and "_on_readable" in made
+    assert "_run_after_round" in data and "_on_readable" in data

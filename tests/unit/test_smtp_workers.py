@@ -1,0 +1,99 @@
+"""smtp.workers.WorkerPool: blocking jobs in threads, results handed to the loop in batches."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from smtp.workers import WorkerPool
+
+
+def test_results_and_exceptions_reach_the_awaiting_task():
+    async def main():
+        pool = WorkerPool(2, name="t")
+
+        def boom():
+            raise OSError(28, "No space left on device")
+
+        assert await pool.submit(lambda a, b: a + b, 2, 3) == 5
+        with pytest.raises(OSError) as err:
+            await pool.submit(boom)
+        assert err.value.errno == 28
+        pool.shutdown()
+
+    asyncio.run(main())
+
+
+def test_results_that_end_together_cost_one_wakeup_of_the_loop():
+    """Five jobs end while the loop is busy: the first result wakes it, the other four ride along."""
+    async def main():
+        pool = WorkerPool(5, name="t")
+        finished = threading.Semaphore(0)
+
+        def job(i):
+            finished.release()
+            return i
+
+        futs = [pool.submit(job, i) for i in range(5)]
+        for _ in range(5):                    # the loop is busy (blocked here) while all five end
+            assert finished.acquire(timeout=5)
+        for _ in range(5000):                 # each worker puts its result down (the loop still busy)
+            if pool.finished == 5:
+                break
+            threading.Event().wait(0.001)
+        results = await asyncio.gather(*futs)
+        pool.shutdown()
+        return results, pool.wakeups
+
+    results, wakeups = asyncio.run(main())
+    assert results == [0, 1, 2, 3, 4]
+    assert wakeups == 1
+
+
+def test_a_job_runs_to_its_end_when_its_waiter_is_cancelled():
+    async def main():
+        pool = WorkerPool(1, name="t")
+        go, done = threading.Event(), []
+
+        def job():
+            go.wait(5)
+            done.append("written")
+            return "ok"
+
+        task = asyncio.ensure_future(pool.submit(job))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go.set()
+        assert await pool.submit(lambda: "next") == "next"     # the pool goes on serving
+        pool.shutdown()
+        return done
+
+    assert asyncio.run(main()) == ["written"]
+
+
+def test_threads_start_as_needed_up_to_the_limit_and_shutdown_waits_for_queued_jobs():
+    async def main():
+        pool = WorkerPool(3, name="t")
+        assert pool.threads == 0
+        assert await pool.submit(lambda: 1) == 1
+        assert pool.threads == 1                       # one job at a time: one thread
+        gate = threading.Event()
+        ran = []
+
+        def slow(i):
+            gate.wait(5)
+            ran.append(i)
+
+        futs = [pool.submit(slow, i) for i in range(10)]
+        assert pool.threads == 3
+        gate.set()
+        pool.shutdown(wait=True)                       # the ten queued jobs all run first
+        assert sorted(ran) == list(range(10))
+        await asyncio.gather(*futs)
+        with pytest.raises(RuntimeError):
+            pool.submit(lambda: 0)
+
+    asyncio.run(main())
