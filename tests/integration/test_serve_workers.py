@@ -252,3 +252,28 @@ def test_syn_cookie_round_trip_across_workers_on_a_multiqueue_tun():
     assert sorted(sent) == [0, 1] and sorted(validated) == [0, 1], counters
     assert sent.index(1) != validated.index(1), counters                # made by one worker, taken by the other
     assert sum(c.get("tcp.out_rsts", 0) for c in counters) == 0, counters
+
+
+# --- the benchmark's shape (never its timings) -----------------------------------------------------------------
+
+def test_bench_tun_workers_runs_both_counts_and_cleans_up(tmp_path):
+    import json
+    require_tun()
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen([sys.executable, "-m", "netstack", "bench", "tun", "--workers", "1,2", "--flows", "4",
+                             "--seconds", "0.5", "--repeat", "1", "--quiet", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()                                             # our own child, by PID
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    rows = {row["workers"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {1, 2} and rows[1]["ratio"] == 1.0 and rows[2]["mb_per_s"] > 0
+    shares = [int(n) for n in rows[2]["share"].split("/")]
+    assert len(shares) == 2 and sum(shares) > 0                     # the workers' segments, from the exit report
+    assert "2 workers / 1 worker" in stdout
+    left = [n for n in os.listdir("/run/netns") if n.startswith(f"nsw{proc.pid}x")]
+    assert not left, left
