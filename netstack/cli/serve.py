@@ -20,6 +20,10 @@ or a second SIGTERM stop at once.  Logs go
 to stderr (``--log-level``, ``-v``, ``-q``); stdout carries the data: the
 ready line and, with ``--trace``, the packet lines.
 
+``--workers N`` (N > 1) runs N worker processes instead, one per queue of a
+multi-queue TUN, each a stack built here (:func:`build_stack`) with every
+service; this process supervises them (:mod:`netstack.cli.serve_workers`).
+
 The stack's TCP is built from the ``--tcp-*`` options (``netstack.cli.tcp_options``).
 The services are *installers*, modules of this package listed in
 :data:`SERVICE_MODULES` (``serve_services``: echo/discard/chargen,

@@ -98,6 +98,10 @@ def test_32_connections_1mb_each_through_two_workers(serve_factory):
     stats = srv.netstack("stats", "--json", "--netns", srv.netns)
     assert stats.returncode == 0
     assert '"TcpPassiveOpens": 32' in stats.stdout
+    srv.send_signal(signal.SIGUSR1)                                 # the report, summed over the workers
+    usr1 = srv.wait_stderr("workers: 2")
+    assert re.search(r"^\s+32 passive_opens$", usr1, re.M), usr1
+    assert srv.proc.poll() is None
     pids = _worker_pids(srv)
     assert srv.stop() == 0
     counters = srv.counters()
