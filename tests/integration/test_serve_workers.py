@@ -6,6 +6,8 @@
 - a SYN-cookie round trip across workers: two worker stacks on the two queues of one TUN, the
   SYN-ACK written on the *other* queue, so the kernel's flow steering brings the ACK to the other
   worker, which accepts the cookie (shared secret and cookie clock);
+- a segment on the wrong worker (its flow pinned to the other queue the same way): dropped and
+  counted as tcp.in.drop.other_worker, no RST, and the connection goes on once the flow is back;
 - tear-down on SIGTERM and SIGINT, and on a worker killed by SIGKILL: no namespace, device, process
   or control socket left behind.
 """
@@ -281,3 +283,95 @@ def test_bench_tun_workers_runs_both_counts_and_cleans_up(tmp_path):
     assert "2 workers / 1 worker" in stdout
     left = [n for n in os.listdir("/run/netns") if n.startswith(f"nsw{proc.pid}x")]
     assert not left, left
+
+
+class _Recording:
+    """A worker's link that remembers the last packet it wrote."""
+
+    def __init__(self, own) -> None:
+        self._own = own
+        self.last = None
+
+    def __getattr__(self, name):
+        return getattr(self._own, name)
+
+    def send(self, data, meta=None) -> None:
+        self.last = bytes(data)
+        self._own.send(data, meta)
+
+
+def _pin(queue, packet: bytes) -> None:
+    """Pin ``packet``'s flow to ``queue`` in the driver's flow table: write a copy with a broken TCP
+    checksum there (the kernel drops it; the table still notes the queue)."""
+    bad = bytearray(packet)
+    bad[(bad[0] & 0x0F) * 4 + 16] ^= 0xFF
+    queue.send(bad, None)
+
+
+_TWO_STEP_CLIENT = r"""
+import socket, sys
+s = socket.create_connection(("198.18.0.2", 7), timeout=20)
+s.sendall(b"one")
+print(s.recv(100).decode(), flush=True)
+sys.stdin.readline()
+s.sendall(b"two")
+print(s.recv(100).decode(), flush=True)
+"""
+
+
+def test_a_segment_on_the_wrong_worker_is_dropped_and_counted_and_the_connection_survives():
+    require_tun()
+    from netstack import services
+    from netstack.cli.serve_workers import Shared
+    from netstack.link.lab import Lab
+    from netstack.stack import Stack
+
+    name = unique_lab_name()
+    lab = Lab(netns=name, ifname=name, kernel_addr=f"{PEER_ADDR}/24", stack_addr=STACK_ADDR, offload=OFFLOAD,
+              queues=2)
+
+    async def main():
+        shared = Shared()
+        links = [_Recording(q) for q in lab.links]
+        stacks = [Stack(link, STACK_ADDR, **shared.stack_options()) for link in links]
+        servers = []
+        for st in stacks:
+            st.start()
+            servers += await services.install(st, echo_port=7, discard_port=0, chargen_port=0)
+        proc = await asyncio.create_subprocess_exec(*lab.exec_prefix, sys.executable, "-c", _TWO_STEP_CLIENT,
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                    env=_env())
+        try:
+            first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+            owner = next(i for i, st in enumerate(stacks) if st.tcp.connections)
+            other = 1 - owner
+            _pin(lab.links[other], links[owner].last)               # the kernel now sends this flow to `other`
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            deadline = time.monotonic() + 10
+            while not stacks[other].counters.get("tcp.in.drop.other_worker") and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            dropped = stacks[other].counters.get("tcp.in.drop.other_worker")
+            _pin(lab.links[owner], links[owner].last)               # back to its worker: the retransmission lands
+            second = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+            await asyncio.wait_for(proc.wait(), 10)
+        finally:
+            if proc.returncode is None:
+                proc.kill()                                         # our own child, by PID
+                await proc.wait()
+            for srv in servers:
+                srv.close()
+                srv.abort_clients()
+            for st in stacks:
+                st.close()
+        return first, second, dropped, owner, [st.counters.snapshot() for st in stacks]
+
+    try:
+        lab.up()
+        first, second, dropped, owner, counters = asyncio.run(main())
+    finally:
+        lab.down()
+        remove_netns_we_created(name)
+    assert (first, second) == ("one", "two")
+    assert dropped >= 1, counters
+    assert counters[1 - owner].get("tcp.out_rsts", 0) == 0 and not counters[1 - owner].get("tcp.passive_opens")
