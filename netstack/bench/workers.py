@@ -12,6 +12,9 @@ order alternating from round to round, so that load from elsewhere on a
 shared machine hits them alike; figures are medians over ``--repeat``
 rounds with their spread, and the ratio of each count to the first is taken
 round by round (the median of those ratios, and its spread, is reported).
+``others' CPU`` is the share of the machine's CPU that other processes used
+during a measurement (median over the rounds): on a shared machine a worker
+count that met a busy moment is visible as such.
 
 ``tun``: ``--flows`` kernel TCP connections (one client process in the
 namespace, one thread per connection) send to the discard service as fast as
@@ -66,7 +69,8 @@ TARGET_SMTP = 1.5           # 2 workers over 1, smtp-source messages/s
 def _columns(figure: str, title: str, fmt: str, share: str) -> list:
     return [report.Column("workers", "workers", "{}"), report.Column(figure, title, fmt),
             report.Column("ratio", "vs 1st", "{:.2f}x"), report.Column("ratio_range", "ratio min..max", "{}"),
-            report.Column("share", f"{share} per worker (last run)", "{}", "<"), report.SPREAD]
+            report.Column("share", f"{share} per worker (last run)", "{}", "<"),
+            report.Column("others", "others' CPU", "{:.0%}"), report.SPREAD]
 
 
 TUN_COLUMNS = _columns("mb_per_s", "MB/s", "{:.1f}", "segments")
@@ -189,6 +193,31 @@ class Server:
         return [int(n) for n in re.findall(rf"(\d+) {what}", line)]
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs, /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _ours_seconds() -> float:
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _with_others(measure):
+    """Run ``measure()`` (a dict) and add ``others``: the share of the machine's CPU that processes
+    other than ours (the server, its workers, the client) used meanwhile, 0..1 (kernel softirq
+    work counts as theirs)."""
+    t0, busy0, ours0 = time.monotonic(), _busy_seconds(), _ours_seconds()
+    result = measure()
+    wall, busy, ours = time.monotonic() - t0, _busy_seconds() - busy0, _ours_seconds() - ours0
+    result["others"] = max(0.0, busy - ours) / (wall * len(os.sched_getaffinity(0)))
+    return result
+
+
 def tun_once(workers: int, tmp: str, *, flows: int, seconds: float, offload: bool) -> dict:
     with Server(workers, tmp, offload=offload) as srv:
         r = subprocess.run([*srv.exec_prefix(), sys.executable, "-c", _CLIENT, str(flows), str(seconds),
@@ -224,7 +253,7 @@ def _rounds(counts, repeat: int, one, progress) -> dict[int, list[dict]]:
         order = list(counts) if r % 2 == 0 else list(reversed(counts))
         for n in order:
             progress.step(f"round {r + 1}/{repeat}: {n} worker(s)")
-            runs[n].append(one(n))
+            runs[n].append(_with_others(lambda: one(n)))
     return runs
 
 
@@ -237,7 +266,8 @@ def _rows(counts, runs: dict[int, list[dict]], figure: str) -> list[dict]:
         rows.append({"workers": n, figure: statistics.median(values), "runs": values,
                      "ratio": statistics.median(ratios) if ratios else None, "ratios": ratios,
                      "ratio_range": f"{min(ratios):.2f}..{max(ratios):.2f}" if ratios else None,
-                     "share": "/".join(str(s) for s in runs[n][-1]["share"]) or "-"})
+                     "share": "/".join(str(s) for s in runs[n][-1]["share"]) or "-",
+                     "others": statistics.median(run.get("others", 0.0) for run in runs[n])})
     report.add_spread(rows, "runs")
     return rows
 
