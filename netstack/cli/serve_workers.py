@@ -82,6 +82,8 @@ STOP_GRACE = 10.0
 READY_TIMEOUT = 60.0
 #: seconds a worker has to answer a supervisor's request
 ASK_TIMEOUT = 10.0
+#: the signals that stop the service (as netstack.cli.serve's)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def cpu_count() -> int:
@@ -283,7 +285,7 @@ async def _worker(args, index: int, link, chan: socket.socket, shared: Shared, a
         stack.close()
         if state_log is not None:
             state_log.close()
-        for sig in serve.STOP_SIGNALS:
+        for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
         final = {"counters": _worker_counters(stack, faulty), "reports": _report_data(stack, services),
@@ -319,7 +321,8 @@ def _worker_main(args, lab, index: int, chan: socket.socket, shared: Shared, add
         link.close()
 
 
-def _spawn(args, lab, index: int, shared: Shared, addr: str, faults, keep: list) -> tuple[int, socket.socket]:
+def _spawn(args, lab, index: int, shared: Shared, addr: str, faults, keep: list,
+           sigmask) -> tuple[int, socket.socket]:
     """Fork worker ``index``; in the parent its PID and the supervisor's end of its socket pair."""
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     sys.stdout.flush()
@@ -328,6 +331,7 @@ def _spawn(args, lab, index: int, shared: Shared, addr: str, faults, keep: list)
     if pid == 0:                                 # the worker: never returns
         code = 1
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, sigmask)
             parent_end.close()
             for sock in keep:                    # the other workers' channels, inherited
                 sock.close()
@@ -526,7 +530,7 @@ async def _supervise(args, lab, addr: str, handles: list[WorkerHandle]) -> int:
 
     for h in handles:
         h.exited.add_done_callback(lambda fut, h=h: on_exit(h, fut))
-    for sig in serve.STOP_SIGNALS:
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop_all, sig)
 
     def tun_line() -> str:
@@ -629,7 +633,7 @@ async def _supervise(args, lab, addr: str, handles: list[WorkerHandle]) -> int:
                 h.writer.close()
         if refresher is not None:
             refresher.cancel()
-        for sig in (*serve.STOP_SIGNALS, signal.SIGUSR1):
+        for sig in (*STOP_SIGNALS, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)   # a second signal must not cut the teardown short
         finals = [h.final or {} for h in handles]
@@ -661,19 +665,23 @@ def run(args, lab, addr: str, faults) -> int:
     shared = Shared()
     keep: list[socket.socket] = []
     handles: list[WorkerHandle] = []
+    # no stop signal between a fork and its handle: one arriving meanwhile waits until all are known
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         for index in range(args.workers):
-            pid, sock = _spawn(args, lab, index, shared, addr, faults, keep)
+            pid, sock = _spawn(args, lab, index, shared, addr, faults, keep, old_mask)
             keep.append(sock)
             handles.append(WorkerHandle(index, pid, sock))
     except BaseException:
         for h in handles:                        # a half-started service: stop what runs
             h.signal(signal.SIGKILL)
             os.waitpid(h.pid, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         raise
     finally:
         lab.release_queues()                     # the workers hold the queues now
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)     # a pending stop signal arrives here
         return asyncio.run(_supervise(args, lab, addr, handles))
     except KeyboardInterrupt:                    # before the loop took the signals
         for h in handles:
