@@ -35,6 +35,11 @@ fork, and one "a SYN cookie went out at" instant in shared memory
 (:class:`SharedCookieClock`): an ACK that returns a cookie is checked and
 accepted by whichever worker it reaches.
 
+**Limits are per worker.**  Each worker's TCP and SMTP keep their own limits
+(``--smtp-max-connections``, ``--smtp-max-per-ip``, the ``--tcp-*`` limits,
+backlogs, reassembly): N workers admit up to N times as much, and a
+per-address limit is not shared between them.
+
 **Counters and reports.**  Each worker talks to the supervisor over a Unix
 socket pair, one JSON object per line.  The supervisor answers the control
 socket (``netstack ss``, ``netstack stats``), SIGUSR1 and the exit report
