@@ -491,6 +491,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: `netstack serve --workers N` for each count, smtp-source with the last "
                              "--clients sessions, a new connection per message, Maildir on --tmpfs-dir; messages/s "
                              "and the ratio to the first count (netstack/bench/workers.py)")
+    _add_quiet_wait(parser)
     parser.add_argument("--idle-sessions", type=int, default=1000, metavar="N",
                         help="hold N idle sessions open per transport and report the bytes per session "
                              "(default 1000; 0: off)")
@@ -522,6 +523,11 @@ def _fs_type(path: str) -> str:
     except OSError:
         pass
     return fstype
+
+
+def _add_quiet_wait(parser) -> None:
+    from netstack.bench.workers import add_quiet_wait_argument
+    add_quiet_wait_argument(parser)
 
 
 def _worker_counts(text: str):

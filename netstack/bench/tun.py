@@ -876,6 +876,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_worker_counts, metavar="N,N",
                         help="instead: `netstack serve --workers N` for each count, --flows kernel -> stack flows "
                              "at once, aggregate goodput and the ratio to the first count (netstack/bench/workers.py)")
+    _add_quiet_wait(parser)
     parser.add_argument("--flows", type=bounded(int, 1, 256), default=8, metavar="N",
                         help="with --workers: parallel kernel -> stack flows (default 8)")
     parser.add_argument("--seconds", type=bounded(float, 0.5, 120), default=5.0, metavar="S",
@@ -900,6 +901,11 @@ def _interrupt_handler():
             return
         raise KeyboardInterrupt
     return handler
+
+
+def _add_quiet_wait(parser) -> None:
+    from netstack.bench.workers import add_quiet_wait_argument
+    add_quiet_wait_argument(parser)
 
 
 def _worker_counts(text: str):

@@ -14,7 +14,9 @@ rounds with their spread, and the ratio of each count to the first is taken
 round by round (the median of those ratios, and its spread, is reported).
 ``others' CPU`` is the share of the machine's CPU that other processes used
 during a measurement (median over the rounds): on a shared machine a worker
-count that met a busy moment is visible as such.
+count that met a busy moment is visible as such.  Before each measurement the
+benchmark waits up to ``--quiet-wait`` seconds (default 20; 0: not at all) for
+the machine to be less than 15% busy, and starts anyway when it is not.
 
 ``tun``: ``--flows`` kernel TCP connections (one client process in the
 namespace, one thread per connection) send to the discard service as fast as
@@ -247,12 +249,32 @@ def smtp_once(workers: int, tmp: str, *, clients: int, messages: int, size: int,
     return {"msgs_per_s": messages / elapsed, "share": srv.per_worker("passive opens")}
 
 
-def _rounds(counts, repeat: int, one, progress) -> dict[int, list[dict]]:
+#: before a measurement: the machine counts as quiet below this share of busy CPU
+QUIET_BUSY = 0.15
+
+
+def wait_for_quiet(budget: float, *, sample: float = 0.5) -> float:
+    """Wait (at most ``budget`` seconds) until the machine's CPU is less than :data:`QUIET_BUSY`
+    busy over ``sample`` seconds; the busy share last seen.  On a shared machine this keeps a
+    measurement from starting in the middle of somebody else's burst; it never waits longer."""
+    cpus = len(os.sched_getaffinity(0))
+    deadline = time.monotonic() + budget
+    while True:
+        b0, t0 = _busy_seconds(), time.monotonic()
+        time.sleep(sample)
+        busy = (_busy_seconds() - b0) / ((time.monotonic() - t0) * cpus)
+        if busy < QUIET_BUSY or time.monotonic() >= deadline:
+            return busy
+
+
+def _rounds(counts, repeat: int, one, progress, quiet_wait: float = 0.0) -> dict[int, list[dict]]:
     runs: dict[int, list[dict]] = {n: [] for n in counts}
     for r in range(repeat):
         order = list(counts) if r % 2 == 0 else list(reversed(counts))
         for n in order:
             progress.step(f"round {r + 1}/{repeat}: {n} worker(s)")
+            if quiet_wait:
+                wait_for_quiet(quiet_wait)
             runs[n].append(_with_others(lambda: one(n)))
     return runs
 
@@ -331,7 +353,7 @@ def run_tun(args) -> int:
     with tempfile.TemporaryDirectory(prefix="nsbench-") as tmp:
         try:
             runs = _rounds(counts, repeat, lambda n: tun_once(n, tmp, flows=flows, seconds=seconds, offload=offload),
-                           progress)
+                           progress, args.quiet_wait)
         except BenchError as exc:
             print(f"netstack bench tun: {exc}", file=sys.stderr)
             return 1
@@ -363,7 +385,8 @@ def run_smtp(args) -> int:
     tmp = tempfile.mkdtemp(prefix="nsbench-", dir=args.tmpfs_dir)
     try:
         runs = _rounds(counts, repeat, lambda n: smtp_once(n, tmp, clients=clients, messages=messages,
-                                                            size=args.size, offload=offload), progress)
+                                                            size=args.size, offload=offload), progress,
+                       args.quiet_wait)
     except BenchError as exc:
         print(f"netstack bench smtp: {exc}", file=sys.stderr)
         return 1
@@ -397,3 +420,9 @@ def parse_counts(text: str) -> tuple[int, ...]:
             raise argparse.ArgumentTypeError(f"worker count out of range (1..64): {n}")
         counts.append(n)
     return tuple(counts)
+
+
+def add_quiet_wait_argument(parser) -> None:
+    parser.add_argument("--quiet-wait", type=float, default=20.0, metavar="S",
+                        help="with --workers: before each measurement wait up to S seconds for the machine to be "
+                             "less than 15%% busy (default 20; 0: do not wait)")

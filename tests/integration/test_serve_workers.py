@@ -267,7 +267,7 @@ def test_bench_tun_workers_runs_both_counts_and_cleans_up(tmp_path):
     require_tun()
     out = tmp_path / "bench.json"
     proc = subprocess.Popen([sys.executable, "-m", "netstack", "bench", "tun", "--workers", "1,2", "--flows", "4",
-                             "--seconds", "0.5", "--repeat", "1", "--quiet", "--json", str(out)],
+                             "--seconds", "0.5", "--repeat", "1", "--quiet-wait", "0", "--quiet", "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         stdout, stderr = proc.communicate(timeout=120)
