@@ -27,7 +27,9 @@ unacknowledged queue, ``TIOCOUTQ``) over its length, summed over the flows;
 no flow's tail or start-up is in it, so a worker with fewer flows than another
 still counts as busy.  The per-worker column is the TCP segments each worker
 received (its share of the traffic, from the exit report): the kernel's flow
-hash decides it, so with 8 flows on 2 queues the split is rarely even.
+hash decides it, so with 8 flows on 2 queues the split is rarely even, and about
+one round in 128 puts all 8 on one queue (one worker idle, a ratio near 1): that
+is how hash steering behaves with few flows, and why the ratio's range is shown.
 
 ``smtp``: Postfix's ``smtp-source`` in the namespace, ``--clients`` sessions at
 once, a new connection per message, ``--messages`` of ``--size`` bytes, to the
