@@ -69,7 +69,7 @@ def offered(args) -> list[tuple[str, int]]:
 
 
 #: the server's figures in the report line
-_FIGURES = ("accepted", "active", "sessions_shed", "connections_refused", "refused_per_ip", "refused_shutting_down")
+FIGURES = ("accepted", "active", "sessions_shed", "connections_refused", "refused_per_ip", "refused_shutting_down")
 
 
 def report_data(stack) -> dict:
@@ -77,7 +77,7 @@ def report_data(stack) -> dict:
     if not _servers:
         return {}
     s = _servers[-1]
-    return {name: getattr(s, name) for name in _FIGURES}
+    return {name: getattr(s, name) for name in FIGURES}
 
 
 def merge_report(parts: list[dict]) -> str:
@@ -85,7 +85,7 @@ def merge_report(parts: list[dict]) -> str:
     parts = [p for p in parts if p]
     if not parts:
         return ""
-    v = {name: sum(p.get(name, 0) for p in parts) for name in _FIGURES}
+    v = {name: sum(p.get(name, 0) for p in parts) for name in FIGURES}
     return (f"smtp: {v['accepted']} messages accepted, {v['active']} sessions open, {v['sessions_shed']} stalled "
             f"sessions shed, {v['connections_refused']} connections refused ({v['refused_per_ip']} over the "
             f"per-address limit, {v['refused_shutting_down']} while shutting down, the rest full)"

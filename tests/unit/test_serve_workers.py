@@ -195,3 +195,73 @@ def test_queue_ids_differ_across_processes(monkeypatch):
     assert first[8:14] != second[8:14]                          # the process part
     ids = {server.new_queue_id() for _ in range(10_000)}
     assert len(ids) == 10_000
+
+
+# --- the control socket's answers for all workers ------------------------------------------------------------
+
+class _FakeWorker:
+    def __init__(self, index, counters, gauges, snap=None, fail=False):
+        self.index, self.pid = index, 1000 + index
+        self._replies = {"stats": {"counters": counters, "gauges": gauges}, "ss": {"ss": snap or _snap([])}}
+        self._fail = fail
+
+    async def ask(self, op):
+        if self._fail:
+            raise ConnectionError(f"worker {self.index} is gone")
+        return self._replies[op]
+
+
+def _ask(agg, request: dict) -> dict:
+    import asyncio
+    import json
+    return asyncio.run(agg.handle(json.dumps(request).encode()))
+
+
+def test_control_answers_sum_the_workers_and_count_the_tun_once():
+    from netstack.cli.serve_workers import Aggregate
+    gauges = {"TcpCurrEstab": 1, "tcp.listeners": 4}
+    workers = [_FakeWorker(0, {"tcp.passive_opens": 3, "tcp.in_segs": 10}, gauges, _snap([40001])),
+               _FakeWorker(1, {"tcp.passive_opens": 5, "tcp.in_segs": 20}, gauges, _snap([40002, 40003]))]
+    agg = Aggregate(workers, "198.18.0.2", lambda: {"link.tun.in.drop.queue_full": 2})
+    stats = _ask(agg, {"op": "stats"})
+    assert stats["ok"] and stats["mib"]["TcpPassiveOpens"] == 8 and stats["mib"]["TcpInSegs"] == 30
+    assert stats["counters"]["link.tun.in.drop.queue_full"] == 2                 # once, not per worker
+    assert stats["gauges"] == {"TcpCurrEstab": 2, "tcp.listeners": 8}
+    assert [w["pid"] for w in stats["workers"]] == [1000, 1001]
+    delta = _ask(agg, {"op": "stats", "delta": True})
+    assert delta["counters"]["tcp.in_segs"] == 30 and delta["interval"] is not None
+    assert _ask(agg, {"op": "stats", "delta": True})["counters"]["tcp.in_segs"] == 0
+    ss = _ask(agg, {"op": "ss"})["ss"]
+    assert [(c["remote"], c["worker"]) for c in ss["connections"]] == [
+        ("198.18.0.1:40001", 0), ("198.18.0.1:40002", 1), ("198.18.0.1:40003", 1)]
+    assert _ask(agg, {"op": "nope"})["ok"] is False
+
+
+def test_control_says_so_when_a_worker_does_not_answer():
+    from netstack.cli.serve_workers import Aggregate
+    agg = Aggregate([_FakeWorker(0, {}, {}), _FakeWorker(1, {}, {}, fail=True)], "198.18.0.2", dict)
+    reply = _ask(agg, {"op": "ss"})
+    assert reply["ok"] is False and "did not answer" in reply["error"]
+
+
+def test_the_services_reports_merge_over_the_workers():
+    from netstack.cli import serve_services, serve_smtp
+    from netstack.cli.serve_workers import _merged_report_text
+    figures = dict.fromkeys(serve_smtp.FIGURES, 0)
+    parts = [{"netstack.cli.serve_services": {"data": _snap([40001])},
+              "netstack.cli.serve_smtp": {"data": {**figures, "accepted": 3, "active": 1}},
+              "other": {"text": "other: fine"}},
+             {"netstack.cli.serve_services": {"data": _snap([40002])},
+              "netstack.cli.serve_smtp": {"data": {**figures, "accepted": 4}},
+              "other": {"text": "other: fine too"}}]
+
+    class Other:
+        __name__ = "other"
+
+    lines = _merged_report_text(parts, [serve_services, serve_smtp, Other()])
+    table, smtp, *others = lines
+    assert table.startswith("TCP connections:") and "Worker" in table.splitlines()[1]
+    assert smtp.startswith("smtp: 7 messages accepted, 1 sessions open") and smtp.endswith("in 2 workers")
+    assert others == ["worker 0: other: fine", "worker 1: other: fine too"]
+    assert serve_smtp.merge_report([{**figures, "accepted": 2}]) == serve_smtp.merge_report(
+        [{**figures, "accepted": 2}, {}])                            # one worker's line has no worker count
