@@ -287,7 +287,7 @@ def _rounds(counts, repeat: int, one, progress, quiet_wait: float = 0.0) -> dict
     return runs
 
 
-def _rows(counts, runs: dict[int, list[dict]], figure: str) -> list[dict]:
+def table_rows(counts, runs: dict[int, list[dict]], figure: str) -> list[dict]:
     first = counts[0]
     rows = []
     for n in counts:
@@ -369,7 +369,7 @@ def run_tun(args) -> int:
             print("netstack bench tun: interrupted", file=sys.stderr)
             return 130
     progress.finish()
-    rows = _rows(counts, runs, "mb_per_s")
+    rows = table_rows(counts, runs, "mb_per_s")
     title = (f"serve --workers: {flows} kernel -> stack flows to discard, {seconds:g} s each after "
              f"{WARMUP_SECONDS:g} s warm-up, offloads {'on' if offload else 'off'}, median of {repeat} interleaved "
              f"rounds")
@@ -404,7 +404,7 @@ def run_smtp(args) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     progress.finish()
-    rows = _rows(counts, runs, "msgs_per_s")
+    rows = table_rows(counts, runs, "msgs_per_s")
     title = (f"serve --workers: smtp-source, {clients} sessions, a new connection per message, {messages} messages "
              f"of {args.size} B into a Maildir on {args.tmpfs_dir}, median of {repeat} interleaved rounds")
     return _print(title, SMTP_COLUMNS, rows, "msgs_per_s", TARGET_SMTP, "smtp-source messages/s", args,

@@ -422,7 +422,7 @@ class WorkerHandle:
         return status
 
 
-def _merged_report_text(parts: list[dict], services) -> list[str]:
+def merged_report_text(parts: list[dict], services) -> list[str]:
     """The services' parts of the report, merged over the workers (see :func:`_report_data`)."""
     out = []
     for mod in services:
@@ -568,7 +568,7 @@ async def _supervise(args, lab, addr: str, handles: list[WorkerHandle]) -> int:
         out.append(f"workers: {len(handles)} (" + "; ".join(
             f"{h.index}: pid {h.pid}, {c.get('tcp.passive_opens', 0)} passive opens, {c.get('tcp.in_segs', 0)} "
             f"segments in" for h, c in zip(handles, per_worker)) + ")" + (f"; {note}" if note else ""))
-        out.extend(_merged_report_text(parts, services))
+        out.extend(merged_report_text(parts, services))
         return "\n".join(out)
 
     async def on_usr1() -> None:

@@ -246,7 +246,7 @@ def test_control_says_so_when_a_worker_does_not_answer():
 
 def test_the_services_reports_merge_over_the_workers():
     from netstack.cli import serve_services, serve_smtp
-    from netstack.cli.serve_workers import _merged_report_text
+    from netstack.cli.serve_workers import merged_report_text
     figures = dict.fromkeys(serve_smtp.FIGURES, 0)
     parts = [{"netstack.cli.serve_services": {"data": _snap([40001])},
               "netstack.cli.serve_smtp": {"data": {**figures, "accepted": 3, "active": 1}},
@@ -258,7 +258,7 @@ def test_the_services_reports_merge_over_the_workers():
     class Other:
         __name__ = "other"
 
-    lines = _merged_report_text(parts, [serve_services, serve_smtp, Other()])
+    lines = merged_report_text(parts, [serve_services, serve_smtp, Other()])
     table, smtp, *others = lines
     assert table.startswith("TCP connections:") and "Worker" in table.splitlines()[1]
     assert smtp.startswith("smtp: 7 messages accepted, 1 sessions open") and smtp.endswith("in 2 workers")
