@@ -288,6 +288,8 @@ def _rounds(counts, repeat: int, one, progress, quiet_wait: float = 0.0) -> dict
 
 
 def table_rows(counts, runs: dict[int, list[dict]], figure: str) -> list[dict]:
+    """One row per worker count: the median of ``figure`` over its runs, and its ratio to the first
+    count taken round by round (the median of the rounds' ratios, and their range)."""
     first = counts[0]
     rows = []
     for n in counts:
