@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import json
 import logging
 import os
@@ -49,7 +50,7 @@ from typing import Callable
 from netstack import mib
 from netstack.sockets.table import snapshot
 
-__all__ = ["ControlServer", "ControlSocketBusy", "default_path", "RUN_DIR", "MAX_REQUEST", "IDLE_TIMEOUT"]
+__all__ = ["ControlServer", "ControlSocketBusy", "CounterDeltas", "stats_reply", "default_path", "RUN_DIR", "MAX_REQUEST", "IDLE_TIMEOUT"]
 
 log = logging.getLogger("netstack.control")
 
@@ -79,10 +80,15 @@ class ControlServer:
 
     ``extra_counters``: a callable returning more counters to report with the
     stack's own (``netstack serve`` adds the fault injector's ``faults.*``).
+    ``handler``: answer with this instead of :meth:`handle` (a request line in,
+    the reply out; may be a coroutine function): ``netstack serve --workers``
+    answers for several stacks in other processes, with ``stack`` None.
     """
 
-    def __init__(self, stack, path: str, *, extra_counters: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, stack, path: str, *, extra_counters: Callable[[], dict[str, int]] | None = None,
+                 handler: Callable | None = None) -> None:
         self.stack = stack
+        self._handler = handler if handler is not None else self.handle
         self.path = path
         self.extra_counters = extra_counters
         self.started_at = time.monotonic()
@@ -90,8 +96,7 @@ class ControlServer:
         self._inode: tuple[int, int] | None = None
         self._clients = 0
         self._writers: set = set()
-        self._delta_base: dict[str, int] = {}
-        self._delta_at = self.started_at
+        self._deltas = CounterDeltas(self.started_at)
 
     # -- the requests (pure: a line in, a reply out) ---------------------------------------------
     def handle(self, line: bytes) -> dict:
@@ -127,15 +132,7 @@ class ControlServer:
         counters = self.stack.counters.snapshot()
         if self.extra_counters is not None:
             counters.update(self.extra_counters())
-        interval = None
-        if delta:
-            now = time.monotonic()
-            base, self._delta_base = self._delta_base, dict(counters)
-            interval, self._delta_at = now - self._delta_at, now
-            counters = {k: v - base.get(k, 0) for k, v in counters.items()}
-        return {"ok": True, **self._identity(), "delta": delta, "interval": interval,
-                "mib": mib.mib_values(counters), "gauges": mib.gauges(self.stack),
-                "unmapped": mib.unmapped(counters), "counters": dict(sorted(counters.items()))}
+        return stats_reply(self._identity(), counters, mib.gauges(self.stack), self._deltas if delta else None)
 
     # -- the socket ---------------------------------------------------------------------------------
     async def start(self) -> "ControlServer":
@@ -203,7 +200,10 @@ class ControlServer:
                     return
                 if not line.strip():
                     continue
-                await _reply(writer, self.handle(line))
+                reply = self._handler(line)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+                await _reply(writer, reply)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -233,6 +233,34 @@ class ControlServer:
         except FileNotFoundError:
             pass
         self._inode = None
+
+
+class CounterDeltas:
+    """What a ``delta`` stats request reports: the counters' change since the previous one
+    (since ``start``, a ``time.monotonic()`` instant, for the first), as nstat does."""
+
+    def __init__(self, start: float) -> None:
+        self._base: dict[str, int] = {}
+        self._at = start
+
+    def take(self, counters: dict[str, int]) -> tuple[dict[str, int], float]:
+        """(the change of each counter, the seconds it covers); the next delta starts now."""
+        now = time.monotonic()
+        base, self._base = self._base, dict(counters)
+        interval, self._at = now - self._at, now
+        return {k: v - base.get(k, 0) for k, v in counters.items()}, interval
+
+
+def stats_reply(identity: dict, counters: dict[str, int], gauges: dict[str, int],
+                deltas: CounterDeltas | None) -> dict:
+    """The reply to ``{"op": "stats"}``: ``counters`` as they are (``deltas`` None) or as their change
+    since the previous delta request, under the MIB names and their own (see the module doc)."""
+    interval = None
+    if deltas is not None:
+        counters, interval = deltas.take(counters)
+    return {"ok": True, **identity, "delta": deltas is not None, "interval": interval,
+            "mib": mib.mib_values(counters), "gauges": gauges,
+            "unmapped": mib.unmapped(counters), "counters": dict(sorted(counters.items()))}
 
 
 def _error(message: str) -> dict:

@@ -98,7 +98,7 @@ class MibRow(NamedTuple):
 #: The semantic TCP drops: a well-formed segment the state machine refused (not TcpInErrs).
 _TCP_SEMANTIC_DROPS = ("tcp.in.drop.listen_no_syn", "tcp.in.drop.bad_ack", "tcp.in.drop.paws",
                        "tcp.in.drop.zero_window", "tcp.in.drop.unacceptable", "tcp.in.drop.no_ack",
-                       "tcp.in.drop.ack_unsent", "tcp.in.drop.ooo_full")
+                       "tcp.in.drop.ack_unsent", "tcp.in.drop.ooo_full", "tcp.in.drop.other_worker")
 #: IPv4 drops that are not header errors (each has its own MIB row, or is a reassembly failure).
 _IP_NOT_HDR = ("ip.in.drop.not_for_us", "ip.in.drop.bad_src", "ip.in.drop.unknown_protocol",
                "ip.in.drop.transport_error", "ip.in.drop.reasm_*",

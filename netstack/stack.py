@@ -55,7 +55,8 @@ class Stack:
                  ttl: int = 64, reassembly_timeout: float = 30.0, reassembly_max_datagrams: int = 64,
                  reassembly_max_bytes: int = 4 * 1024 * 1024, icmp_error_rate: float = 100.0,
                  icmp_error_burst: int = 50, broadcast: int | None = None, min_pmtu: int = 552,
-                 pmtu_decrease_interval: float = 1.0) -> None:
+                 pmtu_decrease_interval: float = 1.0, isn_secret: bytes | None = None, cookie_clock=None,
+                 shared_flows: bool = False) -> None:
         """One IPv4 address ``addr`` (dotted quad or int) on ``link``, with its own TCP.
 
         ``tcp``: the TCP layer's configuration (:class:`~netstack.tcp.TCPConfig`); by
@@ -74,6 +75,10 @@ class Stack:
         never accepted as a source; ``min_pmtu``: the path-MTU floor (Linux's 552) and
         ``pmtu_decrease_interval``: at most one believed path-MTU decrease per destination
         in that many seconds (:mod:`netstack.ip.pmtu`, RFC 1191, RFC 8201).
+
+        ``isn_secret``, ``cookie_clock``, ``shared_flows``: for several stacks on one
+        address, each receiving some of its flows (a multi-queue server's workers; see
+        :class:`~netstack.tcp.TCPLayer`).  A stack alone leaves them out.
         """
         self.link = link
         self.addr = ip2int(addr) if isinstance(addr, str) else int(addr)
@@ -101,7 +106,8 @@ class Stack:
         if offload and config.max_segment is None:
             config = replace(config, max_segment=TSO_MAX_SEGMENT)
         self.tcp = TCPLayer(self.addr, counters=self.counters, config=config, mtu=link.mtu, offload=offload,
-                            path_mtu=self.ip.pmtu)
+                            path_mtu=self.ip.pmtu, isn_secret=isn_secret, cookie_clock=cookie_clock,
+                            shared_flows=shared_flows)
         self.register_transport(PROTO_TCP, self.tcp)
 
     # -- transports ----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import itertools
 import logging
 import os
 import ssl
@@ -76,8 +77,15 @@ log = logging.getLogger("smtp.server")
 READ_SIZE = 65536
 
 
+_QID_SEQ = itertools.count()
+
+
 def new_queue_id() -> str:
-    return os.urandom(5).hex().upper()
+    """A queue id unique on this host, across processes (``netstack serve --workers``): 19 hex
+    digits, the time in seconds, the process id and a per-process sequence number, as Postfix
+    builds its long queue ids from time and inode.  Two processes never share a PID at one time,
+    and one process issues at most 2^20 ids in a second before its sequence wraps."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08X}{os.getpid() & 0x3FFFFF:06X}{next(_QID_SEQ) & 0xFFFFF:05X}"
 
 
 class _ReadDeadline:

@@ -1,6 +1,8 @@
 """SMTP messages/s: our SMTP session vs aiosmtpd, memory sink and Maildir (root FS, tmpfs).
 
 ``netstack bench smtp [--quick] [--repeat N] [--messages N] [--clients 1,8] [--json FILE]``
+``netstack bench smtp --workers 1,2 [--clients 8] [--messages N]``: ``netstack serve --workers N``
+under smtp-source instead (netstack/bench/workers.py)
 
 Each cell sends ``--messages`` messages of about 2 KB (``--size``) from
 ``C`` concurrent clients (default 1 and 8), either with a new TCP connection
@@ -485,6 +487,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client", type=_names, default=("python",), metavar="LIST",
                         help="load generators: python (asyncio clients), smtp-source (Postfix's, with smtp-sink "
                              "as a reference row); default python")
+    parser.add_argument("--workers", type=_worker_counts, metavar="N,N",
+                        help="instead: `netstack serve --workers N` for each count, smtp-source with the last "
+                             "--clients sessions, a new connection per message, Maildir on --tmpfs-dir; messages/s "
+                             "and the ratio to the first count (netstack/bench/workers.py)")
+    _add_quiet_wait(parser)
     parser.add_argument("--idle-sessions", type=int, default=1000, metavar="N",
                         help="hold N idle sessions open per transport and report the bytes per session "
                              "(default 1000; 0: off)")
@@ -518,7 +525,20 @@ def _fs_type(path: str) -> str:
     return fstype
 
 
+def _add_quiet_wait(parser) -> None:
+    from netstack.bench.workers import add_quiet_wait_argument
+    add_quiet_wait_argument(parser)
+
+
+def _worker_counts(text: str):
+    from netstack.bench.workers import parse_counts
+    return parse_counts(text)
+
+
 def run(args) -> int:
+    if args.workers:
+        from netstack.bench import workers
+        return workers.run_smtp(args)
     err = report.check_writable(args.json)
     if err:
         print(f"netstack bench smtp: {err}", file=sys.stderr)

@@ -3,6 +3,9 @@
 ``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE] [--profile FILE]``
 ``netstack bench tun --loss 0,1,5 [--mb N] [--repeat N] ...``: goodput under loss instead
 (netstack/bench/_loss.py: CUBIC+SACK+RACK, NewReno+SACK, NewReno without SACK, both directions)
+``netstack bench tun --workers 1,2 [--flows 8] [--seconds 5]``: ``netstack serve --workers N``
+under parallel kernel -> stack flows instead, aggregate goodput per worker count
+(netstack/bench/workers.py)
 
 Needs root (or CAP_NET_ADMIN) and /dev/net/tun.  The benchmark creates its
 own lab (:class:`netstack.link.lab.Lab`): a namespace and a TUN device with
@@ -870,6 +873,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure on a second lab with TUN offloads (virtio-net header, TSO/GSO, "
                              "checksum offload): the ', offloads' rows and their targets (default: on where "
                              "the kernel offers them)")
+    parser.add_argument("--workers", type=_worker_counts, metavar="N,N",
+                        help="instead: `netstack serve --workers N` for each count, --flows kernel -> stack flows "
+                             "at once, aggregate goodput and the ratio to the first count (netstack/bench/workers.py)")
+    _add_quiet_wait(parser)
+    parser.add_argument("--flows", type=bounded(int, 1, 256), default=8, metavar="N",
+                        help="with --workers: parallel kernel -> stack flows (default 8)")
+    parser.add_argument("--seconds", type=bounded(float, 0.5, 120), default=5.0, metavar="S",
+                        help="with --workers: seconds each measurement lasts, after 1 s of warm-up (default 5)")
     parser.add_argument("--quick", action="store_true", help="one short round: a rough picture")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON to FILE ('-' for stdout)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -892,7 +903,20 @@ def _interrupt_handler():
     return handler
 
 
+def _add_quiet_wait(parser) -> None:
+    from netstack.bench.workers import add_quiet_wait_argument
+    add_quiet_wait_argument(parser)
+
+
+def _worker_counts(text: str):
+    from netstack.bench.workers import parse_counts
+    return parse_counts(text)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.workers:
+        from netstack.bench import workers
+        return workers.run_tun(args)
     problem = report.check_writable(args.json) or report.check_writable(args.profile)
     if problem:
         print(f"netstack bench tun: {problem.replace('--json', '--json/--profile', 1)}", file=sys.stderr)

@@ -20,6 +20,10 @@ or a second SIGTERM stop at once.  Logs go
 to stderr (``--log-level``, ``-v``, ``-q``); stdout carries the data: the
 ready line and, with ``--trace``, the packet lines.
 
+``--workers N`` (N > 1) runs N worker processes instead, one per queue of a
+multi-queue TUN, each a stack built here (:func:`build_stack`) with every
+service; this process supervises them (:mod:`netstack.cli.serve_workers`).
+
 The stack's TCP is built from the ``--tcp-*`` options (``netstack.cli.tcp_options``).
 The services are *installers*, modules of this package listed in
 :data:`SERVICE_MODULES` (``serve_services``: echo/discard/chargen,
@@ -53,7 +57,7 @@ import signal
 import sys
 import time
 
-from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, tcp_options
+from netstack.cli import UsageError, sdnotify, serve_services, serve_smtp, serve_workers, tcp_options
 from netstack.link.lab import DEFAULT_TUN_QUEUE_LEN
 
 #: the service installers, in installation order
@@ -129,6 +133,10 @@ def add_parser(sub) -> None:
     p.add_argument("--ip-pmtu-decrease-interval", type=float, default=1.0, metavar="S",
                    help="believe at most one path-MTU decrease per destination in S seconds; the others are "
                         "ignored and counted (default 1; 0: no limit)")
+    p.add_argument("--workers", type=serve_workers.parse_workers, default=1, metavar="N",
+                   help="worker processes, one per queue of a multi-queue TUN, each running a full stack on "
+                        "--addr with every service; the kernel's flow hash picks a connection's worker "
+                        "('auto': one per CPU; default 1: one process, no workers)")
     p.add_argument("--control-socket", metavar="PATH",
                    help="where `netstack ss`/`netstack stats` ask the stack (default /run/netstack/NETNS.sock; "
                         "mode 0600, root only)")
@@ -195,6 +203,7 @@ def _validate(args):
             mod.validate_args(args)
     if args.pcap_flush == "packet" and not args.pcap:
         raise UsageError("--pcap-flush packet needs --pcap FILE")
+    serve_workers.validate_args(args)
     if not args.control_socket:
         from netstack.control import default_path
         try:
@@ -212,7 +221,7 @@ def run(args) -> int:
     try:
         check_privileges()
         lab = Lab(netns=args.netns, ifname=args.ifname, kernel_addr=peer, stack_addr=addr, mtu=args.mtu,
-                  tun_queue_len=args.tun_queue_len, offload=args.offload)
+                  tun_queue_len=args.tun_queue_len, offload=args.offload, queues=args.workers)
     except LabError as exc:
         raise UsageError(str(exc)) from None
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
@@ -226,6 +235,8 @@ def run(args) -> int:
             lab.up()
         except LabError as exc:
             raise UsageError(str(exc)) from None
+        if args.workers > 1:
+            return serve_workers.run(args, lab, addr, faults)
         try:
             return asyncio.run(_serve(args, lab, addr, faults))
         except KeyboardInterrupt:
@@ -249,6 +260,17 @@ async def _start_control(stack, args, faulty_link):
         raise UsageError(f"--control-socket: {exc.strerror}") from None
     except OSError as exc:
         raise UsageError(f"--control-socket {args.control_socket}: {exc.strerror or exc}") from None
+
+
+def tun_line(device: str, stats: dict, error: str | None) -> str:
+    """One line about the TUN ``device``, from the latest reading of its statistics."""
+    if error:
+        return f"tun: statistics unavailable ({error})"
+    if not stats:
+        return ""
+    return (f"tun {device}: queue {stats.get('txqlen', 0)} packets; kernel to stack {stats.get('tx_packets', 0)} "
+            f"packets, {stats.get('tx_dropped', 0)} dropped (queue full); stack to kernel {stats.get('rx_packets', 0)} "
+            f"packets, {stats.get('rx_dropped', 0)} dropped")
 
 
 def _raise_interrupt(signum, frame):
@@ -281,49 +303,109 @@ def _closers(result) -> list:
     return []
 
 
-async def _serve(args, lab, addr: str, faults) -> int:
+def build_stack(args, tun_link, addr: str, faults, *, pcap=None, state_log_path=None, **stack_kw):
+    """The stack ``serve`` runs on ``tun_link``: wrapped in the fault injector (``--faults``) and
+    the capture (``pcap``: a path or binary stream; ``--trace``), TCP from the ``--tcp-*``
+    options, the state log at ``state_log_path``; ``stack_kw`` go to :class:`Stack` as they are.
+    Returns ``(stack, link, state_log)``: ``link`` is the fault injector when there is one."""
     from netstack.link.capture import CaptureLink
     from netstack.link.faults import FaultyLink
     from netstack.stack import Stack
 
-    loop = asyncio.get_running_loop()
-    link = lab.link
+    link = tun_link
     if faults is not None:
         link = FaultyLink(link, **faults)
     stack_link = link
-    if args.pcap or args.trace:           # what the stack sends and receives (inside the fault injector)
-        # `--pcap -`: the capture is the data on stdout (tcpdump -w -); the ready and trace lines go to stderr
-        pcap = sys.stdout.buffer if args.pcap == "-" else args.pcap
+    if pcap is not None or args.trace:    # what the stack sends and receives (inside the fault injector)
         stack_link = CaptureLink(link, pcap=pcap, trace=_data_out(args) if args.trace else None,
                                  pcap_flush=args.pcap_flush)
     stack = Stack(stack_link, addr, tcp=tcp_options.config_from_args(args, link.mtu),
                   reassembly_timeout=args.reasm_timeout, reassembly_max_datagrams=args.reasm_max_datagrams,
                   reassembly_max_bytes=args.reasm_max_bytes, icmp_error_rate=args.icmp_rate,
-                  min_pmtu=args.ip_min_pmtu, pmtu_decrease_interval=args.ip_pmtu_decrease_interval)
-    closers = []
-    services = SERVICE_MODULES
+                  min_pmtu=args.ip_min_pmtu, pmtu_decrease_interval=args.ip_pmtu_decrease_interval, **stack_kw)
     state_log = None
-    if args.state_log:
+    if state_log_path:
         from netstack.statelog import StateLogWriter
         try:
-            state_log = StateLogWriter(args.state_log, time_offset=time.time() - stack.clock())
+            state_log = StateLogWriter(state_log_path, time_offset=time.time() - stack.clock())
         except OSError as exc:
-            raise UsageError(f"--state-log {args.state_log}: {exc.strerror or exc}") from None
+            raise UsageError(f"--state-log {state_log_path}: {exc.strerror or exc}") from None
         stack.tcp.on_transition = state_log
         stack.tcp.on_recovery = state_log.recovery
+    return stack, link, state_log
+
+
+def stop_on_signals(loop, stack, args, services) -> None:
+    """SIGINT, SIGTERM and SIGHUP end ``stack.run()``: SIGTERM after the services' drain hooks
+    (while the stack still runs), the others, or a second SIGTERM, at once."""
+    draining: list = []
+
+    def on_stop_signal(sig) -> None:
+        log.info("%s: shutting down", signal.Signals(sig).name)
+        if sig == signal.SIGTERM and not draining and not stack.closed:
+            # graceful: each service's drain hook (e.g. SMTP lets messages in DATA finish) while the
+            # stack still runs; a second signal stops at once
+            draining.append(loop.create_task(drain_then_stop()))
+            return
+        stack.stop()
+
+    async def drain_then_stop() -> None:
+        try:
+            for mod in services:
+                fn = getattr(mod, "drain", None)
+                if fn is not None:
+                    try:
+                        await fn(args)
+                    except Exception:
+                        log.exception("%s: drain failed", mod.__name__)
+        finally:
+            stack.stop()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_stop_signal, sig)
+
+
+async def install_services(stack, args, services) -> list | None:
+    """Run every installer; the closers they return, or None when one failed (after printing
+    why; ``serve`` then exits with status 1).  A UsageError goes up as it is."""
+    closers: list = []
+    for mod in services:
+        try:
+            result = await _maybe_await(mod.install_from_args(stack, args))
+        except UsageError:
+            raise
+        except Exception as exc:
+            log.debug("service %s failed", mod.__name__, exc_info=True)
+            print(f"netstack serve: {mod.__name__}: cannot start: {type(exc).__name__}: {exc}",
+                  file=sys.stderr, flush=True)
+            for closer in reversed(closers):
+                try:
+                    await _maybe_await(closer())
+                except Exception:
+                    log.exception("service teardown failed")
+            return None
+        closers.extend(_closers(result))
+    return closers
+
+
+async def run_closers(closers) -> None:
+    """The installers' closers, in reverse order; a failing one is logged, the rest still run."""
+    for closer in reversed(closers):
+        try:
+            await _maybe_await(closer())
+        except Exception:
+            log.exception("service teardown failed")
+
+
+async def _serve(args, lab, addr: str, faults) -> int:
+    loop = asyncio.get_running_loop()
+    # `--pcap -`: the capture is the data on stdout (tcpdump -w -); the ready and trace lines go to stderr
+    pcap = (sys.stdout.buffer if args.pcap == "-" else args.pcap) if args.pcap else None
+    stack, link, state_log = build_stack(args, lab.link, addr, faults, pcap=pcap, state_log_path=args.state_log)
+    closers = []
+    services = SERVICE_MODULES
 
     tun = {"stats": {}, "error": None, "reading": None}
-
-    def tun_line() -> str:
-        """One line about the device, from the latest reading of its statistics."""
-        if tun["error"]:
-            return f"tun: statistics unavailable ({tun['error']})"
-        st = tun["stats"]
-        if not st:
-            return ""
-        return (f"tun {lab.ifname}: queue {st.get('txqlen', 0)} packets; kernel to stack {st.get('tx_packets', 0)} "
-                f"packets, {st.get('tx_dropped', 0)} dropped (queue full); stack to kernel {st.get('rx_packets', 0)} "
-                f"packets, {st.get('rx_dropped', 0)} dropped")
 
     def take_reading(fut) -> None:       # in the loop: the TUN's drops into the counters (link.tun.*)
         tun["reading"] = None
@@ -351,7 +433,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
 
     def report() -> str:
         parts = [stack.counters.format()]
-        line = tun_line()
+        line = tun_line(lab.ifname, tun["stats"], tun["error"])
         if line:
             parts.append(line)
         if faults is not None:
@@ -372,46 +454,15 @@ async def _serve(args, lab, addr: str, faults) -> int:
 
     refresh = loop.call_soon(refresh_tun_stats)
 
-    draining: list = []
-
-    def on_stop_signal(sig) -> None:
-        log.info("%s: shutting down", signal.Signals(sig).name)
-        if sig == signal.SIGTERM and not draining and not stack.closed:
-            # graceful: each service's drain hook (e.g. SMTP lets messages in DATA finish) while the
-            # stack still runs; a second signal stops at once
-            draining.append(loop.create_task(drain_then_stop()))
-            return
-        stack.stop()
-
-    async def drain_then_stop() -> None:
-        try:
-            for mod in services:
-                fn = getattr(mod, "drain", None)
-                if fn is not None:
-                    try:
-                        await fn(args)
-                    except Exception:
-                        log.exception("%s: drain failed", mod.__name__)
-        finally:
-            stack.stop()
-
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, on_stop_signal, sig)
+    stop_on_signals(loop, stack, args, services)
     loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     ready = False
     try:
         stack.start()
-        for mod in services:
-            try:
-                result = await _maybe_await(mod.install_from_args(stack, args))
-            except UsageError:
-                raise
-            except Exception as exc:
-                log.debug("service %s failed", mod.__name__, exc_info=True)
-                print(f"netstack serve: {mod.__name__}: cannot start: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
-                return 1
-            closers.extend(_closers(result))
+        installed = await install_services(stack, args, services)
+        if installed is None:
+            return 1
+        closers.extend(installed)
         control = await _start_control(stack, args, link if faults is not None else None)
         closers.extend(_closers(control))
         offered = [f"{name} {port}" for mod in services if hasattr(mod, "offered") for name, port in mod.offered(args)]
@@ -428,11 +479,7 @@ async def _serve(args, lab, addr: str, faults) -> int:
         refresh.cancel()
         if ready:
             sdnotify.notify(STOPPING=1)
-        for closer in reversed(closers):
-            try:
-                await _maybe_await(closer())
-            except Exception:
-                log.exception("service teardown failed")
+        await run_closers(closers)
         stack.close()
         if state_log is not None:
             state_log.close()

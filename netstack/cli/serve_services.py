@@ -68,3 +68,16 @@ def report(stack) -> str:
     """For ``netstack serve``'s SIGUSR1/exit report: the ``ss -tin`` style table."""
     from netstack.sockets.table import stack_table
     return stack_table(stack)
+
+
+def report_data(stack) -> dict:
+    """With ``--workers``: this worker's part of the table (merged by :func:`merge_report`)."""
+    from netstack.sockets.table import snapshot
+    return snapshot(stack)
+
+
+def merge_report(parts: list[dict]) -> str:
+    """With ``--workers``: one table for every worker, with a Worker column."""
+    from netstack.sockets.table import format_ss, merge_snapshots
+    return "TCP connections:\n" + format_ss(merge_snapshots(parts), states="all", info=True, timers=True,
+                                             numeric=True)

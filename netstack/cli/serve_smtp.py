@@ -68,10 +68,29 @@ def offered(args) -> list[tuple[str, int]]:
     return [("smtp", args.smtp_port)] if args.smtp_port else []
 
 
-def report(stack) -> str:
+#: the server's figures in the report line
+FIGURES = ("accepted", "active", "sessions_shed", "connections_refused", "refused_per_ip", "refused_shutting_down")
+
+
+def report_data(stack) -> dict:
+    """The server's figures (for the report; with ``--workers`` summed by :func:`merge_report`)."""
     if not _servers:
-        return ""
+        return {}
     s = _servers[-1]
-    return (f"smtp: {s.accepted} messages accepted, {s.active} sessions open, {s.sessions_shed} stalled sessions "
-            f"shed, {s.connections_refused} connections refused ({s.refused_per_ip} over the per-address limit, "
-            f"{s.refused_shutting_down} while shutting down, the rest full)")
+    return {name: getattr(s, name) for name in FIGURES}
+
+
+def merge_report(parts: list[dict]) -> str:
+    """The report line for the figures of one or several workers' servers, summed."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    v = {name: sum(p.get(name, 0) for p in parts) for name in FIGURES}
+    return (f"smtp: {v['accepted']} messages accepted, {v['active']} sessions open, {v['sessions_shed']} stalled "
+            f"sessions shed, {v['connections_refused']} connections refused ({v['refused_per_ip']} over the "
+            f"per-address limit, {v['refused_shutting_down']} while shutting down, the rest full)"
+            + (f" in {len(parts)} workers" if len(parts) > 1 else ""))
+
+
+def report(stack) -> str:
+    return merge_report([report_data(stack)])

@@ -20,6 +20,9 @@ cwnd in segments as ss shows it and cwnd_bytes (netstack counts bytes), ssthresh
 bytes_acked segs_out segs_in minrtt, then retrans:CUR/TOTAL and the sequence variables
 snd_una snd_nxt rcv_nxt snd_wnd rcv_wnd (RFC 9293 section 3.3.1). Times are in ms.
 
+With `netstack serve --workers N` the table holds every worker's sockets, with a Worker
+column: the worker (0..N-1) that holds each one; each worker has its own listeners.
+
 exit status: 0 printed; 1 no stack answers (or it refused the request); 2 bad usage.
 """
 

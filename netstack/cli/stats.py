@@ -21,6 +21,9 @@ are left out unless -z.
 the gauges stay current values. --json prints the whole answer: mib, gauges, unmapped,
 counters (netstack's names), delta, interval (seconds covered by a delta), pid, uptime.
 
+With `netstack serve --workers N` the counters and gauges are the workers' summed (plus
+the TUN's drops, counted once); pid is the supervisor's, --json adds each worker's pid.
+
 exit status: 0 printed; 1 no stack answers (or it refused the request); 2 bad usage.
 """
 

@@ -35,6 +35,15 @@ small packets) and is the same order as ``netdev_max_backlog`` on a busy host.
 the stack lost because the queue was full) and ``link.tun.out.drop``
 (``rx_dropped``: packets the stack wrote that the kernel dropped).
 
+Several queues (``queues=N``, N > 1): the TUN is opened with
+``IFF_MULTI_QUEUE`` and N times, all before it moves into the namespace
+(a queue can only be attached where the device was created);
+:attr:`Lab.links` holds one :class:`~netstack.link.tun.TunLink` per queue and
+:attr:`Lab.link` is the first.  A multi-process server hands each queue to
+one process and then drops its own copies with :meth:`Lab.release_queues`: the
+device lives while any process holds a queue, and goes when the last one
+closes (or dies).
+
 Safety: no address is ever put on a device in the caller's namespace.
 """
 from __future__ import annotations
@@ -134,10 +143,11 @@ class Lab:
 
     def __init__(self, netns: str = "netstack", ifname: str = "nstk0", kernel_addr: str = "198.18.0.1/24",
                  stack_addr: str = "198.18.0.2", mtu: int = 1500,
-                 tun_queue_len: int = DEFAULT_TUN_QUEUE_LEN, offload: bool = True) -> None:
+                 tun_queue_len: int = DEFAULT_TUN_QUEUE_LEN, offload: bool = True, queues: int = 1) -> None:
         """``offload``: open the TUN with the virtio-net header and TSO/checksum offloads
         where the kernel offers them (:class:`~netstack.link.tun.TunLink`; a clean
-        fallback otherwise); :attr:`offload` says what is active once up."""
+        fallback otherwise); :attr:`offload` says what is active once up.  ``queues``:
+        more than 1 opens a multi-queue TUN with that many queues (see the module doc)."""
         self.netns = netns
         self.ifname = ifname
         self.kernel_if = parse_v4(kernel_addr, "peer address")
@@ -150,6 +160,9 @@ class Lab:
             raise LabError(f"MTU {mtu} out of range (68..65535)")
         if not 1 <= tun_queue_len <= 1_000_000:
             raise LabError(f"TUN queue length {tun_queue_len} out of range (1..1000000)")
+        if not 1 <= queues <= 256:
+            raise LabError(f"TUN queues {queues} out of range (1..256)")
+        self.queues = queues
         if self.stack_ip == self.kernel_if.ip:
             raise LabError(f"stack address {self.stack_ip} equals the peer address")
         self.mtu = mtu
@@ -164,6 +177,7 @@ class Lab:
         self.prefixlen = self.kernel_if.network.prefixlen
         self.created_netns = False
         self._link: TunLink | None = None
+        self._links: list[TunLink] = []
         self._owner_pid = os.getpid()
 
     # -- set-up / teardown --------------------------------------------------------------------
@@ -172,6 +186,18 @@ class Lab:
         if self._link is None:
             raise LabError("lab is not up")
         return self._link
+
+    @property
+    def links(self) -> list[TunLink]:
+        """One link per queue (one for a single-queue lab); empty when down."""
+        return list(self._links)
+
+    def release_queues(self) -> None:
+        """Close this process's fds of every queue (after handing them to the processes that
+        serve them): the device stays while they hold theirs.  The lab stays up otherwise
+        (its statistics, :meth:`down`)."""
+        for link in self._links:
+            link.close()
 
     @property
     def offload(self) -> bool:
@@ -200,7 +226,12 @@ class Lab:
                     if ns.link_lookup(ifname=self.ifname):
                         raise LabError(f"device name {self.ifname!r} is already in use in namespace {self.netns!r}")
             try:
-                self._link = TunLink(self.ifname, self.mtu, offload=self.want_offload)
+                multi = self.queues > 1
+                self._link = TunLink(self.ifname, self.mtu, offload=self.want_offload, multi_queue=multi)
+                self._links = [self._link]
+                for q in range(1, self.queues):     # attach the other queues (same flags, no EXCL)
+                    self._links.append(TunLink(self.ifname, self.mtu, offload=self._link.offload,
+                                               exclusive=False, multi_queue=True, queue=q))
             except TunError as exc:
                 raise LabError(exc.strerror or str(exc)) from None
             with IPRoute() as ipr:
@@ -253,8 +284,11 @@ class Lab:
                 log.debug("closing the statistics netlink socket: %s", exc)
             self._stats_pool.shutdown(wait=False)
             self._stats_pool = None
+        for link in self._links:
+            link.close()                # non-persistent TUN: the kernel deletes the device with its last queue
+        self._links = []
         if self._link is not None:
-            self._link.close()          # non-persistent TUN: the kernel deletes the device
+            self._link.close()
             self._link = None
         if self.created_netns:
             from pyroute2 import netns as pr_netns
@@ -340,4 +374,5 @@ class Lab:
 
     def __repr__(self) -> str:
         return (f"Lab(netns={self.netns!r}, ifname={self.ifname!r}, kernel={self.kernel_addr}/{self.prefixlen}, "
-                f"stack={self.stack_addr}, mtu={self.mtu}, offload={self.want_offload})")
+                f"stack={self.stack_addr}, mtu={self.mtu}, offload={self.want_offload}"
+                + (f", queues={self.queues})" if self.queues > 1 else ")"))

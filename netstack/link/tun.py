@@ -25,6 +25,17 @@ nothing (all zero) comes out with ``meta`` None, as without offloads.  Where
 the kernel refuses (no ``IFF_VNET_HDR`` in ``TUNGETFEATURES``, or
 ``TUNSETOFFLOAD`` fails) the link falls back to plain packets with one log
 line; :attr:`TunLink.offload` says which mode is active.
+
+**Multi-queue** (``multi_queue=True``): the device is opened with
+``IFF_MULTI_QUEUE``; opening the same name again (``exclusive=False``, the
+same ``offload``) attaches one more queue to it, each queue its own fd and
+:class:`TunLink`.  The kernel picks a queue for every packet it sends into the
+device (``tun_select_queue``): a flow's packets go to the queue that last
+wrote a packet of that flow (the driver's flow table, keyed by the symmetric
+flow hash, entries aging out after a few seconds), otherwise by the flow hash
+over the attached queues.  All queues must be opened in the namespace the
+device was created in (``TUNSETIFF`` looks the name up there); the device
+lives while any queue's fd is open.
 """
 from __future__ import annotations
 
@@ -41,7 +52,7 @@ except ImportError:             # not Linux, or installed without it: TunLink sa
 
 from netstack.link.base import Link, PacketMeta
 
-__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
+__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "IFF_MULTI_QUEUE", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
 
 log = logging.getLogger("netstack.link.tun")
 
@@ -53,6 +64,7 @@ READ_BUFFER_SIZE = 65536 + 64
 
 # include/uapi/linux/if_tun.h
 IFF_VNET_HDR = getattr(pytun, "IFF_VNET_HDR", 0x4000)
+IFF_MULTI_QUEUE = getattr(pytun, "IFF_MULTI_QUEUE", 0x0100)
 TUNGETFEATURES = 0x800454CF          # _IOR('T', 207, unsigned int)
 TUNSETOFFLOAD = 0x400454D0           # _IOW('T', 208, unsigned int)
 TUNSETVNETHDRSZ = 0x400454D8         # _IOW('T', 216, int)
@@ -120,15 +132,20 @@ class TunLink(Link):
     The MTU given here is what the stack uses; the lab sets the device's MTU
     over netlink.  ``offload``: ask for the virtio-net header and TSO/checksum
     offload (see the module doc); :attr:`offload` is then whether they are on,
-    :attr:`offload_note` why not.
+    :attr:`offload_note` why not.  ``multi_queue``: open one queue of an
+    ``IFF_MULTI_QUEUE`` device (see the module doc); :attr:`queue` is its index
+    as given by the caller (for names and logs only: the kernel numbers queues itself).
     """
 
     def __init__(self, name: str, mtu: int = 1500, *, batch: int = 64, exclusive: bool = True,
-                 offload: bool = True) -> None:
+                 offload: bool = True, multi_queue: bool = False, queue: int = 0) -> None:
         if pytun is None:
             raise TunError(errno.ENOSYS, MISSING_PYTUN)
         if not name or len(name) > 15:
             raise TunError(errno.EINVAL, f"bad interface name {name!r} (1..15 characters)")
+        #: opened with IFF_MULTI_QUEUE: one queue of several
+        self.multi_queue = multi_queue
+        self.queue = queue
         #: True when packets cross the device behind a virtio-net header with offloads on
         self.offload = False
         #: why offloads are off ("" when on, "not asked" for offload=False)
@@ -172,6 +189,8 @@ class TunLink(Link):
 
     def _open(self, name: str, exclusive: bool, vnet: bool) -> None:
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0) | (IFF_VNET_HDR if vnet else 0)
+        if self.multi_queue:
+            flags |= IFF_MULTI_QUEUE
         try:
             self._dev = pytun.TunTapDevice(name=name, flags=flags)
         except pytun.Error as exc:

@@ -22,14 +22,16 @@ Two steps, so that a running stack can be asked over its control socket
   The congestion control (cubic or newreno) leads the line, as ss prints it.
 
 ``netstack serve`` prints :func:`stack_table` on SIGUSR1 (all sockets, with
-``-i`` and ``-o`` detail).
+``-i`` and ``-o`` detail).  Several stacks on one address (the workers of
+``netstack serve --workers``): :func:`merge_snapshots` makes one picture with
+each row's ``worker``, and :func:`format_ss` then adds a ``Worker`` column.
 """
 from __future__ import annotations
 
 import socket as _socket
 from functools import lru_cache
 
-__all__ = ["snapshot", "format_ss", "stack_table", "ss_ms_timer", "STATE_FILTERS"]
+__all__ = ["snapshot", "merge_snapshots", "format_ss", "stack_table", "ss_ms_timer", "STATE_FILTERS"]
 
 _SHORT_STATE = {
     "ESTABLISHED": "ESTAB", "SYN-SENT": "SYN-SENT", "SYN-RECEIVED": "SYN-RECV", "FIN-WAIT-1": "FIN-WAIT-1",
@@ -83,6 +85,25 @@ def snapshot(stack, now: float | None = None) -> dict:
         conns.append(i)
     conns.sort(key=lambda i: (i.get("local", ""), i.get("remote", "")))
     return {"addr": addr, "listeners": listeners, "connections": conns}
+
+
+def _port_of(endpoint: str) -> int:
+    port = str(endpoint).rpartition(":")[2]
+    return int(port) if port.isdigit() else -1
+
+
+def merge_snapshots(snaps) -> dict:
+    """One picture of several :func:`snapshot` s of stacks on one address, the i-th from worker i:
+    every row keeps its worker (``"worker": i``), each worker's listeners are rows of their own
+    (as ``ss`` shows SO_REUSEPORT sockets)."""
+    listeners, conns = [], []
+    for index, snap in enumerate(snaps):
+        listeners += [{**i, "worker": index} for i in snap.get("listeners", ())]
+        conns += [{**i, "worker": index} for i in snap.get("connections", ())]
+    listeners.sort(key=lambda i: (_port_of(i.get("local", "")), i["worker"]))
+    conns.sort(key=lambda i: (i.get("local", ""), i.get("remote", "")))
+    addr = snaps[0].get("addr") if snaps else None
+    return {"addr": addr, "workers": len(snaps), "listeners": listeners, "connections": conns}
 
 
 def _ms(v) -> str:
@@ -213,7 +234,9 @@ def format_ss(snap: dict, *, states: str = "connected", info: bool = False, time
     ``info``: ss ``-i``; ``timers``: ss ``-o``; ``numeric``: ss ``-n``, else ports by
     service name from the services database, as ss does)."""
     keep = STATE_FILTERS[states]
-    rows = [("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "")]
+    workers = "workers" in snap               # merge_snapshots: a Worker column
+    rows = [("State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port")
+            + (("Worker",) if workers else ()) + ("",)]
     details: list[str | None] = [None]
     for i in list(snap.get("listeners", ())) + list(snap.get("connections", ())):
         state = str(i.get("state", "?"))
@@ -221,10 +244,11 @@ def format_ss(snap: dict, *, states: str = "connected", info: bool = False, time
             continue
         is_conn = state != "LISTEN"
         rows.append((_SHORT_STATE.get(state, state), str(i.get("recv_q", 0)), str(i.get("send_q", 0)),
-                     _endpoint(i.get("local", "?"), numeric), _endpoint(i.get("remote", "?"), numeric),
-                     _timer_word(i) if timers and is_conn else ""))
+                     _endpoint(i.get("local", "?"), numeric), _endpoint(i.get("remote", "?"), numeric))
+                    + ((str(i.get("worker", "?")),) if workers else ())
+                    + (_timer_word(i) if timers and is_conn else "",))
         details.append(format_info(i) if info and is_conn else None)
-    widths = [max(len(r[c]) for r in rows) for c in range(6)]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     out = []
     for r, d in zip(rows, details):
         out.append("  ".join(v.rjust(w) if c in (1, 2) else v.ljust(w)

@@ -81,7 +81,7 @@ class TCPLayer:
 
     def __init__(self, local_addr: int, *, counters=None, config: TCPConfig | None = None,
                  isn_secret: bytes | None = None, mtu: int | None = None, path_mtu=None,
-                 offload: bool = False):
+                 offload: bool = False, cookie_clock=None, shared_flows: bool = False):
         """``mtu`` (optional): the link MTU; the MSS we announce becomes at most MTU - 40.
         ``path_mtu`` (optional, a :class:`netstack.transport.PathMtu`): what to believe of an
         ICMP "fragmentation needed" once validated (the floor, the decrease rate limit); without
@@ -90,7 +90,18 @@ class TCPLayer:
         ``offload``: the link does checksum and segmentation offload (a TUN with the
         virtio-net header): segments with data leave with a partial checksum, and
         those larger than the MSS (up to ``config.max_segment``) as super-segments
-        the link cuts into MSS-sized ones (:class:`~netstack.transport.Outgoing`)."""
+        the link cuts into MSS-sized ones (:class:`~netstack.transport.Outgoing`).
+
+        Several layers sharing one address, each receiving some of its flows (the
+        workers of a multi-queue server): ``isn_secret`` the same in all, so that
+        ISNs and SYN cookies agree (RFC 6528 §3, RFC 4987 §3.6); ``cookie_clock`` (a
+        :class:`~netstack.tcp.syncookies.CookieClock`) shared too, so that a cookie's
+        ACK is checked by whichever layer it reaches, not only the one that sent the
+        cookie (Linux shares this instant in a SO_REUSEPORT group); ``shared_flows``:
+        a segment that no connection or listener here takes, other than a bare SYN, is
+        dropped and counted (``tcp.in.drop.other_worker``) rather than answered with a
+        RST (RFC 9293 §3.10.7.1): its connection may live in another layer, and the
+        RST would kill it."""
         self.local_addr = local_addr
         self.offload = offload
         self.counters = counters if counters is not None else _LocalCounters()
@@ -115,6 +126,8 @@ class TCPLayer:
         self._isngen = ISNGenerator(isn_secret)
         self._cookies = SynCookies(isn_secret)    # the same secret, another personalisation
         self._last_cookie: float | None = None    # when a SYN cookie last went out
+        self.cookie_clock = cookie_clock          # the same instant, shared with other layers (or None)
+        self.shared_flows = shared_flows
         self.ooo_budget = ByteBudget(self.config.max_ooo_total)
         self._orphans: set = set()
         self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
@@ -567,13 +580,15 @@ class TCPLayer:
         self.counters.inc("tcp.out_segs")
         self.counters.inc("tcp.syncookies.sent")
         self._last_cookie = now
+        if self.cookie_clock is not None:
+            self.cookie_clock.mark(now)
         if not self._busy:
             self._kick()
 
     def accept_cookie(self, listener: Listener, src: int, dst: int, seg, now: float) -> Connection | None:
         """An ACK reached a listener: if SYN cookies went out lately and it returns a valid one,
         the ESTABLISHED connection it stands for (its data already taken in), else None."""
-        last = self._last_cookie
+        last = self._last_cookie if self.cookie_clock is None else self.cookie_clock.last()
         if last is None or now - last > (MAX_AGE + 1) * TICK:
             return None
         mss = self._cookies.check(src, dst, seg.src_port, seg.dst_port, seg.seq, seg.ack, now)
@@ -628,6 +643,9 @@ class TCPLayer:
         flags = seg.flags
         if flags & RST:
             return                                            # an RST is never answered
+        if self.shared_flows and flags & (SYN | ACK) != SYN:
+            self.count("tcp.in.drop.other_worker")            # maybe another worker's: no RST
+            return
         if flags & ACK:
             self._send_rst(dst, seg.dst_port, src, seg.src_port, seg.ack, 0, RST)
         else:

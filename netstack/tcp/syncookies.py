@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .seq import MASK
 
@@ -53,6 +53,18 @@ class SynCookieMode(enum.Enum):
     AUTO = "auto"        #: once its SYN queue is full (Linux tcp_syncookies=1)
     ALWAYS = "always"    #: for every SYN (tcp_syncookies=2)
     NEVER = "never"      #: never: a full SYN queue drops SYNs
+
+
+class CookieClock(Protocol):
+    """When a SYN cookie last went out, kept where several TCP layers see it (the
+    workers of a multi-queue server): a layer checks a returning ACK only if
+    cookies went out lately, from any of them."""
+
+    def mark(self, now: float) -> None:
+        """A cookie went out at ``now``."""
+
+    def last(self) -> float | None:
+        """The latest instant marked, or None."""
 
 
 class CookieOptions(NamedTuple):
