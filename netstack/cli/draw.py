@@ -15,7 +15,9 @@ the handshake and the close bracketed. -o FILE.svg, FILE.html or FILE.png; witho
 ladder is printed as text (as `netstack trace --ladder`).
 seq: the time-sequence graph of each direction that carries data (data segments as bars,
 retransmissions in red, the ACK and receive-window lines, SACKed ranges), the throughput
-and the round-trip-time graphs; -o FILE.png or FILE.svg.
+and the round-trip-time graphs; -o FILE.png or FILE.svg. With --state-log FILE (from
+`netstack serve --state-log`, or a scenario's), each congestion and recovery event of the
+sending end is a dashed, labelled line on its time-sequence graph.
 states: the RFC 9293 state diagram with the transitions of a state log (`netstack serve
 --state-log`) highlighted and counted; -o FILE.svg or FILE.html.
 
@@ -40,6 +42,9 @@ def add_parser(sub) -> None:
         k.add_argument("--conn", type=int, metavar="N", help="only connection N (1-based, in order of appearance)")
         k.add_argument("--max-packets", type=int, metavar="N", default=100_000,
                        help="read at most N packets (default 100000); the picture says when it was cut")
+        if kind == "seq":
+            k.add_argument("--state-log", metavar="FILE",
+                           help="a state log of the same run: mark its congestion and recovery events")
         k.set_defaults(func=run)
     k = kinds.add_parser("states", help="the RFC 9293 state diagram with the transitions of a state log",
                          description="the RFC 9293 state diagram with the transitions of a state log",
@@ -131,14 +136,25 @@ def run(args) -> int:
                 _write(path, svg if ext == ".svg" else _html(conv.name, svg))
             print(f"wrote {path}", file=sys.stderr)
         return 0
+    from netstack.pictures.conversation import recovery_marks
     from netstack.pictures.graphs import draw_stream_graphs
+    events = _recovery_records(args.state_log) if args.state_log else None
     for conv, path in zip(convs, _outputs(args.output, len(convs))):
         try:
-            draw_stream_graphs(conv, path, cut_note=note)
+            draw_stream_graphs(conv, path, cut_note=note, events=recovery_marks(conv, events))
         except OSError as exc:
             raise UsageError(f"{path}: {exc.strerror or exc}") from None
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _recovery_records(path: str):
+    """The congestion and recovery events of a state log, with its one-line error."""
+    from netstack.statelog import StateLogError, read_log
+    try:
+        return read_log(path)[1]
+    except StateLogError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _html(title: str, svg: str) -> str:

@@ -130,6 +130,15 @@ class Conversation:
         return next((p.time for p in self.packets if p.time is not None), 0.0)
 
 
+def recovery_marks(conv: Conversation, records) -> list[tuple[float, int, str]]:
+    """The congestion and recovery events of a state log (:class:`netstack.statelog.RecoveryRecord`)
+    that belong to ``conv``: ``(time, direction, text)``, ``direction`` that of the end that
+    reported the event (0: the client, 1: the server; the end whose sending it changes)."""
+    ends = (conv.end(0), conv.end(1))
+    return [(r.time, ends.index(r.local), r.text()) for r in records or ()
+            if r.local in ends and r.remote in ends]
+
+
 @dataclass(slots=True)
 class Capture:
     """A whole capture: every packet, the TCP conversations, and whether it was cut."""

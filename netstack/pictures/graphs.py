@@ -6,7 +6,13 @@
   the other side (ACK + window, scaled), and SACKed ranges;
 * throughput: bytes acknowledged per interval;
 * round-trip time: for each segment sent once, the time until the first ACK
-  covering it (Karn's rule: retransmitted segments give no sample, RFC 6298 §3).
+  covering it (Karn's rule: retransmitted segments give no sample, RFC 6298 §3);
+* with a state log (``events``, :func:`~netstack.pictures.conversation.recovery_marks`):
+  each congestion or recovery event of the sending end (fast retransmit, SACK
+  recovery, its end, an RTO, a tail loss probe, an undo) as a dashed line across
+  that direction's time-sequence graph, labelled with its name and the congestion
+  window before and after, so the reduction can be read against the segments that
+  caused it.
 
 Times are seconds from the connection's first packet; sequence numbers relative.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 from .conversation import Conversation
 
-__all__ = ["draw_stream_graphs", "rtt_samples", "throughput"]
+__all__ = ["draw_stream_graphs", "event_lines", "rtt_samples", "throughput"]
 
 
 def _t(p, t0):
@@ -62,9 +68,30 @@ def throughput(conv: Conversation, direction: int, bins: int = 40) -> list[tuple
     return out
 
 
-def draw_stream_graphs(conv: Conversation, path, *, cut_note: str | None = None, fmt: str | None = None) -> None:
+#: line colour per event kind (the label's first word); others grey
+EVENT_COLOURS = {"fast-retransmit": "#d62728", "sack-recovery": "#d62728", "recovery-exit": "#2ca02c",
+                 "rto": "#8c564b", "tlp": "#e377c2", "undo": "#17becf"}
+
+
+def event_lines(conv: Conversation, events, direction: int) -> list[tuple[float, str, str]]:
+    """The events of ``direction``'s sender to draw on its time-sequence graph: ``(x, label, colour)``,
+    ``x`` in seconds from the connection's first packet, ``label`` the event without its ssthresh
+    and congestion-control name (``fast-retransmit: cwnd 11856 -> 7180``)."""
+    t0 = conv.start
+    out = []
+    for time, d, text in events or ():
+        if d != direction:
+            continue
+        label = text.split(", ssthresh")[0]
+        out.append((time - t0, label, EVENT_COLOURS.get(label.split()[0].rstrip(":"), "#7f7f7f")))
+    return out
+
+
+def draw_stream_graphs(conv: Conversation, path, *, cut_note: str | None = None, fmt: str | None = None,
+                       events=None) -> None:
     """Write the time-sequence graph of each direction with data, the throughput and the RTT graph
-    to ``path`` (.png or .svg, by its suffix; or a binary file object with ``fmt`` "png"/"svg")."""
+    to ``path`` (.png or .svg, by its suffix; or a binary file object with ``fmt`` "png"/"svg").
+    ``events``: ``(time, direction, text)`` marks of a state log (:func:`event_lines`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -91,9 +118,16 @@ def draw_stream_graphs(conv: Conversation, path, *, cut_note: str | None = None,
                           colors="#9467bd", linewidth=4, alpha=0.6)
         top = max([p.rel_seq + p.length for p in data] + [p.rel_ack for p in acks] + [1])
         ax.set_ylim(-0.02 * top, top * 1.35)      # the window line may run far above: keep the data readable
+        lines = event_lines(conv, events, d)
+        for i, (x, label, colour) in enumerate(lines):
+            ax.axvline(x, color=colour, linestyle="--", linewidth=1)
+            ax.text(x, top * (1.3 - 0.08 * (i % 3)), f" {label}", color=colour, fontsize=7, va="top",
+                    ha="left")                    # three heights in turn: close events stay legible
         ax.plot([], [], color="#1f77b4", label="data segment")
         ax.plot([], [], color="#d62728", label="retransmission")
         ax.plot([], [], color="#9467bd", label="SACKed")
+        if lines:
+            ax.plot([], [], color="#7f7f7f", linestyle="--", label="congestion/recovery event (state log)")
         ax.set_title(f"time-sequence: {conv.end(d)} -> {conv.end(1 - d)}")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("relative sequence number")

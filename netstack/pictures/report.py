@@ -17,7 +17,7 @@ import io
 import json
 from html import escape
 
-from .conversation import Capture, Conversation
+from .conversation import Capture, Conversation, recovery_marks
 from .ladder import MARK_COLOURS, ladder_svg
 from .states import count_transitions, state_diagram_svg
 
@@ -76,10 +76,10 @@ _JS = """
 """
 
 
-def _graphs_png(conv: Conversation, note: str | None) -> str:
+def _graphs_png(conv: Conversation, note: str | None, events=None) -> str:
     from .graphs import draw_stream_graphs
     buf = io.BytesIO()
-    draw_stream_graphs(conv, buf, cut_note=note, fmt="png")
+    draw_stream_graphs(conv, buf, cut_note=note, fmt="png", events=events)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -114,16 +114,12 @@ def build_report(cap: Capture, *, state_records=None, recovery_records=None, tit
         o.append(f"<section class='conn' id='conn-{c.index + 1}'><h2>Connection {c.index + 1}: "
                  f"{escape(c.name)}{escape(' (' + c.app + ')' if c.app else '')}</h2>")
         o.append(f"<h3>Ladder</h3><p class='legend'>{legend}</p>")
-        marks = None
-        if recovery_records:
-            ends = (c.end(0), c.end(1))
-            marks = [(r.time, ends.index(r.local), r.text()) for r in recovery_records
-                     if r.local in ends and r.remote in ends]
+        marks = recovery_marks(c, recovery_records) if recovery_records else None
         o.append(ladder_svg(c, cut_note=cut, max_rows=max_rows, id_prefix=f"c{c.index + 1}-pkt", events=marks))
         o.append("<h3>Stream graphs</h3>")
         if c.index < max_graphs:
             o.append(f"<img class='graphs' alt='time-sequence, throughput and RTT graphs of connection "
-                     f"{c.index + 1}' src='data:image/png;base64,{_graphs_png(c, cut)}'>")
+                     f"{c.index + 1}' src='data:image/png;base64,{_graphs_png(c, cut, marks)}'>")
         else:
             o.append(f"<p class='note'>graphs are drawn for the first {max_graphs} connections only "
                      f"(netstack draw seq --conn {c.index + 1} draws this one)</p>")

@@ -169,6 +169,32 @@ def test_draw_seq_png_and_svg(files, tmp_path):
     assert "time-sequence" in svg and "round-trip time" in svg and "throughput" in svg
 
 
+def test_draw_seq_marks_the_state_logs_recovery_events(files, tmp_path, played, capsys):
+    """`draw seq --state-log`: each recovery event of the sender is a labelled line on its graph."""
+    pcap, log = files("fast-retransmit")
+    assert main(["draw", "seq", pcap, "-o", str(tmp_path / "plain.svg")]) == 0
+    assert main(["draw", "seq", pcap, "--state-log", log, "-o", str(tmp_path / "ev.svg")]) == 0
+    plain, marked = (tmp_path / "plain.svg").read_text(), (tmp_path / "ev.svg").read_text()
+    assert "cwnd" not in plain
+    assert "fast-retransmit: cwnd 11856 -&gt; 7180 -->" in marked and "recovery-exit: cwnd 988 -->" in marked
+    assert "congestion/recovery event (state log)" in marked
+    from netstack.pictures.conversation import recovery_marks
+    from netstack.pictures.graphs import event_lines
+    from netstack.statelog import read_log
+    conv = load(pcap).conversations[0]
+    marks = recovery_marks(conv, read_log(log)[1])
+    assert [d for _, d, _ in marks] == [0, 0]                     # the client sends and recovers
+    lines = event_lines(conv, marks, 0)
+    assert [label for _, label, _ in lines] == ["fast-retransmit: cwnd 11856 -> 7180", "recovery-exit: cwnd 988"]
+    assert 0 < lines[0][0] < lines[1][0] and lines[0][2] != lines[1][2]
+    assert event_lines(conv, marks, 1) == []                      # not on the other direction's graph
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("oops\n")
+    capsys.readouterr()
+    _one_line_error(capsys, ["draw", "seq", pcap, "--state-log", str(bad), "-o", str(tmp_path / "x.png")],
+                    "bad.jsonl: line 1")
+
+
 def test_draw_states(files, tmp_path):
     _, log = files("simultaneous-close")
     out = tmp_path / "st.svg"
