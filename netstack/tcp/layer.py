@@ -221,9 +221,9 @@ class TCPLayer:
         layer accepted (``IPLayer.input_batch``), each taken as :meth:`on_datagram` takes it
         (``trusted``: the link vouches for their checksums, see :meth:`on_datagram_trusted`).
 
-        Header prediction (Van Jacobson) runs here in one loop: the next in-order data
-        segment of an ESTABLISHED connection (flags ACK or ACK|PSH, ``NOP,NOP,TS``, checksum
-        verified, RFC 9293 §3.1) goes straight to Connection.fast_path from the raw header,
+        Header prediction (Van Jacobson) runs here in one loop: the next in-order segment of
+        an ESTABLISHED connection, data or a pure ACK (flags ACK or ACK|PSH, ``NOP,NOP,TS``,
+        checksum verified, RFC 9293 §3.1), goes straight to Connection.fast_path from the raw header,
         with no TCPSegment built.  What is done once per segment by :meth:`on_datagram`
         (the segment counter, re-filing the connection's deadline) is done once per run of
         predicted segments here.  Any other segment takes :meth:`on_datagram`'s full path,
@@ -235,8 +235,8 @@ class TCPLayer:
         self._busy = True
         try:
             for src, dst, payload in items:
-                if len(payload) > 32:
-                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+                if len(payload) >= 32:
+                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
                     if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                         conn = connections.get((src, sport, dport))
                         if conn is not None and conn.state is ESTABLISHED:
@@ -244,7 +244,7 @@ class TCPLayer:
                                 self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
                                 self._busy = True
                                 continue
-                            if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
+                            if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
                                 predicted += 1
                                 if conn is not last:
                                     if last is not None:
@@ -273,18 +273,18 @@ class TCPLayer:
         (:meth:`on_datagrams`)."""
         self.now = now
         counters = self.counters
-        # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
-        # of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
+        # Header prediction (Van Jacobson) before any parsing: the next in-order segment (data,
+        # or a pure ACK of new data) of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
         # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
         # connection does not predict takes the full path below (parse, checks, counters).
-        if not predicted and len(payload) > 32:
-            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+        if not predicted and len(payload) >= 32:
+            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
                 if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):
                     self._busy = True
                     try:
-                        if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
+                        if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
                             counters.inc("tcp.in_segs")
                             d = conn.next_deadline()
                             if d is not None:
