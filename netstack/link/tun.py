@@ -169,6 +169,8 @@ class TunLink(Link):
         self.tx_packets = 0
         self.tx_errors = 0
         self.rx_batches = 0
+        self._last_meta = None            # the last packet's metadata (held) and its virtio-net header
+        self._last_vnet = _VNET_ZERO
 
     def _open(self, name: str, exclusive: bool, vnet: bool) -> None:
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0) | (IFF_VNET_HDR if vnet else 0)
@@ -193,7 +195,14 @@ class TunLink(Link):
     def send(self, data, meta: PacketMeta | None = None) -> None:
         try:
             if self.offload:
-                os.writev(self._fd, (_VNET_ZERO if meta is None else vnet_from_meta(meta), data))
+                if meta is None:
+                    hdr = _VNET_ZERO
+                elif meta is self._last_meta:      # the same metadata object as the last packet's
+                    hdr = self._last_vnet
+                else:
+                    hdr = self._last_vnet = vnet_from_meta(meta)
+                    self._last_meta = meta
+                os.writev(self._fd, (hdr, data))
             else:
                 os.write(self._fd, data)
             self.tx_packets += 1

@@ -427,9 +427,12 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
-        if not payload and ts is not None and syn is None and not sack_blocks and \
-                self.emit_ack(conn, seq, ack, flags, window, ts[0], ts[1]):
-            return
+        if ts is not None and syn is None and not sack_blocks:
+            if not payload:
+                if self.emit_ack(conn, seq, ack, flags, window, ts[0], ts[1]):
+                    return
+            elif self._emit_data(conn, seq, ack, flags, window, ts, payload):
+                return
         if self.offload and payload:
             # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
             # segments of SND.MSS bytes, each with this header (timestamps included)
@@ -457,6 +460,33 @@ class TCPLayer:
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()
+
+    def _emit_data(self, conn: Connection, seq: int, ack: int, flags: int, window: int, ts, payload) -> bool:
+        """A data segment with timestamps and no other option (nearly every one), from the
+        connection's template (segment.AckTemplate.build_data), as :meth:`emit`'s general
+        path builds it: checksum offload and TSO beyond the MSS on an offloading link, the
+        datagram built in place from IN_PLACE_MIN bytes on.  False (nothing sent) for fields
+        the template cannot take."""
+        tpl = self.ack_templates.get(conn)
+        if tpl is None:
+            tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
+                                                          conn.local_port, conn.remote_port)
+        n = len(payload)
+        offload = self.offload
+        room = HEADROOM if n >= IN_PLACE_MIN else 0
+        seg = tpl.build_data(seq, ack, flags, window, ts[0], ts[1], payload, offload, room)
+        if seg is None:
+            return False
+        mss = conn.snd.mss
+        gso = mss if offload and n > mss else 0
+        # Outgoing(...) without the NamedTuple's keyword-default constructor
+        self.outbox.append(_tuple_new(Outgoing, (conn.remote_addr, seg, True, offload, gso, room)))
+        self.counters.inc("tcp.out_segs")
+        if gso:
+            self.counters.inc("tcp.out_tso_segs")
+        if not self._busy:
+            self._kick()
+        return True
 
     def emit_ack(self, conn: Connection, seq: int, ack: int, flags: int, window: int, tsval: int,
                  tsecr: int) -> bool:
