@@ -165,6 +165,12 @@ class Connection:
         return self.rcv.fin_received and not self.rcv.buf.data
 
     @property
+    def would_block(self) -> bool:
+        """recv() would raise BlockingIOError now: no data buffered, no EOF, no error, not closed."""
+        return (not self.rcv.buf.data and not self.rcv.fin_received and not self.user_closed
+                and self.error is None and self.state is not CLOSED)
+
+    @property
     def writable(self) -> int:
         """Bytes send() would accept now (0 once the sending side is shut)."""
         if self.state not in USER_SEND_STATES or self.snd.fin_queued:
