@@ -589,9 +589,10 @@ class Connection:
         none; on_segment checks the parsed ones); the application has not
         closed; the window field, scaled, equals SND.WND; with timestamps, a
         TSval not older than TS.Recent (PAWS, RFC 7323 §5.3; equal passes);
-        SEG.ACK = SND.UNA, or SND.UNA < SEG.ACK =< SND.MAX with no loss
-        recovery under way (the congestion control not in recovery, no
-        recovery reported, no F-RTO step pending, an empty SACK scoreboard).
+        SEG.ACK = SND.UNA with data, a window not zero and no persist timer
+        (its rules are the full path's), or SND.UNA < SEG.ACK =< SND.MAX with
+        no loss recovery under way (the congestion control not in recovery,
+        no recovery reported, no F-RTO step pending, an empty SACK scoreboard).
 
         Then: TS.Recent (RFC 7323 §4.3); for an ACK of new data, in
         _process_ack's order: SND.UNA and the send buffer, the RTT sample
@@ -599,7 +600,8 @@ class Connection:
         estimator, Eifel's check of an open undo episode, the congestion
         control's growth, the retransmission timer stopped or restarted
         (RFC 6298 §5.2/§5.3) with the TLP (RFC 8985 §7.2), WRITABLE, the loss
-        detection (RACK, RFC 8985 §6.2); SND.WL1/WL2 (the window update rule,
+        detection (RACK, RFC 8985 §6.2), which also sees an ACK of nothing new
+        while data of ours is in flight; SND.WL1/WL2 (the window update rule,
         the window itself unchanged) and the persist timer's rules; then the
         one copy of the payload into the receive buffer, READABLE, the
         delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
@@ -615,8 +617,10 @@ class Connection:
         if (window << snd.wscale) != snd.wnd or self.user_closed:
             return False
         if ack == snd_una:
-            if not n:
-                return False                       # a duplicate ACK, a window probe's answer: full path
+            if not n or not snd.wnd:
+                return False                       # a duplicate ACK, a probe's answer, a zero window: full path
+            if self.timers.kind is _PERSIST or self.sender.persist_backoff:
+                return False                       # the persist timer's rules on this ACK: full path
             acked = 0
         else:
             # SND.UNA < SEG.ACK =< SND.MAX (seq_diff inlined): acknowledges new data
@@ -634,10 +638,10 @@ class Connection:
                 neg.ts_recent = tsval
                 neg.ts_recent_age = now
         self.segs_in += 1
-        timers = self.timers
-        sender = self.sender
         if acked:
             # §3.10.7.4 fifth, as _process_ack does it for this case (no SACK, not a duplicate)
+            timers = self.timers
+            sender = self.sender
             sender.probes_unanswered = 0
             probing = timers.kind is _PERSIST
             self.bytes_acked += acked
@@ -662,6 +666,9 @@ class Connection:
             if freed:
                 self._event(_EV_WRITABLE)
             recovery.after_ack(now, acked, False)  # (its "output due" is the output below)
+        elif snd.max != snd_una and neg.sack_ok:
+            # data of ours in flight: the loss detection sees this ACK too (RFC 8985 §6.2), as on the full path
+            self.recovery.after_ack(now, 0, False)
         # §3.10.7.4 fifth, the window update with the window unchanged: SND.WL1/WL2 follow
         # (SND.WL1 < SEG.SEQ, or WL1 = SEQ and WL2 =< ACK; seq_diff inlined), as on the full path
         wl1 = snd.wl1
@@ -700,18 +707,19 @@ class Connection:
                     log.exception("on_event callback failed for %s", _EV_READABLE)
             d = self.acks.on_data(now, rcv, self.rto.rto)
             if d is not None:
+                timers = self.timers
                 if timers.delack is None:
                     timers.delack = d
         if self.keepalive:
-            sender.heard(now)
+            self.sender.heard(now)
         if self.state is ESTABLISHED:              # (the callback may have closed or aborted it)
             # A flush asked for (_dirty: after the application read, a window update) is this
             # segment's ACK; output has nothing to do without data queued (no FIN is queued in
             # ESTABLISHED, and nothing can be in flight or to retransmit with the buffer empty).
             if snd.buf.data:
-                sender.output(now)
+                self.sender.output(now)
             if self.acks.due:
-                sender.send(now, snd.max, ACK)
+                self.sender.send(now, snd.max, ACK)
             self._dirty = False
         return True
 

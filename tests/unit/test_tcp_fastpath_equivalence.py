@@ -132,6 +132,7 @@ _RR_OPS = st.one_of(
     st.tuples(st.just("dupack"), st.just(0), st.just(0)),
     st.tuples(st.just("sack_ack"), st.integers(0, 1448), st.just(0)),
     st.tuples(st.just("win_ack"), st.integers(0, 1448), st.integers(0, 65535)),
+    st.tuples(st.just("win_data"), st.integers(1, 1448), st.sampled_from([0, 1, 512])),
     st.tuples(st.just("ack_beyond"), st.integers(0, 1448), st.integers(1, 1000)),
     st.tuples(st.just("old_ts_ack"), st.integers(0, 1448), st.integers(1, 2**31 - 1)),
     st.tuples(st.just("no_ts_ack"), st.integers(1, 1448), st.integers(1, 4)),
@@ -223,6 +224,9 @@ def _run(h: _Host, script, batches) -> list:
             h.seq = (h.seq + n) & M
         elif op == "win_ack":
             h.ack = h.acking(4)
+            pending.append(h.packet(ACK, h.seq, h.ack, payload[:n], h.ts(), window=arg))
+            h.seq = (h.seq + n) & M
+        elif op == "win_data":
             pending.append(h.packet(ACK, h.seq, h.ack, payload[:n], h.ts(), window=arg))
             h.seq = (h.seq + n) & M
         elif op == "ack_beyond":
@@ -455,3 +459,18 @@ def test_a_broken_fast_path_is_caught(old, new, monkeypatch):
     except Exception:
         return                                   # the broken path fell over: caught as well
     assert fast != full
+
+
+@pytest.mark.parametrize("script", [
+    # data that acknowledges nothing new while SACK recovery runs: RACK and PRR still see the ACK
+    [("req", 1, 4)] * 4 + [("sack_ack", 1, 0), ("req", 1, 0), ("req", 1, 4), ("req", 1, 4)],
+    # a zero window, a probe, then data while our reply waits (the persist timer)
+    [("req", 1, 4), ("win_ack", 1, 0), ("tick", 300, 0), ("win_data", 5, 0), ("tick", 600, 0), ("win_data", 5, 0),
+     ("win_ack", 1, 512), ("req", 30, 4)],
+], ids=["sack-recovery", "zero-window"])
+def test_fast_and_full_paths_agree_on_data_acknowledging_nothing_new_while_ours_is_out(script, monkeypatch):
+    hosts = [_Host(True, monkeypatch, 0, 262144), _Host(False, monkeypatch, 0, 262144)]
+    for h in hosts:
+        _callbacks(h, "replier")
+    fast, full = (_run(h, script, []) for h in hosts)
+    assert fast == full
