@@ -387,11 +387,20 @@ class IPLayer:
         view = self._txview
         if size <= self.mtu and not tos and type(src) is int and type(dst) is int:
             # the common case in one pack_into, the checksum from the field values (RFC 1071 §2)
+            # (IPLayer._header, inlined: every pure ACK takes this path)
+            ident = self._ident = (self._ident + 1) & 0xFFFF
+            fragword = 0x4000 if df else 0
+            s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
             at = 0
             if headroom >= 20:          # in place: the header goes in front of the segment
                 buf = payload.obj
                 at = headroom - 20
-            self._header(buf, at, src, dst, protocol, size, ttl, df, 0)
+            try:
+                _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
+                          src, dst)
+            except struct.error:
+                raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
+                                 f"protocol {protocol})") from None
             c.inc("ip.out.packets")
             if headroom:
                 self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size])

@@ -617,11 +617,17 @@ class Connection:
         if (window << snd.wscale) != snd.wnd or self.user_closed:
             return False
         if ack == snd_una:
-            if not n or not snd.wnd:
-                return False                       # a duplicate ACK, a probe's answer, a zero window: full path
-            if self.timers.kind is _PERSIST or self.sender.persist_backoff:
-                return False                       # the persist timer's rules on this ACK: full path
+            if not n:
+                return False                       # a duplicate ACK, a probe's answer: full path
             acked = 0
+            if snd.buf.data:
+                # Data of ours queued or in flight (never on a bulk receiver's path): a zero
+                # window or the persist timer's rules go to the full path; with data in flight
+                # and SACK on, the loss detection sees this ACK (acked -1, below).
+                if not snd.wnd or self.timers.kind is _PERSIST or self.sender.persist_backoff:
+                    return False
+                if snd.max != snd_una and self.neg.sack_ok:
+                    acked = -1
         else:
             # SND.UNA < SEG.ACK =< SND.MAX (seq_diff inlined): acknowledges new data
             acked = (ack - snd_una) & MASK
@@ -638,7 +644,7 @@ class Connection:
                 neg.ts_recent = tsval
                 neg.ts_recent_age = now
         self.segs_in += 1
-        if acked:
+        if acked > 0:
             # §3.10.7.4 fifth, as _process_ack does it for this case (no SACK, not a duplicate)
             timers = self.timers
             sender = self.sender
@@ -666,7 +672,7 @@ class Connection:
             if freed:
                 self._event(_EV_WRITABLE)
             recovery.after_ack(now, acked, False)  # (its "output due" is the output below)
-        elif snd.max != snd_una and neg.sack_ok:
+        elif acked:
             # data of ours in flight: the loss detection sees this ACK too (RFC 8985 §6.2), as on the full path
             self.recovery.after_ack(now, 0, False)
         # §3.10.7.4 fifth, the window update with the window unchanged: SND.WL1/WL2 follow
@@ -678,7 +684,7 @@ class Connection:
                 snd.wl2 = ack
         elif snd.wl2 == ack or ((snd.wl2 - ack) & MASK) >= HALF:
             snd.wl2 = ack
-        if acked:
+        if acked > 0:
             if snd.wnd == 0:
                 sender.window_closed(now)
             elif probing or timers.kind is _PERSIST or sender.persist_backoff:
