@@ -42,6 +42,9 @@ __all__ = ["Stack"]
 log = logging.getLogger("netstack.stack")
 
 BATCH = 64
+#: the offload metadata of every TCP segment with data under the MSS: a partial checksum at
+#: offset 16 of the transport header (never changed after it is made: one for all of them)
+_CSUM_TCP = PacketMeta(GSO_NONE, 0, 0, 20, 16, True)
 #: the largest TSO super-segment's payload: a 65535-byte IPv4 datagram less the IPv4 header and
 #: the largest TCP header (timestamps and three SACK blocks fit in its 40 option bytes)
 TSO_MAX_SEGMENT = 65535 - 20 - 60
@@ -278,8 +281,9 @@ class Stack:
                 try:
                     if partial:           # checksum (and segmentation) offload: the link finishes it
                         send(dst, proto, segment, now, df=df, meta=PacketMeta(
-                            GSO_TCPV4 if gso else GSO_NONE, gso, 20 + (segment[12] >> 4 << 2) if gso else 0,
-                            20, 16 if proto == 6 else 6, True), headroom=headroom)
+                            GSO_TCPV4, gso, 20 + (segment[12] >> 4 << 2), 20, 16 if proto == 6 else 6, True) if gso else (
+                            _CSUM_TCP if proto == 6 else PacketMeta(GSO_NONE, 0, 0, 20, 6, True)),
+                            headroom=headroom)
                     elif headroom:        # built in place behind room for the IP header
                         send(dst, proto, segment, now, df=df, headroom=headroom)
                     else:

@@ -317,25 +317,42 @@ class IPLayer:
         if size > limit:
             self.counters.inc("ip.out.drop.too_big_df" if limit == self.mtu else "ip.out.drop.too_big")
             raise DatagramTooBig(size, limit)
+        if src is None:
+            src = self.addr
+        if ttl is None:
+            ttl = self.ttl
         if headroom >= 20:
             # the header goes in front of the segment, in the segment's own buffer: no copy
             buf = payload.obj
             at = headroom - 20
-            build_ipv4_header(buf, at, src=self.addr if src is None else src, dst=dst, protocol=protocol,
-                              payload_len=plen, ttl=self.ttl if ttl is None else ttl,
-                              ident=self.next_ident(), df=df, tos=tos)
+            self._header(buf, at, src, dst, protocol, size, ttl, df, tos)
             self.counters.inc("ip.out.packets")
             self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size], meta)
             return 1
         buf = self._txbuf
-        build_ipv4_header(buf, 0, src=self.addr if src is None else src, dst=dst, protocol=protocol,
-                          payload_len=plen, ttl=self.ttl if ttl is None else ttl, ident=self.next_ident(),
-                          df=df, tos=tos)
+        self._header(buf, 0, src, dst, protocol, size, ttl, df, tos)
         view = self._txview
         view[20:size] = payload
         self.counters.inc("ip.out.packets")
         self.emit(view[:size], meta)
         return 1
+
+    def _header(self, buf, at: int, src, dst, protocol: int, size: int, ttl: int, df: bool, tos: int) -> None:
+        """A 20-byte header for a datagram of ``size`` bytes at ``buf[at:]`` (RFC 791 §3.1), the next
+        ident; the common case (int addresses, TOS 0) in one pack_into, the checksum from the field
+        values (RFC 1071 §2)."""
+        if tos or type(src) is not int or type(dst) is not int:
+            build_ipv4_header(buf, at, src=src, dst=dst, protocol=protocol, payload_len=size - 20, ttl=ttl,
+                              ident=self.next_ident(), df=df, tos=tos)
+            return
+        ident = self._ident = (self._ident + 1) & 0xFFFF
+        fragword = 0x4000 if df else 0
+        s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
+        try:
+            _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0, src, dst)
+        except struct.error:
+            raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
+                             f"protocol {protocol})") from None
 
     def next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
@@ -370,6 +387,7 @@ class IPLayer:
         view = self._txview
         if size <= self.mtu and not tos and type(src) is int and type(dst) is int:
             # the common case in one pack_into, the checksum from the field values (RFC 1071 §2)
+            # (IPLayer._header, inlined: every pure ACK takes this path)
             ident = self._ident = (self._ident + 1) & 0xFFFF
             fragword = 0x4000 if df else 0
             s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF

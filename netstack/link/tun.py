@@ -121,6 +121,33 @@ def vnet_from_meta(meta: PacketMeta | None) -> bytes:
     return _pack_vnet(flags, meta.gso_type, meta.hdr_len, meta.gso_size, meta.csum_start, meta.csum_offset)
 
 
+class VnetMetaCache:
+    """The :class:`PacketMeta` of received virtio-net headers, one shared object per distinct
+    header (metadata is never changed once made): nearly every packet the kernel sends through
+    the TUN carries one of a handful of headers (DATA_VALID, or a GSO size), so a read costs a
+    dict lookup instead of a new object.  Holds at most ``limit`` headers."""
+
+    __slots__ = ("_metas", "limit")
+
+    def __init__(self, limit: int = 64) -> None:
+        self._metas: dict = {}
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._metas)
+
+    def get(self, hdr) -> PacketMeta | None:
+        """``meta_from_vnet(hdr)``, the same object for the same header bytes."""
+        key = bytes(hdr)
+        meta = self._metas.get(key)
+        if meta is None:
+            meta = meta_from_vnet(hdr)
+            if len(self._metas) >= self.limit:
+                self._metas.clear()
+            self._metas[key] = meta
+        return meta
+
+
 class TunError(OSError):
     """The TUN device could not be created (the message says why, in one line)."""
 
@@ -186,6 +213,9 @@ class TunLink(Link):
         self.tx_packets = 0
         self.tx_errors = 0
         self.rx_batches = 0
+        self._last_meta = None            # the last packet's metadata (held) and its virtio-net header
+        self._last_vnet = _VNET_ZERO
+        self._rx_metas = VnetMetaCache()
 
     def _open(self, name: str, exclusive: bool, vnet: bool) -> None:
         flags = pytun.IFF_TUN | pytun.IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0) | (IFF_VNET_HDR if vnet else 0)
@@ -212,7 +242,14 @@ class TunLink(Link):
     def send(self, data, meta: PacketMeta | None = None) -> None:
         try:
             if self.offload:
-                os.writev(self._fd, (_VNET_ZERO if meta is None else vnet_from_meta(meta), data))
+                if meta is None:
+                    hdr = _VNET_ZERO
+                elif meta is self._last_meta:      # the same metadata object as the last packet's
+                    hdr = self._last_vnet
+                else:
+                    hdr = self._last_vnet = vnet_from_meta(meta)
+                    self._last_meta = meta
+                os.writev(self._fd, (hdr, data))
             else:
                 os.write(self._fd, data)
             self.tx_packets += 1
@@ -255,6 +292,7 @@ class TunLink(Link):
         iov = self._iov
         views = self._views
         hdrs = self._hdrs
+        metas = self._rx_metas
         out = []
         for i in range(n_max):
             try:
@@ -268,7 +306,7 @@ class TunLink(Link):
             if n < VNET_HDR_LEN:
                 continue
             h = hdrs[i]
-            out.append((views[i][:n - VNET_HDR_LEN], meta_from_vnet(h) if h[0] or h[1] else None))
+            out.append((views[i][:n - VNET_HDR_LEN], metas.get(h) if h[0] or h[1] else None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1

@@ -216,6 +216,8 @@ class TCPTransport(asyncio.Transport):
         # connection's receive buffer itself (no copy); any other protocol gets bytes, as asyncio's
         recv = conn.recv_owned if isinstance(self._protocol, asyncio.StreamReaderProtocol) else conn.recv
         while (force or not self._reading_paused) and not self._eof_received and not self._lost:
+            if conn.would_block:
+                break                   # nothing buffered yet (recv would raise BlockingIOError)
             try:
                 data = recv(READ_CHUNK)
             except BlockingIOError:

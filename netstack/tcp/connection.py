@@ -84,10 +84,11 @@ from .timers import Timer, Timers
 
 log = logging.getLogger("netstack.tcp")
 
-#: Flags (low six bits) a header-predicted data segment may carry.
+#: Flags (low six bits) a header-predicted segment may carry.
 _FAST_FLAGS = frozenset({ACK, ACK | PSH})
 
 _EV_READABLE = ConnEvent.READABLE
+_EV_WRITABLE = ConnEvent.WRITABLE
 _RETRANSMIT = Timer.RETRANSMIT
 _PERSIST = Timer.PERSIST
 _KEEPALIVE = Timer.KEEPALIVE
@@ -162,6 +163,12 @@ class Connection:
     def at_eof(self) -> bool:
         """The peer's FIN arrived and every byte before it has been read."""
         return self.rcv.fin_received and not self.rcv.buf.data
+
+    @property
+    def would_block(self) -> bool:
+        """recv() would raise BlockingIOError now: no data buffered, no EOF, no error, not closed."""
+        return (not self.rcv.buf.data and not self.rcv.fin_received and not self.user_closed
+                and self.error is None and self.state is not CLOSED)
 
     @property
     def writable(self) -> int:
@@ -544,8 +551,9 @@ class Connection:
     def on_segment(self, seg, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 §3.10.7) for every state but CLOSED and LISTEN."""
         st = self.state
-        if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS:
-            if self.fast_path(seg.seq, seg.ack, seg.window, seg.options.ts_val, seg.payload, now):
+        if st is ESTABLISHED and (seg.flags & 0x3F) in _FAST_FLAGS and not seg.options.sack_blocks:
+            opts = seg.options
+            if self.fast_path(seg.seq, seg.ack, seg.window, opts.ts_val, opts.ts_ecr, seg.payload, now):
                 return                             # counted in segs_in there
         self.segs_in += 1
         self._cause = seg
@@ -559,25 +567,42 @@ class Connection:
             self.flush(now)
         self._cause = None                 # the segment's payload is only valid during the call
 
-    def fast_path(self, seq: int, ack: int, window: int, tsval, payload, now: float) -> bool:
-        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common case).
+    def fast_path(self, seq: int, ack: int, window: int, tsval, ecr, payload, now: float) -> bool:
+        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 for the common cases).
 
-        The next in-order data segment in ESTABLISHED that acknowledges
-        nothing new and leaves the send window unchanged: every check of
-        §3.10.7.4 passes trivially, so only the text step runs.  Returns
-        False (nothing done) when the segment needs the full path.  Called
-        with the parsed fields by on_segment, and by TCPLayer.on_datagram
+        Two predictions, chained: the segment is the next in order in ESTABLISHED,
+        with data or (a pure ACK) none, and it either acknowledges nothing new
+        (then it must carry data: a bulk receiver's segment) or acknowledges new
+        data (a request/response exchange: each request acknowledges our last
+        reply).  Every check of §3.10.7.4 up to the fifth passes trivially, the
+        ACK is processed as the fifth step would, then the text step runs.
+        Returns False (nothing done) when the segment needs the full path.
+        Called with the parsed fields by on_segment, and by TCPLayer.on_datagrams
         straight from the raw header (flags ACK or ACK|PSH, NOP,NOP,TS,
         checksum verified) before any parsing.  The sequence comparisons are
         inlined from seq.py (an equivalence test holds them to the full path).
 
         The prediction (all of it must hold, else the full path runs):
-        SEG.SEQ = RCV.NXT; SEG.ACK = SND.UNA; data, within the window committed
-        to the peer; nothing held out of order (no SACK state to update);
-        the application has not closed; the window field, scaled, equals
-        SND.WND; with timestamps, a TSval not older than TS.Recent (PAWS,
-        RFC 7323 §5.3; equal passes).  Then: TS.Recent (RFC 7323 §4.3),
-        SND.WL1/WL2 (the window update rule, the window itself unchanged), the
+        SEG.SEQ = RCV.NXT; data within the window committed to the peer, or no
+        data and an ACK of new data; nothing held out of order (no SACK state
+        to update); no SACK blocks in the segment (the raw header has room for
+        none; on_segment checks the parsed ones); the application has not
+        closed; the window field, scaled, equals SND.WND; with timestamps, a
+        TSval not older than TS.Recent (PAWS, RFC 7323 §5.3; equal passes);
+        SEG.ACK = SND.UNA with data, a window not zero and no persist timer
+        (its rules are the full path's), or SND.UNA < SEG.ACK =< SND.MAX with
+        no loss recovery under way (the congestion control not in recovery,
+        no recovery reported, no F-RTO step pending, an empty SACK scoreboard).
+
+        Then: TS.Recent (RFC 7323 §4.3); for an ACK of new data, in
+        _process_ack's order: SND.UNA and the send buffer, the RTT sample
+        (TSecr, RFC 7323 §4.1, or the timed segment, RFC 6298 §3) into the
+        estimator, Eifel's check of an open undo episode, the congestion
+        control's growth, the retransmission timer stopped or restarted
+        (RFC 6298 §5.2/§5.3) with the TLP (RFC 8985 §7.2), WRITABLE, the loss
+        detection (RACK, RFC 8985 §6.2), which also sees an ACK of nothing new
+        while data of ours is in flight; SND.WL1/WL2 (the window update rule,
+        the window itself unchanged) and the persist timer's rules; then the
         one copy of the payload into the receive buffer, READABLE, the
         delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
         ACK when due (Sender.send: a pure ACK from the layer's template).
@@ -585,11 +610,32 @@ class Connection:
         rcv = self.rcv
         rcv_nxt = rcv.nxt
         n = len(payload)
-        if seq != rcv_nxt or not n or n > ((rcv.committed - rcv_nxt) & MASK) or rcv.ooo.ranges:
+        if seq != rcv_nxt or n > ((rcv.committed - rcv_nxt) & MASK) or rcv.ooo.ranges:
             return False
         snd = self.snd
-        if ack != snd.una or (window << snd.wscale) != snd.wnd or self.user_closed:
+        snd_una = snd.una
+        if (window << snd.wscale) != snd.wnd or self.user_closed:
             return False
+        if ack == snd_una:
+            if not n:
+                return False                       # a duplicate ACK, a probe's answer: full path
+            acked = 0
+            if snd.buf.data:
+                # Data of ours queued or in flight (never on a bulk receiver's path): a zero
+                # window or the persist timer's rules go to the full path; with data in flight
+                # and SACK on, the loss detection sees this ACK (acked -1, below).
+                if not snd.wnd or self.timers.kind is _PERSIST or self.sender.persist_backoff:
+                    return False
+                if snd.max != snd_una and self.neg.sack_ok:
+                    acked = -1
+        else:
+            # SND.UNA < SEG.ACK =< SND.MAX (seq_diff inlined): acknowledges new data
+            acked = (ack - snd_una) & MASK
+            if acked >= HALF or ((snd.max - ack) & MASK) >= HALF:
+                return False
+            recovery = self.recovery
+            if self.cc.in_recovery or recovery.recovering or recovery.frto or recovery.scoreboard.blocks:
+                return False
         neg = self.neg
         if neg.ts_enabled:
             if tsval is None or ((tsval - neg.ts_recent) & MASK) >= HALF:
@@ -597,6 +643,38 @@ class Connection:
             if rcv_nxt == rcv.last_ack_sent:       # RFC 7323 §4.3
                 neg.ts_recent = tsval
                 neg.ts_recent_age = now
+        self.segs_in += 1
+        if acked > 0:
+            # §3.10.7.4 fifth, as _process_ack does it for this case (no SACK, not a duplicate)
+            timers = self.timers
+            sender = self.sender
+            sender.probes_unanswered = 0
+            probing = timers.kind is _PERSIST
+            self.bytes_acked += acked
+            freed = snd.acknowledge(ack)
+            if neg.ts_enabled and ecr:
+                rtt = neg.rtt_from_ecr(ecr, now)
+            else:
+                rtt = self.rto.sample_timed(ack, now)
+            if rtt is not None:
+                self.rto.sample(rtt)
+            if recovery.episode is not None:
+                recovery.check_spurious(now, ecr)
+            recovery.new_ack()
+            flight = (snd.max - ack) & MASK        # SND.MAX - SND.UNA (SendSpace.in_flight)
+            self.cc.on_ack(acked, rtt, now, ack=ack, flight=flight, snd_max=snd.max)   # False: not in recovery
+            if flight == 0:
+                timers.stop(_RETRANSMIT)
+            elif not probing:
+                timers.arm(_RETRANSMIT, now + self.rto.rto)
+                recovery.arm_tlp(now)
+            # (no FIN of ours can be queued in ESTABLISHED: CLOSE moves to FIN-WAIT-1)
+            if freed:
+                self._event(_EV_WRITABLE)
+            recovery.after_ack(now, acked, False)  # (its "output due" is the output below)
+        elif acked:
+            # data of ours in flight: the loss detection sees this ACK too (RFC 8985 §6.2), as on the full path
+            self.recovery.after_ack(now, 0, False)
         # §3.10.7.4 fifth, the window update with the window unchanged: SND.WL1/WL2 follow
         # (SND.WL1 < SEG.SEQ, or WL1 = SEQ and WL2 =< ACK; seq_diff inlined), as on the full path
         wl1 = snd.wl1
@@ -606,23 +684,38 @@ class Connection:
                 snd.wl2 = ack
         elif snd.wl2 == ack or ((snd.wl2 - ack) & MASK) >= HALF:
             snd.wl2 = ack
-        rcv.buf.data += payload                    # the one copy of the payload
-        rcv.nxt = (rcv_nxt + n) & MASK
-        self.segs_in += 1
-        # READABLE (_event, inlined: it runs per segment)
-        self.events.append(_EV_READABLE)
-        cb = self.on_event
-        if cb is not None:
-            try:
-                cb(_EV_READABLE)
-            except Exception:  # the loop never dies because of a user callback
-                log.exception("on_event callback failed for %s", _EV_READABLE)
-        acks = self.acks
-        d = acks.on_data(now, rcv, self.rto.rto)
-        if d is not None:
-            timers = self.timers
-            if timers.delack is None:
-                timers.delack = d
+        if acked > 0:
+            if snd.wnd == 0:
+                sender.window_closed(now)
+            elif probing or timers.kind is _PERSIST or sender.persist_backoff:
+                sender.window_opened(now)
+            if self.state is not ESTABLISHED or self.user_closed:
+                # The WRITABLE callback closed or aborted the connection: the rest as the full path.
+                if self.state is not CLOSED:
+                    if n:
+                        self._process_text(None, seq, payload, ACK, now)
+                    if self.state is not CLOSED:
+                        if self.keepalive:
+                            sender.heard(now)
+                        self.flush(now)
+                self._cause = None
+                return True
+        if n:
+            rcv.buf.data += payload                # the one copy of the payload
+            rcv.nxt = (rcv_nxt + n) & MASK
+            # READABLE (_event, inlined: it runs per segment)
+            self.events.append(_EV_READABLE)
+            cb = self.on_event
+            if cb is not None:
+                try:
+                    cb(_EV_READABLE)
+                except Exception:  # the loop never dies because of a user callback
+                    log.exception("on_event callback failed for %s", _EV_READABLE)
+            d = self.acks.on_data(now, rcv, self.rto.rto)
+            if d is not None:
+                timers = self.timers
+                if timers.delack is None:
+                    timers.delack = d
         if self.keepalive:
             self.sender.heard(now)
         if self.state is ESTABLISHED:              # (the callback may have closed or aborted it)
@@ -631,7 +724,7 @@ class Connection:
             # ESTABLISHED, and nothing can be in flight or to retransmit with the buffer empty).
             if snd.buf.data:
                 self.sender.output(now)
-            if acks.due:
+            if self.acks.due:
                 self.sender.send(now, snd.max, ACK)
             self._dirty = False
         return True

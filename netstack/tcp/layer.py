@@ -234,9 +234,9 @@ class TCPLayer:
         layer accepted (``IPLayer.input_batch``), each taken as :meth:`on_datagram` takes it
         (``trusted``: the link vouches for their checksums, see :meth:`on_datagram_trusted`).
 
-        Header prediction (Van Jacobson) runs here in one loop: the next in-order data
-        segment of an ESTABLISHED connection (flags ACK or ACK|PSH, ``NOP,NOP,TS``, checksum
-        verified, RFC 9293 §3.1) goes straight to Connection.fast_path from the raw header,
+        Header prediction (Van Jacobson) runs here in one loop: the next in-order segment of
+        an ESTABLISHED connection, data or a pure ACK (flags ACK or ACK|PSH, ``NOP,NOP,TS``,
+        checksum verified, RFC 9293 §3.1), goes straight to Connection.fast_path from the raw header,
         with no TCPSegment built.  What is done once per segment by :meth:`on_datagram`
         (the segment counter, re-filing the connection's deadline) is done once per run of
         predicted segments here.  Any other segment takes :meth:`on_datagram`'s full path,
@@ -248,8 +248,8 @@ class TCPLayer:
         self._busy = True
         try:
             for src, dst, payload in items:
-                if len(payload) > 32:
-                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+                if len(payload) >= 32:
+                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
                     if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                         conn = connections.get((src, sport, dport))
                         if conn is not None and conn.state is ESTABLISHED:
@@ -257,7 +257,7 @@ class TCPLayer:
                                 self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
                                 self._busy = True
                                 continue
-                            if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
+                            if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
                                 predicted += 1
                                 if conn is not last:
                                     if last is not None:
@@ -286,18 +286,18 @@ class TCPLayer:
         (:meth:`on_datagrams`)."""
         self.now = now
         counters = self.counters
-        # Header prediction (Van Jacobson) before any parsing: the next in-order data segment
-        # of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
+        # Header prediction (Van Jacobson) before any parsing: the next in-order segment (data,
+        # or a pure ACK of new data) of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
         # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
         # connection does not predict takes the full path below (parse, checks, counters).
-        if not predicted and len(payload) > 32:
-            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, _e = _PREDICT(payload)
+        if not predicted and len(payload) >= 32:
+            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
                 if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):
                     self._busy = True
                     try:
-                        if conn.fast_path(seq, ack, window, tsval, payload[32:], now):
+                        if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
                             counters.inc("tcp.in_segs")
                             d = conn.next_deadline()
                             if d is not None:
@@ -440,9 +440,12 @@ class TCPLayer:
              syn) -> None:
         # DF set: a connection does path-MTU discovery (RFC 1191, RFC 1122 §4.2.2.6), as Linux does; a
         # segment too big for some hop comes back as ICMP "fragmentation needed" to on_icmp_error.
-        if not payload and ts is not None and syn is None and not sack_blocks and \
-                self.emit_ack(conn, seq, ack, flags, window, ts[0], ts[1]):
-            return
+        if ts is not None and syn is None and not sack_blocks:
+            if not payload:
+                if self.emit_ack(conn, seq, ack, flags, window, ts[0], ts[1]):
+                    return
+            elif self._emit_data(conn, seq, ack, flags, window, ts, payload):
+                return
         if self.offload and payload:
             # checksum offload; beyond the MSS a TSO super-segment: the link cuts it into
             # segments of SND.MSS bytes, each with this header (timestamps included)
@@ -470,6 +473,33 @@ class TCPLayer:
         self.counters.inc("tcp.out_segs")
         if not self._busy:
             self._kick()
+
+    def _emit_data(self, conn: Connection, seq: int, ack: int, flags: int, window: int, ts, payload) -> bool:
+        """A data segment with timestamps and no other option (nearly every one), from the
+        connection's template (segment.AckTemplate.build_data), as :meth:`emit`'s general
+        path builds it: checksum offload and TSO beyond the MSS on an offloading link, the
+        datagram built in place from IN_PLACE_MIN bytes on.  False (nothing sent) for fields
+        the template cannot take."""
+        tpl = self.ack_templates.get(conn)
+        if tpl is None:
+            tpl = self.ack_templates[conn] = AckTemplate(conn.local_addr, conn.remote_addr,
+                                                          conn.local_port, conn.remote_port)
+        n = len(payload)
+        offload = self.offload
+        room = HEADROOM if n >= IN_PLACE_MIN else 0
+        seg = tpl.build_data(seq, ack, flags, window, ts[0], ts[1], payload, offload, room)
+        if seg is None:
+            return False
+        mss = conn.snd.mss
+        gso = mss if offload and n > mss else 0
+        # Outgoing(...) without the NamedTuple's keyword-default constructor
+        self.outbox.append(_tuple_new(Outgoing, (conn.remote_addr, seg, True, offload, gso, room)))
+        self.counters.inc("tcp.out_segs")
+        if gso:
+            self.counters.inc("tcp.out_tso_segs")
+        if not self._busy:
+            self._kick()
+        return True
 
     def emit_ack(self, conn: Connection, seq: int, ack: int, flags: int, window: int, tsval: int,
                  tsecr: int) -> bool:

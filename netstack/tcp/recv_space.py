@@ -112,8 +112,13 @@ class ReceiveSpace:
         even by the rounding of window scaling (RFC 7323 §2.4).  Returns the
         unscaled field value.
         """
-        # Runs for every ACK: _window_room, _grows and seq_diff are inlined here (same formulas;
-        # a difference is read as signed by testing it against HALF, as seq.seq_diff does).
+        # Runs for every ACK, so computed inline (a difference is read as signed by testing it
+        # against HALF, as seq.seq_diff does).  The room the window may offer: the free buffer
+        # space, with window scaling less 16 granules kept back as headroom for the rounding up
+        # below (each advertisement may promise up to 2^wscale - 1 bytes more, and the promises
+        # add up while the window closes), at most a sixteenth of the buffer, as Linux keeps part
+        # of its buffer out of the window.  Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): the
+        # right edge moves only by at least min(rcvbuf/2, MSS).
         rcv_nxt = self.nxt
         buf = self.buf
         capacity = buf.capacity
@@ -146,36 +151,27 @@ class ReceiveSpace:
         self.adv = (rcv_nxt + (field << shift)) & MASK
         return field
 
-    def _window_room(self) -> int:
-        """Free buffer space the window may offer: with window scaling, less 16 granules kept
-        back as headroom for the rounding up in ``advertise`` (each advertisement may promise up
-        to 2^wscale - 1 bytes more, and the promises add up while the window closes), at most a
-        sixteenth of the buffer, as Linux keeps part of its buffer out of the window."""
+    def window_update_due(self) -> bool:
+        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
+        Only when ``advertise`` will move the edge (an update with an unchanged window would be
+        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
+        # Runs after every application read: the window room and the SWS rule computed inline,
+        # as in advertise (the room not below 0), so that the usual answer, no, costs one call.
         capacity = self.buf.capacity
         free = capacity - len(self.buf.data)
         shift = self.wscale
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
-        return free if free > 0 else 0
-
-    def _grows(self, free: int, cur: int) -> bool:
-        """Receiver SWS avoidance (RFC 9293 §3.8.6.2.2): move the right edge only by at least
-        min(rcvbuf/2, MSS)."""
-        half = self.buf.capacity >> 1
-        return free - cur >= (half if half < self.mss else self.mss)
-
-    def window_update_due(self) -> bool:
-        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
-        Only when ``advertise`` will move the edge (an update with an unchanged window would be
-        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
-        free = self._window_room()
-        cur = seq_diff(self.committed, self.nxt)
-        if cur < 0:
+        if free < 0:
+            free = 0
+        cur = (self.committed - self.nxt) & MASK
+        if cur >= HALF:
             cur = 0
-        if not self._grows(free, cur):
+        half = capacity >> 1
+        mss = self.mss
+        if free - cur < (half if half < mss else mss):
             return False
-        shift = self.wscale
         grown = min(free, 65535 << shift)
         if (grown + (1 << shift) - 1) >> shift <= seq_diff(self.adv, self.nxt) >> shift:
             return False                        # the rounded field would not change

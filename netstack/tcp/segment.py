@@ -26,12 +26,16 @@ computed from the field values: the ones' complement sum is the sum modulo
 pseudo-header (src, dst, 0, 6, length) included (RFC 9293 §3.1).  The
 benchmarks build the kernel's segments with the same function.  The layer
 keeps one :class:`AckTemplate` per connection: the part of that sum that
-never changes on a connection is added once, not per ACK.
+never changes on a connection is added once, not per ACK.  Its data segments with
+timestamps (no SACK blocks) have the same 32-byte header: :meth:`AckTemplate.build_data`
+writes it with one ``pack_into`` in front of the payload, the checksum partial (the
+pseudo-header sum, for checksum offload) or computed over the segment in one native call.
 """
 from __future__ import annotations
 
 import struct
 
+from netstack import checksum as _checksum
 from netstack.wire.tcp import build_tcp
 from netstack.wire.tcp_options import build_options
 
@@ -49,6 +53,8 @@ _pack_ts_block = _TS_BLOCK.pack
 #: The constant part of the checksum sum of a 32-byte NOP,NOP,TS segment: protocol 6,
 #: TCP length 32, and the option word's two halves.
 _TS_ACK_CONST = 6 + 32 + 0x0101 + 0x080A
+_phc = _checksum.pseudo_header_checksum
+_pack_u16 = struct.Struct("!H").pack_into
 
 
 def pack_ts_header(buf, offset: int, src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int,
@@ -75,9 +81,11 @@ class AckTemplate:
     adds only what changes from one ACK to the next.
     """
 
-    __slots__ = ("src_port", "dst_port", "const")
+    __slots__ = ("src", "dst", "src_port", "dst_port", "const")
 
     def __init__(self, src: int, dst: int, src_port: int, dst_port: int) -> None:
+        self.src = src
+        self.dst = dst
         self.src_port = src_port
         self.dst_port = dst_port
         self.const = src + dst + _TS_ACK_CONST + src_port + dst_port + 0x8000
@@ -96,6 +104,31 @@ class AckTemplate:
                                     0xFFFF - s if s else 0, 0, TS_WORD, tsval, tsecr)
         except struct.error:
             return None
+
+    def build_data(self, seq: int, ack: int, flags: int, window: int, tsval: int, tsecr: int, payload,
+                   partial: bool, headroom: int):
+        """A segment with ``payload`` and NOP,NOP,TS, as :func:`serialize` builds it (same
+        ``partial`` and ``headroom``): the header in one ``pack_into``, the payload copied
+        once; the checksum the pseudo-header sum (``partial``, RFC 1071 §2: src and dst add
+        as their halves modulo 0xFFFF) or the full one, in one native call (RFC 9293 §3.1).
+        None for a field out of range (:func:`serialize` names it)."""
+        if flags & ~0x1FF:
+            return None
+        total = 32 + len(payload)
+        buf = bytearray(headroom + total)
+        try:
+            _pack_header_ts(buf, headroom, self.src_port, self.dst_port, seq & MASK, ack & MASK, 0x8000 | flags,
+                            window, 0, 0, TS_WORD, tsval, tsecr)
+        except struct.error:
+            return None
+        buf[headroom + 32:] = payload
+        if partial:
+            s = (self.src + self.dst + 6 + total) % 0xFFFF
+            _pack_u16(buf, headroom + 16, s or 0xFFFF)
+            return memoryview(buf)[headroom:] if headroom else buf
+        mv = memoryview(buf)[headroom:] if headroom else memoryview(buf)
+        _pack_u16(buf, headroom + 16, _phc(self.src, self.dst, 6, mv))
+        return mv if headroom else buf
 
 
 def option_bytes(ts, sack_blocks, syn) -> bytes:

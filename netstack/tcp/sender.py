@@ -146,6 +146,7 @@ class Sender:
         loss = recovery.loss
         if loss.marks_lost_retransmissions and loss.lost(now) and not recovery.frto:
             recovery.retransmit_lost(now)         # RACK marks outside recovery (after an RTO)
+        # (per segment: the seq_diff(a, b) of seq.py inlined, ((a - b + HALF) & MASK) - HALF)
         while True:
             snd_nxt = snd.nxt
             if sb.blocks and seq_diff(snd_nxt, snd.max) < 0:
@@ -154,7 +155,7 @@ class Sender:
                 if end is not None:
                     snd.nxt = end
                     continue
-            queued = len(buf.data) - seq_diff(snd_nxt, buf.seq)
+            queued = len(buf.data) - (((snd_nxt - buf.seq + HALF) & MASK) - HALF)
             fin_pending = snd.fin_queued and queued >= 0 and seq_diff(snd_nxt, snd.fin_seq) <= 0
             if queued <= 0 and not fin_pending:
                 break
@@ -166,7 +167,7 @@ class Sender:
                 cwnd += min(recovery.dupacks, 2) * mss
             if cwnd < wnd:
                 wnd = cwnd
-            usable = seq_diff(snd.una, snd_nxt) + wnd
+            usable = (((snd.una - snd_nxt + HALF) & MASK) - HALF) + wnd
             n = queued
             if n > usable:
                 n = usable if usable > 0 else 0
@@ -181,7 +182,7 @@ class Sender:
                 break
             if fin and n == 0 and usable <= 0 and snd.wnd == 0:
                 break        # the FIN needs a window too; the persist timer will probe
-            retrans = seq_diff(snd_nxt, snd.max) < 0
+            retrans = ((snd_nxt - snd.max) & MASK) >= HALF          # SND.NXT < SND.MAX (seq_lt)
             if n < mss and not fin and not retrans:
                 if n < queued:
                     # Window-limited: SWS avoidance (RFC 1122 §4.2.3.4)

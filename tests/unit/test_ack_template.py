@@ -42,3 +42,27 @@ def test_a_connection_s_pure_acks_come_from_its_template_and_it_goes_with_the_co
     assert s.layer.ack_templates.keys() == {conn}
     conn.abort()
     assert not s.layer.ack_templates
+
+
+@given(src=u32, dst=u32, sport=st.integers(0, 65535), dport=st.integers(0, 65535), seq=st.integers(0, 2**33),
+       ack=st.integers(0, 2**33), flags=st.sampled_from([ACK, ACK | PSH, ACK | FIN | PSH, 0x1FF]),
+       window=st.integers(0, 65535), tsval=u32, tsecr=u32, payload=st.binary(min_size=1, max_size=3000),
+       partial=st.booleans(), headroom=st.sampled_from([0, 20]))
+def test_the_template_builds_data_segments_as_serialize(src, dst, sport, dport, seq, ack, flags, window, tsval,
+                                                         tsecr, payload, partial, headroom):
+    built = AckTemplate(src, dst, sport, dport).build_data(seq, ack, flags, window, tsval, tsecr,
+                                                            memoryview(payload), partial, headroom)
+    ref = serialize(src, dst, sport, dport, seq, ack, flags, window, payload, (tsval, tsecr), None, None, partial,
+                    headroom)
+    assert bytes(built) == bytes(ref) and type(built) is type(ref)
+    if headroom:
+        assert len(built.obj) == len(ref.obj) == headroom + len(ref)
+    if not partial:
+        seg = parse_tcp(bytes(built), src=src, dst=dst)       # the checksum verifies
+        assert seg.payload == payload and seg.options.ts_val == tsval
+
+
+def test_an_out_of_range_data_field_is_left_to_serialize():
+    t = AckTemplate(1, 2, 3, 4)
+    assert t.build_data(0, 0, 0x200, 100, 1, 1, b"x", False, 0) is None     # flags beyond 9 bits
+    assert t.build_data(0, 0, ACK, 65536, 1, 1, b"x", True, 20) is None     # window beyond 16 bits

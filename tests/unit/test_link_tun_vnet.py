@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 
 from netstack.link import GSO_TCPV4, PacketMeta
-from netstack.link.tun import VNET_HDR_LEN, meta_from_vnet, vnet_from_meta
+from netstack.link.tun import VNET_HDR_LEN, VnetMetaCache, meta_from_vnet, vnet_from_meta
 
 
 def test_header_layout_is_struct_virtio_net_hdr():
@@ -42,3 +42,18 @@ def test_info_says_which_tun_mode_is_the_default(monkeypatch, capsys):
     assert main(["info"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("tun offload"))
     assert line.split(None, 2)[2].startswith("off: the TUN driver has no IFF_VNET_HDR")
+
+
+def test_the_receive_cache_shares_one_meta_per_header_and_stays_bounded():
+    cache = VnetMetaCache(limit=3)
+    valid = bytearray(struct.pack("=BBHHHH", 2, 0, 0, 0, 0, 0))
+    gso = struct.pack("=BBHHHH", 1, GSO_TCPV4, 52, 1448, 20, 16)
+    first = cache.get(valid)
+    assert first == meta_from_vnet(valid) and cache.get(bytearray(valid)) is first     # the same object
+    assert cache.get(gso) == meta_from_vnet(gso) and cache.get(gso) is not first
+    valid[0] = 1                                        # the read buffer is reused: the key is its bytes
+    assert cache.get(valid) == meta_from_vnet(valid) and cache.get(valid).needs_csum
+    for size in range(100, 110):                        # many GSO sizes: never more than the limit
+        h = struct.pack("=BBHHHH", 1, GSO_TCPV4, 52, size, 20, 16)
+        assert cache.get(h).gso_size == size
+    assert len(cache) <= 3

@@ -200,6 +200,34 @@ def test_recv_blocking_io_when_empty():
     assert conn.readable == 2
 
 
+def _blocks(conn) -> bool:
+    try:
+        conn.recv(1 << 20)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@pytest.mark.parametrize("then", ["nothing", "data", "fin", "reset", "close"])
+def test_would_block_says_what_recv_would_do(then):
+    """Connection.would_block (what the socket transport asks before each recv) is True exactly
+    when recv() would raise BlockingIOError."""
+    s, conn, us, them = opened()
+    if then == "data":
+        s.peer("P.", seq=them, ack=us, data=b"abc")
+    elif then == "fin":
+        s.peer("F.", seq=them, ack=us)
+    elif then == "reset":
+        s.peer("R", seq=them)
+    elif then == "close":
+        conn.close()
+    expected = then == "nothing"
+    assert conn.would_block is expected
+    assert _blocks(conn) is expected
+
+
 def test_errors_carry_errno():
     import errno
     s, conn, us, them = opened()

@@ -58,12 +58,19 @@ class CongestionControl:
         raise NotImplementedError
 
 
+#: name -> class, filled on first use (the modules import this one for the base class)
+_CLASSES: dict = {}
+
+
 def create(name: str = DEFAULT, mss: int = 1460, initial_segments: int = 10) -> CongestionControl:
     """A congestion control by name (one of :data:`ALGORITHMS`); ValueError otherwise."""
-    if name == "newreno" or name == "reno":
-        from .newreno import NewReno
-        return NewReno(mss, initial_segments)
-    if name == "cubic":
-        from .cubic import Cubic
-        return Cubic(mss, initial_segments)
-    raise ValueError(f"unknown congestion control {name!r} (known: {', '.join(ALGORITHMS)})")
+    cls = _CLASSES.get(name)
+    if cls is None:
+        if name == "newreno" or name == "reno":
+            from .newreno import NewReno as cls
+        elif name == "cubic":
+            from .cubic import Cubic as cls
+        else:
+            raise ValueError(f"unknown congestion control {name!r} (known: {', '.join(ALGORITHMS)})")
+        _CLASSES[name] = cls
+    return cls(mss, initial_segments)
