@@ -69,6 +69,9 @@ tail -n 25 "$work/serve.log"
 for f in "$work"/mail/*/new/*; do echo "--- $f"; cat "$f"; done
 
 banner "4b. The SMTP session as the stack saw it (netstack trace -A FILE tcp port 25)"
+echo "(With TUN offloads on, a data segment's TCP checksum field holds only the pseudo-header"
+echo " sum when captured: the kernel completes it, as a NIC would. tcpdump prints such packets"
+echo " as 'incorrect' and so do we; 'netstack trace --explain' says which ones are offloaded.)"
 "$netstack" trace -A "$work/session.pcap" tcp port 25
 
 banner "5. The report of this session"
