@@ -63,6 +63,7 @@ TcpExtTCPOFODrop            tcp.in.drop.ooo_full
 TcpExtTCPTimeouts           tcp.rto_expirations
 TcpExtTCPAbortOnTimeout     tcp.timeouts
 TcpExtTCPLossProbes         tcp.tlp_probes
+TcpExtTCPLossProbeRecovery  tcp.tlp_recoveries
 TcpExtTCPSackRecovery       tcp.sack_recoveries
 TcpExtTCPFastRetrans        tcp.fast_retransmits
 TcpExtTCPLostRetransmit     tcp.lost_retransmits
@@ -153,6 +154,7 @@ MIB: tuple[MibRow, ...] = (
     MibRow("TcpExtTCPTimeouts", ("tcp.rto_expirations",)),
     MibRow("TcpExtTCPAbortOnTimeout", ("tcp.timeouts",)),
     MibRow("TcpExtTCPLossProbes", ("tcp.tlp_probes",)),
+    MibRow("TcpExtTCPLossProbeRecovery", ("tcp.tlp_recoveries",)),
     MibRow("TcpExtTCPSackRecovery", ("tcp.sack_recoveries",)),
     MibRow("TcpExtTCPFastRetrans", ("tcp.fast_retransmits",)),
     MibRow("TcpExtTCPLostRetransmit", ("tcp.lost_retransmits",)),

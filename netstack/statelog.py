@@ -33,7 +33,7 @@ Congestion and loss-recovery events come as typed
 RFC 5681 §3.2), ``sack-recovery`` (SACK loss detection started it, RFC 8985 /
 RFC 6675), ``recovery-exit`` (a full ACK ended it, RFC 6582), ``rto`` (the
 retransmission timer fired, RFC 6298 §5), ``tlp`` (a tail loss probe, RFC 8985
-§7) and ``undo`` (a spurious reduction undone, RFC 4015), which adds
+§7), ``tlp-repair`` (the probe repaired a loss: cwnd reduced once, RFC 8985 §7.4) and ``undo`` (a spurious reduction undone, RFC 4015), which adds
 ``"undo": "eifel" | "dsack" | "frto"`` (how it was found) and ``"undone":
 "rto" | "fast-retransmit" | "sack-recovery"``.  ``cwnd`` and ``ssthresh`` are
 after the event, ``prior_cwnd`` before it (bytes); ``snd_una``/``snd_max`` are

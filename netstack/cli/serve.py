@@ -113,7 +113,7 @@ def add_parser(sub) -> None:
     p.add_argument("--trace", action="store_true", help="print each packet in the dissector's one-line format")
     p.add_argument("--state-log", metavar="FILE",
                    help="write every TCP state transition (time, 4-tuple, from, to, cause) and every congestion "
-                        "or recovery event (fast retransmit, recovery exit, RTO, tail loss probe, undo; with cwnd "
+                        "or recovery event (fast retransmit, recovery exit, RTO, tail loss probe and the loss it repaired, undo; with cwnd "
                         "and ssthresh) as JSON lines; times are seconds since the epoch, like the pcap's")
     p.add_argument("--faults", metavar="SPEC",
                    help="impair traffic in both directions, e.g. loss=5%%,reorder=25%%,delay=5ms,seed=1 "

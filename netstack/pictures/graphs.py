@@ -70,7 +70,7 @@ def throughput(conv: Conversation, direction: int, bins: int = 40) -> list[tuple
 
 #: line colour per event kind (the label's first word); others grey
 EVENT_COLOURS = {"fast-retransmit": "#d62728", "sack-recovery": "#d62728", "recovery-exit": "#2ca02c",
-                 "rto": "#8c564b", "tlp": "#e377c2", "undo": "#17becf"}
+                 "rto": "#8c564b", "tlp": "#e377c2", "tlp-repair": "#d62728", "undo": "#17becf"}
 
 
 def event_lines(conv: Conversation, events, direction: int) -> list[tuple[float, str, str]]:

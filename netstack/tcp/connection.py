@@ -634,7 +634,8 @@ class Connection:
             if acked >= HALF or ((snd.max - ack) & MASK) >= HALF:
                 return False
             recovery = self.recovery
-            if self.cc.in_recovery or recovery.recovering or recovery.frto or recovery.scoreboard.blocks:
+            if (self.cc.in_recovery or recovery.recovering or recovery.frto or recovery.scoreboard.blocks
+                    or recovery.tlp_end is not None):     # (a TLP episode: RFC 8985 §7.4 on the full path)
                 return False
         neg = self.neg
         if neg.ts_enabled:
@@ -962,10 +963,13 @@ class Connection:
         new_sack = False
         sb = recovery.scoreboard
         sacked_before = sb.sacked_bytes
+        dsack = False
         if self.neg.sack_ok:
             blocks = seg.options.sack_blocks
             if blocks:
+                n_blocks = len(blocks)
                 blocks = recovery.take_dsack(blocks, ack, now)     # [recovery] RFC 2883 §4 D-SACK
+                dsack = len(blocks) < n_blocks
                 new_sack = sb.update(blocks, ack if acked > 0 else snd_una, snd.max)
             elif acked > 0 and sb.blocks:
                 sb.trim(ack)
@@ -1021,6 +1025,9 @@ class Connection:
             else:
                 recovery.on_duplicate_ack(now, ack)
             self._dirty = True
+        if recovery.tlp_end is not None:           # [recovery] did a tail loss probe repair a loss?
+            recovery.tlp_ack(now, ack, dsack, acked == 0 and not seg.payload and not new_sack
+                             and not seg.flags & (SYN | FIN) and wnd == snd.wnd)
         # [recovery] loss detection (RACK / RFC 6675) and PRR see every ACK
         if recovery.after_ack(now, (acked if acked > 0 else 0) + sb.sacked_bytes - sacked_before, new_sack):
             self._dirty = True

@@ -111,6 +111,7 @@ class RecoveryKind(enum.Enum):
     RECOVERY_EXIT = "recovery-exit"       #: a full ACK ended fast recovery (RFC 6582 §3.2 step 3)
     RTO = "rto"                           #: the retransmission timer fired (RFC 6298 §5.4-§5.7)
     TLP = "tlp"                           #: a tail loss probe went out (RFC 8985 §7.3)
+    TLP_REPAIR = "tlp-repair"             #: the probe repaired a loss: cwnd reduced once (RFC 8985 §7.4)
     UNDO = "undo"                         #: a reduction was found spurious and undone (RFC 4015 §3.2)
 
 

@@ -12,6 +12,7 @@ timers.py's exclusive slot).
   RFC 6675, RFC 6937              sack_recovery: retransmit what is lost, then new data,
                                   as Proportional Rate Reduction allows (prr.py)
   RFC 8985 §7                     arm_tlp, on_tlp_timeout (tail loss probe)
+  RFC 8985 §7.4                   tlp_ack: a probe that repaired a loss reduces cwnd once
   RFC 2883 §4                     take_dsack: D-SACK blocks on receipt
   RFC 3522, RFC 3708, RFC 4015    check_spurious, take_dsack, _undo: spurious retransmissions
                                   found by timestamps (Eifel) or D-SACK, and undone
@@ -52,7 +53,7 @@ class LossRecovery:
     __slots__ = ("conn", "dupacks", "scoreboard", "high_rxt", "rxt_mark", "tlp_pending", "retries",
                  "retrans_segs", "loss", "prr", "undo_marker", "undo_retrans", "rexmit_time", "episode",
                  "eifel_checked", "dsacks", "undos", "spurious_rtos", "frto", "frto_recover",
-                 "recovering")
+                 "recovering", "tlp_end", "tlp_retrans")
 
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -75,6 +76,8 @@ class LossRecovery:
         self.high_rxt = 0                 #: RFC 6675 HighRxt: highest byte retransmitted in recovery
         self.rxt_mark = 0                 #: SND.MAX when we last retransmitted a hole
         self.tlp_pending = False          #: a tail loss probe is out, awaiting an ACK
+        self.tlp_end = None               #: RFC 8985 TLP.end_seq: SND.NXT when the probe went; None: no episode
+        self.tlp_retrans = False          #: TLP.is_retrans: the probe resent data (else it was new data)
         self.retries = 0                  #: consecutive RTO expirations
         self.retrans_segs = 0             #: segments retransmitted, all causes
         self.recovering = False           #: a fast recovery was reported entered, not yet exited
@@ -147,6 +150,7 @@ class LossRecovery:
             self.high_rxt = (una + self.retransmit_head(now)) & MASK
         self.rxt_mark = c.snd.max
         c.timers.tlp = None
+        self.tlp_end = None                  # the recovery's reduction answers the loss (RFC 8985 §7.4)
         self.recovering = True
         self._report(now, kind, prior_cwnd)
 
@@ -424,8 +428,9 @@ class LossRecovery:
         t = c.timers
         srtt = c.rto.srtt
         if (not c.config.tlp or srtt is None or self.tlp_pending or c.cc.in_recovery
+                or self.tlp_end is not None
                 or (c.state is not ESTABLISHED and c.state is not CLOSE_WAIT)):
-            t.tlp = None
+            t.tlp = None                     # (one probe per episode: RFC 8985 §7.3)
             return
         pto = max(2 * srtt, 0.01)
         if c.snd.in_flight <= c.snd.mss:
@@ -452,6 +457,7 @@ class LossRecovery:
             n = min(unsent, maxseg, usable)
             c.sender.send(now, snd_nxt, ACK | (PSH if n == unsent else 0), buf.view(snd_nxt, n))
             snd.nxt = snd.max = (snd_nxt + n) & MASK
+            self.tlp_retrans = False
         else:
             end = snd.max
             fin = 0
@@ -467,8 +473,42 @@ class LossRecovery:
                 return
             c.sender.send(now, start, ACK | PSH | fin, buf.view(start, n) if n > 0 else b"")
             self.count_retransmission(now)
+            self.tlp_retrans = True
+        self.tlp_end = snd.max               # TLP.end_seq = SND.NXT after the probe (RFC 8985 §7.3)
         c.timers.arm(_RETRANSMIT, now + c.rto.rto)
         self._report(now, RecoveryKind.TLP, c.cc.cwnd)
+
+    def tlp_ack(self, now: float, ack: int, dsack: bool, pure_dup: bool) -> None:
+        """Was a loss repaired by the probe? (RFC 8985 §7.4.2, as Linux's tcp_process_tlp_ack.)
+
+        Called for every acceptable ACK while an episode is open (``tlp_end`` set).  An ACK
+        below TLP.end_seq says nothing yet.  A probe of new data ends the episode.  A D-SACK
+        (``dsack``), or a pure duplicate ACK at TLP.end_seq (``pure_dup``, a receiver
+        without D-SACK), says both the original and the probe arrived: no loss.  An ACK
+        beyond TLP.end_seq without either says the probe filled a hole the original left:
+        the congestion control reduces the window once, as for a loss (RFC 5681 §3.1,
+        Linux's CWR), and the event is reported (``tlp-repair``)."""
+        end = self.tlp_end
+        if end is None:
+            return
+        d = seq_diff(ack, end)
+        if d < 0:
+            return
+        if not self.tlp_retrans or dsack:
+            self.tlp_end = None
+            return
+        if d > 0:
+            self.tlp_end = None
+            c = self.conn
+            cc = c.cc
+            if cc.in_recovery:               # a recovery under way already answers the loss
+                return
+            c.host.count("tcp.tlp_recoveries")
+            prior = cc.cwnd
+            cc.on_loss(now, flight=c.snd.in_flight)
+            self._report(now, RecoveryKind.TLP_REPAIR, prior)
+        elif pure_dup:
+            self.tlp_end = None
 
     # -- the retransmission timer -----------------------------------------------------------------
     def on_retransmit_timeout(self, now: float) -> BaseException | None:
@@ -503,6 +543,7 @@ class LossRecovery:
             c.host.count("tcp.timeouts")
             return TimeoutError(errno.ETIMEDOUT, "connection timed out (retransmission limit)")
         c.host.count("tcp.rto_expirations")
+        self.tlp_end = None                      # the timeout's own reduction answers the loss
         self._begin_episode(RecoveryKind.RTO)
         cwnd = c.cc.cwnd
         c.cc.on_timeout(now, flight=snd.in_flight, snd_max=snd.max)
