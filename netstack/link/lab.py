@@ -218,8 +218,11 @@ class Lab:
         self._owner_pid = os.getpid()
         try:
             if self.netns not in pr_netns.listnetns():
-                pr_netns.create(self.netns)
+                # Ours from before the call: a signal (or any error) that lands inside create(),
+                # once the namespace exists but before create() returns, must still let down()
+                # remove it.  The name was free just now, so whatever holds it later is ours.
                 self.created_netns = True
+                pr_netns.create(self.netns)
                 log.info("created namespace %s", self.netns)
             else:
                 with NetNS(self.netns) as ns:
@@ -293,8 +296,9 @@ class Lab:
         if self.created_netns:
             from pyroute2 import netns as pr_netns
             try:
-                log.info("removing namespace %s", self.netns)
-                pr_netns.remove(self.netns)
+                if self.netns in pr_netns.listnetns():     # (create() may have failed before making it)
+                    log.info("removing namespace %s", self.netns)
+                    pr_netns.remove(self.netns)
             except Exception as exc:
                 log.warning("cannot remove namespace %s: %s", self.netns, exc)
             self.created_netns = False
