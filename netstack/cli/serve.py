@@ -227,6 +227,7 @@ def run(args) -> int:
     # Before the loop is up, SIGTERM and SIGHUP must still tear down (KeyboardInterrupt, like SIGINT)
     # and SIGUSR1 must not kill us; after the loop, teardown ignores them all (see _serve).
     old_handlers = {sig: signal.getsignal(sig) for sig in (*STOP_SIGNALS, signal.SIGUSR1)}
+    _PENDING_STOP.clear()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGHUP, _raise_interrupt)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -273,7 +274,12 @@ def tun_line(device: str, stats: dict, error: str | None) -> str:
             f"packets, {stats.get('rx_dropped', 0)} dropped")
 
 
+#: stop signals that arrived before the loop's own handlers were in place (see stop_on_signals)
+_PENDING_STOP: list = []
+
+
 def _raise_interrupt(signum, frame):
+    _PENDING_STOP.append(signum)      # kept: the exception below can land where Python ignores it
     raise KeyboardInterrupt
 
 
@@ -363,6 +369,11 @@ def stop_on_signals(loop, stack, args, services) -> None:
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_stop_signal, sig)
+    if _PENDING_STOP:
+        # A stop signal during set-up whose KeyboardInterrupt was swallowed (raised inside a
+        # callback whose exceptions Python ignores, e.g. an at-fork handler of pyroute2's
+        # forks): honour it now rather than serve on.
+        loop.call_soon(on_stop_signal, _PENDING_STOP[-1])
 
 
 async def install_services(stack, args, services) -> list | None:
