@@ -35,6 +35,7 @@ import time
 import tracemalloc
 
 from netstack.bench import report
+from netstack.bench.report import BenchError
 
 KERNEL_ADDR = "198.18.0.1"
 STACK_ADDR = "198.18.0.2"
@@ -104,10 +105,6 @@ async def main():
     server.close()
 asyncio.run(main())
 """
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure (one line for the user)."""
 
 
 # --- connection rate ---------------------------------------------------------------------------------

@@ -64,6 +64,24 @@ UNSTABLE = 0.10
 # --- timing -------------------------------------------------------------------------
 
 
+class BenchError(RuntimeError):
+    """The benchmark could not measure (one line for the user)."""
+
+
+def guarded(command: str, fn: Callable[[], Any], *, interrupted: str = "interrupted"):
+    """Run the measurement ``fn()`` of ``netstack COMMAND``: ``(result, None)``, or ``(None,
+    status)`` after one line on stderr: 1 for a :class:`BenchError`, 130 when interrupted
+    (Ctrl-C, or a SIGTERM a benchmark turned into KeyboardInterrupt)."""
+    try:
+        return fn(), None
+    except BenchError as exc:
+        print(f"netstack {command}: {exc}", file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(f"netstack {command}: {interrupted}", file=sys.stderr)
+        return None, 130
+
+
 def median(values: Sequence[float]) -> float:
     """The median (mean of the middle two for an even count)."""
     if not values:

@@ -95,6 +95,7 @@ import sys
 import time
 
 from netstack.bench import report
+from netstack.bench.report import BenchError
 from netstack.bench._args import bounded
 from netstack.tcp.segment import pack_ts_header
 
@@ -196,10 +197,6 @@ for line in sys.stdin:              # "N": send N datagrams, answer "sent"; 0 or
             pass
     print("sent", flush=True)
 """
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not measure (one line for the user)."""
 
 
 _names = itertools.count()
@@ -886,6 +883,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
 
+#: what an interrupted ``bench tun`` says (its labs are gone by then)
+INTERRUPTED = "interrupted (lab removed)"
+
+
 def _interrupt_handler():
     """A SIGTERM handler that turns SIGTERM into KeyboardInterrupt (so the lab is torn down).
 
@@ -946,28 +947,21 @@ def run(args: argparse.Namespace) -> int:
             return 2
         old_term = signal.signal(signal.SIGTERM, _interrupt_handler())
         try:
-            return _run_loss(args, report.Progress(0, "bench tun --loss", quiet=args.quiet))
-        except BenchError as exc:
-            print(f"netstack bench tun: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("netstack bench tun: interrupted (lab removed)", file=sys.stderr)
-            return 130
+            status, failed = report.guarded("bench tun", lambda: _run_loss(
+                args, report.Progress(0, "bench tun --loss", quiet=args.quiet)), interrupted=INTERRUPTED)
         finally:
             signal.signal(signal.SIGTERM, old_term)
+        return status if failed is None else failed
     old_term = signal.signal(signal.SIGTERM, _interrupt_handler())   # SIGTERM tears the lab down too
     try:
-        result = measure(mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood,
-                         flood_seconds=args.flood_seconds, progress=progress, profile_path=args.profile,
-                         warmup=args.warmup, offload=offload)
-    except BenchError as exc:
-        print(f"netstack bench tun: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("netstack bench tun: interrupted (lab removed)", file=sys.stderr)
-        return 130
+        result, failed = report.guarded("bench tun", lambda: measure(
+            mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood, flood_seconds=args.flood_seconds,
+            progress=progress, profile_path=args.profile, warmup=args.warmup, offload=offload),
+            interrupted=INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+    if failed is not None:
+        return failed
     progress.finish()
 
     env = report.environment()

@@ -57,6 +57,7 @@ import tempfile
 import time
 
 from netstack.bench import report
+from netstack.bench.report import BenchError
 
 #: --workers' default
 DEFAULT_WORKERS = (1, 2)
@@ -123,10 +124,6 @@ for s in socks:
     s.close()
 print(json.dumps({"bytes": sum(a2) - sum(a1), "seconds": t2 - t1, "per_flow": [y - x for x, y in zip(a1, a2)]}))
 """
-
-
-class BenchError(RuntimeError):
-    """A measurement could not be made (the message says why)."""
 
 
 _names = itertools.count()
@@ -361,15 +358,11 @@ def run_tun(args) -> int:
     offload = _offload(args)
     progress = report.Progress(len(counts) * repeat, "bench tun --workers", quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="nsbench-") as tmp:
-        try:
-            runs = _rounds(counts, repeat, lambda n: tun_once(n, tmp, flows=flows, seconds=seconds, offload=offload),
-                           progress, args.quiet_wait)
-        except BenchError as exc:
-            print(f"netstack bench tun: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("netstack bench tun: interrupted", file=sys.stderr)
-            return 130
+        runs, failed = report.guarded("bench tun", lambda: _rounds(
+            counts, repeat, lambda n: tun_once(n, tmp, flows=flows, seconds=seconds, offload=offload),
+            progress, args.quiet_wait))
+    if failed is not None:
+        return failed
     progress.finish()
     rows = table_rows(counts, runs, "mb_per_s")
     title = (f"serve --workers: {flows} kernel -> stack flows to discard, {seconds:g} s each after "
@@ -394,17 +387,13 @@ def run_smtp(args) -> int:
     progress = report.Progress(len(counts) * repeat, "bench smtp --workers", quiet=args.quiet)
     tmp = tempfile.mkdtemp(prefix="nsbench-", dir=args.tmpfs_dir)
     try:
-        runs = _rounds(counts, repeat, lambda n: smtp_once(n, tmp, clients=clients, messages=messages,
-                                                            size=args.size, offload=offload), progress,
-                       args.quiet_wait)
-    except BenchError as exc:
-        print(f"netstack bench smtp: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("netstack bench smtp: interrupted", file=sys.stderr)
-        return 130
+        runs, failed = report.guarded("bench smtp", lambda: _rounds(
+            counts, repeat, lambda n: smtp_once(n, tmp, clients=clients, messages=messages, size=args.size,
+                                                offload=offload), progress, args.quiet_wait))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if failed is not None:
+        return failed
     progress.finish()
     rows = table_rows(counts, runs, "msgs_per_s")
     title = (f"serve --workers: smtp-source, {clients} sessions, a new connection per message, {messages} messages "

@@ -169,3 +169,21 @@ def test_json_dash_keeps_stdout_for_the_json_alone(capsys):
     doc = json.loads(out)
     assert doc["benchmark"] == "segments" and doc["schema_version"] == 2
     assert "ns/segment" in err and all(r["spread"]["n"] == 2 for r in doc["rows"])
+
+
+def test_guarded_runs_a_measurement_and_turns_failures_into_one_line_and_a_status(capsys):
+    from netstack.bench import report
+    assert report.guarded("bench x", lambda: 42) == (42, None)
+
+    def fails():
+        raise report.BenchError("the lab did not come up")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert report.guarded("bench x", fails) == (None, 1)
+    assert capsys.readouterr().err == "netstack bench x: the lab did not come up\n"
+    assert report.guarded("bench x", interrupted, interrupted="interrupted (lab removed)") == (None, 130)
+    assert capsys.readouterr().err == "netstack bench x: interrupted (lab removed)\n"
+    from netstack.bench import conns, tun, workers
+    assert tun.BenchError is workers.BenchError is conns.BenchError is report.BenchError
