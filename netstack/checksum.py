@@ -16,6 +16,12 @@ Data may be ``bytes``, ``bytearray``, a contiguous ``memoryview`` (slices
 included) or any other contiguous buffer; the native path reads it in place
 through ``ffi.from_buffer``, without copying.
 
+``pseudo_header_checksum``, called for every TCP segment received and sent,
+enters the native code through ``netstack._checksum_entry`` (native/entry.c)
+when that was built: a C function taking the buffer by the buffer protocol,
+with no Python frame and no ``from_buffer`` object, which calls the cffi
+module's ``ns_pseudo_checksum`` (same kernels, same kernel selection).
+
 All 16-bit values are the numbers as read from the wire in network byte
 order: ``struct.pack_into("!H", buf, off, checksum(...))`` fills a field.
 
@@ -105,11 +111,22 @@ if _native is not None:
             return _ns_sum16(data, len(data), initial)
         return _ns_sum16(_from_buffer(data), len(data), initial)
 
-    def pseudo_header_checksum(src: int, dst: int, proto: int, data) -> int:
+    def _pseudo_header_checksum_cffi(src: int, dst: int, proto: int, data) -> int:
         """Checksum over the IPv4 pseudo-header and ``data`` in one native call (RFC 9293 §3.1)."""
         if data.__class__ is bytes:
             return _ns_pseudo(src, dst, proto, data, len(data))
         return _ns_pseudo(src, dst, proto, _from_buffer(data), len(data))
+
+    try:
+        from netstack import _checksum_entry as _entry
+    except ImportError:
+        _entry = None
+    if _entry is not None:
+        # the entry calls ns_pseudo_checksum of THIS module (its kernels, its selection)
+        _entry.bind(int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "ns_pseudo_checksum"))))
+        pseudo_header_checksum = _entry.pseudo_header_checksum
+    else:
+        pseudo_header_checksum = _pseudo_header_checksum_cffi
 
     def native_paths() -> list[str]:
         """Native kernels this CPU can run, best first."""
@@ -134,7 +151,7 @@ if _native is not None:
     def describe() -> str:
         """E.g. ``native (cffi, x86-64 AVX2 kernel)``."""
         path = native_path()
-        return f"native (cffi, {_PATH_WORDS.get(path, path)})"
+        return f"native (cffi, {_PATH_WORDS.get(path, path)}{'' if _entry is not None else '; no CPython entry'})"
 
 else:
     IMPLEMENTATION = "pure"

@@ -309,3 +309,59 @@ def test_native_reads_buffers_in_place():
         tracemalloc.stop()
     assert peak < 64 * 1024, f"peak Python allocation {peak} B: a copy of the 8 MiB buffer was made"
     assert want == checksum_pure.checksum(view)
+
+
+# --- the CPython entry to the pseudo-header checksum (native/entry.c) ----------------------
+
+
+def _entry():
+    if not _native_available():
+        pytest.skip(checksum.describe())
+    try:
+        from netstack import _checksum_entry
+    except ImportError:
+        if os.environ.get("NETSTACK_REQUIRE_NATIVE", "").strip().lower() not in ("", "0", "no", "false", "off"):
+            raise
+        pytest.skip("netstack._checksum_entry not built: the cffi wrapper is used")
+    return _checksum_entry
+
+
+def test_the_entry_is_what_pseudo_header_checksum_calls():
+    entry = _entry()
+    assert checksum.pseudo_header_checksum is entry.pseudo_header_checksum
+    assert "no CPython entry" not in checksum.describe()
+
+
+@props(300)
+@given(src=addresses, dst=addresses, proto=st.integers(0, 255), data=st.binary(max_size=3000),
+       head=st.integers(0, 9), tail=st.integers(0, 9))
+def test_the_entry_and_the_cffi_call_agree_on_every_kernel(src, dst, proto, data, head, tail):
+    """The entry calls the cffi module's own ns_pseudo_checksum, so the kernel selection applies to it:
+    each kernel, through either door, on bytes and on views starting at any alignment."""
+    entry = _entry()
+    whole = memoryview(bytearray(bytes(head) + data + bytes(tail)))
+    view = whole[head:head + len(data)]
+    want = ref_checksum(struct.pack("!IIBBH", src, dst, 0, proto, len(data)) + data)
+    default = checksum.native_path()
+    try:
+        for path in checksum.native_paths():
+            checksum.select_native_path(path)
+            for buf in (data, view):
+                assert entry.pseudo_header_checksum(src, dst, proto, buf) == want
+                assert checksum._pseudo_header_checksum_cffi(src, dst, proto, buf) == want
+    finally:
+        checksum.select_native_path(default)
+
+
+def test_the_entry_refuses_what_the_cffi_call_refuses():
+    entry = _entry()
+    with pytest.raises(TypeError):
+        entry.pseudo_header_checksum(1, 2, 6)
+    with pytest.raises(TypeError):
+        entry.pseudo_header_checksum(1.0, 2, 6, b"")
+    with pytest.raises(TypeError):
+        entry.pseudo_header_checksum(1, 2, 6, "text")
+    with pytest.raises(BufferError):
+        entry.pseudo_header_checksum(1, 2, 6, memoryview(bytearray(8))[::2])   # not contiguous
+    with pytest.raises(ValueError):
+        entry.bind(0)
