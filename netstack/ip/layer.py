@@ -1,10 +1,12 @@
 """The IPv4 layer: input validation and demultiplexing, output with fragmentation.
 
 Sans-I/O: :meth:`IPLayer.input` takes one received datagram and ``now``;
-outgoing datagrams go to ``emit(view)`` (set by the stack to write to the
+outgoing datagrams go to ``emit(data)`` (set by the stack to write to the
 link; by default they are appended to :attr:`IPLayer.outbox` as ``bytes``).
-``emit`` must consume the view before returning: the layer builds every
-datagram in one reusable buffer.
+``data`` is bytes-like: a small unfragmented datagram (a pure ACK) is one new
+``bytes`` (header and segment joined in one step), one built in place behind
+a segment's headroom a view of that buffer, any other a view of the layer's
+one reusable transmit buffer, so ``emit`` must consume it before returning.
 
 Input (RFC 791 §3.1, RFC 1122 §3.2.1), in order; each drop is counted as
 ``ip.in.drop.<reason>``:
@@ -60,6 +62,7 @@ log = logging.getLogger("netstack.ip")
 _HDR = struct.Struct("!BBHHHBBHII")
 _unpack_hdr = _HDR.unpack_from
 _pack_hdr = _HDR.pack_into
+_pack_hdr_bytes = _HDR.pack
 
 MAX_DATAGRAM = 65535
 
@@ -383,31 +386,32 @@ class IPLayer:
             src = self.addr
         if ttl is None:
             ttl = self.ttl
-        buf = self._txbuf
-        view = self._txview
         if size <= self.mtu and not tos and type(src) is int and type(dst) is int:
-            # the common case in one pack_into, the checksum from the field values (RFC 1071 §2)
+            # the common case in one pack, the checksum from the field values (RFC 1071 §2)
             # (IPLayer._header, inlined: every pure ACK takes this path)
             ident = self._ident = (self._ident + 1) & 0xFFFF
             fragword = 0x4000 if df else 0
             s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
-            at = 0
-            if headroom >= 20:          # in place: the header goes in front of the segment
-                buf = payload.obj
-                at = headroom - 20
             try:
-                _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
-                          src, dst)
+                if headroom >= 20:      # in place: the header goes in front of the segment
+                    buf = payload.obj
+                    at = headroom - 20
+                    _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
+                              src, dst)
+                else:                   # a small segment (a pure ACK): header + segment in one new bytes
+                    datagram = _pack_hdr_bytes(0x45, 0, size, ident, fragword, ttl, protocol,
+                                               0xFFFF - s if s else 0, src, dst) + payload
             except struct.error:
                 raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
                                  f"protocol {protocol})") from None
             c.inc("ip.out.packets")
-            if headroom:
+            if headroom >= 20:
                 self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size])
-                return 1
-            view[20:size] = payload
-            self.emit(view[:size])
+            else:
+                self.emit(datagram)
             return 1
+        buf = self._txbuf
+        view = self._txview
         if size <= self.mtu:
             build_ipv4_header(buf, 0, src=src, dst=dst, protocol=protocol, payload_len=plen, ttl=ttl,
                               ident=self.next_ident(), df=df, tos=tos)

@@ -83,7 +83,7 @@ def test_a_segment_with_headroom_is_sent_in_place_as_the_same_datagram():
 
     sent = []
     segment = bytes(range(256)) * 4
-    ip = IPLayer(0xC6120002, emit=lambda view, meta=None: sent.append((view.obj, bytes(view))))
+    ip = IPLayer(0xC6120002, emit=lambda view, meta=None: sent.append((getattr(view, "obj", view), bytes(view))))
     ip._ident = 7
     ip.send(0xC6120001, 6, segment, df=True)
     buf = bytearray(20) + segment
