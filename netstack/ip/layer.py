@@ -63,6 +63,9 @@ _HDR = struct.Struct("!BBHHHBBHII")
 _unpack_hdr = _HDR.unpack_from
 _pack_hdr = _HDR.pack_into
 _pack_hdr_bytes = _HDR.pack
+#: is_unique_unicast by the address's first octet, for the fast path of input_batch: 0/8, 127/8,
+#: 224/4 (multicast) and 240/4 (class E) are not (RFC 1122 §3.2.1.3)
+_UNICAST_TOP = bytes(0 if top == 0 or top == 127 or top >= 224 else 1 for top in range(256))
 
 MAX_DATAGRAM = 65535
 
@@ -153,8 +156,9 @@ class IPLayer:
         the ones' complement sum is the sum modulo 0xFFFF, a 32-bit field adding as its
         two halves), so no IPv4Packet is built.  Consecutive such datagrams for a transport
         that takes them in runs (``on_datagrams(items, now, trusted)``, as TCP does) go to
-        it as one run of ``(src, dst, payload)``, in order; the counters are added once per
-        batch.  Anything else takes the full path (:meth:`_input_full`), which counts its
+        it as one run of ``(src, dst, payload)``, in order (the transport is looked up once
+        per run: a datagram of the run's protocol and trust joins it directly); the counters
+        are added once per batch.  Anything else takes the full path (:meth:`_input_full`), which counts its
         drops, in its place in the order.
         """
         addr = self.addr
@@ -164,16 +168,26 @@ class IPLayer:
         run: list = []                 # consecutive fast-path datagrams for one run_to(run, now, run_trust)
         run_to = None
         run_trust = False
+        run_proto = -1                 # the protocol whose transport is run_to (-1: none yet)
+        unicast = _UNICAST_TOP
         try:
             for buf, meta in batch:
                 mv = buf if type(buf) is memoryview else memoryview(buf)
                 trust = meta is not None and (meta.needs_csum or meta.data_valid)
-                if len(mv) >= 20 and mv.itemsize == 1:
+                n = len(mv)
+                if n >= 20 and mv.itemsize == 1:
                     vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
-                    top = src >> 24              # is_unique_unicast(src), inlined: not 0/8, 127/8, 224/4, 240/4
-                    if (vihl == 0x45 and dst == addr and 20 <= tlen <= len(mv) and not frag & 0x3FFF
+                    if (vihl == 0x45 and dst == addr and 20 <= tlen <= n and not frag & 0x3FFF
                             and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
-                            % 0xFFFF == 0 and top and top != 127 and top < 224 and src != bcast):
+                            % 0xFFFF == 0 and unicast[src >> 24] and src != bcast):
+                        if proto == run_proto and trust is run_trust:
+                            # the run goes on (nearly every TCP datagram of a batch): as below, without
+                            # looking the transport up again
+                            delivered += 1
+                            if trust:
+                                trusted_n += 1
+                            run.append((src, dst, mv[20:tlen]))
+                            continue
                         entry = entries.get(proto)
                         if entry is not None:
                             many, one, trusted_one = entry
@@ -183,6 +197,7 @@ class IPLayer:
                                         self._deliver_run(run_to, run, run_trust, now)
                                         run = []
                                     self._input_offloaded_full(mv, meta, now)
+                                    run_proto = -1          # (code ran that may have changed the transports)
                                     continue
                                 trusted_n += 1
                             delivered += 1
@@ -193,6 +208,7 @@ class IPLayer:
                                         run = []
                                     run_to = many
                                     run_trust = trust
+                                    run_proto = proto
                                 run.append((src, dst, mv[20:tlen]))
                                 continue
                             if run:
@@ -203,6 +219,7 @@ class IPLayer:
                             except Exception:  # a transport bug must not kill the loop
                                 self.counters.inc("ip.in.drop.transport_error")
                                 log.exception("transport %d failed on a datagram", proto)
+                            run_proto = -1
                             continue
                 if run:
                     self._deliver_run(run_to, run, run_trust, now)
@@ -211,6 +228,7 @@ class IPLayer:
                     self._input_full(buf, now)
                 else:
                     self._input_offloaded_full(mv, meta, now)
+                run_proto = -1
             if run:
                 self._deliver_run(run_to, run, run_trust, now)
         finally:

@@ -23,6 +23,7 @@ import heapq
 import logging
 import os
 import random
+import struct
 from collections import deque
 
 from netstack import checksum as _checksum
@@ -36,15 +37,17 @@ from .isn import ISNGenerator
 from .listener import Listener
 from .buffers import ByteBudget
 from .negotiation import SynOptions
-from .segment import HEADER_TS, TS_WORD, AckTemplate, serialize
+from .segment import TS_WORD, AckTemplate, serialize
 from .syncookies import MAX_AGE, TICK, CookieOptions, SynCookieMode, SynCookies, decode_ts, encode_ts
 from .seq import MASK
 from .state import CLOSED, ESTABLISHED
 
 log = logging.getLogger("netstack.tcp")
 
-#: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on
-_PREDICT = HEADER_TS.unpack_from
+#: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on (segment.HEADER_TS),
+#: read without the checksum (verified over the whole segment) and the urgent pointer (the prediction
+#: takes no URG): the fields header prediction needs
+_PREDICT = struct.Struct("!HHIIHH4xIII").unpack_from
 _phc = _checksum.pseudo_header_checksum
 #: free bytes left in front of a segment with data, for the IPv4 header (20 bytes, no options): the
 #: IP layer builds the datagram in the segment's own buffer (Outgoing.headroom), the payload copied
@@ -249,7 +252,7 @@ class TCPLayer:
         try:
             for src, dst, payload in items:
                 if len(payload) >= 32:
-                    sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
+                    sport, dport, seq, ack, offflags, window, nnts, tsval, ecr = _PREDICT(payload)
                     if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                         conn = connections.get((src, sport, dport))
                         if conn is not None and conn.state is ESTABLISHED:
@@ -291,7 +294,7 @@ class TCPLayer:
         # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
         # connection does not predict takes the full path below (parse, checks, counters).
         if not predicted and len(payload) >= 32:
-            sport, dport, seq, ack, offflags, window, _c, _u, nnts, tsval, ecr = _PREDICT(payload)
+            sport, dport, seq, ack, offflags, window, nnts, tsval, ecr = _PREDICT(payload)
             if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
                 conn = self.connections.get((src, sport, dport))
                 if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):

@@ -93,11 +93,10 @@ class AckTemplate:
     def build(self, seq: int, ack: int, flags: int, window: int, tsval: int, tsecr: int) -> bytes | None:
         """The 32-byte segment, checksum included, as ``bytes`` (one ``Struct.pack``: no buffer
         to allocate and fill); None for a field out of range (flags beyond 9 bits, a window
-        over 16 bits, a timestamp over 32 bits: :func:`serialize` names it)."""
+        over 16 bits, a sequence number or timestamp outside 32 bits: :func:`serialize`, which
+        takes sequence numbers modulo 2**32, builds those)."""
         if flags & ~0x1FF:
             return None
-        seq &= MASK
-        ack &= MASK
         s = (self.const + seq + ack + flags + window + tsval + tsecr) % 0xFFFF
         try:
             return _pack_ts_segment(self.src_port, self.dst_port, seq, ack, 0x8000 | flags, window,
