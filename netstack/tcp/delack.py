@@ -72,7 +72,9 @@ class AckPolicy:
             if not self.pingpong and cfg.pingpong:
                 self.pingpong = True                           # the peer answers what we sent
                 self._count("tcp.pingpong")
-        if last is not None:
+        # Data in the same instant as the last (a batch of segments read at once) with ``ato``
+        # already at delack_min changes nothing below (``ato`` never exceeds delack_timeout): skipped.
+        if last is not None and (now != last or self.ato != cfg.delack_min):
             m = now - last
             ato = self.ato
             lo = cfg.delack_min
@@ -114,7 +116,8 @@ class AckPolicy:
         self.due = True
         if self.pingpong:
             self.pingpong = False
-            self.ato = self.config.delack_min
+            cfg = self.config
+            self.ato = min(cfg.delack_min, cfg.delack_timeout)   # (the maximum wins, as in on_data)
             return
         ato = self.ato * 2
         hi = self.config.delack_timeout

@@ -127,6 +127,36 @@ def test_closely_spaced_data_pulls_ato_toward_delack_min():
     assert d == pytest.approx(0.01 + p.ato)
 
 
+def test_data_in_the_same_instant_pulls_ato_toward_delack_min_then_leaves_it_there():
+    """A batch of segments read at once arrives at one instant: spacing 0 halves the way to
+    delack_min each time, and once there nothing moves (what on_data then skips)."""
+    p, _ = policy(delack_min=0.04, delack_timeout=0.2)
+    p.ato = 0.2
+    p.on_data(5.0, rcv(), rto=1.0)
+    p.on_data(5.0, rcv(), rto=1.0)
+    assert p.ato == pytest.approx(0.12)
+    p.on_data(5.0, rcv(), rto=1.0)
+    assert p.ato == pytest.approx(0.08)
+    for _ in range(60):
+        p.on_data(5.0, rcv(), rto=1.0)
+    assert p.ato == pytest.approx(0.04)
+    q, _ = policy(delack_min=0.04, delack_timeout=0.2)   # at delack_min from the start
+    for _ in range(3):
+        assert q.on_data(5.0, rcv(), rto=1.0) == 5.04 and q.ato == 0.04
+
+
+def test_a_delack_min_above_delack_timeout_leaves_ato_at_delack_timeout():
+    """The maximum wins over the minimum, after an interactive-mode timeout too."""
+    p, _ = policy(delack_min=0.3, delack_timeout=0.2)
+    assert p.ato == 0.2
+    p.pingpong = True
+    p.on_timeout()                              # leaves interactive mode with the minimum ato
+    assert p.ato == 0.2
+    p.on_data(1.0, rcv(), rto=1.0)
+    p.on_data(1.0, rcv(), rto=1.0)
+    assert p.ato == 0.2
+
+
 def test_spacing_below_ato_moves_ato_to_half_ato_plus_spacing():
     p, _ = policy(delack_min=0.04, delack_timeout=0.2)
     p.ato = 0.2
