@@ -274,6 +274,7 @@ class Stack:
 
     def _flush_outboxes(self, now: float) -> None:
         send = self.ip.send
+        send_plain = self.ip.send_plain
         for proto, t in self.transports.items():
             box = t.outbox
             while box:
@@ -287,7 +288,7 @@ class Stack:
                     elif headroom:        # built in place behind room for the IP header
                         send(dst, proto, segment, now, df=df, headroom=headroom)
                     else:
-                        send(dst, proto, segment, now, df=df)
+                        send_plain(dst, proto, segment, df)
                 except DatagramTooBig as exc:
                     self._local_too_big(t, proto, dst, segment, exc, now)
 

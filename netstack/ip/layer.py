@@ -394,6 +394,37 @@ class IPLayer:
         """
         if meta is not None:
             return self._send_offloaded(dst, protocol, payload, src, df, ttl, tos, meta, headroom)
+        if headroom < 20 and src is None and ttl is None and not tos:
+            return self.send_plain(dst, protocol, payload, df)
+        return self._send_general(dst, protocol, payload, src, df, ttl, tos, headroom)
+
+    def send_plain(self, dst: int, protocol: int, payload, df: bool = False) -> int:
+        """:meth:`send` with nothing but DF: our address, the default TTL, TOS 0, no metadata
+        and no headroom, as the stack sends a transport's plain outbox items (pure ACKs, small
+        segments).  A datagram that fits the MTU (nearly all) leaves as one new ``bytes``: the
+        header in one pack, its checksum from the field values (RFC 1071 §2), joined to the
+        segment; anything else (fragmenting, a DF the path MTU floor clears) as :meth:`send`."""
+        size = 20 + len(payload)
+        if size > self.mtu or type(dst) is not int or (df and self.pmtu.no_df and dst in self.pmtu.no_df):
+            return self._send_general(dst, protocol, payload, None, df, None, 0, 0)
+        src = self.addr
+        ttl = self.ttl
+        ident = self._ident = (self._ident + 1) & 0xFFFF
+        fragword = 0x4000 if df else 0
+        s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
+        try:
+            datagram = _pack_hdr_bytes(0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
+                                       src, dst) + payload
+        except struct.error:
+            raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
+                             f"protocol {protocol})") from None
+        self.counters.inc("ip.out.packets")
+        self.emit(datagram)
+        return 1
+
+    def _send_general(self, dst, protocol: int, payload, src, df: bool, ttl, tos: int, headroom: int) -> int:
+        """:meth:`send` without metadata: the path-MTU floor's DF, a header in place behind the
+        segment's headroom, TOS or options-free headers for any fields, fragmentation."""
         c = self.counters
         plen = len(payload)
         size = 20 + plen
@@ -404,35 +435,26 @@ class IPLayer:
             src = self.addr
         if ttl is None:
             ttl = self.ttl
-        if size <= self.mtu and not tos and type(src) is int and type(dst) is int:
-            # the common case in one pack, the checksum from the field values (RFC 1071 §2)
-            # (IPLayer._header, inlined: every pure ACK takes this path)
+        if size <= self.mtu and headroom >= 20 and not tos and type(src) is int and type(dst) is int:
+            # in place: the header goes in front of the segment, in one pack_into, the checksum
+            # from the field values (RFC 1071 §2) (IPLayer._header, inlined: every data segment)
             ident = self._ident = (self._ident + 1) & 0xFFFF
             fragword = 0x4000 if df else 0
             s = (0x4500 + size + ident + fragword + ((ttl << 8) | protocol) + src + dst) % 0xFFFF
+            buf = payload.obj
+            at = headroom - 20
             try:
-                if headroom >= 20:      # in place: the header goes in front of the segment
-                    buf = payload.obj
-                    at = headroom - 20
-                    _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0,
-                              src, dst)
-                else:                   # a small segment (a pure ACK): header + segment in one new bytes
-                    datagram = _pack_hdr_bytes(0x45, 0, size, ident, fragword, ttl, protocol,
-                                               0xFFFF - s if s else 0, src, dst) + payload
+                _pack_hdr(buf, at, 0x45, 0, size, ident, fragword, ttl, protocol, 0xFFFF - s if s else 0, src, dst)
             except struct.error:
                 raise ValueError(f"IPv4 header field out of range (src {src}, dst {dst}, ttl {ttl}, "
                                  f"protocol {protocol})") from None
             c.inc("ip.out.packets")
-            if headroom >= 20:
-                self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size])
-            else:
-                self.emit(datagram)
+            self.emit(memoryview(buf) if not at and len(buf) == size else memoryview(buf)[at:at + size])
             return 1
         buf = self._txbuf
         view = self._txview
         if size <= self.mtu:
-            build_ipv4_header(buf, 0, src=src, dst=dst, protocol=protocol, payload_len=plen, ttl=ttl,
-                              ident=self.next_ident(), df=df, tos=tos)
+            self._header(buf, 0, src, dst, protocol, size, ttl, df, tos)
             view[20:size] = payload
             c.inc("ip.out.packets")
             self.emit(view[:size])

@@ -1,5 +1,6 @@
 """IPv4 output: header fields and fragmentation (RFC 791 §3.2)."""
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from netstack.ip import DatagramTooBig
 from netstack.wire.ipv4 import parse_ipv4
@@ -92,3 +93,28 @@ def test_a_segment_with_headroom_is_sent_in_place_as_the_same_datagram():
     (obj1, copied), (obj2, in_place) = sent
     assert in_place == copied and obj2 is buf and obj1 is not buf
     assert bytes(buf[:20]) == copied[:20]
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.sampled_from([0, 1, 32, 551, 1480, 1481, 3000]), df=st.booleans(), floored=st.booleans(),
+       proto=st.sampled_from([6, 17, 253]), ident=st.integers(0, 0xFFFF), mtu=st.sampled_from([576, 1500]))
+def test_send_plain_sends_what_send_sends(size, df, floored, proto, ident, mtu):
+    """The stack's entry for plain outbox items (send_plain) and the general path (send with a
+    TTL given, which takes it) send the same datagrams, fragments and DF cleared by the path-MTU
+    floor included, or refuse alike."""
+    from netstack.ip.layer import IPLayer
+
+    results = []
+    for plain in (True, False):
+        sent = []
+        ip = IPLayer(US, mtu=mtu, emit=lambda view, meta=None: sent.append(bytes(view)))
+        ip._ident = ident
+        if floored:
+            ip.pmtu.no_df.add(PEER)
+        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        try:
+            n = ip.send_plain(PEER, proto, payload, df) if plain else ip.send(PEER, proto, payload, df=df, ttl=64)
+        except DatagramTooBig as exc:
+            n = ("too big", exc.mtu)
+        results.append((n, sent, ip.counters.snapshot()))
+    assert results[0] == results[1]
