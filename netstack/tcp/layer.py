@@ -251,28 +251,30 @@ class TCPLayer:
         self._busy = True
         try:
             for src, dst, payload in items:
-                if len(payload) >= 32:
+                try:
                     sport, dport, seq, ack, offflags, window, nnts, tsval, ecr = _PREDICT(payload)
-                    if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
-                        conn = connections.get((src, sport, dport))
-                        if conn is not None and conn.state is ESTABLISHED:
-                            if not trusted and _phc(src, dst, 6, payload):
-                                self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
-                                self._busy = True
-                                continue
-                            if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
-                                predicted += 1
-                                if conn is not last:
-                                    if last is not None:
-                                        self._track(last)
-                                    last = conn
-                                if self._pending:
-                                    self._flush_pending(now)
-                                continue
-                            # checksum verified above: the full path need not verify it again
-                            self.on_datagram(src, dst, payload, now, True, True)
+                except struct.error:                       # under 32 bytes: not the predicted layout
+                    offflags = 0
+                if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
+                    conn = connections.get((src, sport, dport))
+                    if conn is not None and conn.state is ESTABLISHED:
+                        if not trusted and _phc(src, dst, 6, payload):
+                            self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
                             self._busy = True
                             continue
+                        if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
+                            predicted += 1
+                            if conn is not last:
+                                if last is not None:
+                                    self._track(last)
+                                last = conn
+                            if self._pending:
+                                self._flush_pending(now)
+                            continue
+                        # checksum verified above: the full path need not verify it again
+                        self.on_datagram(src, dst, payload, now, True, True)
+                        self._busy = True
+                        continue
                 self.on_datagram(src, dst, payload, now, trusted, True)
                 self._busy = True
         finally:
