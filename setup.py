@@ -2,9 +2,9 @@
 
 ``cffi_modules`` makes cffi generate the C glue for ``netstack._checksum``
 (native/build_checksum.py) and compile it with native/checksum.c during
-``build_ext``; ``netstack._checksum_entry`` (native/entry.c) is a plain
+``build_ext``; ``netstack._native_entry`` (native/entry.c) is a plain
 extension beside it, a cheaper entry to the same C code for the per-segment
-call.  The build_ext below makes that step optional: when there is
+calls.  The build_ext below makes that step optional: when there is
 no working C compiler (or no Python headers), the failure is reported as a
 warning, the install still succeeds, and ``netstack.checksum`` falls back to
 the pure-Python twin (``netstack info`` says which one is active).
@@ -20,9 +20,10 @@ from setuptools.command.build_ext import build_ext
 
 NATIVE = "netstack._checksum"
 
-# The CPython entry point to the native pseudo-header checksum (native/entry.c): optional too;
-# without it netstack.checksum calls the cffi module through its Python wrapper.
-ENTRY = Extension("netstack._checksum_entry", sources=["native/entry.c"], py_limited_api=True,
+# The CPython entry points to the native code (native/entry.c): optional too; without them
+# netstack.checksum calls the cffi module through its Python wrapper, and header prediction
+# reads the header in Python (netstack.wire.tcp.predict_ts_segment).
+ENTRY = Extension("netstack._native_entry", sources=["native/entry.c"], py_limited_api=True,
                   define_macros=[("Py_LIMITED_API", "0x030B0000")],
                   extra_compile_args=[] if sys.platform == "win32" else ["-O2", "-std=c99", "-Wall", "-Wextra"])
 

@@ -1,18 +1,20 @@
 /*
- * netstack._checksum_entry: a CPython entry point to the native pseudo-header
- * checksum (RFC 9293 §3.1), the one native call made for every TCP segment
- * received or sent.
+ * netstack._native_entry: CPython entry points to native code for the two
+ * things done to every TCP segment received: its pseudo-header checksum
+ * (RFC 9293 §3.1), also computed for every segment sent, and the read of the
+ * header that header prediction takes (netstack.wire.tcp.predict_ts_segment,
+ * whose pure-Python twin says exactly what it checks).
  *
- * Through cffi that call costs a Python frame (netstack.checksum's wrapper),
- * an ffi.from_buffer object for the memoryview, and cffi's argument
- * conversion: about 5x the checksum of a 1500-byte segment itself.  This
- * module takes the buffer with the buffer protocol (no copy, no object made)
- * in a METH_FASTCALL function, and calls the cffi module's own
+ * Through cffi the checksum call costs a Python frame (netstack.checksum's
+ * wrapper), an ffi.from_buffer object for the memoryview, and cffi's argument
+ * conversion: about 5x the checksum of a 1500-byte segment itself.  These
+ * functions take the buffer with the buffer protocol (no copy, no object
+ * made) in METH_FASTCALL functions, and call the cffi module's own
  * ns_pseudo_checksum through a pointer handed over by bind(): the sums, the
  * kernels and the run-time kernel selection (select_native_path) stay in
  * checksum.c, compiled once, in netstack._checksum.
  *
- * Errors mirror the cffi call's: OverflowError for an address outside
+ * Errors mirror the Python versions': OverflowError for an address outside
  * 0..2**32-1 or a protocol outside 0..255, TypeError for a non-integer or
  * something that is not a contiguous buffer.
  *
@@ -73,7 +75,7 @@ entry_pseudo_header_checksum(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     if (pseudo == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "netstack._checksum_entry is not bound to netstack._checksum");
+        PyErr_SetString(PyExc_RuntimeError, "netstack._native_entry is not bound to netstack._checksum");
         return NULL;
     }
     if (as_field(args[0], 0xFFFFFFFFul, "src", &src) < 0
@@ -87,22 +89,107 @@ entry_pseudo_header_checksum(PyObject *self, PyObject *const *args, Py_ssize_t n
     return PyLong_FromLong(result);
 }
 
+static inline uint32_t
+be16(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 8) | p[1];
+}
+
+static inline uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* netstack.wire.tcp.predict_ts_segment: see its pure-Python twin there.  None unless the
+ * segment is at least 32 bytes with data offset 8, flags ACK or ACK|PSH and NOP,NOP,TS first;
+ * then False when ``verify`` and the checksum does not verify; else the tuple
+ * (sport, dport, seq, ack, window, tsval, tsecr). */
+static PyObject *
+entry_predict_ts_segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    unsigned long src = 0, dst = 0;
+    Py_buffer view;
+    const unsigned char *p;
+    uint32_t offflags;
+    int verify;
+    PyObject *result;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "predict_ts_segment(src, dst, segment, verify) takes 4 arguments, "
+                     "%zd given", nargs);
+        return NULL;
+    }
+    verify = PyObject_IsTrue(args[3]);
+    if (verify < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = (const unsigned char *)view.buf;
+    if (view.len < 32)
+        goto not_predicted;
+    offflags = be16(p + 12);
+    if ((offflags != 0x8010 && offflags != 0x8018) || be32(p + 20) != 0x0101080Au)
+        goto not_predicted;
+    if (verify) {
+        /* the addresses are read only now, as the twin passes them to the checksum only now */
+        if (pseudo == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "netstack._native_entry is not bound to netstack._checksum");
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (as_field(args[0], 0xFFFFFFFFul, "src", &src) < 0 || as_field(args[1], 0xFFFFFFFFul, "dst", &dst) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        if (pseudo((uint32_t)src, (uint32_t)dst, 6, (const char *)p, (size_t)view.len) != 0) {
+            PyBuffer_Release(&view);
+            Py_RETURN_FALSE;
+        }
+    }
+    {
+        const uint32_t fields[7] = { be16(p), be16(p + 2), be32(p + 4), be32(p + 8), be16(p + 14),
+                                     be32(p + 24), be32(p + 28) };
+        PyBuffer_Release(&view);
+        result = PyTuple_New(7);
+        if (result == NULL)
+            return NULL;
+        for (int i = 0; i < 7; i++) {
+            PyObject *v = PyLong_FromUnsignedLong(fields[i]);
+            if (v == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyTuple_SetItem(result, i, v);     /* steals v */
+        }
+        return result;
+    }
+
+not_predicted:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef entry_methods[] = {
     {"bind", entry_bind, METH_O,
      "bind(address): call ns_pseudo_checksum at this address (netstack.checksum does it at import)."},
     {"pseudo_header_checksum", (PyCFunction)(void (*)(void))entry_pseudo_header_checksum, METH_FASTCALL,
      "pseudo_header_checksum(src, dst, proto, data): netstack.checksum.pseudo_header_checksum, natively."},
+    {"predict_ts_segment", (PyCFunction)(void (*)(void))entry_predict_ts_segment, METH_FASTCALL,
+     "predict_ts_segment(src, dst, segment, verify): netstack.wire.tcp.predict_ts_segment, natively."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef entry_module = {
-    PyModuleDef_HEAD_INIT, "netstack._checksum_entry",
-    "CPython entry point to the native pseudo-header checksum (see native/entry.c).", -1, entry_methods,
+    PyModuleDef_HEAD_INIT, "netstack._native_entry",
+    "CPython entry points to the native pseudo-header checksum and header prediction read (native/entry.c).",
+    -1, entry_methods,
     NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
-PyInit__checksum_entry(void)
+PyInit__native_entry(void)
 {
     return PyModule_Create(&entry_module);
 }

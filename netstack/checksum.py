@@ -17,10 +17,12 @@ included) or any other contiguous buffer; the native path reads it in place
 through ``ffi.from_buffer``, without copying.
 
 ``pseudo_header_checksum``, called for every TCP segment received and sent,
-enters the native code through ``netstack._checksum_entry`` (native/entry.c)
+enters the native code through ``netstack._native_entry`` (native/entry.c)
 when that was built: a C function taking the buffer by the buffer protocol,
 with no Python frame and no ``from_buffer`` object, which calls the cffi
 module's ``ns_pseudo_checksum`` (same kernels, same kernel selection).
+``native_entry()`` returns that module, bound, or None (netstack.wire.tcp
+takes its header prediction read from it).
 
 All 16-bit values are the numbers as read from the wire in network byte
 order: ``struct.pack_into("!H", buf, off, checksum(...))`` fills a field.
@@ -60,7 +62,7 @@ from netstack import checksum_pure as _pure
 
 __all__ = [
     "IMPLEMENTATION", "describe", "checksum", "sum16", "pseudo_header_checksum",
-    "incremental_update", "native_paths", "native_path", "select_native_path",
+    "incremental_update", "native_entry", "native_paths", "native_path", "select_native_path",
 ]
 
 log = logging.getLogger("netstack.checksum")
@@ -118,7 +120,7 @@ if _native is not None:
         return _ns_pseudo(src, dst, proto, _from_buffer(data), len(data))
 
     try:
-        from netstack import _checksum_entry as _entry
+        from netstack import _native_entry as _entry
     except ImportError:
         _entry = None
     if _entry is not None:
@@ -127,6 +129,10 @@ if _native is not None:
         pseudo_header_checksum = _entry.pseudo_header_checksum
     else:
         pseudo_header_checksum = _pseudo_header_checksum_cffi
+
+    def native_entry():
+        """``netstack._native_entry``, bound to this module's C code; None if it was not built."""
+        return _entry
 
     def native_paths() -> list[str]:
         """Native kernels this CPU can run, best first."""
@@ -159,6 +165,10 @@ else:
     sum16 = _pure.sum16
     pseudo_header_checksum = _pure.pseudo_header_checksum
     incremental_update = _pure.incremental_update
+
+    def native_entry():
+        """None: the pure-Python twin is active (no native entry points)."""
+        return None
 
     def native_paths() -> list[str]:
         """No native kernels: the pure twin is active."""

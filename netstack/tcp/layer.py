@@ -23,13 +23,11 @@ import heapq
 import logging
 import os
 import random
-import struct
 from collections import deque
 
-from netstack import checksum as _checksum
 from netstack.transport import Outgoing
 from netstack.wire.errors import MalformedPacket
-from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp
+from netstack.wire.tcp import ACK, FIN, RST, SYN, parse_tcp, predict_ts_segment
 
 from .config import TCPConfig
 from .connection import Connection
@@ -37,18 +35,16 @@ from .isn import ISNGenerator
 from .listener import Listener
 from .buffers import ByteBudget
 from .negotiation import SynOptions
-from .segment import TS_WORD, AckTemplate, serialize
+from .segment import AckTemplate, serialize
 from .syncookies import MAX_AGE, TICK, CookieOptions, SynCookieMode, SynCookies, decode_ts, encode_ts
 from .seq import MASK
 from .state import CLOSED, ESTABLISHED
 
 log = logging.getLogger("netstack.tcp")
 
-#: header + NOP,NOP,TS, the layout of (nearly) every data segment once timestamps are on (segment.HEADER_TS),
-#: read without the checksum (verified over the whole segment) and the urgent pointer (the prediction
-#: takes no URG): the fields header prediction needs
-_PREDICT = struct.Struct("!HHIIHH4xIII").unpack_from
-_phc = _checksum.pseudo_header_checksum
+#: header prediction's read of a segment: the fields of the layout of (nearly) every segment once
+#: timestamps are on (flags ACK or ACK|PSH, NOP,NOP,TS), checksum verified (wire.tcp.predict_ts_segment)
+_predict = predict_ts_segment
 #: free bytes left in front of a segment with data, for the IPv4 header (20 bytes, no options): the
 #: IP layer builds the datagram in the segment's own buffer (Outgoing.headroom), the payload copied
 #: once from the send buffer to the link.  Below IN_PLACE_MIN payload bytes the copy into the IP
@@ -57,8 +53,6 @@ HEADROOM = 20
 IN_PLACE_MIN = 512
 #: builds an Outgoing from a full tuple: half the cost of its keyword-default constructor
 _tuple_new = tuple.__new__
-#: data offset 8 words and flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
-_PREDICT_OFFFLAGS = (0x8010, 0x8018)
 
 
 class _LocalCounters:
@@ -246,22 +240,17 @@ class TCPLayer:
         in its place in the order."""
         self.now = now
         connections = self.connections
+        verify = not trusted
         predicted = 0
         last = None                                # the connection of the predicted run
         self._busy = True
         try:
             for src, dst, payload in items:
-                try:
-                    sport, dport, seq, ack, offflags, window, nnts, tsval, ecr = _PREDICT(payload)
-                except struct.error:                       # under 32 bytes: not the predicted layout
-                    offflags = 0
-                if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
+                fields = _predict(src, dst, payload, verify)
+                if fields:
+                    sport, dport, seq, ack, window, tsval, ecr = fields
                     conn = connections.get((src, sport, dport))
                     if conn is not None and conn.state is ESTABLISHED:
-                        if not trusted and _phc(src, dst, 6, payload):
-                            self.on_datagram(src, dst, payload, now, False, True)   # counts the drop
-                            self._busy = True
-                            continue
                         if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
                             predicted += 1
                             if conn is not last:
@@ -271,11 +260,12 @@ class TCPLayer:
                             if self._pending:
                                 self._flush_pending(now)
                             continue
-                        # checksum verified above: the full path need not verify it again
-                        self.on_datagram(src, dst, payload, now, True, True)
-                        self._busy = True
-                        continue
-                self.on_datagram(src, dst, payload, now, trusted, True)
+                    # the checksum is verified (or trusted): the full path need not verify it again
+                    self.on_datagram(src, dst, payload, now, True, True)
+                else:
+                    # another layout, or (False) a checksum that does not verify: the full path,
+                    # which counts the drop
+                    self.on_datagram(src, dst, payload, now, trusted, True)
                 self._busy = True
         finally:
             self._busy = False
@@ -295,25 +285,25 @@ class TCPLayer:
         # or a pure ACK of new data) of an ESTABLISHED connection goes straight to Connection.fast_path from the raw
         # header, checksum verified (RFC 9293 §3.1), with no TCPSegment built.  Whatever the
         # connection does not predict takes the full path below (parse, checks, counters).
-        if not predicted and len(payload) >= 32:
-            sport, dport, seq, ack, offflags, window, nnts, tsval, ecr = _PREDICT(payload)
-            if offflags in _PREDICT_OFFFLAGS and nnts == TS_WORD:
-                conn = self.connections.get((src, sport, dport))
-                if conn is not None and conn.state is ESTABLISHED and (trusted or _phc(src, dst, 6, payload) == 0):
-                    self._busy = True
-                    try:
-                        if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
-                            counters.inc("tcp.in_segs")
-                            d = conn.next_deadline()
-                            if d is not None:
-                                at = self._timer_at.get(conn)
-                                if at is None or d < at:
-                                    self._track(conn)
-                            if self._pending:
-                                self._flush_pending(now)
-                            return
-                    finally:
-                        self._busy = False
+        fields = None if predicted else _predict(src, dst, payload, not trusted)
+        if fields:
+            sport, dport, seq, ack, window, tsval, ecr = fields
+            conn = self.connections.get((src, sport, dport))
+            if conn is not None and conn.state is ESTABLISHED:
+                self._busy = True
+                try:
+                    if conn.fast_path(seq, ack, window, tsval, ecr, payload[32:], now):
+                        counters.inc("tcp.in_segs")
+                        d = conn.next_deadline()
+                        if d is not None:
+                            at = self._timer_at.get(conn)
+                            if at is None or d < at:
+                                self._track(conn)
+                        if self._pending:
+                            self._flush_pending(now)
+                        return
+                finally:
+                    self._busy = False
         try:
             seg = parse_tcp(payload, verify=False) if trusted else parse_tcp(payload, src=src, dst=dst)
         except MalformedPacket as e:

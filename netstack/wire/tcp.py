@@ -50,7 +50,7 @@ from netstack.wire.tcp_options import (
 __all__ = [
     "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS", "FLAG_MASK", "TCP_HEADER_LEN",
     "PROTO_TCP", "flags_str", "TCPOptions", "TCPSegment", "parse_tcp", "parse_options", "build_options",
-    "encode_options", "max_sack_blocks", "build_tcp", "tcp_segment", "pseudo_header_sum",
+    "encode_options", "max_sack_blocks", "build_tcp", "tcp_segment", "pseudo_header_sum", "predict_ts_segment",
 ]
 
 FIN = 0x01
@@ -234,6 +234,41 @@ def parse_tcp(buf, *, src=None, dst=None, verify: bool = True) -> TCPSegment:
     s.checksum_ok = ok
     s._view = mv
     return s
+
+
+#: The fields header prediction reads: the fixed header and NOP,NOP,TS (a 32-byte header), without
+#: the checksum (verified over the whole segment) and the urgent pointer (URG is not predicted).
+_PREDICT_FIELDS = struct.Struct("!HHIIHH4xIII").unpack_from
+#: data offset 8 words with flags ACK, or ACK|PSH, nothing else (no SYN/FIN/RST/URG/ECE/CWR/NS)
+_PREDICT_OFFFLAGS = (0x8010, 0x8018)
+_NOP_NOP_TS = 0x0101080A
+
+
+def _predict_ts_segment(src: int, dst: int, segment, verify: bool = True):
+    """The header read of header prediction (Van Jacobson; RFC 9293 §3.1 layout), in Python.
+
+    None unless ``segment`` has the layout of (nearly) every segment of an established
+    connection with timestamps: at least 32 bytes, data offset 8 words, flags ACK or
+    ACK|PSH and nothing else, the options starting NOP,NOP,TS (RFC 7323 Appendix A).
+    Then, with ``verify``, False if the checksum over the pseudo-header does not verify
+    (RFC 9293 §3.1); else ``(src_port, dst_port, seq, ack, window, tsval, tsecr)``.
+    :func:`predict_ts_segment` is this, or its native twin (identical results).
+    """
+    try:
+        sport, dport, seq, ack, offflags, window, word, tsval, tsecr = _PREDICT_FIELDS(segment)
+    except struct.error:                       # under 32 bytes
+        return None
+    if offflags not in _PREDICT_OFFFLAGS or word != _NOP_NOP_TS:
+        return None
+    if verify and _phc(src, dst, 6, segment):
+        return False
+    return sport, dport, seq, ack, window, tsval, tsecr
+
+
+_entry = _cs.native_entry()
+#: ``predict_ts_segment(src, dst, segment, verify)``: see :func:`_predict_ts_segment`; natively
+#: (netstack._native_entry, one call for the read and the checksum) when that was built.
+predict_ts_segment = _entry.predict_ts_segment if _entry is not None else _predict_ts_segment
 
 
 def build_tcp(buf, offset: int, *, src: int, dst: int, src_port: int, dst_port: int, seq: int, ack: int,

@@ -318,17 +318,18 @@ def _entry():
     if not _native_available():
         pytest.skip(checksum.describe())
     try:
-        from netstack import _checksum_entry
+        from netstack import _native_entry
     except ImportError:
         if os.environ.get("NETSTACK_REQUIRE_NATIVE", "").strip().lower() not in ("", "0", "no", "false", "off"):
             raise
-        pytest.skip("netstack._checksum_entry not built: the cffi wrapper is used")
-    return _checksum_entry
+        pytest.skip("netstack._native_entry not built: the cffi wrapper is used")
+    return _native_entry
 
 
 def test_the_entry_is_what_pseudo_header_checksum_calls():
     entry = _entry()
     assert checksum.pseudo_header_checksum is entry.pseudo_header_checksum
+    assert checksum.native_entry() is entry
     assert "no CPython entry" not in checksum.describe()
 
 

@@ -163,7 +163,7 @@ def test_predicted_and_full_paths_agree_segment_by_segment(monkeypatch):
     results = []
     for predict in (True, False):
         if not predict:
-            monkeypatch.setattr(L, "_PREDICT_OFFFLAGS", ())        # every segment takes the full path
+            monkeypatch.setattr(L, "_predict", lambda *a: None)    # every segment takes the full path
         layer, conn, peer = _established()
         layer.outbox.clear()
         trace = []
