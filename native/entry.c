@@ -1,9 +1,10 @@
 /*
- * netstack._native_entry: CPython entry points to native code for the two
- * things done to every TCP segment received: its pseudo-header checksum
- * (RFC 9293 §3.1), also computed for every segment sent, and the read of the
- * header that header prediction takes (netstack.wire.tcp.predict_ts_segment,
- * whose pure-Python twin says exactly what it checks).
+ * netstack._native_entry: CPython entry points to native code for what is
+ * done to every datagram received: the IPv4 layer's fast-path read of a plain
+ * header (netstack.wire.ipv4.read_plain_ipv4), the read of the TCP header that
+ * header prediction takes (netstack.wire.tcp.predict_ts_segment), each with a
+ * pure-Python twin that says exactly what it checks, and the pseudo-header
+ * checksum (RFC 9293 §3.1), also computed for every segment sent.
  *
  * Through cffi the checksum call costs a Python frame (netstack.checksum's
  * wrapper), an ffi.from_buffer object for the memoryview, and cffi's argument
@@ -101,6 +102,24 @@ be32(const unsigned char *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+/* A tuple of n ints. */
+static PyObject *
+tuple_of(const uint32_t *values, int n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(values[i]);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SetItem(t, i, v);       /* steals v */
+    }
+    return t;
+}
+
 /* netstack.wire.tcp.predict_ts_segment: see its pure-Python twin there.  None unless the
  * segment is at least 32 bytes with data offset 8, flags ACK or ACK|PSH and NOP,NOP,TS first;
  * then False when ``verify`` and the checksum does not verify; else the tuple
@@ -114,7 +133,6 @@ entry_predict_ts_segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     const unsigned char *p;
     uint32_t offflags;
     int verify;
-    PyObject *result;
 
     if (nargs != 4) {
         PyErr_Format(PyExc_TypeError, "predict_ts_segment(src, dst, segment, verify) takes 4 arguments, "
@@ -152,21 +170,58 @@ entry_predict_ts_segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         const uint32_t fields[7] = { be16(p), be16(p + 2), be32(p + 4), be32(p + 8), be16(p + 14),
                                      be32(p + 24), be32(p + 28) };
         PyBuffer_Release(&view);
-        result = PyTuple_New(7);
-        if (result == NULL)
-            return NULL;
-        for (int i = 0; i < 7; i++) {
-            PyObject *v = PyLong_FromUnsignedLong(fields[i]);
-            if (v == NULL) {
-                Py_DECREF(result);
-                return NULL;
-            }
-            PyTuple_SetItem(result, i, v);     /* steals v */
-        }
-        return result;
+        return tuple_of(fields, 7);
     }
 
 not_predicted:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+/* netstack.wire.ipv4.read_plain_ipv4: see its pure-Python twin there.  (protocol, source, total
+ * length) of a datagram to ``addr`` with a 20-byte header (version 4, IHL 5), not a fragment, whose
+ * total length fits the buffer and whose header checksum verifies (RFC 791 §3.1, RFC 1071); None
+ * for anything else. */
+static PyObject *
+entry_read_plain_ipv4(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    Py_buffer view;
+    const unsigned char *p;
+    uint32_t tlen, sum;
+    unsigned long addr;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "read_plain_ipv4(buf, addr) takes 2 arguments, %zd given", nargs);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = (const unsigned char *)view.buf;
+    if (view.len < 20 || p[0] != 0x45)
+        goto not_plain;
+    tlen = be16(p + 2);
+    if (tlen < 20 || (Py_ssize_t)tlen > view.len || (be16(p + 6) & 0x3FFF) != 0)
+        goto not_plain;
+    addr = PyLong_AsUnsignedLong(args[1]);
+    if (addr == (unsigned long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();                  /* not an address we can be: nothing is for it */
+        goto not_plain;
+    }
+    if (be32(p + 16) != addr)
+        goto not_plain;
+    sum = 0;
+    for (int i = 0; i < 20; i += 2)
+        sum += be16(p + i);
+    if (sum % 0xFFFF != 0)              /* RFC 1071 §2: a valid header sums to -0 (modulo 2**16 - 1) */
+        goto not_plain;
+    {
+        const uint32_t fields[3] = { p[9], be32(p + 12), tlen };
+        PyBuffer_Release(&view);
+        return tuple_of(fields, 3);
+    }
+
+not_plain:
     PyBuffer_Release(&view);
     Py_RETURN_NONE;
 }
@@ -178,6 +233,8 @@ static PyMethodDef entry_methods[] = {
      "pseudo_header_checksum(src, dst, proto, data): netstack.checksum.pseudo_header_checksum, natively."},
     {"predict_ts_segment", (PyCFunction)(void (*)(void))entry_predict_ts_segment, METH_FASTCALL,
      "predict_ts_segment(src, dst, segment, verify): netstack.wire.tcp.predict_ts_segment, natively."},
+    {"read_plain_ipv4", (PyCFunction)(void (*)(void))entry_read_plain_ipv4, METH_FASTCALL,
+     "read_plain_ipv4(buf, addr): netstack.wire.ipv4.read_plain_ipv4, natively."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -49,7 +49,9 @@ from netstack.ip.reassembly import Reassembler
 from netstack.ip.udp import UDPInput
 from netstack.wire import icmp as W
 from netstack.wire.errors import MalformedPacket
-from netstack.wire.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4_header, iter_ipv4_options, parse_ipv4
+from netstack.wire.ipv4 import (
+    PROTO_ICMP, PROTO_UDP, build_ipv4_header, iter_ipv4_options, parse_ipv4, read_plain_ipv4,
+)
 
 if TYPE_CHECKING:
     from netstack.transport import Transport
@@ -58,9 +60,8 @@ __all__ = ["IPLayer", "DatagramTooBig"]
 
 log = logging.getLogger("netstack.ip")
 
-#: the fixed 20-byte IPv4 header (RFC 791 §3.1), for the fast paths of input() and send()
+#: the fixed 20-byte IPv4 header (RFC 791 §3.1), for the fast paths of send()
 _HDR = struct.Struct("!BBHHHBBHII")
-_unpack_hdr = _HDR.unpack_from
 _pack_hdr = _HDR.pack_into
 _pack_hdr_bytes = _HDR.pack
 #: is_unique_unicast by the address's first octet, for the fast path of input_batch: 0/8, 127/8,
@@ -150,11 +151,10 @@ class IPLayer:
         Never raises for bad input.
 
         The stack's loop calls this once per wakeup.  Nearly every datagram takes the fast
-        path here, inline: a 20-byte header (no options) for our address, not a fragment,
-        from a unique unicast source (RFC 1122 §3.2.1.3), to a registered transport, with
-        a header checksum that verifies, computed from the unpacked fields (RFC 1071 §2:
-        the ones' complement sum is the sum modulo 0xFFFF, a 32-bit field adding as its
-        two halves), so no IPv4Packet is built.  Consecutive such datagrams for a transport
+        path here: a 20-byte header (no options) for our address, not a fragment, with a
+        header checksum that verifies (all read in one call, :func:`~netstack.wire.ipv4.read_plain_ipv4`),
+        from a unique unicast source (RFC 1122 §3.2.1.3), to a registered transport, so no
+        IPv4Packet is built.  Consecutive such datagrams for a transport
         that takes them in runs (``on_datagrams(items, now, trusted)``, as TCP does) go to
         it as one run of ``(src, dst, payload)``, in order (the transport is looked up once
         per run: a datagram of the run's protocol and trust joins it directly); the counters
@@ -170,57 +170,57 @@ class IPLayer:
         run_trust = False
         run_proto = -1                 # the protocol whose transport is run_to (-1: none yet)
         unicast = _UNICAST_TOP
+        read_plain = read_plain_ipv4
         try:
             for buf, meta in batch:
                 mv = buf if type(buf) is memoryview else memoryview(buf)
                 trust = meta is not None and (meta.needs_csum or meta.data_valid)
-                n = len(mv)
-                if n >= 20 and mv.itemsize == 1:
-                    vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(mv)
-                    if (vihl == 0x45 and dst == addr and 20 <= tlen <= n and not frag & 0x3FFF
-                            and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst)
-                            % 0xFFFF == 0 and unicast[src >> 24] and src != bcast):
-                        if proto == run_proto and trust is run_trust:
-                            # the run goes on (nearly every TCP datagram of a batch): as below, without
-                            # looking the transport up again
-                            delivered += 1
-                            if trust:
-                                trusted_n += 1
-                            run.append((src, dst, mv[20:tlen]))
-                            continue
-                        entry = entries.get(proto)
-                        if entry is not None:
-                            many, one, trusted_one = entry
-                            if trust:
-                                if trusted_one is None:
-                                    if run:
-                                        self._deliver_run(run_to, run, run_trust, now)
-                                        run = []
-                                    self._input_offloaded_full(mv, meta, now)
-                                    run_proto = -1          # (code ran that may have changed the transports)
-                                    continue
-                                trusted_n += 1
-                            delivered += 1
-                            if many is not None:
-                                if many is not run_to or trust is not run_trust:
-                                    if run:
-                                        self._deliver_run(run_to, run, run_trust, now)
-                                        run = []
-                                    run_to = many
-                                    run_trust = trust
-                                    run_proto = proto
-                                run.append((src, dst, mv[20:tlen]))
+                # a plain header for us that verifies (wire.ipv4.read_plain_ipv4), from a unique
+                # unicast source (RFC 1122 §3.2.1.3; is_unique_unicast, inlined)
+                if (mv.itemsize == 1 and (head := read_plain(mv, addr)) is not None
+                        and unicast[head[1] >> 24] and head[1] != bcast):
+                    proto, src, tlen = head
+                    if proto == run_proto and trust is run_trust:
+                        # the run goes on (nearly every TCP datagram of a batch): as below, without
+                        # looking the transport up again
+                        delivered += 1
+                        if trust:
+                            trusted_n += 1
+                        run.append((src, addr, mv[20:tlen]))
+                        continue
+                    entry = entries.get(proto)
+                    if entry is not None:
+                        many, one, trusted_one = entry
+                        if trust:
+                            if trusted_one is None:
+                                if run:
+                                    self._deliver_run(run_to, run, run_trust, now)
+                                    run = []
+                                self._input_offloaded_full(mv, meta, now)
+                                run_proto = -1          # (code ran that may have changed the transports)
                                 continue
-                            if run:
-                                self._deliver_run(run_to, run, run_trust, now)
-                                run = []
-                            try:
-                                (trusted_one if trust else one)(src, dst, mv[20:tlen], now)
-                            except Exception:  # a transport bug must not kill the loop
-                                self.counters.inc("ip.in.drop.transport_error")
-                                log.exception("transport %d failed on a datagram", proto)
-                            run_proto = -1
+                            trusted_n += 1
+                        delivered += 1
+                        if many is not None:
+                            if many is not run_to or trust is not run_trust:
+                                if run:
+                                    self._deliver_run(run_to, run, run_trust, now)
+                                    run = []
+                                run_to = many
+                                run_trust = trust
+                                run_proto = proto
+                            run.append((src, addr, mv[20:tlen]))
                             continue
+                        if run:
+                            self._deliver_run(run_to, run, run_trust, now)
+                            run = []
+                        try:
+                            (trusted_one if trust else one)(src, addr, mv[20:tlen], now)
+                        except Exception:  # a transport bug must not kill the loop
+                            self.counters.inc("ip.in.drop.transport_error")
+                            log.exception("transport %d failed on a datagram", proto)
+                        run_proto = -1
+                        continue
                 if run:
                     self._deliver_run(run_to, run, run_trust, now)
                     run = []

@@ -37,7 +37,7 @@ __all__ = [
     "PROTO_ICMP", "PROTO_TCP", "PROTO_UDP", "IPV4_HEADER_LEN", "IPV4_MAX_HEADER_LEN",
     "FLAG_RESERVED", "FLAG_DF", "FLAG_MF",
     "ip2int", "int2ip", "IPv4Packet", "parse_ipv4", "parse_ipv4_quoted",
-    "build_ipv4_header", "ipv4_packet", "iter_ipv4_options",
+    "build_ipv4_header", "ipv4_packet", "iter_ipv4_options", "read_plain_ipv4",
 ]
 
 PROTO_ICMP = 1
@@ -242,6 +242,34 @@ def parse_ipv4(buf, *, verify: bool = True, _quoted: bool = False) -> IPv4Packet
     p.checksum_ok = ok
     p._view = mv
     return p
+
+
+def _read_plain_ipv4(buf, addr: int):
+    """The IPv4 layer's fast-path read of a datagram (RFC 791 §3.1, RFC 1122 §3.2.1), in Python.
+
+    ``(protocol, src, total_length)`` when ``buf`` (bytes or a byte memoryview) holds a
+    datagram for ``addr`` (an int) with the plain 20-byte header (version 4, IHL 5), not a
+    fragment (MF clear, offset 0), a total length of at least 20 that fits the buffer, and a
+    header checksum that verifies; None for anything else (which the full path then parses,
+    counting its drops by reason).  The checksum is computed from the unpacked fields: the
+    ones' complement sum is the sum modulo 2**16 - 1, a 32-bit field adding as its two halves
+    (RFC 1071 §2), and a valid header sums to -0.  :func:`read_plain_ipv4` is this, or its
+    native twin (identical results).
+    """
+    try:
+        vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(buf)
+    except struct.error:                       # under 20 bytes
+        return None
+    if (vihl == 0x45 and dst == addr and 20 <= tlen <= len(buf) and not frag & 0x3FFF
+            and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst) % 0xFFFF == 0):
+        return proto, src, tlen
+    return None
+
+
+_entry = _cs.native_entry()
+#: ``read_plain_ipv4(buf, addr)``: see :func:`_read_plain_ipv4`; natively (netstack._native_entry)
+#: when that was built.
+read_plain_ipv4 = _entry.read_plain_ipv4 if _entry is not None else _read_plain_ipv4
 
 
 def parse_ipv4_quoted(buf) -> IPv4Packet:
