@@ -66,6 +66,18 @@ class WorkerPool:
     def submit(self, fn, *args) -> asyncio.Future:
         """Run ``fn(*args)`` in a worker; returns a future of this loop with its result (or exception).
         Call from the event loop's thread."""
+        fut = self._bind().create_future()
+        self._put((fn, args, fut))
+        return fut
+
+    def call(self, fn, args: tuple, done) -> None:
+        """Run ``fn(*args)`` in a worker, then ``done(result, exception)`` in the loop, called from
+        the hand-over itself (no future, no task to wake: the cheaper form of :meth:`submit` for
+        callback-driven code).  Call from the event loop's thread."""
+        self._bind()
+        self._put((fn, args, done))
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
         if self._closed:
             raise RuntimeError("worker pool is shut down")
         loop = asyncio.get_running_loop()
@@ -74,14 +86,15 @@ class WorkerPool:
             _live.add(self)
         elif loop is not self._loop:
             raise RuntimeError("a worker pool serves one event loop")
-        fut = loop.create_future()
+        return loop
+
+    def _put(self, job) -> None:
         self._outstanding += 1
-        self._jobs.put((fn, args, fut))
+        self._jobs.put(job)
         if self._outstanding > len(self._threads) and len(self._threads) < self._max:
             t = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
             t.start()
             self._threads.append(t)
-        return fut
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -109,6 +122,13 @@ class WorkerPool:
             done, self._done = self._done, []
         self._outstanding -= len(done)
         for fut, result, exc in done:
+            if not isinstance(fut, asyncio.Future):     # call(): a plain callback
+                try:
+                    fut(result, exc)
+                except Exception as cb_exc:   # noqa: BLE001 - one failing callback must not lose the others
+                    self._loop.call_exception_handler({"message": "worker pool: result callback failed",
+                                                       "exception": cb_exc})
+                continue
             if fut.cancelled():
                 if exc is not None and not isinstance(exc, Exception):
                     log.error("worker job raised %r after its waiter went away", exc)

@@ -103,6 +103,13 @@ async def kernel_transport():
         state["port"] = srv.sockets[0].getsockname()[1]
         return srv
 
+    async def create(protocol_factory):
+        srv = await asyncio.get_running_loop().create_server(protocol_factory, "127.0.0.1", 0, backlog=256)
+        state["port"] = srv.sockets[0].getsockname()[1]
+        return srv
+
+    starter.protocol = create
+
     def opener():
         return asyncio.open_connection("127.0.0.1", state["port"])
 
@@ -119,7 +126,7 @@ async def netstack_memory_transport():
     (kernel client, netstack server) is for the integrating code to register.
     """
     from netstack.link.memory import MemoryLink
-    from netstack.sockets.streams import open_connection, start_server
+    from netstack.sockets.streams import create_server, open_connection, start_server
     from netstack.stack import Stack
 
     la, lb = MemoryLink.pair(mtu=1500)
@@ -132,6 +139,8 @@ async def netstack_memory_transport():
 
     def starter(handler):
         return start_server(server, handler, port=25, backlog=256)
+
+    starter.protocol = lambda factory: create_server(server, factory, port=25, backlog=256)
 
     def opener():
         return open_connection(client, "10.9.0.2", 25, nodelay=True)   # as asyncio does on kernel sockets
@@ -157,7 +166,7 @@ async def netstack_tun_transport():
     import socket
 
     from netstack.link.lab import Lab
-    from netstack.sockets.streams import start_server
+    from netstack.sockets.streams import create_server, start_server
     from netstack.stack import Stack
 
     name = f"nsb{os.getpid() % 100000}s{next(_lab_counter)}"[:15]
@@ -189,6 +198,8 @@ async def netstack_tun_transport():
         def starter(handler):
             return start_server(stack, handler, port=25, backlog=256)
 
+        starter.protocol = lambda factory: create_server(stack, factory, port=25, backlog=256)
+
         async def opener():
             sock = await loop.run_in_executor(pool, new_socket)
             try:
@@ -215,7 +226,9 @@ TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_tra
 
 def register_transport(name: str, factory) -> None:
     """Add a transport: ``factory()`` -> async context manager yielding ``(starter, opener)``.  An
-    ``opener.endpoint()`` -> ``(netns or None, host, port)`` lets external clients (smtp-source) reach it."""
+    ``opener.endpoint()`` -> ``(netns or None, host, port)`` lets external clients (smtp-source) reach it;
+    a ``starter.protocol(protocol_factory)`` (a ``create_server``) serves our SMTP as protocols on the
+    transports, the way ``netstack serve`` does (without it, on the starter's stream pairs)."""
     TRANSPORTS[name] = factory
 
 
@@ -376,9 +389,16 @@ async def measure_ours(starter, opener, *, delivery, clients: int, messages: int
     from smtp.session import SessionConfig
 
     server = SmtpServer(SessionConfig(hostname="bench"), delivery=delivery, max_connections=10_000)
-    srv = await server.start(starter)
+    srv = await _start_ours(server, starter)
     return await _drive_then_close(srv, opener, lambda: server.accepted, "ours", client=client,
                                    clients=clients, messages=messages, reuse=reuse, size=size)
+
+
+def _start_ours(server, starter):
+    """Our server as it is served (conversations as protocols on the transports) where the
+    transport offers ``starter.protocol``, else on the starter's stream pairs."""
+    create = getattr(starter, "protocol", None)
+    return server.start_protocol(create) if create is not None else server.start(starter)
 
 
 async def _drive_then_close(srv, opener, accepted, name, *, messages, client="python", **kw) -> float:
@@ -713,7 +733,7 @@ async def measure_idle_sessions(starter, opener, n: int) -> tuple[int, float, fl
     from smtp.session import SessionConfig
 
     server = SmtpServer(SessionConfig(hostname="bench"), max_connections=n + 10)
-    ours = await _heap_per_connection(lambda h: server.start(starter), opener, n, lambda: server.active)
+    ours = await _heap_per_connection(lambda h: _start_ours(server, starter), opener, n, lambda: server.active)
     bare_active = [0]
 
     async def bare(reader, writer):

@@ -97,3 +97,42 @@ def test_threads_start_as_needed_up_to_the_limit_and_shutdown_waits_for_queued_j
             pool.submit(lambda: 0)
 
     asyncio.run(main())
+
+
+def test_call_hands_the_result_or_exception_to_its_callback_inside_the_hand_over():
+    """``call``: no future; the callback runs in the loop, from the hand-over itself, with
+    (result, None) or (None, exception); a failing callback does not lose the others."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["exception"]))
+        pool = WorkerPool(2, name="t")
+        got = []
+        done = asyncio.Event()
+
+        def record(tag):
+            def cb(result, exc):
+                got.append((tag, result, type(exc).__name__ if exc else None, threading.current_thread()))
+                if len(got) == 3:
+                    done.set()
+            return cb
+
+        def boom():
+            raise OSError(28, "No space left on device")
+
+        def bad_callback(result, exc):
+            raise RuntimeError("callback bug")
+
+        pool.call(lambda a, b: a * b, (6, 7), record("mul"))
+        pool.call(boom, (), record("boom"))
+        pool.call(lambda: None, (), bad_callback)
+        pool.call(lambda: "last", (), record("last"))
+        await asyncio.wait_for(done.wait(), 5)
+        pool.shutdown()
+        return got, errors
+
+    got, errors = asyncio.run(main())
+    assert sorted((t, r, e) for t, r, e, _ in got) == [("boom", None, "OSError"), ("last", "last", None),
+                                                         ("mul", 42, None)]
+    assert all(th is threading.main_thread() for *_, th in got)
+    assert [type(e) for e in errors] == [RuntimeError]
