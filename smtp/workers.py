@@ -43,7 +43,7 @@ class WorkerPool:
         self._done: list = []                # (future, result, exception) finished, not yet handed over
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._outstanding = 0                # submitted, result not yet handed over (loop thread only)
+        self._pending = 0                    # submitted and not yet finished by a worker (under _lock)
         self._closed = False
         self.wakeups = 0                     #: times a worker woke the loop (results hand over in batches)
 
@@ -89,9 +89,14 @@ class WorkerPool:
         return loop
 
     def _put(self, job) -> None:
-        self._outstanding += 1
+        with self._lock:
+            self._pending += 1
+            pending = self._pending
         self._jobs.put(job)
-        if self._outstanding > len(self._threads) and len(self._threads) < self._max:
+        # a thread more only when every thread has a job: results waiting for the loop do not
+        # count (a busy loop picks them up late), so quick jobs keep to few threads (fewer
+        # threads waking, fewer contending for the GIL) and slow ones (an fsync) get many
+        if pending > len(self._threads) and len(self._threads) < self._max:
             t = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -108,6 +113,7 @@ class WorkerPool:
             except BaseException as exc:     # noqa: BLE001 - handed to the awaiting task
                 outcome = (fut, None, exc)
             with self._lock:
+                self._pending -= 1
                 self._done.append(outcome)
                 first = len(self._done) == 1
             if first:
@@ -120,7 +126,6 @@ class WorkerPool:
     def _hand_over(self) -> None:
         with self._lock:
             done, self._done = self._done, []
-        self._outstanding -= len(done)
         for fut, result, exc in done:
             if not isinstance(fut, asyncio.Future):     # call(): a plain callback
                 try:

@@ -136,3 +136,23 @@ def test_call_hands_the_result_or_exception_to_its_callback_inside_the_hand_over
                                                          ("mul", 42, None)]
     assert all(th is threading.main_thread() for *_, th in got)
     assert [type(e) for e in errors] == [RuntimeError]
+
+
+def test_a_finished_job_waiting_for_the_loop_does_not_start_another_thread():
+    """Quick jobs keep to few threads: a result the busy loop has not picked up yet does not count
+    as work in a thread, so the next job goes to the thread that is free."""
+    async def main():
+        pool = WorkerPool(4, name="t")
+        first = pool.submit(lambda: 1)
+        for _ in range(5000):                 # the loop stays busy while the job ends
+            if pool.finished == 1:
+                break
+            threading.Event().wait(0.001)
+        second = pool.submit(lambda: 2)
+        results = await asyncio.gather(first, second)
+        threads = pool.threads
+        pool.shutdown()
+        return results, threads
+
+    results, threads = asyncio.run(main())
+    assert results == [1, 2] and threads == 1
