@@ -84,7 +84,7 @@ import time
 from .delivery import MaildirDelivery, MemorySink
 from .replies import reply
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
-from .tls import PlainStream, TlsStream, set_nodelay
+from .tls import TlsStream, set_nodelay
 from .workers import WorkerPool
 
 log = logging.getLogger("smtp.server")
