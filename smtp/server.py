@@ -132,6 +132,7 @@ class _Conversation(asyncio.Protocol):
         self._ended = False
         self._counted = False             # in server.active / _per_ip
         self._reading_paused = False      # we paused the transport's reading
+        self._writing_paused = False      # the transport's buffer is above its high-water mark
         self._write = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = 0.0        # the session deadline the timer was set for
@@ -184,11 +185,16 @@ class _Conversation(asyncio.Protocol):
         self._lost()
         self._uncount()
 
-    def pause_writing(self) -> None:      # the client does not read its replies: stop reading
+    def pause_writing(self) -> None:
+        """The client does not read its replies: read no more commands (what the stream driver's
+        drain() does) until the transport's buffer has gone down."""
+        self._writing_paused = True
         self._pause(True)
 
     def resume_writing(self) -> None:
-        self._pause(False)
+        self._writing_paused = False
+        if not self._busy:
+            self._pause(False)
 
     # ------------------------------------------------------------- the conversation
 
@@ -220,7 +226,7 @@ class _Conversation(asyncio.Protocol):
                 self._end()                   # (shutdown: past the drain deadline)
                 return
             break
-        if self._reading_paused:
+        if self._reading_paused and not self._writing_paused:
             self._pause(False)
         self._arm()
 
@@ -471,8 +477,8 @@ class _Conversation(asyncio.Protocol):
 
 
 class _StreamLink:
-    """What a conversation in stream mode writes to and closes: the writer of a stream pair
-    (reading is the read loop's: ``_run_streams``)."""
+    """The transport of a conversation in stream mode: writes go to the writer of the stream
+    pair (reading and closing are the read loop's: ``_run_streams``)."""
 
     __slots__ = ("writer", "write")
 

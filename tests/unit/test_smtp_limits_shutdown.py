@@ -248,3 +248,22 @@ def test_protocol_refusals_and_shutdown_close_the_transport():
     assert out1.startswith(b"220 ") and closed1
     assert out1.endswith(b"421 mx.example.test Service shutting down, closing the connection\r\n")
     assert server.refused_per_ip == 1 and server.active == 1     # the first one's connection_lost is still to come
+
+
+def test_protocol_reads_no_more_commands_while_the_client_does_not_read_its_replies():
+    """pause_writing (the transport's buffer above its high-water mark) pauses reading until
+    resume_writing, whatever commands were already on their way (the stream driver drains
+    before it reads)."""
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=MemorySink())
+        conv, transport = _connect(server)
+        conv.pause_writing()
+        paused = transport.paused
+        conv.data_received(b"NOOP\r\n")                  # already in flight: answered, reading stays paused
+        still = transport.paused
+        conv.resume_writing()
+        return paused, still, transport.paused, bytes(transport.out)
+
+    paused, still, after, out = asyncio.run(main())
+    assert paused and still and not after
+    assert out.endswith(b"250 Ok\r\n")
