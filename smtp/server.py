@@ -1,20 +1,35 @@
-"""The SMTP server: runs sans-I/O sessions (smtp.session) on injected streams.
+"""The SMTP server: runs sans-I/O sessions (smtp.session) on injected transports or streams.
 
-Nothing here opens a socket by itself.  ``SmtpServer.handle(reader, writer)``
-is a connection handler with the signature of ``asyncio.start_server``'s
-callback and works with any stream pair offering ``read``, ``write``,
-``drain``, ``close``, ``wait_closed`` and ``get_extra_info('peername')``:
-asyncio's kernel streams or netstack's own.  To listen::
+Nothing here opens a socket by itself.  Two ways to serve, with the same
+conversation (``_Conversation``: the session's replies out, the client's
+bytes in, its events acted on) and the same behaviour:
+
+- ``SmtpServer.protocol`` is an ``asyncio.Protocol`` factory for
+  ``loop.create_server`` or netstack's ``streams.create_server``: the
+  conversation runs straight on the transport's callbacks, a reply written
+  from the callback that delivered its command (no task to wake per
+  command).  This is how ``netstack serve`` and ``smtp_server`` serve.
+- ``SmtpServer.handle(reader, writer)`` is a connection handler with the
+  signature of ``asyncio.start_server``'s callback and works with any stream
+  pair offering ``read``, ``write``, ``drain``, ``close``, ``wait_closed``
+  and ``get_extra_info('peername')``: a small read loop feeds the same
+  conversation.
+
+To listen::
 
     from netstack.sockets import streams
     server = SmtpServer(SessionConfig(hostname="mx.example.test"), maildir="./mail")
-    srv = await server.start(functools.partial(asyncio.start_server, host="127.0.0.1", port=2525))  # kernel
-    srv = await server.start(functools.partial(streams.start_server, stack, port=25))              # netstack
+    loop = asyncio.get_running_loop()
+    srv = await server.start_protocol(functools.partial(loop.create_server, host="127.0.0.1", port=2525))  # kernel
+    srv = await server.start_protocol(functools.partial(streams.create_server, stack, port=25))           # netstack
+    srv = await server.start(functools.partial(streams.start_server, stack, port=25))      # on stream pairs
 
-(``netstack.cli.serve_smtp`` does the latter for ``netstack serve``.)
+(``netstack.cli.serve_smtp`` does the second for ``netstack serve``.)
 
 STARTTLS (RFC 3207) swaps the plaintext stream for a ``smtp.tls.TlsStream``
-over the same reader/writer, so TLS works on any stream pair.
+over the same reader/writer, so TLS works on any stream pair; a conversation
+running as a protocol first moves onto asyncio streams over its transport
+(``transport.set_protocol``) and goes on there.
 
 One log line per accepted message (logger ``smtp.server``, INFO)::
 
@@ -69,7 +84,7 @@ import time
 from .delivery import MaildirDelivery, MemorySink
 from .replies import reply
 from .session import AuthRequest, Close, MessageReady, SessionConfig, SmtpSession, StartTlsRequest
-from .tls import PlainStream, TlsStream, set_nodelay
+from .tls import TlsStream, set_nodelay
 from .workers import WorkerPool
 
 log = logging.getLogger("smtp.server")
@@ -88,71 +103,391 @@ def new_queue_id() -> str:
     return f"{int(time.time()) & 0xFFFFFFFF:08X}{os.getpid() & 0x3FFFFF:06X}{next(_QID_SEQ) & 0xFFFFF:05X}"
 
 
-class _ReadDeadline:
-    """A session's deadlines (SmtpSession.next_deadline) while the server waits to read: one loop
-    timer per session, moved lazily.
+class _Conversation(asyncio.Protocol):
+    """One connection's conversation, driven by callbacks: the session's replies out, the
+    client's bytes in (``data_received``), its events acted on in order.
 
-    ``asyncio.timeout()`` around every read would make and cancel a timer per command.  A
-    session's deadline mostly moves later (every command line restarts the line and idle
-    clocks), so this keeps one timer at or before it: a timer that fires early is set again
-    for the deadline as it is then.  A deadline that has come while the task waits in
-    ``read()`` cancels the task, as ``asyncio.timeout()`` does; the read site asks
-    :meth:`expired` whether that cancellation was ours (then it polls the session) or
-    someone else's (shedding, shutdown: it propagates)."""
+    As an ``asyncio.Protocol`` it runs straight on a transport (:meth:`SmtpServer.protocol`,
+    ``loop.create_server`` or netstack's ``create_server``): a command's reply is written from
+    the callback that delivered the command, with no task to wake.  On a stream pair
+    (:meth:`SmtpServer.handle`) a small read loop feeds it the same way.  STARTTLS moves a
+    transport's conversation onto streams (a ``StreamReader`` over the same transport) and
+    carries on there under TLS (``smtp.tls.TlsStream``).
 
-    __slots__ = ("session", "clock", "loop", "task", "handle", "at", "deadline", "waiting", "fired")
+    While the session waits for us (a delivery, an AUTH check, the TLS handshake) reading is
+    paused, so the client's pipelined input stays in TCP's receive buffer and its window closes
+    (as the stream driver never reads then).  The session's deadlines run on one loop timer,
+    moved lazily: a session's deadline mostly moves later (every command restarts its line and
+    idle clocks), so the timer set stays at or before it, and a timer that fires early is set
+    again for the deadline as it is then."""
 
-    def __init__(self, session: SmtpSession, clock) -> None:
-        self.session = session
-        self.clock = clock
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        self.handle: asyncio.TimerHandle | None = None
-        self.at = 0.0                 # loop time the timer is set for
-        self.deadline = 0.0           # the session's deadline it was set for (the session's clock)
-        self.waiting = False          # the task waits in read()
-        self.fired = False            # we cancelled the task
+    def __init__(self, server: "SmtpServer") -> None:
+        self.server = server
+        self.transport = None             # a transport, or a _StreamLink in stream mode
+        self.session: SmtpSession | None = None
+        self.peer: tuple = ("unknown", 0)
+        self.ip = "unknown"
+        self._events: list = []           # the session's events not yet acted on
+        self._busy = False                # an event is being answered (delivery, AUTH, TLS)
+        self._ended = False
+        self._counted = False             # in server.active / _per_ip
+        self._reading_paused = False      # we paused the transport's reading
+        self._writing_paused = False      # the transport's buffer is above its high-water mark
+        self._write = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline = 0.0        # the session deadline the timer was set for
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None    # stream mode: the read loop
+        self._cancelled = False           # we cancelled that task (end of the conversation)
+        self._wakeup: asyncio.Future | None = None
+        self._want_tls = False
+        self._tls: TlsStream | None = None
+        self._gone = False                # the peer went away while a delivery ran
+        self._how = "closed"
 
-    def reading(self, deadline: float | None) -> None:
-        """The task is about to wait in read(); ``deadline`` on the session's clock, or None."""
-        self.waiting = True
-        if deadline is None or (self.handle is not None and deadline >= self.deadline):
-            return                    # none, or the timer set fires first
-        when = self.loop.time() + max(0.0, deadline - self.clock())
-        if self.handle is not None:
-            self.handle.cancel()
-        self.at, self.deadline = when, deadline
-        self.handle = self.loop.call_at(when, self._fire)
+    # ------------------------------------------------------------- asyncio.Protocol
 
-    def done(self) -> None:
-        self.waiting = False
+    def connection_made(self, transport) -> None:
+        server = self.server
+        self.transport = transport
+        self._write = transport.write
+        self._loop = asyncio.get_running_loop()
+        peer = transport.get_extra_info("peername") or ("unknown", 0)
+        self.peer = tuple(peer[:2]) if isinstance(peer, (tuple, list)) else (str(peer), 0)
+        self.ip = str(self.peer[0])
+        self._counted = True
+        server._opened(self.ip)
+        refusal = server._admission(self.ip)
+        if refusal is not None:
+            self._ended = True
+            transport.write(refusal)
+            if self._task is None:        # (stream mode: handle() drains and closes)
+                transport.close()
+            return
+        set_nodelay(transport)
+        session = self.session = SmtpSession(server.config, peer=self.peer, now=server.clock())
+        server._running[session] = self
+        self._advance()
 
-    def expired(self) -> bool:
-        """In ``except CancelledError`` at the read: True if the cancellation was (only) ours."""
-        if not self.fired:
-            return False
-        self.fired = False
-        return self.task.uncancel() == 0
+    def data_received(self, data) -> None:
+        if self._ended:
+            return
+        self._events += self.session.receive_data(data, self.server.clock())
+        self._advance()
 
-    def _fire(self) -> None:
-        self.handle = None
-        if not self.waiting or self.fired:
-            return                    # not reading: the next read sets the timer again
+    def eof_received(self) -> bool:
+        self._lost()
+        return False
+
+    def connection_lost(self, exc) -> None:
+        if exc is not None:
+            log.debug("connection from %s:%s ended: %s", self.peer[0], self.peer[1], exc)
+        self._lost()
+        self._uncount()
+
+    def pause_writing(self) -> None:
+        """The client does not read its replies: read no more commands (what the stream driver's
+        drain() does) until the transport's buffer has gone down."""
+        self._writing_paused = True
+        self._pause(True)
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if not self._busy:
+            self._pause(False)
+
+    # ------------------------------------------------------------- the conversation
+
+    def _advance(self) -> None:
+        """Write what the session queued and act on its events in order, until it needs input
+        (then read, with its deadline set) or waits for us."""
+        session = self.session
+        server = self.server
+        while True:
+            out = session.data_to_send()
+            if out:
+                self._write(out)
+            if self._busy or self._ended:
+                return
+            events = self._events
+            if events:
+                event = events.pop(0)
+                if isinstance(event, MessageReady):
+                    self._deliver(event.envelope)
+                elif isinstance(event, Close):
+                    self._end()
+                    return
+                elif isinstance(event, AuthRequest):
+                    self._check_auth(event)
+                elif isinstance(event, StartTlsRequest):
+                    self._starttls()
+                continue
+            if session.closed or server._hard_stop or session not in server._running:
+                self._end()                   # (shutdown: past the drain deadline)
+                return
+            break
+        if self._reading_paused and not self._writing_paused:
+            self._pause(False)
+        self._arm()
+
+    def _wait_for_driver(self) -> None:
+        self._busy = True
+        self._pause(True)
+
+    def _answered(self, events: list) -> None:
+        """The driver's answer (delivery, AUTH, TLS) is in: carry on (or end, if the client
+        went away meanwhile)."""
+        self._busy = False
+        if self._gone:
+            self.session.connection_lost()
+            self._end()
+            return
+        self._events += events
+        if not self._ended:
+            self._advance()
+
+    def _deliver(self, env) -> None:
+        server = self.server
+        qid = new_queue_id()
+        if not server.delivery.blocking:
+            try:
+                server.delivery.deliver(env, qid)
+            except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250
+                self._events += server._delivery_outcome(self.session, env, qid, exc)
+                return
+            self._events += server._delivery_outcome(self.session, env, qid, None)
+            return
+        self._wait_for_driver()
+        # the delivery runs to its end even if this conversation ends meanwhile (shed, shutdown)
+        server._delivery_pool().call(server.delivery.deliver, (env, qid),
+                                     lambda result, exc: self._answered(
+                                         server._delivery_outcome(self.session, env, qid, exc)))
+
+    def _check_auth(self, event: AuthRequest) -> None:
+        self._wait_for_driver()
+        fut = self._loop.run_in_executor(None, self.server.users.verify, event.username, event.password)
+
+        def done(f):
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                log.warning("AUTH check for %s failed: %s", self.peer[0], exc)
+            ok = exc is None and bool(f.result())
+            self._answered(self.session.auth_result(ok, self.server.clock(), event.username))
+
+        fut.add_done_callback(done)
+
+    def _starttls(self) -> None:
+        """RFC 3207: the 220, then the handshake, in the stream read loop (started here when the
+        conversation runs on a transport)."""
+        server = self.server
+        if server.tls_context is None:
+            self._events += self.session.starttls_refused(server.clock())
+            return
+        self._wait_for_driver()
+        self._want_tls = True
+        if self._task is None:
+            loop = self._loop
+            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+            proto = asyncio.StreamReaderProtocol(reader, loop=loop)
+            transport = self.transport
+            transport.set_protocol(proto)
+            proto.connection_made(transport)
+            writer = asyncio.StreamWriter(transport, proto, reader, loop)
+            if self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+            link = _StreamLink(writer)
+            self.transport, self._write = link, link.write
+            self._task = loop.create_task(self._run_streams(reader, writer))
+        else:
+            self._wake()
+
+    def _arm(self) -> None:
+        """The session reads: its deadline on the timer (moved only when it comes earlier)."""
         deadline = self.session.next_deadline()
+        if deadline is None or (self._timer is not None and deadline >= self._timer_deadline):
+            return                    # none, or the timer set fires first
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_deadline = deadline
+        loop = self._loop
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - self.server.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._ended or self._busy:
+            return                    # the next _advance sets it again
+        session = self.session
+        deadline = session.next_deadline()
         if deadline is None:
             return
-        delay = deadline - self.clock()
-        if delay > 0:                 # the deadline moved on since the timer was set
-            self.at, self.deadline = self.loop.time() + delay, deadline
-            self.handle = self.loop.call_at(self.at, self._fire)
+        now = self.server.clock()
+        if deadline > now:            # the deadline moved on since the timer was set
+            self._arm()
             return
-        self.fired = True
-        self.task.cancel()
+        self._events += session.poll(now)
+        self._advance()
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+    def _pause(self, paused: bool) -> None:
+        if paused == self._reading_paused or self._ended:
+            return
+        self._reading_paused = paused
+        if self._task is not None:
+            if not paused:
+                self._wake()
+            return
+        transport = self.transport
+        try:
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        except (AttributeError, RuntimeError):
+            pass
+
+    def _wake(self) -> None:
+        w = self._wakeup
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _end(self, how: str = "closed") -> None:
+        """The conversation is over: close the connection (after what was written)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._how = how
+        server = self.server
+        if self.session is not None and server._running.pop(self.session, None) is not None:
+            if server._idle_event is not None and not server._running:
+                server._idle_event.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._task
+        if task is not None:
+            if task is not asyncio.current_task():
+                self._cancelled = True
+                task.cancel()         # its read loop ends quietly and closes the streams
+            return
+        self.transport.close()
+
+    def _lost(self) -> None:
+        """The peer went away (EOF, reset): an unfinished transaction is dropped.  A delivery
+        under way finishes first (the session still waits for it, so a shutdown waits too)."""
+        if self._ended:
+            return
+        session = self.session
+        if session is not None and session.waiting == "deliver":
+            self._gone = True
+            self._events.clear()
+            return
+        if session is not None and not session.closed:
+            session.connection_lost()
+        self._end()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.server._closed(self.ip)
+
+    # ------------------------------------------------------------- stream mode
+
+    async def _run_streams(self, reader, writer) -> None:
+        """Read the client's bytes from a stream pair into the conversation (stream mode), and
+        run the TLS handshake when STARTTLS asks for it.  Ends with the conversation."""
+        read = reader.read
+        transport = getattr(writer, "transport", None)
+        buffered = transport.get_write_buffer_size if transport is not None else None
+        loop = self._loop
+        peer = self.peer
+        try:
+            while not self._ended:
+                if self._want_tls:
+                    self._want_tls = False
+                    read = await self._handshake(reader, writer)
+                    if read is None:
+                        self._lost()
+                        break
+                    if self._tls is not None:
+                        buffered = None
+                    continue
+                if self._reading_paused:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                    continue
+                if buffered is None or buffered():
+                    await (writer.drain() if self._tls is None else self._tls.drain())
+                data = await read(READ_SIZE)
+                if not data:
+                    self._lost()
+                    break
+                self.data_received(data)
+        except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
+            log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)
+            self._lost()
+        except asyncio.CancelledError:
+            if not self._cancelled:
+                self._lost()
+                raise
+            self._cancelled = False
+            asyncio.current_task().uncancel()
+            if self._how != "closed":
+                log.info("session with %s:%s closed by the server (%s)", peer[0], peer[1], self._how)
+        finally:
+            if not self._ended:
+                self._end()
+            if self._tls is not None:
+                self._tls.close()     # close_notify (RFC 8446 §6.1) before the TCP close
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, OSError, ssl.SSLError):
+                pass
+            self._uncount()
+
+    async def _handshake(self, reader, writer):
+        """STARTTLS accepted: the 220 in plaintext, then the handshake.  Returns the read
+        function from now on, or None when the handshake failed (the conversation ends)."""
+        server = self.server
+        session = self.session
+        try:
+            tls = TlsStream(reader, writer, server.tls_context, server_side=True)
+        except (ssl.SSLError, ValueError, TypeError) as exc:
+            log.warning("cannot start TLS: %s", exc)
+            self._answered(session.starttls_refused(server.clock()))
+            return reader.read
+        session.starttls_accepted(server.clock())
+        self._write(session.data_to_send())          # the 220, in plaintext
+        await writer.drain()
+        try:
+            async with asyncio.timeout(server.handshake_timeout):
+                await tls.handshake()
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            log.info("TLS handshake with %s:%s failed: %s", self.peer[0], self.peer[1], exc)
+            return None
+        self._tls = tls
+        self._write = tls.write
+        self._reading_paused = False
+        self._answered(session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0],
+                                               server.clock()))
+        return tls.read
+
+
+class _StreamLink:
+    """The transport of a conversation in stream mode: writes go to the writer of the stream
+    pair (reading and closing are the read loop's: ``_run_streams``)."""
+
+    __slots__ = ("writer", "write")
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+        self.write = writer.write
+
+    def get_extra_info(self, name, default=None):
+        return self.writer.get_extra_info(name, default)
 
 
 class SmtpServer:
@@ -205,57 +540,71 @@ class SmtpServer:
         self._listeners: list = []
         self._pool: WorkerPool | None = None
         self._idle_event: asyncio.Event | None = None
-        #: running sessions -> (the stream box, the task serving it)
-        self._running: dict[SmtpSession, tuple[list, asyncio.Task | None]] = {}
-        self._shed_tasks: set = set()
+        #: running sessions -> the conversation serving each
+        self._running: dict[SmtpSession, _Conversation] = {}
 
     async def start(self, starter):
-        """``starter(handler)`` -> awaitable listening server (e.g. a partial of asyncio.start_server)."""
+        """``starter(handler)`` -> awaitable listening server (e.g. a partial of asyncio.start_server):
+        the conversations run on its stream pairs (:meth:`handle`)."""
         srv = await starter(self.handle)
         self._listeners.append(srv)
         return srv
 
+    async def start_protocol(self, creator):
+        """``creator(protocol_factory)`` -> awaitable listening server, e.g. a partial of
+        ``loop.create_server`` or of ``netstack.sockets.streams.create_server``: the
+        conversations run as protocols straight on its transports (:meth:`protocol`), the fast
+        way; STARTTLS moves one onto streams over its transport."""
+        srv = await creator(self.protocol)
+        self._listeners.append(srv)
+        return srv
+
+    def protocol(self) -> asyncio.Protocol:
+        """A protocol for one connection (a protocol factory for ``create_server``)."""
+        return _Conversation(self)
+
     async def handle(self, reader, writer) -> None:
-        """One connection, start to finish. Never raises."""
-        peer = writer.get_extra_info("peername") or ("unknown", 0)
-        peer = tuple(peer[:2]) if isinstance(peer, (tuple, list)) else (str(peer), 0)
-        ip = str(peer[0])
-        self.active += 1
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        """One connection on a stream pair, start to finish (the signature of
+        ``asyncio.start_server``'s callback). Never raises."""
+        conv = _Conversation(self)
+        conv._task = asyncio.current_task()
+        link = _StreamLink(writer)
         try:
-            refusal = self._admission(ip)
-            if refusal is not None:
-                writer.write(refusal)
-                await writer.drain()
+            conv.connection_made(link)
+            if conv.session is None:              # refused
+                conv._uncount()
+                try:
+                    await writer.drain()
+                    writer.close()
+                    await writer.wait_closed()
+                except (ConnectionError, OSError, ssl.SSLError):
+                    pass
                 return
-            set_nodelay(writer)
-            await self._serve(reader, writer, peer)
-        except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError) as exc:
-            log.debug("connection from %s:%s ended: %s", peer[0], peer[1], exc)
+            await conv._run_streams(reader, writer)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task not in self._shed_tasks:
-                raise
-            self._shed_tasks.discard(task)
-            task.uncancel()
-            log.info("session with %s:%s closed by the server (%s)", peer[0], peer[1],
-                     "shutdown" if self.shutting_down else "shed for a new connection")
+            raise
         except Exception:   # noqa: BLE001 - a bug in one session must not kill the server
-            log.exception("session with %s:%s failed", peer[0], peer[1])
-        finally:
-            self.active -= 1
-            left = self._per_ip.get(ip, 1) - 1
-            if left > 0:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
-            if self._idle_event is not None and not self._running:
-                self._idle_event.set()
+            log.exception("session with %s:%s failed", conv.peer[0], conv.peer[1])
+            conv._end()
+            conv._uncount()
             try:
                 writer.close()
-                await writer.wait_closed()
             except (ConnectionError, OSError, ssl.SSLError):
                 pass
+
+    def _opened(self, ip: str) -> None:
+        self.active += 1
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+
+    def _closed(self, ip: str) -> None:
+        self.active -= 1
+        left = self._per_ip.get(ip, 1) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
+        if self._idle_event is not None and not self._running:
+            self._idle_event.set()
 
     def _admission(self, ip: str) -> bytes | None:
         """None to serve a new connection, else the 421 that refuses it (counted)."""
@@ -284,11 +633,11 @@ class SmtpServer:
         for srv in self._listeners:
             srv.close()
         now = self.clock()
-        for session, (box, task) in list(self._running.items()):
+        self._idle_event = asyncio.Event()
+        for session, conv in list(self._running.items()):
             session.begin_shutdown(now)
             if session.closed:
-                self._close_session(session, box, task)
-        self._idle_event = asyncio.Event()
+                self._close_conversation(conv, "shutdown")
         if self._running:
             try:
                 async with asyncio.timeout(max(0.0, drain_seconds)):
@@ -298,10 +647,10 @@ class SmtpServer:
             except TimeoutError:
                 pass
         self._hard_stop = True
-        for session, (box, task) in list(self._running.items()):
+        for session, conv in list(self._running.items()):
             if session.waiting != "deliver":         # a running delivery is always waited for
                 session.connection_lost()
-                self._close_session(session, box, task, reply_bytes=False)
+                conv._end("shutdown")
         while self._running:                          # only deliveries in flight remain
             self._idle_event.clear()
             await self._idle_event.wait()
@@ -311,17 +660,14 @@ class SmtpServer:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _close_session(self, session, box, task, *, reply_bytes: bool = True) -> None:
-        """Send what the session has queued (its 421) and end its task quietly."""
-        self._running.pop(session, None)
-        if reply_bytes:
-            try:
-                box[0].write(session.data_to_send())
-            except (ConnectionError, OSError, ssl.SSLError):
-                pass
-        if task is not None and task is not asyncio.current_task():
-            self._shed_tasks.add(task)
-            task.cancel()
+    @staticmethod
+    def _close_conversation(conv: _Conversation, how: str) -> None:
+        """Send what the session has queued (its 421) and end the conversation quietly."""
+        try:
+            conv._write(conv.session.data_to_send())
+        except (ConnectionError, OSError, ssl.SSLError, RuntimeError):
+            pass
+        conv._end(how)
 
     def _shed_one(self) -> bool:
         """Full: close the longest-stalled session (stalled >= ``shed_after``) with 421 4.3.2."""
@@ -335,113 +681,25 @@ class SmtpServer:
                 victim, oldest = session, since
         if victim is None:
             return False
-        box, task = self._running.pop(victim)
         victim.shed(now)
-        try:
-            box[0].write(victim.data_to_send())
-        except (ConnectionError, OSError, ssl.SSLError):
-            pass
-        if task is not None:
-            self._shed_tasks.add(task)       # handle() ends quietly and closes the connection
-            task.cancel()
+        self._close_conversation(self._running[victim], "shed for a new connection")
         self.sessions_shed += 1
         return True
 
-    async def _serve(self, reader, writer, peer) -> None:
-        """The conversation: the session's replies out, the client's bytes in, its events acted on.
-        (One coroutine, the read and write calls bound once: every level of coroutine and wrapper
-        is paid again at each resume, i.e. per command.)"""
-        clock = self.clock
-        session = SmtpSession(self.config, peer=peer, now=clock())
-        box = [PlainStream(reader, writer)]
-        self._running[session] = (box, asyncio.current_task())
-        watch = _ReadDeadline(session, clock)
-        read, write, drain = reader.read, writer.write, writer.drain
-        # asyncio's StreamWriter.drain() only waits above the high-water mark: with nothing
-        # buffered in the transport (the usual case) it is skipped
-        transport = getattr(writer, "transport", None)
-        buffered = transport.get_write_buffer_size if transport is not None else None
-        pending: list = []
-        try:
-            while True:
-                out = session.data_to_send()
-                if out:
-                    write(out)
-                    if buffered is None or buffered() or transport.is_closing():
-                        await drain()
-                if pending:
-                    event = pending.pop(0)
-                    if isinstance(event, Close):
-                        return
-                    if isinstance(event, MessageReady):
-                        pending += await self._deliver(session, event.envelope)
-                    elif isinstance(event, AuthRequest):
-                        ok = await asyncio.to_thread(self.users.verify, event.username, event.password)
-                        pending += session.auth_result(ok, clock(), event.username)
-                    elif isinstance(event, StartTlsRequest):
-                        tls = self._starttls(reader, writer)
-                        if tls is None:
-                            pending += session.starttls_refused(clock())
-                            continue
-                        session.starttls_accepted(clock())
-                        write(session.data_to_send())          # the 220, in plaintext
-                        await drain()
-                        try:
-                            async with asyncio.timeout(self.handshake_timeout):
-                                await tls.handshake()
-                        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
-                            log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], exc)
-                            return
-                        box[0] = tls
-                        read, write, drain, buffered = tls.read, tls.write, tls.drain, None
-                        pending += session.tls_established(tls.version() or "TLS", (tls.cipher() or ("?",))[0],
-                                                           clock())
-                    continue
-                if session.closed:
-                    return
-                if self._hard_stop or session not in self._running:
-                    return                                   # shutdown: past the drain deadline
-                watch.reading(session.next_deadline())
-                try:
-                    data = await read(READ_SIZE)
-                except asyncio.CancelledError:
-                    if not watch.expired():
-                        raise
-                    pending += session.poll(clock())
-                    continue
-                finally:
-                    watch.done()
-                if not data:
-                    session.connection_lost()
-                    return
-                pending += session.receive_data(data, clock())
-        finally:
-            watch.close()
-            self._running.pop(session, None)
-            if isinstance(box[0], TlsStream):
-                box[0].close()          # close_notify (RFC 8446 §6.1) before the TCP close
+    def _delivery_pool(self) -> WorkerPool:
+        pool = self._pool
+        if pool is None or pool.loop not in (None, asyncio.get_running_loop()):
+            if pool is not None:          # served an earlier event loop: its threads may go
+                pool.shutdown(wait=False)
+            pool = self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
+        return pool
 
-    def _starttls(self, reader, writer):
-        try:
-            return TlsStream(reader, writer, self.tls_context, server_side=True)
-        except (ssl.SSLError, ValueError, TypeError) as exc:
-            log.warning("cannot start TLS: %s", exc)
-            return None
-
-    async def _deliver(self, session: SmtpSession, env) -> list:
-        qid = new_queue_id()
-        try:
-            if self.delivery.blocking:
-                pool = self._pool
-                if pool is None or pool.loop not in (None, asyncio.get_running_loop()):
-                    if pool is not None:          # served an earlier event loop: its threads may go
-                        pool.shutdown(wait=False)
-                    pool = self._pool = WorkerPool(self.delivery_workers, name="smtp-delivery")
-                # the delivery runs to its end even if this session is cancelled meanwhile (shed, shutdown)
-                await pool.submit(self.delivery.deliver, env, qid)
-            else:
-                self.delivery.deliver(env, qid)
-        except Exception as exc:   # noqa: BLE001 - any failure is a 451, never a lost 250
+    def _delivery_outcome(self, session: SmtpSession, env, qid: str, exc: BaseException | None) -> list:
+        """The session's answer to a delivery that returned (250) or raised ``exc`` (451, or 452 for
+        a full disk)."""
+        if exc is not None:
+            if not isinstance(exc, Exception):
+                raise exc
             log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return session.delivery_failed(self.clock(), reply(452, "4.3.1", "Error: insufficient system "

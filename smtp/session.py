@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -298,6 +299,11 @@ def parse_path(text: str, *, allow_null: bool) -> tuple[str, str]:
     return inner, rest.strip()
 
 
+#: recurring paths (the same senders and recipients, message after message) parse once; a
+#: path that fails raises AddressError every time (exceptions are not cached)
+_parse_path_cached = functools.lru_cache(maxsize=1024)(lambda text, allow_null: parse_path(text, allow_null=allow_null))
+
+
 def split_address(address: str) -> tuple[str, str]:
     """(local part with quotes removed, domain); ("postmaster", "") for bare postmaster."""
     at = address.rfind("@")
@@ -327,6 +333,20 @@ def _parse_params(text: str) -> dict[str, str | None]:
 
 _CRLF = b"\r\n"
 _END_OF_DATA = b"\r\n.\r\n"
+
+
+def _wire(r: Reply) -> tuple[bytes, bytes]:
+    """A fixed reply's wire forms, indexed by whether enhanced status codes are on."""
+    return (r.encode(False), r.encode(True))
+
+
+#: a character an EHLO/HELO name may not hold: controls, space, DEL
+_BAD_HELO = re.compile(r"[\x00-\x20\x7f]")
+
+_OK = _wire(reply(250, "2.0.0", "Ok"))
+_MAIL_OK = _wire(reply(250, "2.1.0", "Ok"))
+_RCPT_OK = _wire(reply(250, "2.1.5", "Ok"))
+_DATA_GO = _wire(reply(354, None, "End data with <CR><LF>.<CR><LF>"))
 
 
 class SmtpSession:
@@ -663,7 +683,7 @@ class SmtpSession:
     def _cmd_ehlo(self, arg: str, now: float, esmtp: bool = True) -> list:
         name = arg.strip()
         verb = "EHLO" if esmtp else "HELO"
-        if not name or " " in name or any(ord(c) < 33 or ord(c) == 127 for c in name):
+        if not name or _BAD_HELO.search(name):
             return self._error(reply(501, "5.5.4", f"Syntax: {verb} hostname"))
         self._reset_transaction()
         self.helo = name
@@ -695,7 +715,7 @@ class SmtpSession:
         if not arg[:5].upper() == "FROM:":
             return self._error(reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
         try:
-            address, rest = parse_path(arg[5:].lstrip(" "), allow_null=True)
+            address, rest = _parse_path_cached(arg[5:].lstrip(" "), True)
         except AddressError as exc:
             return self._error(reply(501, "5.1.7", f"Bad sender address syntax: {exc}"))
         try:
@@ -726,7 +746,7 @@ class SmtpSession:
             return self._error(reply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
         self.mail_from = address
         self._mail_params = params
-        self._send(reply(250, "2.1.0", "Ok"))
+        self._out.append(_MAIL_OK[self._esc])
         return []
 
     def _cmd_rcpt(self, arg: str, now: float) -> list:
@@ -735,7 +755,7 @@ class SmtpSession:
         if not arg[:3].upper() == "TO:":
             return self._error(reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
         try:
-            address, rest = parse_path(arg[3:].lstrip(" "), allow_null=False)
+            address, rest = _parse_path_cached(arg[3:].lstrip(" "), False)
         except AddressError as exc:
             return self._error(reply(501, "5.1.3", f"Bad recipient address syntax: {exc}"))
         if rest:
@@ -758,7 +778,7 @@ class SmtpSession:
               and local.casefold() not in self.config.recipients):
             return self._error(reply(550, "5.1.1", f"<{address}>: Recipient address rejected: user unknown"))
         self.rcpt_tos.append(address)
-        self._send(reply(250, "2.1.5", "Ok"))
+        self._out.append(_RCPT_OK[self._esc])
         return []
 
     def _cmd_data(self, arg: str, now: float) -> list:
@@ -776,7 +796,7 @@ class SmtpSession:
         self._too_big = False
         self._line_start = 2
         self._start_message_phase(now)
-        self._send(reply(354, None, "End data with <CR><LF>.<CR><LF>"))
+        self._out.append(_DATA_GO[self._esc])
         return []
 
     def _consume_data(self, events: list, now: float) -> bool:
@@ -908,11 +928,11 @@ class SmtpSession:
         if arg.strip():
             return self._error(reply(501, "5.5.4", "Syntax: RSET"))
         self._reset_transaction()
-        self._send(reply(250, "2.0.0", "Ok"))
+        self._out.append(_OK[self._esc])
         return []
 
     def _cmd_noop(self, arg: str, now: float) -> list:
-        self._send(reply(250, "2.0.0", "Ok"))
+        self._out.append(_OK[self._esc])
         return []
 
     def _cmd_quit(self, arg: str, now: float) -> list:

@@ -43,7 +43,7 @@ class WorkerPool:
         self._done: list = []                # (future, result, exception) finished, not yet handed over
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._outstanding = 0                # submitted, result not yet handed over (loop thread only)
+        self._pending = 0                    # submitted and not yet finished by a worker (under _lock)
         self._closed = False
         self.wakeups = 0                     #: times a worker woke the loop (results hand over in batches)
 
@@ -66,6 +66,18 @@ class WorkerPool:
     def submit(self, fn, *args) -> asyncio.Future:
         """Run ``fn(*args)`` in a worker; returns a future of this loop with its result (or exception).
         Call from the event loop's thread."""
+        fut = self._bind().create_future()
+        self._put((fn, args, fut))
+        return fut
+
+    def call(self, fn, args: tuple, done) -> None:
+        """Run ``fn(*args)`` in a worker, then ``done(result, exception)`` in the loop, called from
+        the hand-over itself (no future, no task to wake: the cheaper form of :meth:`submit` for
+        callback-driven code).  Call from the event loop's thread."""
+        self._bind()
+        self._put((fn, args, done))
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
         if self._closed:
             raise RuntimeError("worker pool is shut down")
         loop = asyncio.get_running_loop()
@@ -74,14 +86,20 @@ class WorkerPool:
             _live.add(self)
         elif loop is not self._loop:
             raise RuntimeError("a worker pool serves one event loop")
-        fut = loop.create_future()
-        self._outstanding += 1
-        self._jobs.put((fn, args, fut))
-        if self._outstanding > len(self._threads) and len(self._threads) < self._max:
+        return loop
+
+    def _put(self, job) -> None:
+        with self._lock:
+            self._pending += 1
+            pending = self._pending
+        self._jobs.put(job)
+        # a thread more only when every thread has a job: results waiting for the loop do not
+        # count (a busy loop picks them up late), so quick jobs keep to few threads (fewer
+        # threads waking, fewer contending for the GIL) and slow ones (an fsync) get many
+        if pending > len(self._threads) and len(self._threads) < self._max:
             t = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
             t.start()
             self._threads.append(t)
-        return fut
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -95,6 +113,7 @@ class WorkerPool:
             except BaseException as exc:     # noqa: BLE001 - handed to the awaiting task
                 outcome = (fut, None, exc)
             with self._lock:
+                self._pending -= 1
                 self._done.append(outcome)
                 first = len(self._done) == 1
             if first:
@@ -107,8 +126,14 @@ class WorkerPool:
     def _hand_over(self) -> None:
         with self._lock:
             done, self._done = self._done, []
-        self._outstanding -= len(done)
         for fut, result, exc in done:
+            if not isinstance(fut, asyncio.Future):     # call(): a plain callback
+                try:
+                    fut(result, exc)
+                except Exception as cb_exc:   # noqa: BLE001 - one failing callback must not lose the others
+                    self._loop.call_exception_handler({"message": "worker pool: result callback failed",
+                                                       "exception": cb_exc})
+                continue
             if fut.cancelled():
                 if exc is not None and not isinstance(exc, Exception):
                     log.error("worker job raised %r after its waiter went away", exc)

@@ -43,7 +43,13 @@ Clients (``--client``, default ``python``; ``python,smtp-source`` for both):
   gives each row's rate against it.
 
 Ratios (``vs aiosmtpd``) compare with aiosmtpd on kernel streams in the same
-cell (client, sink, clients, connection mode) of the same run.
+cell (client, sink, clients, connection mode) of the same run.  ``loop CPU/msg``
+is the CPU time of this process's event-loop thread per message (median of
+the runs): the server's (with netstack, the whole stack's, and the kernel's
+work done inside its system calls, e.g. the client's TCP run inside a TUN
+write) plus, with ``--client python``, the clients' own; delivery threads are
+not in it.  None for smtp-sink (another process).  ``--conn new`` or ``reuse``
+keeps to one connection mode.
 
 ``--idle-sessions N`` (default 1000; 0: off) adds one line per transport:
 N sessions held open at once, idle after their greeting, and the Python heap
@@ -82,8 +88,10 @@ COLUMNS = [
     report.Column("vs_aiosmtpd", "vs aiosmtpd", "{:.2f}x"),
     report.Column("vs_mailbox", "vs aio Mailbox", "{:.2f}x"),
     report.Column("vs_sink", "vs smtp-sink", "{:.2f}x"),
+    report.Column("loop_cpu_us", "loop CPU/msg", "{:.0f} us"),
     report.SPREAD,
 ]
+CONNS = ("new", "reuse")
 KEY = ("client", "server", "transport", "sink", "clients", "conn")
 FIGURE = ("msgs_per_s", "higher")
 
@@ -103,6 +111,13 @@ async def kernel_transport():
         state["port"] = srv.sockets[0].getsockname()[1]
         return srv
 
+    async def create(protocol_factory):
+        srv = await asyncio.get_running_loop().create_server(protocol_factory, "127.0.0.1", 0, backlog=256)
+        state["port"] = srv.sockets[0].getsockname()[1]
+        return srv
+
+    starter.protocol = create
+
     def opener():
         return asyncio.open_connection("127.0.0.1", state["port"])
 
@@ -119,7 +134,7 @@ async def netstack_memory_transport():
     (kernel client, netstack server) is for the integrating code to register.
     """
     from netstack.link.memory import MemoryLink
-    from netstack.sockets.streams import open_connection, start_server
+    from netstack.sockets.streams import create_server, open_connection, start_server
     from netstack.stack import Stack
 
     la, lb = MemoryLink.pair(mtu=1500)
@@ -132,6 +147,8 @@ async def netstack_memory_transport():
 
     def starter(handler):
         return start_server(server, handler, port=25, backlog=256)
+
+    starter.protocol = lambda factory: create_server(server, factory, port=25, backlog=256)
 
     def opener():
         return open_connection(client, "10.9.0.2", 25, nodelay=True)   # as asyncio does on kernel sockets
@@ -157,7 +174,7 @@ async def netstack_tun_transport():
     import socket
 
     from netstack.link.lab import Lab
-    from netstack.sockets.streams import start_server
+    from netstack.sockets.streams import create_server, start_server
     from netstack.stack import Stack
 
     name = f"nsb{os.getpid() % 100000}s{next(_lab_counter)}"[:15]
@@ -189,6 +206,8 @@ async def netstack_tun_transport():
         def starter(handler):
             return start_server(stack, handler, port=25, backlog=256)
 
+        starter.protocol = lambda factory: create_server(stack, factory, port=25, backlog=256)
+
         async def opener():
             sock = await loop.run_in_executor(pool, new_socket)
             try:
@@ -215,7 +234,9 @@ TRANSPORTS = {"kernel": kernel_transport, "netstack-memory": netstack_memory_tra
 
 def register_transport(name: str, factory) -> None:
     """Add a transport: ``factory()`` -> async context manager yielding ``(starter, opener)``.  An
-    ``opener.endpoint()`` -> ``(netns or None, host, port)`` lets external clients (smtp-source) reach it."""
+    ``opener.endpoint()`` -> ``(netns or None, host, port)`` lets external clients (smtp-source) reach it;
+    a ``starter.protocol(protocol_factory)`` (a ``create_server``) serves our SMTP as protocols on the
+    transports, the way ``netstack serve`` does (without it, on the starter's stream pairs)."""
     TRANSPORTS[name] = factory
 
 
@@ -376,9 +397,16 @@ async def measure_ours(starter, opener, *, delivery, clients: int, messages: int
     from smtp.session import SessionConfig
 
     server = SmtpServer(SessionConfig(hostname="bench"), delivery=delivery, max_connections=10_000)
-    srv = await server.start(starter)
+    srv = await _start_ours(server, starter)
     return await _drive_then_close(srv, opener, lambda: server.accepted, "ours", client=client,
                                    clients=clients, messages=messages, reuse=reuse, size=size)
+
+
+def _start_ours(server, starter):
+    """Our server as it is served (conversations as protocols on the transports) where the
+    transport offers ``starter.protocol``, else on the starter's stream pairs."""
+    create = getattr(starter, "protocol", None)
+    return server.start_protocol(create) if create is not None else server.start(starter)
 
 
 async def _drive_then_close(srv, opener, accepted, name, *, messages, client="python", **kw) -> float:
@@ -476,6 +504,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, metavar="N", help="messages per cell (default 400, --quick 80)")
     parser.add_argument("--clients", type=_ints, default=(1, 8), metavar="N,N", help="concurrent clients (default 1,8)")
     parser.add_argument("--size", type=int, default=2048, metavar="BYTES", help="message size (default 2048)")
+    parser.add_argument("--conn", type=_names, default=CONNS, metavar="LIST",
+                        help="connection modes: new (a connection per message), reuse (default both)")
     parser.add_argument("--sinks", type=_names, default=("memory", "maildir-rootfs", "maildir-tmpfs"),
                         metavar="LIST", help="memory, maildir-rootfs, maildir-tmpfs (default all)")
     parser.add_argument("--rootfs-dir", default="/var/tmp", help="directory on the root FS for maildir-rootfs")
@@ -543,6 +573,10 @@ def run(args) -> int:
     if err:
         print(f"netstack bench smtp: {err}", file=sys.stderr)
         return 2
+    for c in args.conn:
+        if c not in CONNS:
+            print(f"netstack bench smtp: unknown connection mode {c!r} (have: {', '.join(CONNS)})", file=sys.stderr)
+            return 2
     for c in args.client:
         if c not in CLIENTS:
             print(f"netstack bench smtp: unknown client {c!r} (have: {', '.join(CLIENTS)})", file=sys.stderr)
@@ -588,12 +622,13 @@ def run(args) -> int:
         return out + ([("smtp-sink", "kernel")] if client == "smtp-source" else [])
 
     cells = [(client, sink, c, conn) for client in args.client for sink in args.sinks for c in args.clients
-             for conn in ("new", "reuse")]
+             for conn in CONNS if conn in args.conn]
     warmup = report.warmup_setting(args)
     steps = sum(len(servers_for(*cell[:2])) for cell in cells) * (warmup + repeat)
     progress = report.Progress(steps + (len(args.transports) if args.idle_sessions else 0), "bench smtp",
                                quiet=args.quiet)
     results: dict = {}
+    cpu: dict = {}
     idle: dict = {}
 
     async def one(server, transport, client, sink_kind, clients, conn):
@@ -617,9 +652,13 @@ def run(args) -> int:
                 for server, transport in servers_for(*cell[:2]):
                     progress.step(f"{'warm-up: ' if r < warmup else ''}{cell[0]}: {server}/{transport} {cell[1]} "
                                   f"{cell[2]} clients {cell[3]}")
+                    t0 = time.thread_time()
                     rate = await one(server, transport, *cell)
+                    used = time.thread_time() - t0
                     if r >= warmup:
                         results.setdefault((server, transport) + cell, []).append(rate)
+                        if server != "smtp-sink":
+                            cpu.setdefault((server, transport) + cell, []).append(used / messages * 1e6)
         if args.idle_sessions:
             for transport in args.transports:
                 progress.step(f"{args.idle_sessions} idle sessions on {transport}")
@@ -639,17 +678,21 @@ def run(args) -> int:
         for server, transport in servers_for(*cell[:2]):
             runs = results[(server, transport) + cell]
             rate = report.median(runs)
+            cpu_runs = cpu.get((server, transport) + cell)
             rows.append({"client": cell[0], "server": server, "transport": transport,
                          "sink": "none (discards)" if server == "smtp-sink" else labels[cell[1]],
                          "clients": cell[2], "conn": cell[3], "msgs_per_s": rate, "runs_msgs_per_s": runs,
                          "vs_aiosmtpd": (rate / ref_rate) if ref_rate else None,
                          "vs_mailbox": (rate / mbox_rate) if mbox_rate else None,
-                         "vs_sink": (rate / sink_rate) if sink_rate else None})
+                         "vs_sink": (rate / sink_rate) if sink_rate else None,
+                         "loop_cpu_us": report.median(cpu_runs) if cpu_runs else None})
     report.add_spread(rows, "runs_msgs_per_s")
     print(f"SMTP, {messages} messages of {args.size} B per cell, median of {repeat} run(s) after {warmup} "
           f"warm-up; vs aiosmtpd = rate / aiosmtpd's rate in the same cell (same client, same durable sink); "
           f"vs aio Mailbox = rate / aiosmtpd's with its own Maildir handler (no fsync); vs smtp-sink = rate / "
-          f"Postfix's smtp-sink's (writes nothing) in the same cell")
+          f"Postfix's smtp-sink's (writes nothing) in the same cell; loop CPU/msg = CPU time of this process's event-loop "
+          f"thread per message (the server, netstack's stack, the kernel's work in its system calls, and the python "
+          f"clients when they are the load)")
     print(report.format_table(COLUMNS, rows))
     warnings = report.spread_warnings(
         rows, lambda r: f"{r['client']}: {r['server']}/{r['transport']} {r['sink']} {r['clients']} clients "
@@ -713,7 +756,7 @@ async def measure_idle_sessions(starter, opener, n: int) -> tuple[int, float, fl
     from smtp.session import SessionConfig
 
     server = SmtpServer(SessionConfig(hostname="bench"), max_connections=n + 10)
-    ours = await _heap_per_connection(lambda h: server.start(starter), opener, n, lambda: server.active)
+    ours = await _heap_per_connection(lambda h: _start_ours(server, starter), opener, n, lambda: server.active)
     bare_active = [0]
 
     async def bare(reader, writer):

@@ -40,7 +40,7 @@ def validate_args(args) -> None:
 async def install_from_args(stack, args):
     if not args.smtp_port:
         return None
-    from netstack.sockets.streams import start_server
+    from netstack.sockets.streams import create_server
 
     literal = f"[{ipaddress.IPv4Address(stack.addr)}]"
     try:
@@ -52,7 +52,7 @@ async def install_from_args(stack, args):
     level = logging.getLogger().getEffectiveLevel()
     if level <= logging.WARNING:
         logging.getLogger("smtp.server").setLevel(min(level, logging.INFO))
-    srv = await server.start(functools.partial(start_server, stack, port=args.smtp_port))
+    srv = await server.start_protocol(functools.partial(create_server, stack, port=args.smtp_port))
     _servers.append(server)
     return srv
 

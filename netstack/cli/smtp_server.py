@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def run():
-        srv = await server.start(lambda handler: asyncio.start_server(handler, args.host, args.port))
+        loop = asyncio.get_running_loop()
+        srv = await server.start_protocol(lambda factory: loop.create_server(factory, args.host, args.port))
         port = srv.sockets[0].getsockname()[1]
         if args.port_file:
             tmp = args.port_file + ".tmp"
@@ -142,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(f"{port}\n")
             os.replace(tmp, args.port_file)
         print(f"listening on {args.host}:{port}", flush=True)
-        loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()

@@ -34,6 +34,24 @@ class FakeWriter:
         return self.peer if name == "peername" else default
 
 
+class FakeTransport(FakeWriter):
+    """A transport for ``SmtpServer.protocol()`` conversations: what they write, whether they
+    closed, whether reading is paused."""
+
+    def __init__(self, peer) -> None:
+        super().__init__(peer)
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
 async def _settle():
     for _ in range(20):
         await asyncio.sleep(0)

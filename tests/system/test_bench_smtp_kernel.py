@@ -67,3 +67,21 @@ def test_bench_smtp_with_smtp_source_and_smtp_sink_reference(tmp_path, capsys):
             assert r["vs_sink"] == 1.0 and r["sink"] == "none (discards)"
     assert doc["idle_sessions"]["kernel"]["sessions"] == 20 and doc["idle_sessions"]["kernel"]["bytes_per_session"] > 0
     assert list(tmp_path.glob("nsbench-smtp-*")) == []
+
+
+def test_bench_smtp_one_connection_mode_and_the_loop_cpu_per_message(tmp_path, capsys):
+    """``--conn new`` keeps to that mode; every in-process server's row carries the event-loop
+    thread's CPU time per message, smtp-sink's (another process) none."""
+    out = tmp_path / "smtp.json"
+    rc = main(["bench", "smtp", "--quick", "--quiet", "--messages", "6", "--clients", "2", "--sinks", "maildir-tmpfs",
+               "--tmpfs-dir", str(tmp_path), "--json", str(out), "--transports", "kernel", "--conn", "new",
+               "--client", "smtp-source", "--idle-sessions", "0"])
+    assert rc == 0
+    assert "loop CPU/msg" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["conn"] for r in rows} == {"new"} and len(rows) == 4
+    for r in rows:
+        if r["server"] == "smtp-sink":
+            assert r["loop_cpu_us"] is None
+        else:
+            assert r["loop_cpu_us"] > 0

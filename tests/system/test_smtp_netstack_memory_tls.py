@@ -10,7 +10,9 @@ import asyncio
 import functools
 import os
 
-from netstack.sockets.streams import open_connection, start_server
+import pytest
+
+from netstack.sockets.streams import create_server, open_connection, start_server
 from smtp.client import send_message
 from smtp.server import SmtpServer
 from smtp.session import SessionConfig
@@ -23,7 +25,9 @@ def _server(maildir, **kw):
                       maildir=str(maildir), **kw)
 
 
-def test_starttls_send_over_netstack_streams(tmp_path):
+@pytest.mark.parametrize("driver", ["streams", "protocol"])
+def test_starttls_send_over_netstack_streams(tmp_path, driver):
+    """On stream pairs, or as a protocol on netstack's transport that STARTTLS moves onto streams."""
     cert, key = str(tmp_path / "c.pem"), str(tmp_path / "k.pem")
     generate_self_signed(cert, key, ips=(B_ADDR,))
     body = b"Subject: over netstack\r\n\r\n" + b"0123456789abcdef\r\n" * 20000 + b".dot\r\n"
@@ -31,7 +35,10 @@ def test_starttls_send_over_netstack_streams(tmp_path):
     async def go():
         async with stack_pair() as (a, b):
             server = _server(tmp_path / "mail", tls_context=server_context(cert, key))
-            srv = await server.start(functools.partial(start_server, b, port=25))
+            if driver == "protocol":
+                srv = await server.start_protocol(functools.partial(create_server, b, port=25))
+            else:
+                srv = await server.start(functools.partial(start_server, b, port=25))
             opener = functools.partial(open_connection, a)
             try:
                 return await send_message(opener, B_ADDR, 25, "alice@remote.test", [f"bob@[{B_ADDR}]"], body,

@@ -34,7 +34,10 @@ HOST = "127.0.0.1"
 
 
 class ServerThread:
-    """An SmtpServer on kernel asyncio streams, in its own thread and event loop."""
+    """An SmtpServer on kernel asyncio streams, in its own thread and event loop; ``driver``: its
+    conversations on stream pairs (``start``) or as protocols on the transports (``start_protocol``)."""
+
+    driver = "streams"
 
     def __init__(self, maildir, **kw):
         cfg = kw.pop("config", None) or SessionConfig(hostname="mx.example.test")
@@ -47,7 +50,11 @@ class ServerThread:
         asyncio.set_event_loop(self.loop)
 
         async def start():
-            self.srv = await self.server.start(lambda h: asyncio.start_server(h, HOST, 0))
+            if self.driver == "protocol":
+                loop = asyncio.get_running_loop()
+                self.srv = await self.server.start_protocol(lambda factory: loop.create_server(factory, HOST, 0))
+            else:
+                self.srv = await self.server.start(lambda h: asyncio.start_server(h, HOST, 0))
             self.port = self.srv.sockets[0].getsockname()[1]
             self._ready.set()
 
@@ -71,6 +78,13 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+@pytest.fixture(autouse=True, params=["streams", "protocol"])
+def driver(request, monkeypatch):
+    """Every test runs on both conversation drivers: they must behave identically."""
+    monkeypatch.setattr(ServerThread, "driver", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")

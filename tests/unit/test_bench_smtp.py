@@ -20,3 +20,8 @@ def test_bench_smtp_smtp_source_cannot_use_the_memory_link(capsys, monkeypatch):
     monkeypatch.setattr(bench_smtp, "postfix_tools_missing", lambda: None)
     assert main(["bench", "smtp", "--client", "smtp-source", "--transports", "netstack-memory"]) == 2
     assert "in-memory link" in capsys.readouterr().err
+
+
+def test_bench_smtp_rejects_unknown_connection_mode(capsys):
+    assert main(["bench", "smtp", "--conn", "new,sometimes"]) == 2
+    assert "unknown connection mode 'sometimes'" in capsys.readouterr().err

@@ -13,6 +13,21 @@ CFG = SessionConfig(hostname="mx.example.test")
 TXN = b"EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
 
 
+class _HeldDisk:
+    """A blocking delivery held until released."""
+
+    blocking = True
+
+    def __init__(self):
+        self.entered, self.release, self.done = threading.Event(), threading.Event(), []
+
+    def deliver(self, env, qid):
+        self.entered.set()
+        assert self.release.wait(10)
+        self.done.append(qid)
+        return []
+
+
 def test_per_address_limit_refuses_with_421_4_7_0_counts_and_closes():
     async def main():
         server = SmtpServer(CFG, clock=FakeClock(), max_per_ip=2)
@@ -119,20 +134,8 @@ def test_shutdown_deadline_closes_unfinished_data_and_delivers_nothing():
 
 
 def test_shutdown_waits_for_a_running_delivery_past_the_deadline_and_sends_its_250():
-    class SlowDisk:
-        blocking = True
-
-        def __init__(self):
-            self.entered, self.release, self.done = threading.Event(), threading.Event(), []
-
-        def deliver(self, env, qid):
-            self.entered.set()
-            assert self.release.wait(10)
-            self.done.append(qid)
-            return []
-
     async def main():
-        disk = SlowDisk()
+        disk = _HeldDisk()
         server = SmtpServer(CFG, clock=FakeClock(), delivery=disk)
         r, w, t = _open(server, 1)
         r.feed_data(TXN + b"x\r\n.\r\n")
@@ -164,3 +167,103 @@ def test_a_server_delivers_from_one_event_loop_and_then_from_another(tmp_path):
     for _ in range(2):
         assert b"250 2.0.0 Ok: queued as " in asyncio.run(one_message())
     assert len(list((tmp_path / "bob" / "new").iterdir())) == 2
+
+
+# ------------------------------------------------------------------ the protocol driver (SmtpServer.protocol)
+
+
+async def _delivering():
+    """A protocol conversation whose message is in a held delivery: (disk, server, conv, transport)."""
+    disk = _HeldDisk()
+    server = SmtpServer(CFG, clock=FakeClock(), delivery=disk)
+    conv, transport = _connect(server)
+    conv.data_received(TXN + b"x\r\n.\r\n")
+    await asyncio.to_thread(disk.entered.wait, 10)
+    return disk, server, conv, transport
+
+
+def _connect(server, port=1, ip="192.0.2.9"):
+    from tests.support.smtp_fakes import FakeTransport
+
+    transport = FakeTransport((ip, port))
+    conv = server.protocol()
+    conv.connection_made(transport)
+    return conv, transport
+
+
+def test_protocol_reading_pauses_while_a_delivery_runs_and_resumes_after_its_250():
+    """As the stream driver does not read while it waits for the disk, the protocol pauses the
+    transport's reading (the client's pipelined bytes stay in TCP, its window closes)."""
+    async def main():
+        disk, server, conv, transport = await _delivering()
+        paused_while_delivering = transport.paused
+        conv.data_received(b"NOOP\r\n")                  # bytes already on their way are kept, not answered yet
+        before_250 = bytes(transport.out)
+        disk.release.set()
+        for _ in range(500):
+            if b"250 2.0.0 Ok\r\n" in transport.out:
+                break
+            await asyncio.sleep(0.01)
+        return paused_while_delivering, before_250, bytes(transport.out), transport.paused, server
+
+    paused, before, out, paused_after, server = asyncio.run(main())
+    assert paused and not paused_after
+    assert before.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+    assert out.endswith(b"250 2.0.0 Ok\r\n") and b"250 2.0.0 Ok: queued as " in out
+    assert server.accepted == 1
+
+
+def test_protocol_client_gone_during_delivery_the_message_is_delivered_and_the_conversation_ends():
+    async def main():
+        disk, server, conv, transport = await _delivering()
+        conv.connection_lost(ConnectionResetError())
+        counted_while_delivering = (server.active, dict(server._per_ip), len(server._running))
+        stop = asyncio.ensure_future(server.shutdown(drain_seconds=0))
+        await asyncio.sleep(0.05)
+        waited = not stop.done()                         # the delivery in flight is waited for
+        written = len(transport.out)
+        disk.release.set()
+        await asyncio.wait_for(stop, 5)
+        return counted_while_delivering, waited, written, len(transport.out), server, disk
+
+    counted, waited, written, written_after, server, disk = asyncio.run(main())
+    assert counted == (0, {}, 1)                         # the connection is gone; its delivery still runs
+    assert waited and disk.done and server.accepted == 1
+    assert written_after == written                       # no reply to a client that left
+    assert server._running == {}
+
+
+def test_protocol_refusals_and_shutdown_close_the_transport():
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=MemorySink(), max_per_ip=1)
+        first, t1 = _connect(server, 1)
+        second, t2 = _connect(server, 2)
+        refused = (bytes(t2.out), t2.closed)
+        second.connection_lost(None)
+        await server.shutdown(drain_seconds=5)
+        return refused, bytes(t1.out), t1.closed, server
+
+    (out2, closed2), out1, closed1, server = asyncio.run(main())
+    assert out2.startswith(b"421 4.7.0 mx.example.test Error: too many connections from your address") and closed2
+    assert out1.startswith(b"220 ") and closed1
+    assert out1.endswith(b"421 mx.example.test Service shutting down, closing the connection\r\n")
+    assert server.refused_per_ip == 1 and server.active == 1     # the first one's connection_lost is still to come
+
+
+def test_protocol_reads_no_more_commands_while_the_client_does_not_read_its_replies():
+    """pause_writing (the transport's buffer above its high-water mark) pauses reading until
+    resume_writing, whatever commands were already on their way (the stream driver drains
+    before it reads)."""
+    async def main():
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=MemorySink())
+        conv, transport = _connect(server)
+        conv.pause_writing()
+        paused = transport.paused
+        conv.data_received(b"NOOP\r\n")                  # already in flight: answered, reading stays paused
+        still = transport.paused
+        conv.resume_writing()
+        return paused, still, transport.paused, bytes(transport.out)
+
+    paused, still, after, out = asyncio.run(main())
+    assert paused and still and not after
+    assert out.endswith(b"250 Ok\r\n")

@@ -11,12 +11,22 @@ import asyncio
 import functools
 import os
 
+import pytest
+
 from tests.support.sockets_fixtures import B_ADDR, fast_config, stack_pair
 
-from netstack.sockets.streams import open_connection, start_server
+from netstack.sockets.streams import create_server, open_connection, start_server
 from smtp.client import SmtpClient
 from smtp.server import SmtpServer
 from smtp.session import SessionConfig
+
+
+def _start(server, stack, driver):
+    """Our server on ``stack`` port 25: conversations on stream pairs, or as protocols on the
+    transports (what ``netstack serve`` runs)."""
+    if driver == "protocol":
+        return server.start_protocol(functools.partial(create_server, stack, port=25))
+    return server.start(functools.partial(start_server, stack, port=25))
 
 
 def _server(maildir, **kw):
@@ -24,12 +34,13 @@ def _server(maildir, **kw):
                       maildir=str(maildir), **kw)
 
 
-def test_many_messages_over_a_lossy_link_delivered_exactly_once(tmp_path):
+@pytest.mark.parametrize("driver", ["streams", "protocol"])
+def test_many_messages_over_a_lossy_link_delivered_exactly_once(tmp_path, driver):
     async def go():
         async with stack_pair(faults={"loss": 0.03, "reorder": 0.05, "seed": 7},
                               config_a=fast_config(), config_b=fast_config()) as (a, b):
             server = _server(tmp_path / "mail")
-            srv = await server.start(functools.partial(start_server, b, port=25))
+            srv = await _start(server, b, driver)
 
             async def client(n):
                 c = await SmtpClient.connect(functools.partial(open_connection, a), B_ADDR, 25)
@@ -67,7 +78,8 @@ def _segments_from(pcap: bytes, src: str):
     return out
 
 
-def test_an_smtp_transaction_costs_the_server_eight_segments_and_no_pure_ack():
+@pytest.mark.parametrize("driver", ["streams", "protocol"])
+def test_an_smtp_transaction_costs_the_server_eight_segments_and_no_pure_ack(driver):
     """One message the way Postfix's smtp-source sends it (a new connection, one command per round
     trip, no pipelining, a reset after the 221): the server sends its SYN-ACK, the six replies and
     the 221 with its FIN, eight segments; every ACK rides on a reply (Linux, for the same exchange,
@@ -83,7 +95,7 @@ def test_an_smtp_transaction_costs_the_server_eight_segments_and_no_pure_ack():
     async def go():
         async with stack_pair(offload=True, wrap_a=lambda link: CaptureLink(link, pcap=pcap)) as (a, b):
             server = SmtpServer(SessionConfig(hostname="mx.example.test"), delivery=MemorySink())
-            srv = await server.start(functools.partial(start_server, b, port=25))
+            srv = await _start(server, b, driver)
             reader, writer = await open_connection(a, B_ADDR, 25)
 
             async def reply():

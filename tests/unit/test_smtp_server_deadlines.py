@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from smtp.server import SmtpServer, _ReadDeadline
+from smtp.server import SmtpServer
 from smtp.session import SessionConfig
-from tests.support.smtp_fakes import FakeClock, _open, _settle
+from tests.support.smtp_fakes import FakeClock, FakeTransport, _open, _settle
 
 
 def test_a_session_of_many_commands_sets_no_timer_per_command():
@@ -47,41 +47,30 @@ def test_the_idle_deadline_still_closes_the_session_with_421():
     assert out.endswith(b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n") and closed
 
 
-class _Session:
-    def __init__(self, deadline):
-        self.deadline = deadline
-
-    def next_deadline(self):
-        return self.deadline
-
-
-def test_a_timer_that_fires_before_the_deadline_is_set_again_and_cancels_only_when_due():
-    """The deadline moved later after the timer was set (a command restarted it): the early timer
-    sets itself for the new deadline; when that has come the waiting task is cancelled, and the
-    read site learns that the cancellation was the deadline's."""
+def test_a_timer_that_fires_before_the_deadline_is_set_again_and_ends_the_session_only_when_due():
+    """The deadline moved later after the timer was set (a command restarted the idle clock): the
+    early timer sets itself for the deadline as it is then; once that has come (on the session's
+    clock) the session gets its 421 and the connection is closed."""
     async def main():
         clock = FakeClock()
-        session = _Session(clock.t + 0.01)
-        watch = _ReadDeadline(session, clock)
-        loop = asyncio.get_running_loop()
-        never = loop.create_future()
-        watch.reading(session.deadline)
-        session.deadline = clock.t + 0.02            # moved on: the timer (at +0.01) fires early
-        try:
-            await asyncio.wait_for(asyncio.shield(never), 0.05)
-        except TimeoutError:
-            pass
-        early = watch.handle is not None and not watch.fired
-        clock.t += 1.0                               # now the deadline has passed
-        try:
-            await never
-        except asyncio.CancelledError:
-            return early, watch.expired()
-        finally:
-            watch.done()
-            watch.close()
-        return early, None
+        server = SmtpServer(SessionConfig(hostname="mx.example.test", idle_timeout=0.01), clock=clock)
+        transport = FakeTransport(("192.0.2.9", 1))
+        conv = server.protocol()
+        conv.connection_made(transport)
+        first = conv._timer
+        clock.t += 0.005
+        conv.data_received(b"NOOP\r\n")           # the idle deadline moves 5 ms later: the timer stays
+        kept = conv._timer is first
+        for _ in range(20):
+            await asyncio.sleep(0.005)              # it fires (more than once) before the deadline
+        early = (conv._timer is not None and conv._timer is not first and not transport.closed)
+        clock.t += 1.0                              # now the deadline has passed
+        for _ in range(200):
+            if transport.closed:
+                break
+            await asyncio.sleep(0.005)
+        return kept, early, bytes(transport.out), transport.closed
 
-    early, ours = asyncio.run(main())
-    assert early                 # still waiting, timer set again
-    assert ours is True          # cancelled by the deadline, and uncancelled for the read site
+    kept, early, out, closed = asyncio.run(main())
+    assert kept and early
+    assert out.endswith(b"250 Ok\r\n421 mx.example.test Error: timeout exceeded\r\n") and closed

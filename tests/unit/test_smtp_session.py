@@ -96,6 +96,25 @@ def test_ehlo_and_helo_need_a_name():
     s = make()
     assert one(s, "EHLO") == "501 Syntax: EHLO hostname"
     assert one(s, "HELO ") == "501 Syntax: HELO hostname"
+    for bad in ("a\tb", "a\x7fb", "a\x01", "a b"):
+        assert one(s, f"EHLO {bad}") == "501 Syntax: EHLO hostname", bad
+    assert one(s, "HELO h\u00e9llo.test").startswith("250 ")          # non-ASCII is not a control
+
+
+def test_recurring_paths_are_parsed_once_and_a_bad_path_is_refused_every_time():
+    from smtp import session as session_mod
+
+    session_mod._parse_path_cached.cache_clear()
+    for _ in range(3):
+        s = make()
+        ehlo(s)
+        txn(s, rcpts=("bob@example.test", "carol@example.test"))
+    info = session_mod._parse_path_cached.cache_info()
+    assert info.misses == 3 and info.hits == 6            # the sender and two recipients, parsed once each
+    s = make()
+    ehlo(s)
+    for _ in range(2):
+        assert one(s, "MAIL FROM:<a..b@remote.test>") == "501 5.1.7 Bad sender address syntax: bad local part"
 
 
 def test_ehlo_in_a_transaction_resets_it():

@@ -97,3 +97,62 @@ def test_threads_start_as_needed_up_to_the_limit_and_shutdown_waits_for_queued_j
             pool.submit(lambda: 0)
 
     asyncio.run(main())
+
+
+def test_call_hands_the_result_or_exception_to_its_callback_inside_the_hand_over():
+    """``call``: no future; the callback runs in the loop, from the hand-over itself, with
+    (result, None) or (None, exception); a failing callback does not lose the others."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx["exception"]))
+        pool = WorkerPool(2, name="t")
+        got = []
+        done = asyncio.Event()
+
+        def record(tag):
+            def cb(result, exc):
+                got.append((tag, result, type(exc).__name__ if exc else None, threading.current_thread()))
+                if len(got) == 3:
+                    done.set()
+            return cb
+
+        def boom():
+            raise OSError(28, "No space left on device")
+
+        def bad_callback(result, exc):
+            raise RuntimeError("callback bug")
+
+        pool.call(lambda a, b: a * b, (6, 7), record("mul"))
+        pool.call(boom, (), record("boom"))
+        pool.call(lambda: None, (), bad_callback)
+        pool.call(lambda: "last", (), record("last"))
+        await asyncio.wait_for(done.wait(), 5)
+        pool.shutdown()
+        return got, errors
+
+    got, errors = asyncio.run(main())
+    assert sorted((t, r, e) for t, r, e, _ in got) == [("boom", None, "OSError"), ("last", "last", None),
+                                                         ("mul", 42, None)]
+    assert all(th is threading.main_thread() for *_, th in got)
+    assert [type(e) for e in errors] == [RuntimeError]
+
+
+def test_a_finished_job_waiting_for_the_loop_does_not_start_another_thread():
+    """Quick jobs keep to few threads: a result the busy loop has not picked up yet does not count
+    as work in a thread, so the next job goes to the thread that is free."""
+    async def main():
+        pool = WorkerPool(4, name="t")
+        first = pool.submit(lambda: 1)
+        for _ in range(5000):                 # the loop stays busy while the job ends
+            if pool.finished == 1:
+                break
+            threading.Event().wait(0.001)
+        second = pool.submit(lambda: 2)
+        results = await asyncio.gather(first, second)
+        threads = pool.threads
+        pool.shutdown()
+        return results, threads
+
+    results, threads = asyncio.run(main())
+    assert results == [1, 2] and threads == 1
