@@ -583,7 +583,9 @@ class Connection:
         inlined from seq.py (an equivalence test holds them to the full path).
 
         The prediction (all of it must hold, else the full path runs):
-        SEG.SEQ = RCV.NXT; data within the window committed to the peer, or no
+        SEG.SEQ = RCV.NXT; data within the window advertised to the peer and the
+        buffer's room (a window-limited sender's last segment ends at the edge the
+        window field, rounded up, promised: RFC 7323 §2.4), or no
         data and an ACK of new data; nothing held out of order (no SACK state
         to update); no SACK blocks in the segment (the raw header has room for
         none; on_segment checks the parsed ones); the application has not
@@ -610,8 +612,11 @@ class Connection:
         rcv = self.rcv
         rcv_nxt = rcv.nxt
         n = len(payload)
-        if seq != rcv_nxt or n > ((rcv.committed - rcv_nxt) & MASK) or rcv.ooo.ranges:
+        if seq != rcv_nxt or rcv.ooo.ranges:
             return False
+        beyond = n > ((rcv.committed - rcv_nxt) & MASK)
+        if beyond and (n > ((rcv.adv - rcv_nxt) & MASK) or n > rcv.room):
+            return False        # beyond the advertised edge, or the buffer's room: the full path trims
         snd = self.snd
         snd_una = snd.una
         if (window << snd.wscale) != snd.wnd or self.user_closed:
@@ -704,6 +709,8 @@ class Connection:
         if n:
             rcv.buf.data += payload                # the one copy of the payload
             rcv.nxt = (rcv_nxt + n) & MASK
+            if beyond:                             # data taken from the rounding allowance (take_in_order)
+                rcv.committed = rcv.nxt
             # READABLE (_event, inlined: it runs per segment)
             self.events.append(_EV_READABLE)
             cb = self.on_event
@@ -712,7 +719,7 @@ class Connection:
                     cb(_EV_READABLE)
                 except Exception:  # the loop never dies because of a user callback
                     log.exception("on_event callback failed for %s", _EV_READABLE)
-            d = self.acks.on_data(now, rcv, self.rto.rto)
+            d = self.acks.on_data(now, rcv, self.rto.rto, n)
             if d is not None:
                 timers = self.timers
                 if timers.delack is None:
@@ -1092,7 +1099,7 @@ class Connection:
                         seq = rcv_nxt
                         n = 0
                     self._event(_EV_READABLE)
-                    self._data_arrived(now)
+                    self._data_arrived(now, n)
             else:
                 # Out of order: hold it, ACK immediately (RFC 5681 §4.2, RFC 9293 §3.10.7.4)
                 self.host.count("tcp.in.ooo_segs")
@@ -1150,15 +1157,20 @@ class Connection:
         self.timers.arm(_TIME_WAIT, now + 2 * self.config.msl)
         self.timers.delack = None
 
-    def _data_arrived(self, now: float) -> None:
-        """In-order data arrived: ACK now or arm the delayed-ACK timer (delack.py)."""
-        d = self.acks.on_data(now, self.rcv, self.rto.rto)
+    def _data_arrived(self, now: float, n: int = 0) -> None:
+        """In-order data arrived, ``n`` bytes in this segment: ACK now or arm the delayed-ACK
+        timer (delack.py)."""
+        d = self.acks.on_data(now, self.rcv, self.rto.rto, n)
         if d is not None and self.timers.delack is None:
             self.timers.delack = d
 
     def _after_user_read(self) -> None:
-        """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3)."""
-        if self.state in RECV_TEXT_STATES and self.rcv.window_update_due():
+        """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3),
+        or the delayed ACK of two full-sized segments or more that waited for this read (a
+        super-segment, delack.py; Linux tcp_cleanup_rbuf)."""
+        rcv = self.rcv
+        if self.state in RECV_TEXT_STATES and (rcv.window_update_due() or (
+                self.timers.delack is not None and ((rcv.nxt - rcv.last_ack_sent) & MASK) >= 2 * rcv.mss)):
             self.acks.due = True
             self._want_flush()
 
