@@ -133,3 +133,66 @@ def test_the_fast_path_takes_a_segment_ending_at_the_rounded_window_edge_as_the_
     assert [(s.ack, s.window) for s in a] == [(s.ack, s.window) for s in b] and a
     assert fast.conn.recv() == full.conn.recv() == STREAM[:1000 + edge]
     assert fast.c.snapshot() == full.c.snapshot()
+
+
+def test_on_a_stack_the_ack_waiting_for_the_read_leaves_in_the_same_loop_turn_as_the_read():
+    """The stack's round delivers the super-segment to an asyncio StreamReader application (which
+    takes it out of TCP's buffer) and sends the ACK that waited for that read in the same loop
+    turn: a callback queued right behind the link's shows it on the wire already."""
+    import asyncio
+
+    from netstack.link import MemoryLink
+    from netstack.sockets.streams import start_server
+    from netstack.stack import Stack
+    from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
+    from netstack.wire.tcp import ACK, PSH, SYN, parse_tcp, tcp_segment
+    from netstack.wire.tcp_options import build_options
+
+    from tests.support.offload import OFFLOAD_PEER as PEER, OFFLOAD_US as US, offloaded_tcp, ts_option
+
+    def segments(link):
+        return [parse_tcp(parse_ipv4(bytes(v)).payload, src=US, dst=PEER) for v, _m in link.recv_batch()]
+
+    async def main():
+        a, peer = MemoryLink.pair(offload=True)
+        loop = asyncio.get_running_loop()
+        got = bytearray()
+
+        async def sink(reader, writer):
+            while data := await reader.read(1 << 20):
+                got.extend(data)
+
+        async with Stack(a, "198.18.0.2", tcp=TCPConfig(rcvbuf=1 << 20, quickack_segments=0)) as stack:
+            await start_server(stack, sink, port=80)
+            syn = tcp_segment(src=PEER, dst=US, src_port=40000, dst_port=80, seq=999, ack=0, flags=SYN, window=65535,
+                              options=build_options(mss=MSS + 12, wscale=7, sack_permitted=True, ts=(1, 0)))
+            peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, payload=syn, df=True))
+            while not peer.pending():
+                await asyncio.sleep(0)
+            (synack,) = segments(peer)
+            seq, ack, ecr = 1000, synack.seq + 1, synack.options.ts_val
+            peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, df=True, payload=tcp_segment(
+                src=PEER, dst=US, src_port=40000, dst_port=80, seq=seq, ack=ack, flags=ACK, window=65535,
+                options=ts_option(2, ecr))))
+            for k in range(3):
+                pkt, meta = offloaded_tcp(PEER, US, sport=40000, dport=80, seq=seq, ack=ack, flags=ACK | PSH,
+                                          window=65535, payload=STREAM[:SUPER], options=ts_option(3 + k, ecr),
+                                          mss=MSS)
+                seq += SUPER
+                peer.send(pkt, meta)
+                if not k:                                  # ACKed at once (the SYN-ACK's window grows),
+                    while len(got) < SUPER or not peer.pending():     # then a window update
+                        await asyncio.sleep(0)
+                    await asyncio.sleep(0.01)
+                    assert segments(peer)[-1].ack == seq
+                    continue
+                seen = loop.create_future()
+                loop.call_soon(lambda: seen.set_result(segments(peer)))   # right behind the link's turn
+                acks = await seen
+                assert [s.ack for s in acks] == [seq]      # one ACK, sent in the link's turn
+                assert acks[0].window << 7 >= (1 << 20) - 16 * 127 - 127  # the read re-opened the window
+            while len(got) < 3 * SUPER:
+                await asyncio.sleep(0)
+            assert bytes(got) == STREAM[:SUPER] * 3
+
+    asyncio.run(asyncio.wait_for(main(), 10))
