@@ -5,8 +5,11 @@ prefix: each read returns exactly one IPv4 packet) and ``IFF_TUN_EXCL`` (fail
 with EBUSY rather than attach to somebody else's device of the same name).
 The fd is non-blocking; :meth:`TunLink.recv_batch` reads packets with
 ``os.readv`` straight into a ring of preallocated bytearrays until the kernel
-queue is empty or the batch is full, and hands out memoryviews of them: no
-allocation per packet beyond the view itself.
+queue is empty or the batch is full, and hands out read-only memoryviews of
+them: no allocation per packet beyond the view itself.  A view stays valid as
+long as it is referenced (:class:`ReadBuffers`: a buffer still referenced is
+lent out and its slot read into another), so TCP keeps a super-segment's
+payload in its receive buffer instead of copying it.
 
 The device is not persistent: closing the fd makes the kernel delete it, in
 whatever namespace it lives, even when the process dies by SIGKILL.
@@ -44,6 +47,8 @@ import fcntl
 import logging
 import os
 import struct
+import sys
+from collections import deque
 
 try:
     import pytun
@@ -52,7 +57,7 @@ except ImportError:             # not Linux, or installed without it: TunLink sa
 
 from netstack.link.base import Link, PacketMeta
 
-__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "IFF_MULTI_QUEUE", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
+__all__ = ["TunLink", "TunError", "ReadBuffers", "IFF_TUN_EXCL", "IFF_MULTI_QUEUE", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
 
 log = logging.getLogger("netstack.link.tun")
 
@@ -79,6 +84,9 @@ _VNET = struct.Struct("=BBHHHH")
 VNET_HDR_LEN = _VNET.size            # 10
 _VNET_ZERO = bytes(VNET_HDR_LEN)
 _unpack_vnet = _VNET.unpack_from
+#: CPython's reference count (ReadBuffers); elsewhere a stand-in that counts every buffer as
+#: referenced, so that each read goes to a fresh one
+_getrefcount = getattr(sys, "getrefcount", lambda obj: 1 << 30)
 _pack_vnet = _VNET.pack
 
 
@@ -148,6 +156,58 @@ class VnetMetaCache:
         return meta
 
 
+class ReadBuffers:
+    """The buffers a link reads packets into, and the read-only views it hands up of them.
+
+    ``iov(i)`` is what to read slot ``i`` with (``os.readv``: the virtio-net header's buffer
+    first, with ``vnet``), ``view(i, n)`` a read-only view of the packet read there.  A view
+    kept past the next read of its slot (the receive buffer keeps a super-segment's payload
+    instead of copying it) keeps its buffer: before a slot is read into, a buffer still
+    referenced (CPython's reference count: a view, or any slice of it, holds one) is lent out
+    and the slot gets another, the oldest lent buffer that nobody references any more if there
+    is one, else a new one.  So a buffer is never written while a view of it lives, and in a
+    steady stream no buffer is allocated.  At most ``max_lent`` lent buffers are remembered;
+    beyond that the oldest is forgotten (it is freed with its last view)."""
+
+    __slots__ = ("size", "bufs", "iovs", "hdrs", "lent", "max_lent", "renewed", "reused")
+
+    def __init__(self, count: int, size: int, *, vnet: bool = False, max_lent: int = 256) -> None:
+        self.size = size
+        self.bufs = [bytearray(size) for _ in range(count)]
+        self.hdrs = [bytearray(VNET_HDR_LEN) for _ in range(count)] if vnet else None
+        self.iovs = [[h, b] for h, b in zip(self.hdrs, self.bufs)] if vnet else [[b] for b in self.bufs]
+        self.lent: deque = deque()
+        self.max_lent = max_lent
+        self.renewed = 0          #: slots given another buffer (a view of theirs was kept)
+        self.reused = 0           #: of which with a lent buffer nobody referenced any more
+
+    def iov(self, i: int) -> list:
+        """The buffers to read slot ``i`` with; its packet buffer is not referenced elsewhere."""
+        # references to an unlent buffer: self.bufs, its iov list and getrefcount's argument
+        if _getrefcount(self.bufs[i]) > 3:
+            self._renew(i)
+        return self.iovs[i]
+
+    def _renew(self, i: int) -> None:
+        lent = self.lent
+        new = None
+        if lent and _getrefcount(lent[0]) <= 2:     # only the lent list (and the argument) hold it
+            new = lent.popleft()
+            self.reused += 1
+        lent.append(self.bufs[i])
+        if len(lent) > self.max_lent:
+            lent.popleft()
+        if new is None:
+            new = bytearray(self.size)
+        self.bufs[i] = new
+        self.iovs[i][-1] = new
+        self.renewed += 1
+
+    def view(self, i: int, start: int, end: int) -> memoryview:
+        """A read-only view of bytes [start, end) of slot ``i``'s packet buffer."""
+        return memoryview(self.bufs[i])[start:end].toreadonly()
+
+
 class TunError(OSError):
     """The TUN device could not be created (the message says why, in one line)."""
 
@@ -200,13 +260,7 @@ class TunLink(Link):
         self.mtu = mtu
         self._fd = self._dev.fileno()
         os.set_blocking(self._fd, False)
-        self._bufs = [bytearray(READ_BUFFER_SIZE) for _ in range(batch)]
-        self._views = [memoryview(b) for b in self._bufs]
-        if self.offload:
-            self._hdrs = [bytearray(VNET_HDR_LEN) for _ in range(batch)]
-            self._iov = [[h, b] for h, b in zip(self._hdrs, self._bufs)]
-        else:
-            self._iov = [[b] for b in self._bufs]          # one reusable iovec list per buffer
+        self.buffers = ReadBuffers(batch, READ_BUFFER_SIZE, vnet=self.offload)
         self._loop = None
         self.closed = False
         self.rx_packets = 0
@@ -262,24 +316,27 @@ class TunLink(Link):
                 raise
 
     def recv_batch(self, max_packets: int = 64):
+        """Up to ``max_packets`` packets, as read-only views: a view stays valid for as long as
+        it is referenced (ReadBuffers), so a receiver may keep one instead of copying it."""
         fd = self._fd
         readv = os.readv
-        iov = self._iov
-        views = self._views
+        bufs = self.buffers
+        iov = bufs.iov
+        view = bufs.view
         out = []
-        n_max = min(max_packets, len(iov))
+        n_max = min(max_packets, len(bufs.bufs))
         if self.offload:
             return self._recv_vnet(n_max)
         for i in range(n_max):
             try:
-                n = readv(fd, iov[i])
+                n = readv(fd, iov(i))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 if exc.errno in (errno.EBADFD, errno.EIO):   # device gone
                     break
                 raise
-            out.append((views[i][:n], None))
+            out.append((view(i, 0, n), None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1
@@ -289,14 +346,15 @@ class TunLink(Link):
         """recv_batch with offloads: each read fills a virtio-net header and the packet."""
         fd = self._fd
         readv = os.readv
-        iov = self._iov
-        views = self._views
-        hdrs = self._hdrs
+        bufs = self.buffers
+        iov = bufs.iov
+        view = bufs.view
+        hdrs = bufs.hdrs
         metas = self._rx_metas
         out = []
         for i in range(n_max):
             try:
-                n = readv(fd, iov[i])
+                n = readv(fd, iov(i))
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -306,7 +364,7 @@ class TunLink(Link):
             if n < VNET_HDR_LEN:
                 continue
             h = hdrs[i]
-            out.append((views[i][:n - VNET_HDR_LEN], metas.get(h) if h[0] or h[1] else None))
+            out.append((view(i, 0, n - VNET_HDR_LEN), metas.get(h) if h[0] or h[1] else None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1

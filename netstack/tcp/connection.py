@@ -162,12 +162,12 @@ class Connection:
     @property
     def at_eof(self) -> bool:
         """The peer's FIN arrived and every byte before it has been read."""
-        return self.rcv.fin_received and not self.rcv.buf.data
+        return self.rcv.fin_received and not self.rcv.buf
 
     @property
     def would_block(self) -> bool:
         """recv() would raise BlockingIOError now: no data buffered, no EOF, no error, not closed."""
-        return (not self.rcv.buf.data and not self.rcv.fin_received and not self.user_closed
+        return (not self.rcv.buf and not self.rcv.fin_received and not self.user_closed
                 and self.error is None and self.state is not CLOSED)
 
     @property
@@ -222,7 +222,7 @@ class Connection:
         BlockingIOError when nothing is available yet, or the connection's
         error (ConnectionResetError, TimeoutError...) if it failed.
         """
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             out = self.rcv.buf.read(max_bytes)
             self._after_user_read()
             return out
@@ -238,7 +238,7 @@ class Connection:
         """Like :meth:`recv`, but the data may come as a ``bytearray`` the caller owns: when
         it takes everything buffered, the receive buffer itself is handed over, not copied
         (what the socket transport does for an asyncio StreamReader, which copies it anyway)."""
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             out = self.rcv.buf.take(max_bytes)
             self._after_user_read()
             return out
@@ -246,7 +246,7 @@ class Connection:
 
     def recv_into(self, buf) -> int:
         """Like recv() but fills ``buf``; returns the byte count (0 at EOF)."""
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             n = self.rcv.buf.read_into(buf)
             self._after_user_read()
             return n
@@ -282,7 +282,7 @@ class Connection:
         """CLOSE (RFC 9293 §3.10.4): orderly release; unread data makes it an abort (RFC 2525 §2.17)."""
         if self.state is CLOSED:
             return
-        if self.rcv.buf.data and self.established:
+        if self.rcv.buf and self.established:
             self.abort()
             return
         if not self.host.may_orphan(self):
@@ -605,7 +605,7 @@ class Connection:
         detection (RACK, RFC 8985 §6.2), which also sees an ACK of nothing new
         while data of ours is in flight; SND.WL1/WL2 (the window update rule,
         the window itself unchanged) and the persist timer's rules; then the
-        one copy of the payload into the receive buffer, READABLE, the
+        payload into the receive buffer (kept or copied once), READABLE, the
         delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
         ACK when due (Sender.send: a pure ACK from the layer's template).
         """
@@ -707,7 +707,7 @@ class Connection:
                 self._cause = None
                 return True
         if n:
-            rcv.buf.data += payload                # the one copy of the payload
+            rcv.buf.append(payload)                # kept (a super-segment) or copied once
             rcv.nxt = (rcv_nxt + n) & MASK
             if beyond:                             # data taken from the rounding allowance (take_in_order)
                 rcv.committed = rcv.nxt
@@ -936,7 +936,7 @@ class Connection:
                 self.fail(ConnectionRefusedError(errno.ECONNREFUSED, "connection refused"), ConnEvent.REFUSED)
         elif st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self.host.count("tcp.estab_resets")
-            self.rcv.buf.data.clear()
+            self.rcv.buf.clear()
             self.fail(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"), ConnEvent.RESET)
         elif st is TIME_WAIT:
             # RFC 1337 (TIME-WAIT assassination, hazard H1): an RST must not end TIME-WAIT early,

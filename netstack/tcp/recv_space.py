@@ -77,7 +77,7 @@ class ReceiveSpace:
         (``advertise``), which usually covers the promises; the slack is there so that
         promised data is not dropped, and data beyond even that is (a peer sending tiny
         segments into a large scale could otherwise make the promises grow without end)."""
-        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf.data)
+        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf)
         return r if r > 0 else 0
 
     def syn_window(self) -> int:
@@ -124,7 +124,7 @@ class ReceiveSpace:
         buf = self.buf
         capacity = buf.capacity
         shift = self.wscale
-        free = capacity - len(buf.data)          # may go negative: then the test below fails
+        free = capacity - len(buf)               # may go negative: then the test below fails
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
@@ -156,7 +156,7 @@ class ReceiveSpace:
         """The room the window may offer, as ``advertise`` computes it inline: the free buffer
         space, less the granules kept back with window scaling (may be negative)."""
         capacity = self.buf.capacity
-        free = capacity - len(self.buf.data)
+        free = capacity - len(self.buf)
         shift = self.wscale
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
@@ -213,13 +213,13 @@ class ReceiveSpace:
     def take_in_order(self, payload, n: int) -> bool:
         """Append ``n`` in-order bytes at RCV.NXT, then whatever the out-of-order queue
         now continues.  True if that filled a hole (RFC 5681 §4.2: ACK at once)."""
-        self.buf.data += payload
+        self.buf.append(payload)
         rcv_nxt = (self.nxt + n) & MASK
         filled = False
         ooo = self.ooo
         if ooo.ranges:
             for chunk in ooo.pop_ready(rcv_nxt):
-                self.buf.data += chunk
+                self.buf.append(chunk)
                 rcv_nxt = (rcv_nxt + len(chunk)) & MASK
             filled = True
         self.nxt = rcv_nxt
