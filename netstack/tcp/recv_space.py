@@ -77,7 +77,8 @@ class ReceiveSpace:
         (``advertise``), which usually covers the promises; the slack is there so that
         promised data is not dropped, and data beyond even that is (a peer sending tiny
         segments into a large scale could otherwise make the promises grow without end)."""
-        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf)
+        buf = self.buf
+        r = buf.capacity + (buf.capacity >> 3) - buf.held - len(buf.data)
         return r if r > 0 else 0
 
     def syn_window(self) -> int:
@@ -124,7 +125,7 @@ class ReceiveSpace:
         buf = self.buf
         capacity = buf.capacity
         shift = self.wscale
-        free = capacity - len(buf)               # may go negative: then the test below fails
+        free = capacity - buf.held - len(buf.data)   # may go negative: then the test below fails
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
@@ -156,7 +157,7 @@ class ReceiveSpace:
         """The room the window may offer, as ``advertise`` computes it inline: the free buffer
         space, less the granules kept back with window scaling (may be negative)."""
         capacity = self.buf.capacity
-        free = capacity - len(self.buf)
+        free = capacity - self.buf.held - len(self.buf.data)
         shift = self.wscale
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)

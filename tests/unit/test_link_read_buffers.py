@@ -4,7 +4,7 @@ and the receive buffer that keeps a super-segment's payload as a view of one ins
 corrupt the stream: these tests read more packets into the very slot whose view is kept."""
 from __future__ import annotations
 
-from netstack.link.tun import ReadBuffers
+from netstack.link.tun import LEND_MIN, ReadBuffers
 from netstack.tcp import TCPConfig
 from netstack.tcp.buffers import KEEP_MIN, ReceiveBuffer
 
@@ -18,43 +18,60 @@ def read_into(bufs: ReadBuffers, i: int, packet: bytes) -> int:
     return len(packet)
 
 
+def big(text: bytes) -> bytes:
+    """A packet long enough to be lent (a super-segment): ``text``, then padding."""
+    return text + bytes(LEND_MIN - len(text))
+
+
 def test_a_kept_view_is_never_overwritten_by_later_reads_into_its_slot():
-    bufs = ReadBuffers(1, 4096)
-    n = read_into(bufs, 0, b"first packet")
-    kept = bufs.view(0, 6, n)[:3]                  # a slice of a slice still holds the buffer
-    assert kept.readonly
+    bufs = ReadBuffers(1, 2 * LEND_MIN)
+    n = read_into(bufs, 0, big(b"first packet"))
+    whole = bufs.view(0, 0, n)
+    assert whole.readonly
+    kept = whole[6:][:3]                           # a slice of a slice still holds the buffer
+    del whole
     for k in range(5):
-        read_into(bufs, 0, b"later packet %d" % k)
+        read_into(bufs, 0, big(b"later packet %d" % k))
     assert bytes(kept) == b"pac"
     assert bufs.renewed == 1                       # lent once, then the slot's new buffer is free
 
 
+def test_short_packets_are_writable_slices_of_the_slot_valid_until_the_next_read():
+    bufs = ReadBuffers(1, 2 * LEND_MIN)
+    n = read_into(bufs, 0, b"short")
+    v = bufs.view(0, 0, n)
+    assert not v.readonly and bytes(v) == b"short"
+    del v
+    read_into(bufs, 0, b"other")
+    assert bufs.renewed == 0
+
+
 def test_released_buffers_are_reused_not_allocated_and_unreferenced_slots_stay_put():
-    bufs = ReadBuffers(2, 4096)
+    bufs = ReadBuffers(2, 2 * LEND_MIN)
     first = id(bufs.bufs[0])                       # (a reference here would count as a kept view)
-    n = read_into(bufs, 0, b"a")
+    n = read_into(bufs, 0, big(b"a"))
     v = bufs.view(0, 0, n)
     del v                                          # consumed before the next read: no renewal
-    read_into(bufs, 0, b"b")
+    read_into(bufs, 0, big(b"b"))
     assert id(bufs.bufs[0]) == first and bufs.renewed == 0
-    held = [bufs.view(0, 0, 1)]
-    read_into(bufs, 0, b"c")                       # lent: the slot gets a new buffer
+    held = [bufs.view(0, 0, n)]
+    read_into(bufs, 0, big(b"c"))                  # lent: the slot gets a new buffer
     assert bufs.renewed == 1 and bufs.reused == 0 and id(bufs.bufs[0]) != first
-    held.append(bufs.view(0, 0, 1))
+    held.append(bufs.view(0, 0, n))
     held.pop(0)                                    # the first lent buffer is free again
-    read_into(bufs, 0, b"d")
+    read_into(bufs, 0, big(b"d"))
     assert bufs.renewed == 2 and bufs.reused == 1 and id(bufs.bufs[0]) == first
-    assert bytes(held[0]) == b"c"
+    assert bytes(held[0][:1]) == b"c"
 
 
 def test_the_lent_list_is_bounded():
-    bufs = ReadBuffers(1, 64, max_lent=3)
+    bufs = ReadBuffers(1, 2 * LEND_MIN, max_lent=3)
     kept = []
     for k in range(10):
-        read_into(bufs, 0, bytes([k]))
-        kept.append(bufs.view(0, 0, 1))
+        n = read_into(bufs, 0, big(bytes([k + 1])))
+        kept.append(bufs.view(0, 0, n))
     assert len(bufs.lent) == 3
-    assert [bytes(v) for v in kept] == [bytes([k]) for k in range(10)]
+    assert [bytes(v[:1]) for v in kept] == [bytes([k + 1]) for k in range(10)]
 
 
 def test_the_receive_buffer_keeps_large_read_only_views_and_copies_the_rest_in_order():
@@ -93,3 +110,36 @@ def test_tcp_keeps_a_super_segment_view_while_its_read_buffer_slot_is_read_into_
     assert h.conn.rcv.buf.held >= 5 * k             # kept, not copied
     assert bufs.renewed >= 5
     assert h.conn.recv() == stream
+
+
+def test_tun_link_read_loop_lends_a_kept_super_segment_and_reads_the_next_into_another_buffer():
+    """TunLink.recv_batch's own read loop (the check of ReadBuffers.iov inlined), on a datagram
+    socket pair standing in for the TUN's fd: a kept view of a super-segment survives the next
+    reads into its slot; short packets stay writable slot views."""
+    import os
+    import socket
+
+    from netstack.link.tun import READ_BUFFER_SIZE, TunLink, VnetMetaCache
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        link = object.__new__(TunLink)             # the read side only: no device
+        link._fd, link.offload, link.rx_packets, link.rx_batches = b.fileno(), False, 0, 0
+        link.buffers = ReadBuffers(1, READ_BUFFER_SIZE)
+        link._rx_metas = VnetMetaCache()
+        os.set_blocking(b.fileno(), False)
+        a.send(big(b"super one"))
+        [(kept, _)] = link.recv_batch(1)
+        assert kept.readonly
+        for k in range(3):
+            a.send(big(b"super %d" % k))
+            [(v, _)] = link.recv_batch(1)
+            assert bytes(v[:7]) == b"super %d" % k
+            del v
+        a.send(b"short")
+        [(s, _)] = link.recv_batch(1)
+        assert not s.readonly and bytes(s) == b"short"
+        assert bytes(kept[:9]) == b"super one" and link.buffers.renewed == 1
+    finally:
+        a.close()
+        b.close()
