@@ -68,6 +68,7 @@ from collections import deque
 from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN
 
 from . import congestion
+from .buffers import KEEP_MIN as _KEEP_MIN
 from .config import TCPConfig
 from .delack import AckPolicy
 from .events import (ConnEvent, ErrorCause, SegmentCause, StateChange, TimerCause, UserCall, UserCause)
@@ -707,7 +708,10 @@ class Connection:
                 self._cause = None
                 return True
         if n:
-            rcv.buf.append(payload)                # kept (a super-segment) or copied once
+            if n < _KEEP_MIN:
+                rcv.buf.data += payload            # the one copy of the payload
+            else:
+                rcv.buf.append(payload)            # kept (a super-segment's view) or copied once
             rcv.nxt = (rcv_nxt + n) & MASK
             if beyond:                             # data taken from the rounding allowance (take_in_order)
                 rcv.committed = rcv.nxt
