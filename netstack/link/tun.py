@@ -177,7 +177,7 @@ class ReadBuffers:
     oldest is forgotten (it is freed with its last view).  Shorter packets come as writable
     slices of the slot's own view, valid until the next read (copy to keep): no allocation."""
 
-    __slots__ = ("size", "bufs", "views", "iovs", "hdrs", "lent", "max_lent", "renewed", "reused")
+    __slots__ = ("size", "bufs", "views", "iovs", "hdrs", "lent", "max_lent", "renewed", "reused", "handed")
 
     #: references to a buffer nobody else holds: ``bufs``, its iov list, its slot view and
     #: getrefcount's own argument
@@ -191,14 +191,20 @@ class ReadBuffers:
         self.iovs = [[h, b] for h, b in zip(self.hdrs, self.bufs)] if vnet else [[b] for b in self.bufs]
         self.lent: deque = deque()
         self.max_lent = max_lent
+        #: per slot: its last packet went up as a read-only view (only then may its buffer still
+        #: be referenced when the slot is read into again: short packets' writable views are not
+        #: kept, so the reference count is looked at only after a lent view)
+        self.handed = [False] * count
         self.renewed = 0          #: slots given another buffer (a view of theirs was kept)
         self.reused = 0           #: of which with a lent buffer nobody referenced any more
 
     def iov(self, i: int) -> list:
         """The buffers to read slot ``i`` with; its packet buffer is not referenced elsewhere.
         (TunLink's read loops do the same inline.)"""
-        if _getrefcount(self.bufs[i]) > self.HELD:
-            self.renew(i)
+        if self.handed[i]:
+            self.handed[i] = False
+            if _getrefcount(self.bufs[i]) > self.HELD:
+                self.renew(i)
         return self.iovs[i]
 
     def renew(self, i: int) -> None:
@@ -220,6 +226,7 @@ class ReadBuffers:
 
     def lend(self, i: int, start: int, end: int) -> memoryview:
         """A read-only view of bytes [start, end) of slot ``i``'s buffer, valid while referenced."""
+        self.handed[i] = True
         return memoryview(self.bufs[i])[start:end].toreadonly()
 
     def view(self, i: int, start: int, end: int) -> memoryview:
@@ -344,14 +351,16 @@ class TunLink(Link):
         fd = self._fd
         readv = os.readv
         rb = self.buffers
-        bufs, views, iovs, held = rb.bufs, rb.views, rb.iovs, rb.HELD
+        bufs, views, iovs, held, handed = rb.bufs, rb.views, rb.iovs, rb.HELD, rb.handed
         out = []
         n_max = min(max_packets, len(bufs))
         if self.offload:
             return self._recv_vnet(n_max)
         for i in range(n_max):
-            if _getrefcount(bufs[i]) > held:        # ReadBuffers.iov, inlined
-                rb.renew(i)
+            if handed[i]:                           # ReadBuffers.iov, inlined
+                handed[i] = False
+                if _getrefcount(bufs[i]) > held:
+                    rb.renew(i)
             try:
                 n = readv(fd, iovs[i])
             except (BlockingIOError, InterruptedError):
@@ -371,12 +380,14 @@ class TunLink(Link):
         fd = self._fd
         readv = os.readv
         rb = self.buffers
-        bufs, views, iovs, held, hdrs = rb.bufs, rb.views, rb.iovs, rb.HELD, rb.hdrs
+        bufs, views, iovs, held, hdrs, handed = rb.bufs, rb.views, rb.iovs, rb.HELD, rb.hdrs, rb.handed
         metas = self._rx_metas
         out = []
         for i in range(n_max):
-            if _getrefcount(bufs[i]) > held:        # ReadBuffers.iov, inlined
-                rb.renew(i)
+            if handed[i]:                           # ReadBuffers.iov, inlined
+                handed[i] = False
+                if _getrefcount(bufs[i]) > held:
+                    rb.renew(i)
             try:
                 n = readv(fd, iovs[i])
             except (BlockingIOError, InterruptedError):
