@@ -98,6 +98,8 @@ class Stack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_scheduled = False
+        self._kick_handle: asyncio.Handle | None = None
+        self._inline_kick = False         # _run_after_round is doing a kick's work in its own turn
         self._in_round = False            # inside _on_readable/_on_timer/_on_kick: callbacks wait for its end
         self._after: list = []            # call_after_round callbacks of the round under way
         self._stopped: asyncio.Future | None = None
@@ -165,12 +167,22 @@ class Stack:
                 except Exception as exc:
                     self._loop.call_exception_handler({"message": "stack: callback after a round failed",
                                                        "exception": exc})
+            # What the callbacks asked for (the window update or the ACK that waited for the
+            # application's read, a reply it wrote) leaves in this turn, not through the kick's
+            # own loop turn.  Once: a kick from this inner round's callbacks waits for its turn.
+            if self._flush_scheduled and not self._inline_kick and not self.closed:
+                self._inline_kick = True
+                try:
+                    self._kick_handle.cancel()
+                    self._on_kick()
+                finally:
+                    self._inline_kick = False
 
     def kick(self) -> None:
         """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
         if self._loop is not None and not self._flush_scheduled and not self.closed:
             self._flush_scheduled = True
-            self._loop.call_soon(self._on_kick)
+            self._kick_handle = self._loop.call_soon(self._on_kick)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:

@@ -363,7 +363,7 @@ class ReceivePath(_Driven):
             # one wakeup of the live loop: read up to BATCH packets, feed IP/TCP, flush, re-arm timer
             on_readable()
             # the application reads what arrived
-            while conn.rcv.buf.data:
+            while conn.readable:
                 drained += recv_into(sink)
             clock.now += tick
             await asyncio.sleep(0)   # the loop's turn: kicks and timers run as they would live

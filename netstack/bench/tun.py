@@ -30,9 +30,11 @@ Each run measures, one after another on the same TUN:
     the reference for the receive path: the same kernel client sends the
     same bytes to a plain Python loop on the same TUN that answers the
     handshake and then only unpacks headers and writes an ACK (with
-    timestamps) for every second segment, as the stack does: no checksum
-    check, no buffering, no application.  What any Python TCP receiver
-    pays at least, per packet, for reading and ACKing through a TUN.
+    timestamps) for every second segment, as the stack does with MSS-sized
+    ones (with super-segments the stack ACKs once per application read,
+    netstack/tcp/delack.py): no checksum check, no buffering, no
+    application.  What any Python TCP receiver pays at least, per packet,
+    for reading and ACKing through a TUN.
 ``kernel -> stack``
     a kernel TCP client sends ``--mb`` MB to a sink listener on the stack
     (netstack's asyncio streams, reading and discarding like the discard

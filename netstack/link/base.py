@@ -5,7 +5,11 @@ implements :class:`Link`.  Two design points are fixed now for later work:
 
 * **Batches.**  :meth:`Link.recv_batch` returns several packets per wakeup, as
   memoryviews into buffers the link reuses; a view is valid until the next
-  ``recv_batch`` call on that link (copy it to keep it).
+  ``recv_batch`` call on that link (copy it to keep it), except a **read-only**
+  view: that one the link never writes again while it is referenced (an
+  immutable ``bytes``, or, on the TUN, a read buffer lent out while a view of
+  it lives), so a receiver may keep it instead of copying it, as TCP's receive
+  buffer does with a super-segment's payload.
 * **Per-packet metadata.**  Each packet travels with a :class:`PacketMeta` or
   ``None`` ("a plain packet").  The fields are those of the virtio-net header
   that Linux puts in front of each packet on a TUN opened with
@@ -87,7 +91,8 @@ class Link(abc.ABC):
     @abc.abstractmethod
     def recv_batch(self, max_packets: int = 64) -> list[tuple[memoryview, PacketMeta | None]]:
         """Up to ``max_packets`` received packets, without blocking; ``[]`` when
-        none are waiting.  The views stay valid until the next call."""
+        none are waiting.  The views stay valid until the next call; read-only ones
+        for as long as they are referenced (module doc)."""
 
     @abc.abstractmethod
     def attach(self, loop, on_readable: Callable[[], None]) -> None:

@@ -6,7 +6,11 @@ with EBUSY rather than attach to somebody else's device of the same name).
 The fd is non-blocking; :meth:`TunLink.recv_batch` reads packets with
 ``os.readv`` straight into a ring of preallocated bytearrays until the kernel
 queue is empty or the batch is full, and hands out memoryviews of them: no
-allocation per packet beyond the view itself.
+allocation per packet beyond the view itself.  A packet of 16 KB or more (a GSO
+super-segment) comes as a read-only view that stays valid as long as it is
+referenced (:class:`ReadBuffers`: a buffer still referenced is lent out and its
+slot read into another), so TCP keeps a super-segment's payload in its receive
+buffer instead of copying it.
 
 The device is not persistent: closing the fd makes the kernel delete it, in
 whatever namespace it lives, even when the process dies by SIGKILL.
@@ -44,6 +48,8 @@ import fcntl
 import logging
 import os
 import struct
+import sys
+from collections import deque
 
 try:
     import pytun
@@ -52,7 +58,7 @@ except ImportError:             # not Linux, or installed without it: TunLink sa
 
 from netstack.link.base import Link, PacketMeta
 
-__all__ = ["TunLink", "TunError", "IFF_TUN_EXCL", "IFF_MULTI_QUEUE", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
+__all__ = ["TunLink", "TunError", "ReadBuffers", "IFF_TUN_EXCL", "IFF_MULTI_QUEUE", "MISSING_PYTUN", "offload_support", "VNET_HDR_LEN"]
 
 log = logging.getLogger("netstack.link.tun")
 
@@ -79,6 +85,9 @@ _VNET = struct.Struct("=BBHHHH")
 VNET_HDR_LEN = _VNET.size            # 10
 _VNET_ZERO = bytes(VNET_HDR_LEN)
 _unpack_vnet = _VNET.unpack_from
+#: CPython's reference count (ReadBuffers); elsewhere a stand-in that counts every buffer as
+#: referenced, so that each read goes to a fresh one
+_getrefcount = getattr(sys, "getrefcount", lambda obj: 1 << 30)
 _pack_vnet = _VNET.pack
 
 
@@ -148,6 +157,86 @@ class VnetMetaCache:
         return meta
 
 
+#: packets at least this long are handed up as read-only views that stay valid while referenced
+#: (ReadBuffers); shorter ones as writable views valid until the next read, as before
+LEND_MIN = 16 * 1024
+
+
+class ReadBuffers:
+    """The buffers a link reads packets into, and the views it hands up of them.
+
+    ``iov(i)`` is what to read slot ``i`` with (``os.readv``: the virtio-net header's buffer
+    first, with ``vnet``), ``view(i, start, end)`` the view of the packet read there.  A packet
+    of LEND_MIN bytes or more (a GSO super-segment) comes as a read-only view that stays valid
+    for as long as it is referenced, so a receiver may keep it instead of copying it (the
+    receive buffer does): before a slot is read into, a buffer still referenced (CPython's
+    reference count: such a view, or any slice of it, holds one) is lent out and the slot gets
+    another, the oldest lent buffer nobody references any more if there is one, else a new one.
+    So a buffer is never written while a read-only view of it lives, and in a steady stream no
+    buffer is allocated.  At most ``max_lent`` lent buffers are remembered; beyond that the
+    oldest is forgotten (it is freed with its last view).  Shorter packets come as writable
+    slices of the slot's own view, valid until the next read (copy to keep): no allocation."""
+
+    __slots__ = ("size", "bufs", "views", "iovs", "hdrs", "lent", "max_lent", "renewed", "reused", "handed")
+
+    #: references to a buffer nobody else holds: ``bufs``, its iov list, its slot view and
+    #: getrefcount's own argument
+    HELD = 4
+
+    def __init__(self, count: int, size: int, *, vnet: bool = False, max_lent: int = 256) -> None:
+        self.size = size
+        self.bufs = [bytearray(size) for _ in range(count)]
+        self.views = [memoryview(b) for b in self.bufs]
+        self.hdrs = [bytearray(VNET_HDR_LEN) for _ in range(count)] if vnet else None
+        self.iovs = [[h, b] for h, b in zip(self.hdrs, self.bufs)] if vnet else [[b] for b in self.bufs]
+        self.lent: deque = deque()
+        self.max_lent = max_lent
+        #: per slot: its last packet went up as a read-only view (only then may its buffer still
+        #: be referenced when the slot is read into again: short packets' writable views are not
+        #: kept, so the reference count is looked at only after a lent view)
+        self.handed = [False] * count
+        self.renewed = 0          #: slots given another buffer (a view of theirs was kept)
+        self.reused = 0           #: of which with a lent buffer nobody referenced any more
+
+    def iov(self, i: int) -> list:
+        """The buffers to read slot ``i`` with; its packet buffer is not referenced elsewhere.
+        (TunLink's read loops do the same inline.)"""
+        if self.handed[i]:
+            self.handed[i] = False
+            if _getrefcount(self.bufs[i]) > self.HELD:
+                self.renew(i)
+        return self.iovs[i]
+
+    def renew(self, i: int) -> None:
+        """Lend slot ``i``'s buffer out (a view of it lives) and give the slot another."""
+        lent = self.lent
+        new = None
+        if lent and _getrefcount(lent[0]) <= 2:     # only the lent list (and the argument) hold it
+            new = lent.popleft()
+            self.reused += 1
+        lent.append(self.bufs[i])
+        if len(lent) > self.max_lent:
+            lent.popleft()
+        if new is None:
+            new = bytearray(self.size)
+        self.bufs[i] = new
+        self.views[i] = memoryview(new)
+        self.iovs[i][-1] = new
+        self.renewed += 1
+
+    def lend(self, i: int, start: int, end: int) -> memoryview:
+        """A read-only view of bytes [start, end) of slot ``i``'s buffer, valid while referenced."""
+        self.handed[i] = True
+        return memoryview(self.bufs[i])[start:end].toreadonly()
+
+    def view(self, i: int, start: int, end: int) -> memoryview:
+        """The view of the packet at [start, end) of slot ``i``: lent (read-only) from LEND_MIN
+        bytes on, else a slice of the slot's view.  (TunLink's read loops do the same inline.)"""
+        if end - start >= LEND_MIN:
+            return self.lend(i, start, end)
+        return self.views[i][start:end]
+
+
 class TunError(OSError):
     """The TUN device could not be created (the message says why, in one line)."""
 
@@ -200,13 +289,7 @@ class TunLink(Link):
         self.mtu = mtu
         self._fd = self._dev.fileno()
         os.set_blocking(self._fd, False)
-        self._bufs = [bytearray(READ_BUFFER_SIZE) for _ in range(batch)]
-        self._views = [memoryview(b) for b in self._bufs]
-        if self.offload:
-            self._hdrs = [bytearray(VNET_HDR_LEN) for _ in range(batch)]
-            self._iov = [[h, b] for h, b in zip(self._hdrs, self._bufs)]
-        else:
-            self._iov = [[b] for b in self._bufs]          # one reusable iovec list per buffer
+        self.buffers = ReadBuffers(batch, READ_BUFFER_SIZE, vnet=self.offload)
         self._loop = None
         self.closed = False
         self.rx_packets = 0
@@ -262,24 +345,31 @@ class TunLink(Link):
                 raise
 
     def recv_batch(self, max_packets: int = 64):
+        """Up to ``max_packets`` packets; those of LEND_MIN bytes or more as read-only views that
+        stay valid for as long as they are referenced (ReadBuffers), so a receiver may keep one
+        instead of copying it; shorter ones valid until the next call."""
         fd = self._fd
         readv = os.readv
-        iov = self._iov
-        views = self._views
+        rb = self.buffers
+        bufs, views, iovs, held, handed = rb.bufs, rb.views, rb.iovs, rb.HELD, rb.handed
         out = []
-        n_max = min(max_packets, len(iov))
+        n_max = min(max_packets, len(bufs))
         if self.offload:
             return self._recv_vnet(n_max)
         for i in range(n_max):
+            if handed[i]:                           # ReadBuffers.iov, inlined
+                handed[i] = False
+                if _getrefcount(bufs[i]) > held:
+                    rb.renew(i)
             try:
-                n = readv(fd, iov[i])
+                n = readv(fd, iovs[i])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
                 if exc.errno in (errno.EBADFD, errno.EIO):   # device gone
                     break
                 raise
-            out.append((views[i][:n], None))
+            out.append((views[i][:n] if n < LEND_MIN else rb.lend(i, 0, n), None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1
@@ -289,14 +379,17 @@ class TunLink(Link):
         """recv_batch with offloads: each read fills a virtio-net header and the packet."""
         fd = self._fd
         readv = os.readv
-        iov = self._iov
-        views = self._views
-        hdrs = self._hdrs
+        rb = self.buffers
+        bufs, views, iovs, held, hdrs, handed = rb.bufs, rb.views, rb.iovs, rb.HELD, rb.hdrs, rb.handed
         metas = self._rx_metas
         out = []
         for i in range(n_max):
+            if handed[i]:                           # ReadBuffers.iov, inlined
+                handed[i] = False
+                if _getrefcount(bufs[i]) > held:
+                    rb.renew(i)
             try:
-                n = readv(fd, iov[i])
+                n = readv(fd, iovs[i])
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -306,7 +399,8 @@ class TunLink(Link):
             if n < VNET_HDR_LEN:
                 continue
             h = hdrs[i]
-            out.append((views[i][:n - VNET_HDR_LEN], metas.get(h) if h[0] or h[1] else None))
+            n -= VNET_HDR_LEN
+            out.append((views[i][:n] if n < LEND_MIN else rb.lend(i, 0, n), metas.get(h) if h[0] or h[1] else None))
         if out:
             self.rx_packets += len(out)
             self.rx_batches += 1

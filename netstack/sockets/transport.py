@@ -251,7 +251,8 @@ class TCPTransport(asyncio.Transport):
         if self._closing or not self._reading_paused:
             return
         self._reading_paused = False
-        self._on_event(ConnEvent.READABLE)
+        if not self._conn.would_block:       # (else the next READABLE event brings the data)
+            self._on_event(ConnEvent.READABLE)
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, data) -> None:

@@ -8,15 +8,20 @@ retransmission queue (sent, unacknowledged); the rest are queued, unsent.
 It is indexed by sequence number: ``view(seq, n)`` is what a (re)transmission
 of ``n`` bytes starting at ``seq`` carries.
 
-ReceiveBuffer holds in-order bytes the user has not read yet.  Payloads are
-copied exactly once, from the packet into this buffer; a reader that takes
-everything buffered may take the buffer itself (``take``), with no second copy.
+ReceiveBuffer holds in-order bytes the user has not read yet.  A large payload
+that comes as a read-only view (a GSO super-segment from the TUN's read buffer,
+which the link does not write again while the view lives) is kept as it is, not
+copied; other payloads are copied exactly once, from the packet into this
+buffer.  A reader may take a kept payload, or everything copied, with no
+further copy (``take``).
 
 OutOfOrderQueue holds segments that arrived beyond RCV.NXT, merged into
 disjoint ranges, bounded in bytes (RFC 9293 §3.10.7.4: "segments with higher
 beginning sequence numbers SHOULD be held for later processing").
 """
 from __future__ import annotations
+
+from collections import deque
 
 from .seq import MASK, seq_diff as _diff
 
@@ -72,38 +77,104 @@ class SendBuffer:
         return memoryview(self.data)[off:off + n]
 
 
+#: in-order payloads at least this long that come as read-only views are kept, not copied
+#: (ReceiveBuffer.append): a GSO super-segment straight from the link's read buffer.  The bound
+#: keeps the memory pinned per byte held low: a view keeps its whole read buffer (64 KB) alive.
+KEEP_MIN = 16 * 1024
+
+
 class ReceiveBuffer:
-    __slots__ = ("data", "capacity")
+    """In-order bytes the user has not read yet, in two parts: ``chunks``, payloads kept as
+    they came (read-only views of a link's read buffer, which the link never writes again while
+    a view of it lives: a super-segment is not copied at all), and after them ``data``, a
+    bytearray the other payloads are copied into.  ``len()`` counts both."""
+
+    __slots__ = ("data", "chunks", "held", "capacity")
 
     def __init__(self, capacity: int):
         self.data = bytearray()
+        self.chunks: deque = deque()   # kept payloads, in order, all before ``data``
+        self.held = 0                  # bytes in ``chunks``
         self.capacity = capacity
 
     def __len__(self) -> int:
-        return len(self.data)
+        return self.held + len(self.data)
 
     @property
     def free(self) -> int:
-        return max(0, self.capacity - len(self.data))
+        return max(0, self.capacity - self.held - len(self.data))
 
     def append(self, payload) -> None:
-        self.data += payload
+        """Add in-order bytes: kept as they are when ``payload`` is a read-only memoryview of at
+        least KEEP_MIN bytes (its owner does not write it again while it is referenced, the
+        Link contract for read-only views), otherwise copied (the one copy)."""
+        if type(payload) is memoryview and payload.readonly and len(payload) >= KEEP_MIN:
+            d = self.data
+            if d:                                  # the copied bytes before it become a chunk
+                self.chunks.append(d)
+                self.held += len(d)
+                self.data = bytearray()
+            self.chunks.append(payload)
+            self.held += len(payload)
+        else:
+            self.data += payload
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.held = 0
+        self.data.clear()
+
+    def _gather(self, n: int) -> bytes:
+        """Remove and return the first ``n`` bytes (``n`` <= len), from the chunks on, as bytes."""
+        parts = []
+        chunks = self.chunks
+        while n and chunks:
+            c = chunks[0]
+            if len(c) <= n:
+                chunks.popleft()
+                parts.append(c)
+                self.held -= len(c)
+                n -= len(c)
+            else:
+                parts.append(c[:n])
+                chunks[0] = c[n:]
+                self.held -= n
+                n = 0
+        if n:
+            d = self.data
+            parts.append(memoryview(d)[:n].tobytes())
+            del d[:n]
+        return b"".join(parts)
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all with ``n`` < 0), copied once (through a memoryview: a
         bytearray slice would be a second copy)."""
         d = self.data
-        if n < 0 or n >= len(d):
-            out = bytes(d)
-            d.clear()
+        total = self.held + len(d)
+        if n < 0 or n > total:
+            n = total
+        if not self.chunks:
+            if n == len(d):
+                out = bytes(d)
+                d.clear()
+                return out
+            out = memoryview(d)[:n].tobytes()       # the view is gone before the del below
+            del d[:n]
             return out
-        out = memoryview(d)[:n].tobytes()       # the view is gone before the del below
-        del d[:n]
-        return out
+        return self._gather(n)
 
     def take(self, n: int = -1):
-        """Like :meth:`read`, but when everything buffered is taken the buffer itself is
-        handed over (a bytearray the caller now owns, no copy) and a fresh one starts."""
+        """Like :meth:`read`, but without a copy where it can: the first kept chunk, when it
+        fits in ``n`` (a read-only view the caller now holds), or, when everything buffered is
+        taken, the bytearray itself (the caller now owns it; a fresh one starts)."""
+        chunks = self.chunks
+        if chunks:
+            c = chunks[0]
+            if n < 0 or len(c) <= n:
+                chunks.popleft()
+                self.held -= len(c)
+                return c
+            return self.read(n)
         d = self.data
         if n < 0 or n >= len(d):
             self.data = bytearray()
@@ -112,11 +183,26 @@ class ReceiveBuffer:
 
     def read_into(self, buf) -> int:
         """Fill ``buf`` from the front of the buffer: one copy, buffer to ``buf``."""
+        out = memoryview(buf)
+        total = 0
+        chunks = self.chunks
+        while chunks and total < len(out):
+            c = chunks[0]
+            k = min(len(c), len(out) - total)
+            out[total:total + k] = c[:k]
+            total += k
+            self.held -= k
+            if k == len(c):
+                chunks.popleft()
+            else:
+                chunks[0] = c[k:]
         d = self.data
-        n = min(len(buf), len(d))
-        memoryview(buf)[:n] = memoryview(d)[:n]
-        del d[:n]
-        return n
+        k = min(len(out) - total, len(d))
+        if k:
+            out[total:total + k] = memoryview(d)[:k]
+            del d[:k]
+            total += k
+        return total
 
 
 class ByteBudget:

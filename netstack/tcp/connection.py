@@ -68,6 +68,7 @@ from collections import deque
 from netstack.wire.tcp import ACK, FIN, PSH, RST, SYN
 
 from . import congestion
+from .buffers import KEEP_MIN as _KEEP_MIN
 from .config import TCPConfig
 from .delack import AckPolicy
 from .events import (ConnEvent, ErrorCause, SegmentCause, StateChange, TimerCause, UserCall, UserCause)
@@ -162,12 +163,12 @@ class Connection:
     @property
     def at_eof(self) -> bool:
         """The peer's FIN arrived and every byte before it has been read."""
-        return self.rcv.fin_received and not self.rcv.buf.data
+        return self.rcv.fin_received and not self.rcv.buf
 
     @property
     def would_block(self) -> bool:
         """recv() would raise BlockingIOError now: no data buffered, no EOF, no error, not closed."""
-        return (not self.rcv.buf.data and not self.rcv.fin_received and not self.user_closed
+        return (not self.rcv.buf and not self.rcv.fin_received and not self.user_closed
                 and self.error is None and self.state is not CLOSED)
 
     @property
@@ -222,7 +223,7 @@ class Connection:
         BlockingIOError when nothing is available yet, or the connection's
         error (ConnectionResetError, TimeoutError...) if it failed.
         """
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             out = self.rcv.buf.read(max_bytes)
             self._after_user_read()
             return out
@@ -238,7 +239,7 @@ class Connection:
         """Like :meth:`recv`, but the data may come as a ``bytearray`` the caller owns: when
         it takes everything buffered, the receive buffer itself is handed over, not copied
         (what the socket transport does for an asyncio StreamReader, which copies it anyway)."""
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             out = self.rcv.buf.take(max_bytes)
             self._after_user_read()
             return out
@@ -246,7 +247,7 @@ class Connection:
 
     def recv_into(self, buf) -> int:
         """Like recv() but fills ``buf``; returns the byte count (0 at EOF)."""
-        if self.rcv.buf.data:
+        if self.rcv.buf:
             n = self.rcv.buf.read_into(buf)
             self._after_user_read()
             return n
@@ -282,7 +283,7 @@ class Connection:
         """CLOSE (RFC 9293 §3.10.4): orderly release; unread data makes it an abort (RFC 2525 §2.17)."""
         if self.state is CLOSED:
             return
-        if self.rcv.buf.data and self.established:
+        if self.rcv.buf and self.established:
             self.abort()
             return
         if not self.host.may_orphan(self):
@@ -583,7 +584,9 @@ class Connection:
         inlined from seq.py (an equivalence test holds them to the full path).
 
         The prediction (all of it must hold, else the full path runs):
-        SEG.SEQ = RCV.NXT; data within the window committed to the peer, or no
+        SEG.SEQ = RCV.NXT; data within the window advertised to the peer and the
+        buffer's room (a window-limited sender's last segment ends at the edge the
+        window field, rounded up, promised: RFC 7323 §2.4), or no
         data and an ACK of new data; nothing held out of order (no SACK state
         to update); no SACK blocks in the segment (the raw header has room for
         none; on_segment checks the parsed ones); the application has not
@@ -603,15 +606,18 @@ class Connection:
         detection (RACK, RFC 8985 §6.2), which also sees an ACK of nothing new
         while data of ours is in flight; SND.WL1/WL2 (the window update rule,
         the window itself unchanged) and the persist timer's rules; then the
-        one copy of the payload into the receive buffer, READABLE, the
+        payload into the receive buffer (kept or copied once), READABLE, the
         delayed-ACK decision (AckPolicy.on_data), keep-alive, output, and the
         ACK when due (Sender.send: a pure ACK from the layer's template).
         """
         rcv = self.rcv
         rcv_nxt = rcv.nxt
         n = len(payload)
-        if seq != rcv_nxt or n > ((rcv.committed - rcv_nxt) & MASK) or rcv.ooo.ranges:
+        if seq != rcv_nxt or rcv.ooo.ranges:
             return False
+        beyond = n > ((rcv.committed - rcv_nxt) & MASK)
+        if beyond and (n > ((rcv.adv - rcv_nxt) & MASK) or n > rcv.room):
+            return False        # beyond the advertised edge, or the buffer's room: the full path trims
         snd = self.snd
         snd_una = snd.una
         if (window << snd.wscale) != snd.wnd or self.user_closed:
@@ -702,8 +708,13 @@ class Connection:
                 self._cause = None
                 return True
         if n:
-            rcv.buf.data += payload                # the one copy of the payload
+            if n < _KEEP_MIN:
+                rcv.buf.data += payload            # the one copy of the payload
+            else:
+                rcv.buf.append(payload)            # kept (a super-segment's view) or copied once
             rcv.nxt = (rcv_nxt + n) & MASK
+            if beyond:                             # data taken from the rounding allowance (take_in_order)
+                rcv.committed = rcv.nxt
             # READABLE (_event, inlined: it runs per segment)
             self.events.append(_EV_READABLE)
             cb = self.on_event
@@ -712,7 +723,7 @@ class Connection:
                     cb(_EV_READABLE)
                 except Exception:  # the loop never dies because of a user callback
                     log.exception("on_event callback failed for %s", _EV_READABLE)
-            d = self.acks.on_data(now, rcv, self.rto.rto)
+            d = self.acks.on_data(now, rcv, self.rto.rto, n)
             if d is not None:
                 timers = self.timers
                 if timers.delack is None:
@@ -929,7 +940,7 @@ class Connection:
                 self.fail(ConnectionRefusedError(errno.ECONNREFUSED, "connection refused"), ConnEvent.REFUSED)
         elif st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self.host.count("tcp.estab_resets")
-            self.rcv.buf.data.clear()
+            self.rcv.buf.clear()
             self.fail(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"), ConnEvent.RESET)
         elif st is TIME_WAIT:
             # RFC 1337 (TIME-WAIT assassination, hazard H1): an RST must not end TIME-WAIT early,
@@ -1092,7 +1103,7 @@ class Connection:
                         seq = rcv_nxt
                         n = 0
                     self._event(_EV_READABLE)
-                    self._data_arrived(now)
+                    self._data_arrived(now, n)
             else:
                 # Out of order: hold it, ACK immediately (RFC 5681 §4.2, RFC 9293 §3.10.7.4)
                 self.host.count("tcp.in.ooo_segs")
@@ -1150,15 +1161,20 @@ class Connection:
         self.timers.arm(_TIME_WAIT, now + 2 * self.config.msl)
         self.timers.delack = None
 
-    def _data_arrived(self, now: float) -> None:
-        """In-order data arrived: ACK now or arm the delayed-ACK timer (delack.py)."""
-        d = self.acks.on_data(now, self.rcv, self.rto.rto)
+    def _data_arrived(self, now: float, n: int = 0) -> None:
+        """In-order data arrived, ``n`` bytes in this segment: ACK now or arm the delayed-ACK
+        timer (delack.py)."""
+        d = self.acks.on_data(now, self.rcv, self.rto.rto, n)
         if d is not None and self.timers.delack is None:
             self.timers.delack = d
 
     def _after_user_read(self) -> None:
-        """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3)."""
-        if self.state in RECV_TEXT_STATES and self.rcv.window_update_due():
+        """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3),
+        or the delayed ACK of two full-sized segments or more that waited for this read (a
+        super-segment, delack.py; Linux tcp_cleanup_rbuf)."""
+        rcv = self.rcv
+        if self.state in RECV_TEXT_STATES and (rcv.window_update_due() or (
+                self.timers.delack is not None and ((rcv.nxt - rcv.last_ack_sent) & MASK) >= 2 * rcv.mss)):
             self.acks.due = True
             self._want_flush()
 

@@ -4,6 +4,17 @@ RFC 5681 §4.2), with Linux's quick-ACK mode and adaptive delayed-ACK timeout.
 * An ACK is due at once (``due``) for out-of-order or duplicate data, a
   filled hole, a FIN, a window update, and every second full-sized segment
   (counted in bytes, so one large GRO segment counts for several).
+* A GSO super-segment (larger than the receive MSS) that the application has
+  not read yet is ACKed when it reads, as Linux does (tcp_input.c
+  ``__tcp_ack_snd_check``: at once only if "right edge of window advances far
+  enough", else ``tcp_cleanup_rbuf`` ACKs after ``recvmsg``): an ACK now would
+  shrink the window by what just arrived, and the read that follows within
+  the same loop turn re-opens it, so one ACK carries both, and one ACK may
+  cover the super-segments of one read.  If the application does not read,
+  the delayed-ACK timer sends it (within ``ato``, RFC 9293 §3.8.6.3's
+  < 0.5 s).  A window closing below one MSS is ACKed at once (the sender
+  must learn of it to persist), and segments up to the MSS keep the
+  every-second-segment rule.
 * Quick-ACK mode: the first data segments after the handshake, and after
   the receiver was idle longer than the RTO, are ACKed at once
   (:meth:`AckPolicy.enter_quickack`), so that a sender in slow start, or one
@@ -59,11 +70,11 @@ class AckPolicy:
         if n > self.quickack:
             self.quickack = n
 
-    def on_data(self, now: float, rcv, rto: float) -> float | None:
-        """In-order data arrived in the receive space ``rcv`` (its RCV.NXT already moved).
-        Returns the delayed-ACK deadline to arm, or None (the ACK is ``due`` now, or a
-        delayed-ACK timer already runs).  Reads RCV.NXT, Last.ACK.sent, the window and the
-        receive MSS of ``rcv``."""
+    def on_data(self, now: float, rcv, rto: float, seg_len: int = 0) -> float | None:
+        """In-order data arrived in the receive space ``rcv`` (its RCV.NXT already moved), the
+        last ``seg_len`` bytes of it in one segment.  Returns the delayed-ACK deadline to arm, or
+        None (the ACK is ``due`` now, or a delayed-ACK timer already runs).  Reads RCV.NXT,
+        Last.ACK.sent, the window and the receive MSS of ``rcv``."""
         cfg = self.config
         last = self.last_data
         self.last_data = now
@@ -96,8 +107,12 @@ class AckPolicy:
             self.due = True
             return None
         if (rcv.nxt - rcv.last_ack_sent) & MASK >= 2 * rcv.mss:     # (RCV.NXT never lags Last.ACK.sent)
-            self.due = True                                    # every second full-sized segment
-            return None
+            if seg_len <= rcv.mss or not rcv.ack_may_wait_for_read():
+                self.due = True                                # every second full-sized segment
+                return None
+            # A super-segment the application has not taken yet: its ACK waits for the read
+            # (Connection._after_user_read), which re-opens the window it would shrink, or for
+            # the timer (module doc).
         return now + self.ato
 
     def on_data_sent(self, now: float) -> None:

@@ -24,6 +24,7 @@ of in-order bytes the user has not read, and the
   RFC 9293 §3.8.6.2.2          advertise(): receiver-side SWS avoidance
   RFC 9293 §3.8.6, RFC 7323    advertise(): the right edge never moves left, rounding included
   RFC 1122 §4.2.3.3            window_update_due(): after the user reads
+  Linux __tcp_ack_snd_check     ack_may_wait_for_read(): the ACK of a super-segment, until the read
   RFC 2883 §4                  note_duplicate(): the D-SACK block the next ACK reports first
 """
 from __future__ import annotations
@@ -76,7 +77,8 @@ class ReceiveSpace:
         (``advertise``), which usually covers the promises; the slack is there so that
         promised data is not dropped, and data beyond even that is (a peer sending tiny
         segments into a large scale could otherwise make the promises grow without end)."""
-        r = self.buf.capacity + (self.buf.capacity >> 3) - len(self.buf.data)
+        buf = self.buf
+        r = buf.capacity + (buf.capacity >> 3) - buf.held - len(buf.data)
         return r if r > 0 else 0
 
     def syn_window(self) -> int:
@@ -123,7 +125,7 @@ class ReceiveSpace:
         buf = self.buf
         capacity = buf.capacity
         shift = self.wscale
-        free = capacity - len(buf.data)          # may go negative: then the test below fails
+        free = capacity - buf.held - len(buf.data)   # may go negative: then the test below fails
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
@@ -151,18 +153,43 @@ class ReceiveSpace:
         self.adv = (rcv_nxt + (field << shift)) & MASK
         return field
 
-    def window_update_due(self) -> bool:
-        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
-        Only when ``advertise`` will move the edge (an update with an unchanged window would be
-        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
-        # Runs after every application read: the window room and the SWS rule computed inline,
-        # as in advertise (the room not below 0), so that the usual answer, no, costs one call.
+    def _window_room(self) -> int:
+        """The room the window may offer, as ``advertise`` computes it inline: the free buffer
+        space, less the granules kept back with window scaling (may be negative)."""
         capacity = self.buf.capacity
-        free = capacity - len(self.buf.data)
+        free = capacity - self.buf.held - len(self.buf.data)
         shift = self.wscale
         if shift:
             reserve = _GRANULES_RESERVED * ((1 << shift) - 1)
             free -= reserve if reserve < capacity >> 4 else capacity >> 4
+        return free
+
+    def ack_may_wait_for_read(self) -> bool:
+        """Would an ACK now advertise a smaller window than the last ACK did (its size, from
+        Last.ACK.sent to the edge advertised), but still one of an MSS or more?  So it is while
+        the application has yet to take what arrived since (the right edge would not advance as
+        far as RCV.NXT did; Linux tcp_input.c __tcp_ack_snd_check).  A window closing to less
+        than an MSS is reported at once: the sender must learn of it to start persisting."""
+        free = self._window_room()
+        most = 65535 << self.wscale
+        if free > most:
+            free = most
+        wnd = (self.adv - self.nxt) & MASK          # the edge advertised never moves left
+        if wnd >= HALF:
+            wnd = 0
+        if free > wnd:
+            wnd = free
+        return self.mss <= wnd < ((self.adv - self.last_ack_sent) & MASK)
+
+    def window_update_due(self) -> bool:
+        """The user consumed data: does the window open enough to tell the peer (RFC 1122 §4.2.3.3)?
+        Only when ``advertise`` will move the edge (an update with an unchanged window would be
+        a duplicate ACK to the peer), and by at least min(rcvbuf/2, 2 * MSS), or from below one MSS."""
+        # Runs after every application read: the SWS rule computed inline, as in advertise (the
+        # room not below 0).
+        capacity = self.buf.capacity
+        shift = self.wscale
+        free = self._window_room()
         if free < 0:
             free = 0
         cur = (self.committed - self.nxt) & MASK
@@ -187,13 +214,13 @@ class ReceiveSpace:
     def take_in_order(self, payload, n: int) -> bool:
         """Append ``n`` in-order bytes at RCV.NXT, then whatever the out-of-order queue
         now continues.  True if that filled a hole (RFC 5681 §4.2: ACK at once)."""
-        self.buf.data += payload
+        self.buf.append(payload)
         rcv_nxt = (self.nxt + n) & MASK
         filled = False
         ooo = self.ooo
         if ooo.ranges:
             for chunk in ooo.pop_ready(rcv_nxt):
-                self.buf.data += chunk
+                self.buf.append(chunk)
                 rcv_nxt = (rcv_nxt + len(chunk)) & MASK
             filled = True
         self.nxt = rcv_nxt

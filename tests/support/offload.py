@@ -3,9 +3,12 @@
 :func:`partial_checksum` leaves in a TCP segment only the pseudo-header sum, as
 Linux does for CHECKSUM_PARTIAL (the device, or our stack, adds the rest);
 :func:`offloaded_tcp` builds a whole IPv4 datagram with its
-:class:`~netstack.link.base.PacketMeta`.
+:class:`~netstack.link.base.PacketMeta`; :class:`OffloadHost` is our IPv4 + TCP on a fake
+clock, fed such packets by a scripted peer.
 """
 from __future__ import annotations
+
+import struct
 
 from netstack.link.base import GSO_NONE, GSO_TCPV4, PacketMeta
 from netstack.wire.ipv4 import ipv4_packet
@@ -43,3 +46,101 @@ def offloaded_tcp(src: int, dst: int, *, sport: int, dport: int, seq: int, ack: 
                       hdr_len=hlen if gso else 0, csum_start=20 if partial else 0, csum_offset=16 if partial else 0,
                       needs_csum=partial, data_valid=data_valid)
     return ipv4_packet(src=src, dst=dst, protocol=6, payload=bytes(seg), df=True), meta
+
+
+OFFLOAD_US = 0xC6120002          # 198.18.0.2: our stack
+OFFLOAD_PEER = 0xC6120001        # 198.18.0.1: the offloading kernel
+OFFLOAD_MSS = 1448
+OFFLOAD_PEER_ISN = 1000
+
+
+def ts_option(val: int, ecr: int) -> bytes:
+    """NOP, NOP, Timestamps (RFC 7323): the option block of every segment of a Linux peer."""
+    return struct.pack("!BBBBII", 1, 1, 8, 10, val, ecr)
+
+
+def data(n: int, start: int = 0) -> bytes:
+    """``n`` bytes of a recognisable stream, from offset ``start``."""
+    return bytes((start + i) * 7 % 251 for i in range(n))
+
+
+class OffloadHost:
+    """Our IPv4 layer + TCP with a listener on port 80 (fake clock), and a scripted peer that
+    hands over what a Linux kernel with TSO and checksum offload hands over a TUN."""
+
+    def __init__(self, config=None):
+        from netstack.counters import Counters
+        from netstack.ip import IPLayer
+        from netstack.tcp import TCPConfig, TCPLayer
+        from netstack.wire.tcp import ACK, SYN
+        from netstack.wire.tcp_options import build_options
+
+        self.c = Counters()
+        self.ip = IPLayer(OFFLOAD_US, counters=self.c)
+        self.tcp = TCPLayer(OFFLOAD_US, counters=self.c, config=config or TCPConfig(rcvbuf=1 << 20),
+                            isn_secret=b"\x01" * 16)
+        self.ip.register(6, self.tcp)
+        self.now = 1.0
+        self.tsval = 100
+        self.origin = 0             #: stream offset that ``seq(0)`` and ``packet(0, ...)`` stand for
+        lst = self.tcp.listen(80)
+        self.plain(SYN, OFFLOAD_PEER_ISN, 0, options=build_options(mss=OFFLOAD_MSS + 12, wscale=7,
+                                                                   sack_permitted=True, ts=(self.tsval, 0)))
+        synack = self.sent()[0]
+        self.iss = synack.seq
+        self.our_ts = synack.options.ts_val
+        self.plain(ACK, OFFLOAD_PEER_ISN + 1, self.iss + 1, options=ts_option(self.tsval, self.our_ts))
+        self.conn = lst.accept()
+        assert self.conn is not None
+        self.sent()
+
+    def seq(self, offset: int) -> int:
+        """The sequence number of the peer's stream at ``offset`` (counted from ``origin``)."""
+        return (OFFLOAD_PEER_ISN + 1 + self.origin + offset) & 0xFFFFFFFF
+
+    def plain(self, flags, seq, ack, payload=b"", options=None, corrupt=False):
+        seg = bytearray(tcp_segment(src=OFFLOAD_PEER, dst=OFFLOAD_US, src_port=40000, dst_port=80, seq=seq, ack=ack,
+                                    flags=flags, window=65535, options=options if options is not None else b"",
+                                    payload=payload))
+        if corrupt:
+            seg[-1] ^= 0x55
+        self.ip.input(ipv4_packet(src=OFFLOAD_PEER, dst=OFFLOAD_US, protocol=6, payload=bytes(seg), df=True),
+                      self.now)
+
+    def packet(self, offset: int, payload: bytes, *, flags=None, partial=True, data_valid=False, corrupt=False,
+               window=65535):
+        """The datagram and metadata of the peer's segment at stream ``offset`` (a super-segment
+        beyond one MSS), with the next TSval."""
+        from netstack.wire.tcp import ACK, PSH
+
+        self.tsval += 1
+        pkt, meta = offloaded_tcp(OFFLOAD_PEER, OFFLOAD_US, sport=40000, dport=80, seq=self.seq(offset),
+                                  ack=self.iss + 1, flags=ACK | PSH if flags is None else flags, window=window,
+                                  payload=payload, options=ts_option(self.tsval, self.our_ts), mss=OFFLOAD_MSS,
+                                  partial=partial, data_valid=data_valid)
+        if corrupt:
+            pkt = bytearray(pkt)
+            pkt[-1] ^= 0x55
+        return bytes(pkt), meta
+
+    def offloaded(self, offset: int, payload: bytes, *, meta_override=None, **kw):
+        """Hand the IP layer one segment as a TUN read with offloads would (``packet``'s keywords)."""
+        pkt, meta = self.packet(offset, payload, **kw)
+        self.ip.input_offloaded(memoryview(pkt), meta_override or meta, self.now)
+
+    def read_batch(self, segments) -> None:
+        """Several ``(offset, payload)`` segments in one link read (``IPLayer.input_batch``)."""
+        self.ip.input_batch([(memoryview(p), m) for p, m in (self.packet(o, d) for o, d in segments)], self.now)
+
+    def poll(self) -> None:
+        """The stack's round after a user call: flush what the connection asked to send, fire due timers."""
+        self.tcp.poll(self.now)
+
+    def sent(self):
+        from netstack.wire.tcp import parse_tcp
+
+        out = []
+        while self.tcp.outbox:
+            dst, seg, *_ = self.tcp.outbox.popleft()
+            out.append(parse_tcp(bytes(seg), src=OFFLOAD_US, dst=OFFLOAD_PEER))
+        return out

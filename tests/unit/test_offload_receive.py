@@ -17,77 +17,16 @@ from netstack.counters import Counters
 from netstack.ip import IPLayer
 from netstack.link import FaultyLink, MemoryLink, PacketMeta
 from netstack.stack import Stack
-from netstack.tcp import TCPConfig, TCPLayer
-from netstack.wire.ipv4 import ip2int, ipv4_packet, parse_ipv4
+from netstack.tcp import TCPConfig
+from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
 from netstack.wire.tcp import ACK, FIN, PSH, SYN, parse_tcp, tcp_segment
 from netstack.wire.tcp_options import build_options
 
-from tests.support.offload import offloaded_tcp, partial_checksum
+from tests.support.offload import (OFFLOAD_MSS, OFFLOAD_PEER, OFFLOAD_PEER_ISN, OFFLOAD_US, OffloadHost, data,
+                                   offloaded_tcp, partial_checksum, ts_option)
 
-US = ip2int("198.18.0.2")
-PEER = ip2int("198.18.0.1")
-MSS = 1448
-PEER_ISN = 1000
-
-
-def _ts(val, ecr):
-    return struct.pack("!BBBBII", 1, 1, 8, 10, val, ecr)
-
-
-class Host:
-    """Our IPv4 layer + TCP with a listener on port 80, and a scripted offloading peer."""
-
-    def __init__(self, config: TCPConfig | None = None):
-        self.c = Counters()
-        self.ip = IPLayer(US, counters=self.c)
-        self.tcp = TCPLayer(US, counters=self.c, config=config or TCPConfig(rcvbuf=1 << 20),
-                            isn_secret=b"\x01" * 16)
-        self.ip.register(6, self.tcp)
-        self.now = 1.0
-        self.tsval = 100
-        lst = self.tcp.listen(80)
-        self.plain(SYN, PEER_ISN, 0, options=build_options(mss=MSS + 12, wscale=7, sack_permitted=True,
-                                                           ts=(self.tsval, 0)))
-        synack = self.sent()[0]
-        self.iss = synack.seq
-        self.our_ts = synack.options.ts_val
-        self.plain(ACK, PEER_ISN + 1, self.iss + 1, options=_ts(self.tsval, self.our_ts))
-        self.conn = lst.accept()
-        assert self.conn is not None
-        self.sent()
-
-    def seq(self, offset: int) -> int:
-        return (PEER_ISN + 1 + offset) & 0xFFFFFFFF
-
-    def plain(self, flags, seq, ack, payload=b"", options=None, corrupt=False):
-        seg = bytearray(tcp_segment(src=PEER, dst=US, src_port=40000, dst_port=80, seq=seq, ack=ack, flags=flags,
-                                    window=65535, options=options if options is not None else b"",
-                                    payload=payload))
-        if corrupt:
-            seg[-1] ^= 0x55
-        self.ip.input(ipv4_packet(src=PEER, dst=US, protocol=6, payload=bytes(seg), df=True), self.now)
-
-    def offloaded(self, offset: int, payload: bytes, *, flags=ACK | PSH, partial=True, data_valid=False,
-                  corrupt=False, meta_override=None):
-        self.tsval += 1
-        pkt, meta = offloaded_tcp(PEER, US, sport=40000, dport=80, seq=self.seq(offset), ack=self.iss + 1,
-                                  flags=flags, window=65535, payload=payload, options=_ts(self.tsval, self.our_ts),
-                                  mss=MSS, partial=partial, data_valid=data_valid)
-        if corrupt:
-            pkt = bytearray(pkt)
-            pkt[-1] ^= 0x55
-        self.ip.input_offloaded(memoryview(bytes(pkt)), meta_override or meta, self.now)
-
-    def sent(self):
-        out = []
-        while self.tcp.outbox:
-            dst, data, *_ = self.tcp.outbox.popleft()
-            out.append(parse_tcp(bytes(data), src=US, dst=PEER))
-        return out
-
-
-def data(n: int, start: int = 0) -> bytes:
-    return bytes((start + i) * 7 % 251 for i in range(n))
+US, PEER, MSS, PEER_ISN = OFFLOAD_US, OFFLOAD_PEER, OFFLOAD_MSS, OFFLOAD_PEER_ISN
+Host, _ts = OffloadHost, ts_option
 
 
 STREAM = data(8 * 44 * MSS)
