@@ -3,7 +3,7 @@
 This is the seam between the sans-I/O TCP :class:`~netstack.tcp.Connection`
 and asyncio's protocol world: any ``asyncio.Protocol`` (in particular
 ``asyncio.StreamReaderProtocol``, hence ``StreamReader``/``StreamWriter``)
-runs on it unchanged.
+runs on it unchanged, and so does an ``asyncio.BufferedProtocol``.
 
 How data moves:
 
@@ -14,7 +14,11 @@ How data moves:
   low-water mark ``resume_writing()`` (that is what ``StreamWriter.drain()``
   waits on).
 - **Reading.** On ``READABLE`` the transport pulls from ``Connection.recv``
-  and feeds ``protocol.data_received``.  ``pause_reading()`` stops pulling, so
+  and feeds ``protocol.data_received``.  An ``asyncio.BufferedProtocol`` is
+  served as asyncio's selector transports serve it: ``get_buffer()``, then
+  ``Connection.recv_into`` copies straight from the TCP receive buffer into the
+  protocol's buffer (one copy, no ``bytes`` object), then
+  ``buffer_updated(n)``.  ``pause_reading()`` stops pulling, so
   the bytes stay in the TCP receive buffer, the advertised window shrinks and
   reaches zero: real TCP flow control (RFC 9293 §3.8.6), not an unbounded
   buffer in the application.
@@ -54,6 +58,8 @@ log = logging.getLogger("netstack.sockets")
 READ_CHUNK = 256 * 1024
 #: asyncio's own defaults for selector transports.
 DEFAULT_HIGH_WATER = 64 * 1024
+#: what the end-of-stream check "reads" into (recv_into with nothing buffered never writes)
+_NO_BUFFER = bytearray()
 
 
 def _int2ip(a: int) -> str:
@@ -148,6 +154,7 @@ class TCPTransport(asyncio.Transport):
         self._closing = False               # close() called (or connection ended)
         self._lost = False                  # connection_lost delivered
         self._conn_closed = False           # conn.close()/abort() called
+        self._forced = False                # abort() or a fatal error: connection_lost is due
         self._pending: list[ConnEvent] = []
         self._scheduled = False
         self._conn_lost_writes = 0
@@ -172,7 +179,7 @@ class TCPTransport(asyncio.Transport):
 
     def _process(self) -> None:
         self._scheduled = False
-        if self._lost:
+        if self._lost or self._forced:      # (a forced close already scheduled connection_lost)
             self._pending.clear()
             return
         events, self._pending = self._pending, []
@@ -210,6 +217,9 @@ class TCPTransport(asyncio.Transport):
 
     # -- reading ------------------------------------------------------------------------------
     def _pull(self, force: bool = False) -> None:
+        if isinstance(self._protocol, asyncio.BufferedProtocol):
+            self._pull_into(force)
+            return
         conn = self._conn
         pulled = False
         # an asyncio StreamReader copies what it is fed into its own buffer: it may take the
@@ -231,6 +241,58 @@ class TCPTransport(asyncio.Transport):
             # b"": the peer's FIN arrived and everything before it has been read.
             self._eof_received = True
             keep_open = self._protocol.eof_received()
+            if not keep_open and not self._closing:
+                self.close()
+            break
+        if pulled:
+            kick(self._stack)           # reading freed buffer space: a window update may be due
+
+    def _pull_into(self, force: bool = False) -> None:
+        """Reading for an ``asyncio.BufferedProtocol``, as asyncio's selector transport does
+        it: ``get_buffer(-1)``, then ``Connection.recv_into`` copies the received bytes
+        straight into that buffer (one copy, receive buffer to protocol), then
+        ``buffer_updated(n)``; again until nothing is buffered or reading is paused.  A
+        buffer smaller than what is buffered only means more rounds; an empty one is a fatal
+        error (RuntimeError, as asyncio).  A failing ``get_buffer``/``buffer_updated`` ends
+        the connection through the fatal-error path."""
+        conn = self._conn
+        protocol = self._protocol
+        pulled = False
+        while (force or not self._reading_paused) and not self._eof_received and not self._lost:
+            if conn.would_block:
+                break                   # nothing buffered yet (recv_into would raise BlockingIOError)
+            if conn.readable:
+                try:
+                    buf = protocol.get_buffer(-1)
+                    if not len(buf):
+                        raise RuntimeError("get_buffer() returned an empty buffer")
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                    break
+                try:
+                    n = conn.recv_into(buf)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    break               # the connection failed: its event reports it
+                pulled = True
+                try:
+                    protocol.buffer_updated(n)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                    break
+                continue
+            # nothing buffered and not blocking: end of stream (0) or the connection's error
+            try:
+                conn.recv_into(_NO_BUFFER)
+            except OSError:
+                break                   # failed (or BlockingIOError): its event reports it
+            self._eof_received = True
+            keep_open = protocol.eof_received()
             if not keep_open and not self._closing:
                 self.close()
             break
@@ -401,8 +463,9 @@ class TCPTransport(asyncio.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc) -> None:
-        if self._lost:
+        if self._lost or self._forced:
             return
+        self._forced = True
         self._closing = True
         self._wbuf.clear()
         self._wsize = 0
