@@ -1,6 +1,6 @@
 """Bulk TCP through a real TUN with the Linux kernel as the peer, against the raw read ceiling.
 
-``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE] [--profile FILE]``
+``netstack bench tun [--mb N] [--mtu N] [--repeat N] [--quick] [--json FILE] [--profile FILE [--profile-row ROW]]``
 ``netstack bench tun --loss 0,1,5 [--mb N] [--repeat N] ...``: goodput under loss instead
 (netstack/bench/_loss.py: CUBIC+SACK+RACK, NewReno+SACK, NewReno without SACK, both directions)
 ``netstack bench tun --workers 1,2 [--flows 8] [--seconds 5]``: ``netstack serve --workers N``
@@ -67,19 +67,26 @@ is what the stack itself costs per segment.
 
 With ``--offload`` (the default where the kernel offers TUN offloads;
 ``--no-offload`` leaves them out) a second lab, its TUN opened with the
-virtio-net header and ``TUN_F_CSUM | TUN_F_TSO4``, runs three more rows in
+virtio-net header and ``TUN_F_CSUM | TUN_F_TSO4``, runs four more rows in
 the same rounds: ``ACK-only loop, offloads`` (the same loop, now handed
-64 KB super-segments: the reference), ``kernel -> stack, offloads`` and
-``stack -> kernel, offloads`` (TSO: the stack sends super-segments, the
-kernel cuts them).  Their packets are super-segments, so compare them in
-MB/s: ``of ACK-only`` is MB/s over the ACK-only loop's of the same mode.
+64 KB super-segments: the reference), ``kernel -> stack, offloads`` (the
+same asyncio streams sink), ``kernel -> stack, BufferedProtocol, offloads``
+(the same transfer into an ``asyncio.BufferedProtocol`` sink on
+``create_server``, as a high-throughput application writes it: one 256 KB
+bytearray reused, bytes counted; the transport copies TCP's receive buffer
+straight into it, with no ``bytes`` object and no StreamReader buffer in
+between) and ``stack -> kernel, offloads`` (TSO: the stack sends
+super-segments, the kernel cuts them).  Their packets are super-segments,
+so compare them in MB/s: ``of ACK-only`` is MB/s over the ACK-only loop's of
+the same mode.
 
-``--profile FILE`` adds one more kernel -> stack transfer under cProfile
-(not part of the figures) and prints where its time went per segment.
+``--profile FILE`` adds one more transfer under cProfile (not part of the
+figures) and prints where its time went per segment: kernel -> stack by
+default, ``--profile-row`` picks one of the offload lab's receive rows.
 
 Targets: kernel -> stack at least 60 MB/s at MTU 1500; with offloads,
 kernel -> stack at least 5x the same run without and 0.6 of the offload
-ACK-only loop, stack -> kernel at least 3x without.
+ACK-only loop (shown for both sinks), stack -> kernel at least 3x without.
 """
 from __future__ import annotations
 
@@ -104,6 +111,7 @@ from netstack.tcp.segment import pack_ts_header
 KERNEL_ADDR = "198.18.0.1"
 STACK_ADDR = "198.18.0.2"
 SINK_PORT = 5001             # the stack's sink listener
+SINKS = ("streams", "buffered")   # kernel_to_stack's sink applications
 KERNEL_PORT = 5002           # the kernel's listener for stack -> kernel
 FLOOD_PORT = 9               # UDP; nothing listens: no stack runs during the flood
 
@@ -498,19 +506,43 @@ def _make_stack(lab, tcp=None, loss: float = 0.0, seed: int = 1):
 
 
 async def kernel_to_stack(lab, nbytes: int, limit: float, *, tcp=None, loss: float = 0.0,
-                          seed: int = 1) -> dict:
-    """The kernel sends ``nbytes`` to a sink listener on a fresh stack."""
-    from netstack.sockets.streams import start_server
+                          seed: int = 1, sink: str = "streams") -> dict:
+    """The kernel sends ``nbytes`` to a sink listener on a fresh stack.
 
+    ``sink``: ``"streams"``, an asyncio StreamReader application (``start_server``, reading
+    256 KB at a time and discarding); ``"buffered"``, an ``asyncio.BufferedProtocol``
+    (``create_server``) that reuses one 256 KB bytearray and counts bytes."""
+    from netstack.sockets.streams import create_server, start_server
+
+    if sink not in SINKS:
+        raise ValueError(f"unknown sink {sink!r}")
     stack = _make_stack(lab, tcp, loss, seed)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     got = {"bytes": 0}
+    t0 = cpu0 = os0 = None
 
-    async def sink(reader, writer):
+    def started():
+        nonlocal t0, cpu0, os0
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         os0 = os.times()
+
+    def finished(n):
+        t1 = time.perf_counter()
+        cpu1 = time.process_time()
+        os1 = os.times()
+        c1 = stack.counters.snapshot()
+        got.update(bytes=n, seconds=t1 - t0, cpu_seconds=cpu1 - cpu0,
+                   user_seconds=os1.user - os0.user, system_seconds=os1.system - os0.system,
+                   segments=c1.get("tcp.in_segs", 0) - c0.get("tcp.in_segs", 0),
+                   retrans=c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0),
+                   acks=c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0))
+        if not done.done():
+            done.set_result(None)
+
+    async def stream_sink(reader, writer):
+        started()
         n = 0
         try:
             while True:
@@ -519,24 +551,43 @@ async def kernel_to_stack(lab, nbytes: int, limit: float, *, tcp=None, loss: flo
                     break
                 n += len(data)
         finally:
-            t1 = time.perf_counter()
-            cpu1 = time.process_time()
-            os1 = os.times()
-            c1 = stack.counters.snapshot()
-            got.update(bytes=n, seconds=t1 - t0, cpu_seconds=cpu1 - cpu0,
-                       user_seconds=os1.user - os0.user, system_seconds=os1.system - os0.system,
-                       segments=c1.get("tcp.in_segs", 0) - c0.get("tcp.in_segs", 0),
-                       retrans=c1.get("tcp.retrans_segs", 0) - c0.get("tcp.retrans_segs", 0),
-                       acks=c1.get("tcp.out_segs", 0) - c0.get("tcp.out_segs", 0))
+            finished(n)
             writer.close()
-            if not done.done():
-                done.set_result(None)
+
+    class BufferedSink(asyncio.BufferedProtocol):
+        """What a high-throughput application writes: one buffer, reused, bytes counted."""
+
+        def __init__(self):
+            self.buf = bytearray(262144)
+            self.n = 0
+            self.transport = None
+
+        def connection_made(self, transport):
+            self.transport = transport
+            started()
+
+        def get_buffer(self, sizehint):
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.n += nbytes
+
+        def eof_received(self):
+            finished(self.n)
+            return False                  # the transport closes
+
+        def connection_lost(self, exc):
+            if t0 is not None and not done.done():
+                finished(self.n)
 
     proc = None
     server = None
     async with stack:
         try:
-            server = await start_server(stack, sink, port=SINK_PORT)
+            if sink == "buffered":
+                server = await create_server(stack, BufferedSink, port=SINK_PORT)
+            else:
+                server = await start_server(stack, stream_sink, port=SINK_PORT)
             # counted from here: data may arrive before the sink's handler first runs
             c0 = stack.counters.snapshot()
             proc = await asyncio.create_subprocess_exec(
@@ -641,26 +692,35 @@ async def stack_to_kernel(lab, nbytes: int, limit: float, *, tcp=None, loss: flo
 
 
 PATHS = ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel")
+#: kernel -> stack with offloads into an asyncio.BufferedProtocol sink (kernel_to_stack's sink="buffered")
+BUFFERED_ROW = "kernel -> stack, BufferedProtocol, offloads"
+#: the rows ``--profile`` can profile (``--profile-row``)
+PROFILE_ROWS = ("kernel -> stack", "kernel -> stack, offloads", BUFFERED_ROW)
 #: the rows of the lab with TUN offloads (``--offload``)
-OFFLOAD_PATHS = ("ACK-only loop, offloads", "kernel -> stack, offloads", "stack -> kernel, offloads")
+OFFLOAD_PATHS = ("ACK-only loop, offloads", "kernel -> stack, offloads", BUFFERED_ROW, "stack -> kernel, offloads")
 
 
 def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_seconds: float,
             progress: report.Progress | None = None, name: str | None = None,
-            profile_path: str | None = None, warmup: int = 0, offload: bool = False) -> dict:
+            profile_path: str | None = None, warmup: int = 0, offload: bool = False,
+            profile_row: str = "kernel -> stack") -> dict:
     """Set up a unique lab, run ``repeat`` interleaved rounds, tear down; returns rows and runs.
 
     The lab's TUN runs without offloads.  With ``offload``, a second lab with
     them runs the OFFLOAD_PATHS rows in the same rounds (a BenchError if the
     kernel does not offer them).
 
-    With ``profile_path``, one more kernel -> stack transfer runs under
+    With ``profile_path``, one more transfer of ``profile_row`` (one of PROFILE_ROWS) runs under
     cProfile after the timed rounds (its figures are not reported): the raw
     profile goes to that file and ``result["profile"]`` lists the top
     functions by own time per received segment.
     """
     from netstack.link.lab import Lab, LabError
 
+    if profile_row not in PROFILE_ROWS:
+        raise ValueError(f"unknown profile row {profile_row!r}")
+    if profile_path is not None and profile_row != "kernel -> stack" and not offload:
+        raise BenchError(f"profiling {profile_row!r} needs the offload lab (--offload)")
     nbytes = int(mb * 1_000_000)
     limit = 20.0 + nbytes / 1e6          # at least 1 MB/s, or the run is abandoned
     name = name or unique_name()
@@ -707,6 +767,11 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
                     progress.step(f"{what}: kernel -> stack{mode}, {mb:g} MB")
                 keep("kernel -> stack" + suffix, asyncio.run(kernel_to_stack(the_lab, nbytes, limit)))
                 _drain(the_lab.link)
+                if the_lab is olab:
+                    if progress is not None:
+                        progress.step(f"{what}: kernel -> stack{mode}, BufferedProtocol sink, {mb:g} MB")
+                    keep(BUFFERED_ROW, asyncio.run(kernel_to_stack(the_lab, nbytes, limit, sink="buffered")))
+                    _drain(the_lab.link)
                 if progress is not None:
                     progress.step(f"{what}: stack -> kernel{mode}, {mb:g} MB")
                 keep("stack -> kernel" + suffix, asyncio.run(stack_to_kernel(the_lab, nbytes, limit)))
@@ -714,11 +779,13 @@ def measure(*, mb: float, mtu: int, repeat: int, flood_packets: int, flood_secon
         if profile_path is not None:
             import cProfile
             if progress is not None:
-                progress.step(f"profiling kernel -> stack, {mb:g} MB, under cProfile")
+                progress.step(f"profiling {profile_row}, {mb:g} MB, under cProfile")
+            plab = lab if profile_row == "kernel -> stack" else olab
+            psink = "buffered" if profile_row == BUFFERED_ROW else "streams"
             profile = cProfile.Profile()
             profile.enable()
             try:
-                profiled = asyncio.run(kernel_to_stack(lab, nbytes, limit * 3))
+                profiled = asyncio.run(kernel_to_stack(plab, nbytes, limit * 3, sink=psink))
             finally:
                 profile.disable()
     finally:
@@ -839,6 +906,8 @@ def summarize(runs: dict[str, list[dict]], *, lab_name: str = "") -> dict:
                          "kernel -> stack", "(same run)"),
             ratio_target("kernel -> stack, offloads of the offload ACK-only loop", TARGET_OFFLOAD_OF_ACK_ONLY,
                          "kernel -> stack, offloads", "ACK-only loop, offloads", "(same run)"),
+            ratio_target("kernel -> stack, BufferedProtocol, offloads of the offload ACK-only loop",
+                         TARGET_OFFLOAD_OF_ACK_ONLY, BUFFERED_ROW, "ACK-only loop, offloads", "(same run)"),
             ratio_target("stack -> kernel, offloads vs without", TARGET_OFFLOAD_S2K, "stack -> kernel, offloads",
                          "stack -> kernel", "(same run)"),
         ]
@@ -864,6 +933,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="after the timed rounds, one more kernel -> stack transfer under cProfile: write "
                              "the raw profile to FILE and print the top functions per received segment")
+    parser.add_argument("--profile-row", choices=PROFILE_ROWS, default="kernel -> stack", metavar="ROW",
+                        help="the transfer --profile profiles: 'kernel -> stack' (default), 'kernel -> stack, "
+                             f"offloads' or '{BUFFERED_ROW}' (the last two need the offload lab)")
     parser.add_argument("--loss", metavar="PCTS",
                         help="instead: goodput both ways under these loss rates in percent (e.g. 0,1,5; loss on "
                              "the stack's link both ways) for CUBIC+SACK+RACK, NewReno+SACK and NewReno "
@@ -958,7 +1030,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result, failed = report.guarded("bench tun", lambda: measure(
             mb=mb, mtu=args.mtu, repeat=repeat, flood_packets=flood, flood_seconds=args.flood_seconds,
-            progress=progress, profile_path=args.profile, warmup=args.warmup, offload=offload),
+            progress=progress, profile_path=args.profile, warmup=args.warmup, offload=offload,
+            profile_row=args.profile_row),
             interrupted=INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, old_term)
@@ -994,6 +1067,12 @@ def run(args: argparse.Namespace) -> int:
               f"offload ACK-only loop's {oref['mb_per_s']:.1f} MB/s), {ok2s['mb_per_s'] * 1e6 / max(1, ok2s['packets_per_s']):,.0f} "
               f"bytes per packet; stack -> kernel {os2k['mb_per_s']:.1f} MB/s "
               f"({report.ratio(os2k['mb_per_s'], by['stack -> kernel']['mb_per_s']):.2f}x without)")
+        bp = by[BUFFERED_ROW]
+        print(f"with offloads into an asyncio.BufferedProtocol sink: kernel -> stack {bp['mb_per_s']:.1f} MB/s "
+              f"({bp['of_ack_only']:.2f} of the offload ACK-only loop; the StreamReader sink "
+              f"{ok2s['of_ack_only']:.2f}); CPU per super-segment {bp['cpu_us_per_packet']:.1f} us vs "
+              f"{ok2s['cpu_us_per_packet']:.1f} us (StreamReader) and {oref['cpu_us_per_packet']:.1f} us "
+              f"(ACK-only loop)")
         print()
     print("targets:")
     print(report.format_targets(result["targets"]))
@@ -1001,7 +1080,7 @@ def run(args: argparse.Namespace) -> int:
         from netstack.bench import _profile
         run = result["profiled_run"]
         print()
-        print(f"profile of one more kernel -> stack transfer under cProfile ({run['mb_per_s']:.1f} MB/s while "
+        print(f"profile of one more {args.profile_row} transfer under cProfile ({run['mb_per_s']:.1f} MB/s while "
               f"profiled; raw profile: {args.profile}); per received segment:")
         print(_profile.format_top(result["profile"]))
     if args.json:

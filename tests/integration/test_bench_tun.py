@@ -85,10 +85,14 @@ def test_measures_all_three_paths_and_cleans_up(name):
     assert t.name == "kernel -> stack bulk" and t.value == k2s["mb_per_s"] and t.met == (t.value >= 60)
 
 
-def test_offload_rows_move_super_segments_both_ways(name):
+def test_offload_rows_move_super_segments_both_ways(name, tmp_path):
+    import pstats
+
     from netstack.bench import tun as T
 
-    result = T.measure(mtu=1500, name=name, offload=True, **SMALL)
+    prof = tmp_path / "buffered.prof"
+    result = T.measure(mtu=1500, name=name, offload=True, profile_path=str(prof),
+                       profile_row=T.BUFFERED_ROW, **SMALL)
     assert _gone(name)
     by = {r["path"]: r for r in result["rows"]}
     assert list(by) == list(T.PATHS + T.OFFLOAD_PATHS)
@@ -100,11 +104,19 @@ def test_offload_rows_move_super_segments_both_ways(name):
     ok2s, oref = by["kernel -> stack, offloads"], by["ACK-only loop, offloads"]
     assert ok2s["of_ack_only"] == pytest.approx(ok2s["mb_per_s"] / oref["mb_per_s"])
     assert ok2s["of_ceiling"] is None
+    bp = by[T.BUFFERED_ROW]                    # the same transfer into a BufferedProtocol sink
+    assert bp["of_ack_only"] == pytest.approx(bp["mb_per_s"] / oref["mb_per_s"])
     names = [t.name for t in result["targets"]]
     assert names == ["kernel -> stack bulk", "kernel -> stack, offloads vs without",
-                     "kernel -> stack, offloads of the offload ACK-only loop", "stack -> kernel, offloads vs without"]
+                     "kernel -> stack, offloads of the offload ACK-only loop",
+                     "kernel -> stack, BufferedProtocol, offloads of the offload ACK-only loop",
+                     "stack -> kernel, offloads vs without"]
     t = result["targets"][1]
     assert t.value == pytest.approx(ok2s["mb_per_s"] / by["kernel -> stack"]["mb_per_s"]) and t.met == (t.value >= 5)
+    # --profile-row: the profiled transfer is the BufferedProtocol one
+    assert result["profiled_run"]["bytes"] == 1_000_000
+    names = {f[2] for f in pstats.Stats(str(prof)).stats}
+    assert {"_pull_into", "buffer_updated", "get_buffer"} <= names
 
 
 def test_mtu_sets_the_segment_size(name):
@@ -138,19 +150,21 @@ def test_cli_json(tmp_path):
                            "--profile", str(prof)],
                           capture_output=True, text=True, timeout=120, env=_env(), cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr
-    assert "bench tun: [1/8]" in proc.stderr and "bench tun:" not in proc.stdout
+    assert "bench tun: [1/9]" in proc.stderr and "bench tun:" not in proc.stdout
     for row in ("read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel", "targets:",
-                "kernel -> stack, offloads", "with offloads (packets are super-segments)"):
+                "kernel -> stack, offloads", "with offloads (packets are super-segments)",
+                "kernel -> stack, BufferedProtocol, offloads", "into an asyncio.BufferedProtocol sink"):
         assert row in proc.stdout
     doc = json.loads(path.read_text())
     assert doc["benchmark"] == "tun"
     assert doc["settings"]["mtu"] == 1500 and doc["settings"]["bytes"] == 1_000_000
     assert [r["path"] for r in doc["rows"]] == ["read ceiling", "ACK-only loop", "kernel -> stack", "stack -> kernel",
                                                 "ACK-only loop, offloads", "kernel -> stack, offloads",
+                                                "kernel -> stack, BufferedProtocol, offloads",
                                                 "stack -> kernel, offloads"]
     assert doc["settings"]["offload"] is True
     assert doc["targets"][0]["goal"] == ">= 60 MB/s"
-    assert [t["goal"] for t in doc["targets"][1:]] == [">= 5x", ">= 0.6x", ">= 3x"]
+    assert [t["goal"] for t in doc["targets"][1:]] == [">= 5x", ">= 0.6x", ">= 0.6x", ">= 3x"]
     lab = next(line for line in proc.stdout.splitlines() if "lab " in line).split("lab ")[1].split()[0]
     assert lab.startswith("nsb") and _gone(lab)
     # --profile: an extra, profiled kernel -> stack transfer; its top functions, and the raw profile
