@@ -701,8 +701,8 @@ def run(args) -> int:
         print("\n".join(warnings))
     for transport, (n, per, base) in idle.items():
         print(f"idle sessions: {n} held open on {transport}: {per:.0f} bytes of Python heap per session, "
-              f"{per - base:.0f} above a bare stream server's {base:.0f} (client streams in this process count "
-              "in both)")
+              f"{abs(per - base):.0f} {'above' if per >= base else 'below'} a bare stream server's {base:.0f} "
+              "(client streams in this process count in both)")
     targets = _targets(rows, args)
     if targets:
         print("\ntargets:")
