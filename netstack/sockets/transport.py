@@ -25,6 +25,8 @@ How data moves:
 - **Closing.** ``write_eof()`` is ``shutdown(SHUT_WR)``: our FIN after the
   buffered bytes.  ``close()`` flushes the write buffer into TCP, then closes
   (FIN); ``connection_lost(None)`` follows.  ``abort()`` sends a RST at once.
+  After either, as with asyncio's own transports, the protocol hears nothing more
+  (no data, no ``eof_received``) but ``connection_lost``.
   A reset, a refused or timed-out connection ends with
   ``connection_lost(exc)`` carrying the standard exception
   (``ConnectionResetError``, ``TimeoutError``...).
@@ -225,7 +227,7 @@ class TCPTransport(asyncio.Transport):
         # an asyncio StreamReader copies what it is fed into its own buffer: it may take the
         # connection's receive buffer itself (no copy); any other protocol gets bytes, as asyncio's
         recv = conn.recv_owned if isinstance(self._protocol, asyncio.StreamReaderProtocol) else conn.recv
-        while (force or not self._reading_paused) and not self._eof_received and not self._lost:
+        while (force or not self._reading_paused) and not self._eof_received and not (self._closing or self._lost):
             if conn.would_block:
                 break                   # nothing buffered yet (recv would raise BlockingIOError)
             try:
@@ -258,7 +260,7 @@ class TCPTransport(asyncio.Transport):
         conn = self._conn
         protocol = self._protocol
         pulled = False
-        while (force or not self._reading_paused) and not self._eof_received and not self._lost:
+        while (force or not self._reading_paused) and not self._eof_received and not (self._closing or self._lost):
             if conn.would_block:
                 break                   # nothing buffered yet (recv_into would raise BlockingIOError)
             if conn.readable:

@@ -235,4 +235,77 @@ def test_a_plain_protocol_still_gets_bytes():
     assert p.data == [b"xyz"] and type(p.data[0]) is bytes
 
 
+# -- after abort() or close(), the protocol hears nothing more but connection_lost --------------
+# (asyncio's selector transports stop reading at once; Connection.abort() leaves the receive
+# buffer in place, and a CLOSED connection without an error reads as end of stream)
+
+def test_a_buffered_protocol_gets_no_buffer_updated_after_abort():
+    sink = Sink([1000])
+    s, conn, loop, t = _open(sink)
+    sink.on_update = t.abort            # abort from inside the first buffer_updated
+    _send(s, b"x" * 5000)
+    loop.run()
+    assert sink.updates == [1000]       # 4000 bytes were still buffered: not handed over
+    assert sink.eof == 0
+    assert sink.lost == [None]
+
+
+class _AbortingProtocol(asyncio.Protocol):
+    """Aborts its transport on the first data; counts every callback after that."""
+
+    def __init__(self):
+        self.calls = 0
+        self.after = []
+        self.lost = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.calls += 1
+        if self.calls == 1:
+            self.transport.abort()
+        else:
+            self.after.append("data_received")
+
+    def eof_received(self):
+        self.after.append("eof_received")
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+def test_a_plain_protocol_gets_no_data_or_eof_after_abort():
+    from netstack.sockets.transport import READ_CHUNK
+    p = _AbortingProtocol()
+    s, conn, loop, t = _open(p)
+    t.pause_reading()
+    off = 0
+    while off < READ_CHUNK + 3000:      # more than one read's worth, held while paused
+        _send(s, b"y" * 1400, off)
+        off += 1400
+    loop.run()
+    assert conn.readable > READ_CHUNK
+    t.resume_reading()
+    loop.run()
+    assert p.calls == 1 and p.after == [] and p.lost == [None]
+
+
+def test_a_plain_protocol_gets_no_eof_after_abort():
+    p = _AbortingProtocol()
+    s, conn, loop, t = _open(p)
+    _send(s, b"hello")
+    loop.run()
+    assert p.calls == 1 and p.after == [] and p.lost == [None]
+
+
+def test_nothing_after_close_either():
+    sink = Sink([1000])
+    s, conn, loop, t = _open(sink)
+    sink.on_update = t.close            # close from inside the first buffer_updated
+    _send(s, b"x" * 5000)
+    loop.run()
+    assert sink.updates == [1000] and sink.eof == 0
+
+
 pytestmark = pytest.mark.unit
