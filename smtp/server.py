@@ -260,8 +260,18 @@ class _Conversation(asyncio.Protocol):
         self._wait_for_driver()
         # the delivery runs to its end even if this conversation ends meanwhile (shed, shutdown)
         server._delivery_pool().call(server.delivery.deliver, (env, qid),
-                                     lambda result, exc: self._answered(
-                                         server._delivery_outcome(self.session, env, qid, exc)))
+                                     lambda result, exc: self._delivery_done(env, qid, exc))
+
+    def _delivery_done(self, env, qid: str, exc: BaseException | None) -> None:
+        """A blocking delivery returned (``exc`` None) or raised: its 250, 451 or 452, and on.  If
+        answering it fails (a bug), the conversation ends (the connection closes without a reply,
+        so the client tries again later) rather than wait for an answer that never comes, which
+        a shutdown would wait for forever; the error goes on to the worker pool, which reports it."""
+        try:
+            self._answered(self.server._delivery_outcome(self.session, env, qid, exc))
+        except BaseException:
+            self._end("error answering a delivery")
+            raise
 
     def _check_auth(self, event: AuthRequest) -> None:
         self._wait_for_driver()
@@ -696,11 +706,15 @@ class SmtpServer:
 
     def _delivery_outcome(self, session: SmtpSession, env, qid: str, exc: BaseException | None) -> list:
         """The session's answer to a delivery that returned (250) or raised ``exc`` (451, or 452 for
-        a full disk)."""
+        a full disk).  A delivery that raised a ``BaseException`` that is not an ``Exception``
+        (``SystemExit``, ``KeyboardInterrupt`` raised by its code in a worker thread) failed like
+        any other: 451 4.3.0, logged as an error with its traceback; the server goes on."""
         if exc is not None:
             if not isinstance(exc, Exception):
-                raise exc
-            log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
+                log.error("delivery of %s from %s raised %r", qid, env.peer[0], exc,
+                          exc_info=(type(exc), exc, exc.__traceback__))
+            else:
+                log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return session.delivery_failed(self.clock(), reply(452, "4.3.1", "Error: insufficient system "
                                                                                "storage, try again later"))
