@@ -349,3 +349,39 @@ def test_protocol_a_failure_answering_a_delivery_ends_the_conversation_so_shutdo
     closed, server, errors = asyncio.run(main())
     assert closed and server._running == {}
     assert [type(e) for e in errors] == [RuntimeError]
+
+
+def test_protocol_starttls_while_the_client_does_not_read_its_replies_carries_the_pause_over():
+    """STARTTLS while the transport's writing is paused: the stream protocol installed on the
+    transport is paused too, so the 220's drain() waits and the transport's later
+    resume_writing() is balanced (no assertion from asyncio); reading stays paused until the
+    220 has drained, then resumes for the client's handshake."""
+    import ssl
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        server = SmtpServer(CFG, clock=FakeClock(), tls_context=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+        conv, transport = _connect(server)
+        transport.protocol = conv
+        conv.data_received(b"EHLO client.example\r\n")
+        conv.pause_writing()                             # the client stopped reading our replies
+        transport.buffered = 70000
+        conv.data_received(b"STARTTLS\r\n")
+        await _settle()
+        moved = transport.protocol is not conv
+        during = (transport.paused, bytes(transport.out).endswith(b"220 2.0.0 Ready to start TLS\r\n"))
+        transport.buffered = 0
+        transport.protocol.resume_writing()              # what the transport does once its buffer drains
+        await _settle()
+        after = transport.paused
+        await asyncio.wait_for(server.shutdown(drain_seconds=0), 5)
+        await _settle()
+        return moved, during, after, errors, transport.closed
+
+    moved, (paused_during, sent_220), paused_after, errors, closed = asyncio.run(main())
+    assert moved and sent_220
+    assert paused_during                                 # no reading while the 220 waits to drain
+    assert not paused_after                              # drained: the handshake may come in
+    assert errors == [] and closed
