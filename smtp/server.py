@@ -140,6 +140,7 @@ class _Conversation(asyncio.Protocol):
         self._task: asyncio.Task | None = None    # stream mode: the read loop
         self._cancelled = False           # we cancelled that task (end of the conversation)
         self._wakeup: asyncio.Future | None = None
+        self._held_reading = None         # a transport whose reading waits for the STARTTLS 220 to drain
         self._want_tls = False
         self._tls: TlsStream | None = None
         self._gone = False                # the peer went away while a delivery ran
@@ -260,8 +261,18 @@ class _Conversation(asyncio.Protocol):
         self._wait_for_driver()
         # the delivery runs to its end even if this conversation ends meanwhile (shed, shutdown)
         server._delivery_pool().call(server.delivery.deliver, (env, qid),
-                                     lambda result, exc: self._answered(
-                                         server._delivery_outcome(self.session, env, qid, exc)))
+                                     lambda result, exc: self._delivery_done(env, qid, exc))
+
+    def _delivery_done(self, env, qid: str, exc: BaseException | None) -> None:
+        """A blocking delivery returned (``exc`` None) or raised: its 250, 451 or 452, and on.  If
+        answering it fails (a bug), the conversation ends (the connection closes without a reply,
+        so the client tries again later) rather than wait for an answer that never comes, which
+        a shutdown would wait for forever; the error goes on to the worker pool, which reports it."""
+        try:
+            self._answered(self.server._delivery_outcome(self.session, env, qid, exc))
+        except BaseException:
+            self._end("error answering a delivery")
+            raise
 
     def _check_auth(self, event: AuthRequest) -> None:
         self._wait_for_driver()
@@ -280,7 +291,10 @@ class _Conversation(asyncio.Protocol):
 
     def _starttls(self) -> None:
         """RFC 3207: the 220, then the handshake, in the stream read loop (started here when the
-        conversation runs on a transport)."""
+        conversation runs on a transport).  A transport whose writing is paused (the client does
+        not read its replies) moves on paused: the stream protocol installed on it is paused too,
+        so the 220's drain() waits for the transport's resume_writing(), and reading resumes only
+        once the 220 has drained."""
         server = self.server
         if server.tls_context is None:
             self._events += self.session.starttls_refused(server.clock())
@@ -295,9 +309,19 @@ class _Conversation(asyncio.Protocol):
             transport.set_protocol(proto)
             proto.connection_made(transport)
             writer = asyncio.StreamWriter(transport, proto, reader, loop)
+            held = self._writing_paused
+            if held:
+                # the transport's buffer is above its high-water mark: its resume_writing() now
+                # goes to proto, which must be paused too (so drain() waits and that call is
+                # balanced); from here on the read loop drains before it reads
+                proto.pause_writing()
+                self._writing_paused = False
             if self._reading_paused:
                 self._reading_paused = False
-                transport.resume_reading()
+                if held:
+                    self._held_reading = transport    # resumed once the 220 has gone (_handshake)
+                else:
+                    transport.resume_reading()
             link = _StreamLink(writer)
             self.transport, self._write = link, link.write
             self._task = loop.create_task(self._run_streams(reader, writer))
@@ -448,6 +472,12 @@ class _Conversation(asyncio.Protocol):
                 pass
             self._uncount()
 
+    def _release_reading(self) -> None:
+        """Resume the reading that STARTTLS held while the client did not read its replies."""
+        transport, self._held_reading = self._held_reading, None
+        if transport is not None:
+            transport.resume_reading()
+
     async def _handshake(self, reader, writer):
         """STARTTLS accepted: the 220 in plaintext, then the handshake.  Returns the read
         function from now on, or None when the handshake failed (the conversation ends)."""
@@ -457,11 +487,13 @@ class _Conversation(asyncio.Protocol):
             tls = TlsStream(reader, writer, server.tls_context, server_side=True)
         except (ssl.SSLError, ValueError, TypeError) as exc:
             log.warning("cannot start TLS: %s", exc)
+            self._release_reading()
             self._answered(session.starttls_refused(server.clock()))
             return reader.read
         session.starttls_accepted(server.clock())
         self._write(session.data_to_send())          # the 220, in plaintext
         await writer.drain()
+        self._release_reading()                      # the client's handshake may come in
         try:
             async with asyncio.timeout(server.handshake_timeout):
                 await tls.handshake()
@@ -696,11 +728,15 @@ class SmtpServer:
 
     def _delivery_outcome(self, session: SmtpSession, env, qid: str, exc: BaseException | None) -> list:
         """The session's answer to a delivery that returned (250) or raised ``exc`` (451, or 452 for
-        a full disk)."""
+        a full disk).  A delivery that raised a ``BaseException`` that is not an ``Exception``
+        (``SystemExit``, ``KeyboardInterrupt`` raised by its code in a worker thread) failed like
+        any other: 451 4.3.0, logged as an error with its traceback; the server goes on."""
         if exc is not None:
             if not isinstance(exc, Exception):
-                raise exc
-            log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
+                log.error("delivery of %s from %s raised %r", qid, env.peer[0], exc,
+                          exc_info=(type(exc), exc, exc.__traceback__))
+            else:
+                log.warning("delivery of %s from %s failed: %s", qid, env.peer[0], exc)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return session.delivery_failed(self.clock(), reply(452, "4.3.1", "Error: insufficient system "
                                                                                "storage, try again later"))

@@ -124,24 +124,46 @@ class WorkerPool:
                     pass
 
     def _hand_over(self) -> None:
+        """Hand the finished jobs' outcomes to the loop: set each future, call each ``call()``
+        callback.  Each outcome is handed over on its own, so one that fails never keeps the others
+        from theirs: an ``Exception`` from a callback goes to the loop's exception handler; a
+        ``BaseException`` that is not one (``KeyboardInterrupt``, ``SystemExit``, ...) is raised
+        again once every other outcome of the batch has been handed over (the first, if several:
+        the others are logged)."""
         with self._lock:
             done, self._done = self._done, []
+        fatal = None
         for fut, result, exc in done:
-            if not isinstance(fut, asyncio.Future):     # call(): a plain callback
-                try:
-                    fut(result, exc)
-                except Exception as cb_exc:   # noqa: BLE001 - one failing callback must not lose the others
-                    self._loop.call_exception_handler({"message": "worker pool: result callback failed",
-                                                       "exception": cb_exc})
-                continue
-            if fut.cancelled():
-                if exc is not None and not isinstance(exc, Exception):
-                    log.error("worker job raised %r after its waiter went away", exc)
-                continue
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
+            try:
+                self._hand_one(fut, result, exc)
+            except Exception as cb_exc:   # noqa: BLE001 - one failing callback must not lose the others
+                self._loop.call_exception_handler({"message": "worker pool: result callback failed",
+                                                   "exception": cb_exc})
+            except BaseException as cb_exc:   # noqa: BLE001 - raised again after the others
+                if fatal is None:
+                    fatal = cb_exc
+                else:
+                    log.error("worker pool: result callback raised %r (after %r)", cb_exc, fatal)
+        if fatal is not None:
+            raise fatal
+
+    @staticmethod
+    def _hand_one(fut, result, exc) -> None:
+        if not isinstance(fut, asyncio.Future):     # call(): a plain callback
+            fut(result, exc)
+            return
+        if fut.cancelled():
+            if exc is not None and not isinstance(exc, Exception):
+                log.error("worker job raised %r after its waiter went away", exc)
+            return
+        if exc is None:
+            fut.set_result(result)
+            return
+        if isinstance(exc, StopIteration):          # a future refuses it (TypeError): as PEP 479 does
+            err = RuntimeError(f"worker job raised {type(exc).__name__}")
+            err.__cause__ = exc
+            exc = err
+        fut.set_exception(exc)
 
     def shutdown(self, wait: bool = True) -> None:
         """No more jobs; the threads end once the queued jobs are done (joined if ``wait``)."""

@@ -41,6 +41,23 @@ class FakeTransport(FakeWriter):
     def __init__(self, peer) -> None:
         super().__init__(peer)
         self.paused = False
+        self.protocol = None              # set by set_protocol (STARTTLS moves onto streams)
+        self.buffered = 0                 # what get_write_buffer_size() says
+
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self):
+        return self.protocol
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def close(self) -> None:
+        """Closed; a protocol installed by set_protocol gets connection_lost soon (as asyncio's)."""
+        if not self.closed and self.protocol is not None:
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+        super().close()
 
     def pause_reading(self) -> None:
         self.paused = True

@@ -267,3 +267,121 @@ def test_protocol_reads_no_more_commands_while_the_client_does_not_read_its_repl
     paused, still, after, out = asyncio.run(main())
     assert paused and still and not after
     assert out.endswith(b"250 Ok\r\n")
+
+
+class _Fatal(BaseException):
+    """Not an Exception (as SystemExit, KeyboardInterrupt)."""
+
+
+class _GatedDisk:
+    """A blocking delivery per client port, each held until its gate opens; port 1's raises _Fatal."""
+
+    blocking = True
+
+    def __init__(self):
+        self.gates = {1: threading.Event(), 2: threading.Event()}
+        self.entered = threading.Semaphore(0)
+        self.done = []
+
+    def deliver(self, env, qid):
+        self.entered.release()
+        assert self.gates[env.peer[1]].wait(10)
+        if env.peer[1] == 1:
+            raise _Fatal("delivery code raised a BaseException")
+        self.done.append(qid)
+        return []
+
+
+def test_protocol_a_delivery_raising_a_base_exception_is_a_451_and_loses_no_other_reply():
+    """Two deliveries end together (one hand-over to the loop), the first raising a BaseException
+    that is not an Exception: its client gets 451 4.3.0 as for any failed delivery, the other its
+    250, and a shutdown then ends (nobody is left waiting for an answer)."""
+    async def main():
+        disk = _GatedDisk()
+        server = SmtpServer(CFG, clock=FakeClock(), delivery=disk)
+        convs = [_connect(server, port) for port in (1, 2)]
+        for conv, _ in convs:
+            conv.data_received(TXN + b"x\r\n.\r\n")
+        for _ in range(2):
+            assert await asyncio.to_thread(disk.entered.acquire, True, 10)
+        pool = server._pool
+        for port in (1, 2):                     # the loop is busy here: both end before it hands over
+            disk.gates[port].set()
+            for _ in range(5000):
+                if pool.finished == port:
+                    break
+                threading.Event().wait(0.001)
+        assert pool.finished == 2
+        for _ in range(500):
+            if b"\r\n451 " in convs[0][1].out and b"\r\n250 2.0.0 Ok: queued" in convs[1][1].out:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(server.shutdown(drain_seconds=0), 5)
+        return [bytes(t.out) for _, t in convs], [t.closed for _, t in convs], disk, server
+
+    (out1, out2), closed, disk, server = asyncio.run(main())
+    assert out1.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n451 4.3.0 Error: local delivery failed, "
+                         b"try again later\r\n421 4.3.2 mx.example.test Service shutting down, closing the "
+                         b"connection\r\n")
+    assert f"250 2.0.0 Ok: queued as {disk.done[0]}\r\n".encode() in out2
+    assert closed == [True, True] and server.accepted == 1 and server._running == {}
+
+
+def test_protocol_a_failure_answering_a_delivery_ends_the_conversation_so_shutdown_ends():
+    """A bug while answering a finished delivery: the conversation ends (its connection closes
+    without a reply), the error reaches the loop's exception handler, and a shutdown does not
+    wait forever for an answer that never comes."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+        disk, server, conv, transport = await _delivering()
+
+        def broken(*args):
+            raise RuntimeError("a bug in the answer")
+
+        server._delivery_outcome = broken
+        stop = asyncio.ensure_future(server.shutdown(drain_seconds=0))
+        disk.release.set()
+        await asyncio.wait_for(stop, 5)
+        return transport.closed, server, errors
+
+    closed, server, errors = asyncio.run(main())
+    assert closed and server._running == {}
+    assert [type(e) for e in errors] == [RuntimeError]
+
+
+def test_protocol_starttls_while_the_client_does_not_read_its_replies_carries_the_pause_over():
+    """STARTTLS while the transport's writing is paused: the stream protocol installed on the
+    transport is paused too, so the 220's drain() waits and the transport's later
+    resume_writing() is balanced (no assertion from asyncio); reading stays paused until the
+    220 has drained, then resumes for the client's handshake."""
+    import ssl
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+        server = SmtpServer(CFG, clock=FakeClock(), tls_context=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+        conv, transport = _connect(server)
+        transport.protocol = conv
+        conv.data_received(b"EHLO client.example\r\n")
+        conv.pause_writing()                             # the client stopped reading our replies
+        transport.buffered = 70000
+        conv.data_received(b"STARTTLS\r\n")
+        await _settle()
+        moved = transport.protocol is not conv
+        during = (transport.paused, bytes(transport.out).endswith(b"220 2.0.0 Ready to start TLS\r\n"))
+        transport.buffered = 0
+        transport.protocol.resume_writing()              # what the transport does once its buffer drains
+        await _settle()
+        after = transport.paused
+        await asyncio.wait_for(server.shutdown(drain_seconds=0), 5)
+        await _settle()
+        return moved, during, after, errors, transport.closed
+
+    moved, (paused_during, sent_220), paused_after, errors, closed = asyncio.run(main())
+    assert moved and sent_220
+    assert paused_during                                 # no reading while the 220 waits to drain
+    assert not paused_after                              # drained: the handshake may come in
+    assert errors == [] and closed

@@ -156,3 +156,75 @@ def test_a_finished_job_waiting_for_the_loop_does_not_start_another_thread():
 
     results, threads = asyncio.run(main())
     assert results == [1, 2] and threads == 1
+
+
+class _Fatal(BaseException):
+    """Not an Exception: what a callback re-raising a job's SystemExit or KeyboardInterrupt raises."""
+
+
+def _batch(pool, jobs):
+    """Run ``jobs`` [(fn, callback or None)] so that all their outcomes reach the loop in one
+    hand-over (the loop is kept busy here until every one has finished): the futures of the
+    ``submit``ted ones (callback None)."""
+    gate = threading.Event()
+    futs = []
+    for i, (fn, cb) in enumerate(jobs):
+        job = (lambda f=fn: (gate.wait(5), f())[1]) if i == 0 else fn
+        if cb is None:
+            futs.append(pool.submit(job))
+        else:
+            pool.call(job, (), cb)
+    gate.set()
+    for _ in range(5000):
+        if pool.finished == len(jobs):
+            break
+        threading.Event().wait(0.001)
+    assert pool.finished == len(jobs)
+    return futs
+
+
+def test_a_callback_raising_a_base_exception_loses_none_of_the_other_outcomes_of_its_batch():
+    """The failing callback's BaseException reaches the loop only after every other outcome of
+    the same hand-over was handed over (callbacks called, futures set)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("exception")))
+        pool = WorkerPool(1, name="t")
+        got = []
+
+        def reraise(result, exc):
+            raise _Fatal("from a callback")
+
+        futs = _batch(pool, [(lambda: "first", reraise),
+                             (lambda: "second", lambda r, e: got.append(r)),
+                             (lambda: "third", None),
+                             (lambda: "fourth", lambda r, e: got.append(r))])
+        third = await asyncio.wait_for(futs[0], 5)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        wakeups = pool.wakeups
+        pool.shutdown()
+        return got, third, errors, wakeups
+
+    got, third, errors, wakeups = asyncio.run(main())
+    assert wakeups == 1                        # all four in one hand-over
+    assert got == ["second", "fourth"] and third == "third"
+    assert [type(e) for e in errors] == [_Fatal]
+
+
+def test_a_job_raising_stop_iteration_fails_its_future_with_runtime_error_and_loses_no_other():
+    async def main():
+        pool = WorkerPool(1, name="t")
+
+        def stop():
+            raise StopIteration
+
+        futs = _batch(pool, [(stop, None), (lambda: "next", None)])
+        results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 5)
+        pool.shutdown()
+        return results
+
+    err, nxt = asyncio.run(main())
+    assert isinstance(err, RuntimeError) and isinstance(err.__cause__, StopIteration)
+    assert nxt == "next"
