@@ -129,6 +129,7 @@ class TCPLayer:
         self._orphans: set = set()
         self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
         self._pending: list = []          # connections with user writes to flush
+        self._after_input: list = []      # connections to flush at the next poll (flush_after_input)
         # The deadline heap: (deadline, n, conn) entries, invalidated lazily.  _timer_at[conn] is the
         # earliest deadline pushed for conn that is still live; an entry that disagrees is stale.
         self._timers: list = []
@@ -334,11 +335,15 @@ class TCPLayer:
             self._busy = False
 
     def poll(self, now: float) -> None:
-        """Flush user writes and fire every due timer: the due entries of the deadline heap,
-        not a walk over every connection (idle connections cost nothing per segment)."""
+        """Flush user writes (and what waited for the end of the input, flush_after_input) and
+        fire every due timer: the due entries of the deadline heap, not a walk over every
+        connection (idle connections cost nothing per segment)."""
         self.now = now
         self._busy = True
         try:
+            if self._after_input:
+                self._pending += self._after_input
+                self._after_input = []
             if self._pending:
                 self._flush_pending(now)
             heap = self._timers
@@ -363,7 +368,7 @@ class TCPLayer:
 
         The top of the deadline heap, made exact: an entry whose connection's timers
         have since moved (or stopped) is re-filed at the real deadline first."""
-        if self._pending:
+        if self._pending or self._after_input:
             return self.now
         heap = self._timers
         timer_at = self._timer_at
@@ -542,6 +547,12 @@ class TCPLayer:
         self._pending.append(conn)
         if not self._busy:
             self._kick()
+
+    def flush_after_input(self, conn: Connection) -> None:
+        """ConnectionHost.flush_after_input: not at the end of the input, as want_flush, but at the
+        next poll, which the stack runs at the end of its round (Stack.kick)."""
+        self._after_input.append(conn)
+        self._kick()
 
     def established(self, conn: Connection) -> None:
         lst = self.listeners.get(conn.local_port)
