@@ -136,6 +136,8 @@ class TCPLayer:
         self._timer_at: dict = {}
         self._timer_n = 0
         self._fresh: list = []            # connections created during this round
+        #: the connection of the last predicted run of on_datagrams, its deadline not filed yet
+        self._unfiled = None
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
@@ -273,7 +275,12 @@ class TCPLayer:
             if predicted:
                 self.counters.inc("tcp.in_segs", predicted)
             if last is not None:
-                self._track(last)
+                # Filed by the next next_deadline()/poll(), after what the round does with the
+                # data: a delayed-ACK timer the application's read stops again (the ACK that
+                # waited for the read, delack.py) then never enters the heap.
+                if self._unfiled is not None and self._unfiled is not last:
+                    self._track(self._unfiled)
+                self._unfiled = last
 
     def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False,
                     predicted: bool = False) -> None:
@@ -346,6 +353,9 @@ class TCPLayer:
                 self._after_input = []
             if self._pending:
                 self._flush_pending(now)
+            if self._unfiled is not None:          # after the flushes: an ACK sent stops its timer
+                self._track(self._unfiled)
+                self._unfiled = None
             heap = self._timers
             timer_at = self._timer_at
             while heap and heap[0][0] <= now:
@@ -369,7 +379,10 @@ class TCPLayer:
         The top of the deadline heap, made exact: an entry whose connection's timers
         have since moved (or stopped) is re-filed at the real deadline first."""
         if self._pending or self._after_input:
-            return self.now
+            return self.now                        # (poll() files _unfiled, after its flushes)
+        if self._unfiled is not None:
+            self._track(self._unfiled)
+            self._unfiled = None
         heap = self._timers
         timer_at = self._timer_at
         while heap:

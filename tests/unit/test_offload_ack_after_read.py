@@ -218,3 +218,31 @@ def test_on_a_stack_the_ack_waiting_for_the_read_leaves_in_the_same_loop_turn_as
             assert bytes(got) == STREAM[:SUPER] * 3
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_the_delayed_ack_timer_a_read_in_the_same_round_stops_never_enters_the_deadline_heap(monkeypatch):
+    import heapq
+    import types
+
+    import netstack.tcp.layer as layer
+
+    pushed = []
+
+    def push(heap, item):
+        pushed.append(item)
+        heapq.heappush(heap, item)
+
+    monkeypatch.setattr(layer, "heapq", types.SimpleNamespace(heappush=push, heappop=heapq.heappop))
+    h = host()
+    pushed.clear()
+    h.read_batch([(0, STREAM[:SUPER])])
+    assert h.conn.timers.delack is not None                # armed: the ACK waits for the read
+    assert h.conn.recv() == STREAM[:SUPER]                 # the round's read sends it...
+    h.poll()
+    assert [a.ack for a in h.sent()] == [h.seq(SUPER)]
+    assert h.tcp.next_deadline() is None
+    assert pushed == []                                    # ...and the timer was never filed
+
+    h.read_batch([(SUPER, STREAM[SUPER:2 * SUPER])])       # no read: filed when the host asks
+    assert h.tcp.next_deadline() == h.conn.timers.delack is not None
+    assert [d for d, _n, _c in pushed] == [h.conn.timers.delack]
