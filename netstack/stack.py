@@ -10,8 +10,12 @@
 No polling: the loop sleeps in asyncio until the link's fd is readable
 (``add_reader``) or the single timer set for the earliest deadline fires.
 Each wakeup reads a batch of packets, feeds them through the sans-I/O cores
-with one ``now``, then flushes what the transports queued and re-arms the
-timer.  Recording a pcap and printing the packet trace are link wrappers
+with one ``now`` and flushes what the transports queued; then the
+callbacks queued for the round's end run (the socket layer hands the
+application its data there), a kick they or the round asked for
+(:meth:`Stack.kick`: the ACK that waited for the application's read, a
+reply it wrote) is served in the same turn, and the timer is re-armed once,
+by whichever of the two ran last.  Recording a pcap and printing the packet trace are link wrappers
 (:class:`netstack.link.capture.CaptureLink`), so the stack's receive and
 transmit paths have no capture branches.
 
@@ -100,6 +104,7 @@ class Stack:
         self._flush_scheduled = False
         self._kick_handle: asyncio.Handle | None = None
         self._inline_kick = False         # _run_after_round is doing a kick's work in its own turn
+        self._round_kick = False          # a kick now is served at the end of the round under way
         self._in_round = False            # inside _on_readable/_on_timer/_on_kick: callbacks wait for its end
         self._after: list = []            # call_after_round callbacks of the round under way
         self._stopped: asyncio.Future | None = None
@@ -156,7 +161,9 @@ class Stack:
         else:
             self._loop.call_soon(callback)
 
-    def _run_after_round(self) -> None:
+    def _run_after_round(self, now: float) -> None:
+        """The end of a round whose output has left: the callbacks queued for it, then the kick
+        they (or the round) asked for, in this turn, else the timer filed for the next deadline."""
         self._in_round = False
         after = self._after
         if after:
@@ -167,22 +174,32 @@ class Stack:
                 except Exception as exc:
                     self._loop.call_exception_handler({"message": "stack: callback after a round failed",
                                                        "exception": exc})
-            # What the callbacks asked for (the window update or the ACK that waited for the
-            # application's read, a reply it wrote) leaves in this turn, not through the kick's
-            # own loop turn.  Once: a kick from this inner round's callbacks waits for its turn.
-            if self._flush_scheduled and not self._inline_kick and not self.closed:
-                self._inline_kick = True
-                try:
+        self._round_kick = False
+        # What the round or its callbacks asked for (the ACK that waited for the application's
+        # read, a window update, a reply it wrote) leaves in this turn, not through the kick's
+        # own loop turn, and that kick's round files the timer: one deadline pass per round.
+        # Once: a kick from this inner round's callbacks waits for its turn.
+        if self._flush_scheduled and not self._inline_kick and not self.closed:
+            self._inline_kick = True
+            try:
+                if self._kick_handle is not None:
                     self._kick_handle.cancel()
-                    self._on_kick()
-                finally:
-                    self._inline_kick = False
+                    self._kick_handle = None
+                self._on_kick()
+            finally:
+                self._inline_kick = False
+        elif not self.closed:
+            self._file_timer(now)
 
     def kick(self) -> None:
-        """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop thread only)."""
+        """Ask the loop to flush transports' outboxes and re-arm timers soon (thread-unsafe; loop
+        thread only): at the end of the round under way, if one is, else in a loop turn of its own."""
         if self._loop is not None and not self._flush_scheduled and not self.closed:
             self._flush_scheduled = True
-            self._kick_handle = self._loop.call_soon(self._on_kick)
+            if self._round_kick:
+                self._kick_handle = None         # _run_after_round serves it
+            else:
+                self._kick_handle = self._loop.call_soon(self._on_kick)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -243,18 +260,20 @@ class Stack:
             if gso:
                 self.counters.inc("link.in.gso_packets", gso)
         self._in_round = True
+        self._round_kick = True
         try:
             self.ip.input_batch(batch, now)
             self.counters.inc("link.in.packets", len(batch))
-            self._after_round(now)
+            self._flush_outboxes(now)
         finally:
-            self._run_after_round()
+            self._run_after_round(now)
 
     def _on_kick(self) -> None:
         """A user call (a write, a close) gave a transport work: do it in this loop turn.  A
         transport whose poll is due now (TCP with writes to flush) is polled here, so the
         segments leave in the kick's own turn, not one turn later through the timer."""
         self._flush_scheduled = False
+        self._kick_handle = None
         if not self.closed:
             self._poll_due(self.clock(), ip=False)
 
@@ -267,6 +286,8 @@ class Stack:
     def _poll_due(self, now: float, *, ip: bool) -> None:
         """A round: poll the IP layer (``ip``) and the transports whose deadline has come, send."""
         self._in_round = True
+        if not self._inline_kick:
+            self._round_kick = True
         try:
             if ip:
                 ip_deadline = self.ip.next_deadline()
@@ -280,9 +301,9 @@ class Stack:
                     except Exception:
                         self.counters.inc("stack.transport_errors")
                         log.exception("transport poll failed")
-            self._after_round(now)
+            self._flush_outboxes(now)
         finally:
-            self._run_after_round()
+            self._run_after_round(now)
 
     def _flush_outboxes(self, now: float) -> None:
         send = self.ip.send
@@ -319,6 +340,9 @@ class Stack:
         if now is None:
             now = self.clock()
         self._flush_outboxes(now)
+        self._file_timer(now)
+
+    def _file_timer(self, now: float) -> None:
         # the one timer, at or before the earliest deadline
         deadline = self.ip.next_deadline()
         for t in self.transports.values():

@@ -736,7 +736,15 @@ class Connection:
             # ESTABLISHED, and nothing can be in flight or to retransmit with the buffer empty).
             if snd.buf.data:
                 self.sender.output(now)
-            if self.acks.due:
+            acks = self.acks
+            if acks.due:
+                if acks.round_end:
+                    # A super-segment's ACK that leaves at the end of the input round, after the
+                    # application's callbacks (delack.py): a read there re-opens the window in it.
+                    if not self._dirty:
+                        self._dirty = True
+                        self.host.flush_after_input(self)
+                    return True
                 self.sender.send(now, snd.max, ACK)
             self._dirty = False
         return True

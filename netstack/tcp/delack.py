@@ -12,9 +12,14 @@ RFC 5681 §4.2), with Linux's quick-ACK mode and adaptive delayed-ACK timeout.
   the same loop turn re-opens it, so one ACK carries both, and one ACK may
   cover the super-segments of one read.  If the application does not read,
   the delayed-ACK timer sends it (within ``ato``, RFC 9293 §3.8.6.3's
-  < 0.5 s).  A window closing below one MSS is ACKed at once (the sender
-  must learn of it to persist), and segments up to the MSS keep the
-  every-second-segment rule.
+  < 0.5 s).  A super-segment's ACK that may not wait (the window closing
+  below one MSS: the sender must learn of it to persist; or a window that
+  would not shrink) is due at once, but ``round_end``: it leaves at the end
+  of the input round, in the same loop turn, after the application's
+  callbacks of that round, so that a read there re-opens the window in the
+  same ACK instead of a second one right behind it
+  (``ConnectionHost.flush_after_input``).  Segments up to the MSS keep the
+  every-second-segment rule, their ACK at once.
 * Quick-ACK mode: the first data segments after the handshake, and after
   the receiver was idle longer than the RTO, are ACKed at once
   (:meth:`AckPolicy.enter_quickack`), so that a sender in slow start, or one
@@ -44,12 +49,14 @@ from .seq import MASK
 
 
 class AckPolicy:
-    __slots__ = ("config", "_count", "due", "ato", "quickack", "last_data", "pingpong", "spoke")
+    __slots__ = ("config", "_count", "due", "round_end", "ato", "quickack", "last_data", "pingpong", "spoke")
 
     def __init__(self, config: TCPConfig, count) -> None:
         self.config = config
         self._count = count             #: the host's counter increment (``tcp.quickacks``)
         self.due = False                #: an ACK must go out on the next flush
+        #: the ACK ``due`` may leave at the end of the input round rather than inside it (module doc)
+        self.round_end = False
         self.ato = min(config.delack_min, config.delack_timeout)   #: current delayed-ACK timeout
         self.quickack = 0               #: data segments still to ACK at once (quick-ACK mode)
         self.last_data = None           #: when in-order data last arrived (idle detection)
@@ -107,8 +114,12 @@ class AckPolicy:
             self.due = True
             return None
         if (rcv.nxt - rcv.last_ack_sent) & MASK >= 2 * rcv.mss:     # (RCV.NXT never lags Last.ACK.sent)
-            if seg_len <= rcv.mss or not rcv.ack_may_wait_for_read():
+            if seg_len <= rcv.mss:
                 self.due = True                                # every second full-sized segment
+                return None
+            if not rcv.ack_may_wait_for_read():
+                self.due = True                                # at once, but after the round's reads
+                self.round_end = True
                 return None
             # A super-segment the application has not taken yet: its ACK waits for the read
             # (Connection._after_user_read), which re-opens the window it would shrink, or for

@@ -49,6 +49,11 @@ class ConnectionHost(Protocol):
     def want_flush(self, conn: "Connection") -> None:
         """A user call queued work: call ``conn.flush(now)`` soon (it has no ``now`` of its own)."""
 
+    def flush_after_input(self, conn: "Connection") -> None:
+        """Call ``conn.flush(now)`` once the input under way and the application's callbacks for
+        it are done, in the same loop turn (the ACK of a super-segment, delack.py): at the next
+        poll, which the host asks for as it does for :meth:`want_flush`."""
+
     def established(self, conn: "Connection") -> None:
         """A passive open completed its handshake: it is ready for ``accept()``."""
 

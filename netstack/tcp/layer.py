@@ -129,12 +129,15 @@ class TCPLayer:
         self._orphans: set = set()
         self._memory_checked = None               # (time, bytes) of the last buffer-memory sum
         self._pending: list = []          # connections with user writes to flush
+        self._after_input: list = []      # connections to flush at the next poll (flush_after_input)
         # The deadline heap: (deadline, n, conn) entries, invalidated lazily.  _timer_at[conn] is the
         # earliest deadline pushed for conn that is still live; an entry that disagrees is stale.
         self._timers: list = []
         self._timer_at: dict = {}
         self._timer_n = 0
         self._fresh: list = []            # connections created during this round
+        #: the connection of the last predicted run of on_datagrams, its deadline not filed yet
+        self._unfiled = None
         self._busy = False                # inside on_datagram/poll: flush at the end
         self.now = 0.0                    # the time of the input or timer being processed
         self._next_port = None
@@ -272,7 +275,12 @@ class TCPLayer:
             if predicted:
                 self.counters.inc("tcp.in_segs", predicted)
             if last is not None:
-                self._track(last)
+                # Filed by the next next_deadline()/poll(), after what the round does with the
+                # data: a delayed-ACK timer the application's read stops again (the ACK that
+                # waited for the read, delack.py) then never enters the heap.
+                if self._unfiled is not None and self._unfiled is not last:
+                    self._track(self._unfiled)
+                self._unfiled = last
 
     def on_datagram(self, src: int, dst: int, payload, now: float, trusted: bool = False,
                     predicted: bool = False) -> None:
@@ -334,13 +342,20 @@ class TCPLayer:
             self._busy = False
 
     def poll(self, now: float) -> None:
-        """Flush user writes and fire every due timer: the due entries of the deadline heap,
-        not a walk over every connection (idle connections cost nothing per segment)."""
+        """Flush user writes (and what waited for the end of the input, flush_after_input) and
+        fire every due timer: the due entries of the deadline heap, not a walk over every
+        connection (idle connections cost nothing per segment)."""
         self.now = now
         self._busy = True
         try:
+            if self._after_input:
+                self._pending += self._after_input
+                self._after_input = []
             if self._pending:
                 self._flush_pending(now)
+            if self._unfiled is not None:          # after the flushes: an ACK sent stops its timer
+                self._track(self._unfiled)
+                self._unfiled = None
             heap = self._timers
             timer_at = self._timer_at
             while heap and heap[0][0] <= now:
@@ -363,8 +378,11 @@ class TCPLayer:
 
         The top of the deadline heap, made exact: an entry whose connection's timers
         have since moved (or stopped) is re-filed at the real deadline first."""
-        if self._pending:
-            return self.now
+        if self._pending or self._after_input:
+            return self.now                        # (poll() files _unfiled, after its flushes)
+        if self._unfiled is not None:
+            self._track(self._unfiled)
+            self._unfiled = None
         heap = self._timers
         timer_at = self._timer_at
         while heap:
@@ -542,6 +560,12 @@ class TCPLayer:
         self._pending.append(conn)
         if not self._busy:
             self._kick()
+
+    def flush_after_input(self, conn: Connection) -> None:
+        """ConnectionHost.flush_after_input: not at the end of the input, as want_flush, but at the
+        next poll, which the stack runs at the end of its round (Stack.kick)."""
+        self._after_input.append(conn)
+        self._kick()
 
     def established(self, conn: Connection) -> None:
         lst = self.listeners.get(conn.local_port)

@@ -169,7 +169,8 @@ class ReceiveSpace:
         Last.ACK.sent to the edge advertised), but still one of an MSS or more?  So it is while
         the application has yet to take what arrived since (the right edge would not advance as
         far as RCV.NXT did; Linux tcp_input.c __tcp_ack_snd_check).  A window closing to less
-        than an MSS is reported at once: the sender must learn of it to start persisting."""
+        than an MSS is not left to the read: the sender must learn of it to start persisting
+        (its ACK is due, at the end of the input round: AckPolicy.round_end)."""
         free = self._window_room()
         most = 65535 << self.wscale
         if free > most:

@@ -59,7 +59,8 @@ class Sender:
                                neg.ts_recent):
                 c.segs_out += 1
                 rcv.last_ack_sent = rcv_nxt
-                c.acks.due = False                # AckPolicy: the ACK went out
+                acks = c.acks
+                acks.due = acks.round_end = False  # AckPolicy: the ACK went out
                 c.timers.delack = None
                 return
         # TSval: Negotiation.tsval, inlined on this per-segment path
@@ -79,7 +80,8 @@ class Sender:
         c.host.emit(c, seq, rcv_nxt, flags, wnd, payload, ts, sack, None)
         c.segs_out += 1
         rcv.last_ack_sent = rcv_nxt
-        c.acks.due = False                        # AckPolicy: the ACK went out
+        acks = c.acks
+        acks.due = acks.round_end = False         # AckPolicy: the ACK went out
         c.timers.delack = None
 
     def send_ack(self, now: float) -> None:

@@ -144,3 +144,34 @@ class OffloadHost:
             dst, seg, *_ = self.tcp.outbox.popleft()
             out.append(parse_tcp(bytes(seg), src=OFFLOAD_US, dst=OFFLOAD_PEER))
         return out
+
+
+def stack_segments(link) -> list:
+    """The TCP segments our stack sent, as the peer's end of a memory link reads them."""
+    from netstack.wire.ipv4 import parse_ipv4
+    from netstack.wire.tcp import parse_tcp
+
+    return [parse_tcp(parse_ipv4(bytes(v)).payload, src=OFFLOAD_US, dst=OFFLOAD_PEER) for v, _m in link.recv_batch()]
+
+
+async def stack_handshake(peer, port: int = 80) -> tuple[int, int, int]:
+    """Open a connection from ``peer`` (the peer's end of a memory link) to a listener of our
+    stack on ``port``: SYN (MSS, window scale 7, SACK, timestamps), SYN-ACK, ACK.  Returns the
+    peer's next sequence number, its ACK and the TSecr it echoes."""
+    import asyncio
+
+    from netstack.wire.tcp import ACK, SYN
+    from netstack.wire.tcp_options import build_options
+
+    syn = tcp_segment(src=OFFLOAD_PEER, dst=OFFLOAD_US, src_port=40000, dst_port=port, seq=999, ack=0, flags=SYN,
+                      window=65535, options=build_options(mss=OFFLOAD_MSS + 12, wscale=7, sack_permitted=True,
+                                                          ts=(1, 0)))
+    peer.send(ipv4_packet(src=OFFLOAD_PEER, dst=OFFLOAD_US, protocol=6, payload=syn, df=True))
+    while not peer.pending():
+        await asyncio.sleep(0)
+    (synack,) = stack_segments(peer)
+    seq, ack, ecr = 1000, synack.seq + 1, synack.options.ts_val
+    peer.send(ipv4_packet(src=OFFLOAD_PEER, dst=OFFLOAD_US, protocol=6, df=True, payload=tcp_segment(
+        src=OFFLOAD_PEER, dst=OFFLOAD_US, src_port=40000, dst_port=port, seq=seq, ack=ack, flags=ACK, window=65535,
+        options=ts_option(2, ecr))))
+    return seq, ack, ecr

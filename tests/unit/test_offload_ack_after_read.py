@@ -5,7 +5,8 @@ Linux does (tcp_input.c __tcp_ack_snd_check: "right edge of window advances
 far enough", else tcp_cleanup_rbuf ACKs after recvmsg): one ACK then carries
 the window the read re-opened and covers every super-segment of that read.
 Without a read, the delayed-ACK timer sends it; a window closing below one
-MSS is ACKed at once; segments up to the MSS keep RFC 1122's every second
+MSS is ACKed at the end of the input round, after the application's
+callbacks, so that a read there re-opens the window in that one ACK; segments up to the MSS keep RFC 1122's every second
 full-sized segment.  The peer is a scripted Linux kernel with TSO on its TUN
 (tests/support/offload.py), on a fake clock; quick-ACK mode is off, so that
 the rule itself is what answers.
@@ -77,16 +78,50 @@ def test_without_a_read_the_delayed_ack_timer_sends_it_within_ato():
     assert h.conn.readable == SUPER
 
 
-def test_a_window_closing_below_one_mss_is_acked_at_once():
-    h = host(rcvbuf=100_000)
+def _close_the_window(h):
+    """Two super-segments that leave 100 bytes of window; returns the bytes they carry."""
     wnd = h.conn.rcv.wnd
     h.offloaded(0, STREAM[:SUPER])
     assert h.sent() == []                                  # the window stays open: the ACK waits
     rest = wnd - SUPER - 100                               # leaves 100 bytes of window
     h.offloaded(SUPER, STREAM[SUPER:SUPER + rest])
+    return SUPER + rest
+
+
+def test_a_window_closing_below_one_mss_is_acked_at_the_end_of_the_input_round():
+    h = host(rcvbuf=100_000)
+    n = _close_the_window(h)
+    assert h.sent() == []                                  # not inside the input...
+    assert h.conn.acks.due and h.conn.acks.round_end
+    assert h.tcp.next_deadline() == h.now                  # ...but at the poll that ends the round
+    h.poll()
     (ack,) = h.sent()
-    assert ack.ack == h.seq(SUPER + rest)
+    assert ack.ack == h.seq(n)
     assert window(ack, h) < MSS                            # the sender learns of it now (persist)
+    assert not h.conn.acks.due and not h.conn.acks.round_end
+
+
+def test_a_read_in_the_same_round_reopens_the_closing_window_in_the_same_ack():
+    h = host(rcvbuf=100_000)
+    n = _close_the_window(h)
+    assert h.conn.recv() == STREAM[:n]                     # the application's callback reads
+    h.poll()
+    (ack,) = h.sent()                                      # one ACK, not a closed window and an update
+    assert ack.ack == h.seq(n)
+    assert window(ack, h) >= h.conn.rcv.wnd >= MSS
+    h.poll()
+    assert h.sent() == []
+
+
+def test_a_full_path_segment_behind_the_deferred_ack_sends_it_with_its_own():
+    h = host(rcvbuf=100_000)
+    n = _close_the_window(h)
+    h.offloaded(n + 5 * MSS, STREAM[n:n + 50])             # out of window: the full path ACKs at once
+    acks = h.sent()
+    assert [a.ack for a in acks] == [h.seq(n)]
+    assert not h.conn.acks.round_end
+    h.poll()
+    assert h.sent() == []                                  # nothing left for the round's end
 
 
 def test_segments_up_to_the_mss_keep_the_every_second_segment_rule():
@@ -144,14 +179,10 @@ def test_on_a_stack_the_ack_waiting_for_the_read_leaves_in_the_same_loop_turn_as
     from netstack.link import MemoryLink
     from netstack.sockets.streams import start_server
     from netstack.stack import Stack
-    from netstack.wire.ipv4 import ipv4_packet, parse_ipv4
-    from netstack.wire.tcp import ACK, PSH, SYN, parse_tcp, tcp_segment
-    from netstack.wire.tcp_options import build_options
+    from netstack.wire.tcp import ACK, PSH
 
-    from tests.support.offload import OFFLOAD_PEER as PEER, OFFLOAD_US as US, offloaded_tcp, ts_option
-
-    def segments(link):
-        return [parse_tcp(parse_ipv4(bytes(v)).payload, src=US, dst=PEER) for v, _m in link.recv_batch()]
+    from tests.support.offload import (OFFLOAD_PEER as PEER, OFFLOAD_US as US, offloaded_tcp, stack_handshake,
+                                       stack_segments as segments, ts_option)
 
     async def main():
         a, peer = MemoryLink.pair(offload=True)
@@ -164,16 +195,7 @@ def test_on_a_stack_the_ack_waiting_for_the_read_leaves_in_the_same_loop_turn_as
 
         async with Stack(a, "198.18.0.2", tcp=TCPConfig(rcvbuf=1 << 20, quickack_segments=0)) as stack:
             await start_server(stack, sink, port=80)
-            syn = tcp_segment(src=PEER, dst=US, src_port=40000, dst_port=80, seq=999, ack=0, flags=SYN, window=65535,
-                              options=build_options(mss=MSS + 12, wscale=7, sack_permitted=True, ts=(1, 0)))
-            peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, payload=syn, df=True))
-            while not peer.pending():
-                await asyncio.sleep(0)
-            (synack,) = segments(peer)
-            seq, ack, ecr = 1000, synack.seq + 1, synack.options.ts_val
-            peer.send(ipv4_packet(src=PEER, dst=US, protocol=6, df=True, payload=tcp_segment(
-                src=PEER, dst=US, src_port=40000, dst_port=80, seq=seq, ack=ack, flags=ACK, window=65535,
-                options=ts_option(2, ecr))))
+            seq, ack, ecr = await stack_handshake(peer)
             for k in range(3):
                 pkt, meta = offloaded_tcp(PEER, US, sport=40000, dport=80, seq=seq, ack=ack, flags=ACK | PSH,
                                           window=65535, payload=STREAM[:SUPER], options=ts_option(3 + k, ecr),
@@ -196,3 +218,31 @@ def test_on_a_stack_the_ack_waiting_for_the_read_leaves_in_the_same_loop_turn_as
             assert bytes(got) == STREAM[:SUPER] * 3
 
     asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_the_delayed_ack_timer_a_read_in_the_same_round_stops_never_enters_the_deadline_heap(monkeypatch):
+    import heapq
+    import types
+
+    import netstack.tcp.layer as layer
+
+    pushed = []
+
+    def push(heap, item):
+        pushed.append(item)
+        heapq.heappush(heap, item)
+
+    monkeypatch.setattr(layer, "heapq", types.SimpleNamespace(heappush=push, heappop=heapq.heappop))
+    h = host()
+    pushed.clear()
+    h.read_batch([(0, STREAM[:SUPER])])
+    assert h.conn.timers.delack is not None                # armed: the ACK waits for the read
+    assert h.conn.recv() == STREAM[:SUPER]                 # the round's read sends it...
+    h.poll()
+    assert [a.ack for a in h.sent()] == [h.seq(SUPER)]
+    assert h.tcp.next_deadline() is None
+    assert pushed == []                                    # ...and the timer was never filed
+
+    h.read_batch([(SUPER, STREAM[SUPER:2 * SUPER])])       # no read: filed when the host asks
+    assert h.tcp.next_deadline() == h.conn.timers.delack is not None
+    assert [d for d, _n, _c in pushed] == [h.conn.timers.delack]

@@ -63,6 +63,7 @@ def test_zero_window_still_processes_ack():
     wnd = conn.info()["rcv_wnd"]
     conn.send(b"abc"); s.poll(); s.sent()
     s.peer("P.", seq=them, ack=us, data=b"x" * wnd)
+    s.poll()                                     # (a segment beyond the MSS: ACKed at the round's end)
     s.expect(".", ack=them + wnd, win=0)
     s.peer("P.", seq=them + wnd, ack=us + 3, data=b"more")  # zero window: text dropped, ACK used
     assert conn.snd.una == us + 3
