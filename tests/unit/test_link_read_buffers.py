@@ -4,6 +4,8 @@ and the receive buffer that keeps a super-segment's payload as a view of one ins
 corrupt the stream: these tests read more packets into the very slot whose view is kept."""
 from __future__ import annotations
 
+import sys
+
 from netstack.link.tun import LEND_MIN, ReadBuffers
 from netstack.tcp import TCPConfig
 from netstack.tcp.buffers import KEEP_MIN, ReceiveBuffer
@@ -143,3 +145,49 @@ def test_tun_link_read_loop_lends_a_kept_super_segment_and_reads_the_next_into_a
     finally:
         a.close()
         b.close()
+
+
+def test_one_long_held_view_does_not_stop_the_reuse_of_buffers_lent_after_it():
+    """A connection whose application does not read keeps one super-segment's view for long:
+    the buffers lent after it are still reused, whatever is at the head of the lent list."""
+    bufs = ReadBuffers(1, 2 * LEND_MIN)
+    n = read_into(bufs, 0, big(b"stalled"))
+    stalled = bufs.view(0, 0, n)                   # kept all along
+    prev = None
+    for k in range(300):
+        n = read_into(bufs, 0, big(b"%d" % k))
+        v = bufs.view(0, 0, n)                     # held until the next one is read, then released
+        prev = v
+    assert bufs.renewed == 300
+    assert bufs.renewed - bufs.reused <= 3         # allocated: a couple, not one per read
+    assert len(bufs.lent) <= 3
+    assert bytes(stalled[:7]) == b"stalled" and bytes(prev[:3]) == b"299"
+
+
+def test_free_lent_buffers_kept_are_bounded_whatever_the_order_of_releases():
+    """Many views held at once, then released in a scrambled order: afterwards at most one
+    free buffer per slot is kept (the rest are freed), and they are reused, not allocated."""
+    bufs = ReadBuffers(2, 2 * LEND_MIN)
+    held = []
+    for k in range(100):
+        i = k % 2
+        n = read_into(bufs, i, big(b"%d" % k))
+        held.append(bufs.view(i, 0, n))
+    assert len(bufs.lent) >= 90
+    order = sorted(range(100), key=lambda k: (k * 37) % 101)   # not the order they were lent in
+    for k in order:
+        held[k] = None
+    allocated = bufs.renewed - bufs.reused
+    kept = []
+    for k in range(50):                            # a steady stream, each view held one read
+        i = k % 2
+        n = read_into(bufs, i, big(b"again %d" % k))
+        kept.append(bufs.view(i, 0, n))
+        if len(kept) > 2:
+            kept.pop(0)
+    assert bufs.renewed - bufs.reused == allocated  # all reused
+    lent = bufs.lent                               # (getrefcount 2: the lent list and the argument)
+    unreferenced = sum(1 for k in range(len(lent)) if sys.getrefcount(lent[k]) <= 2) + len(bufs.free)
+    assert unreferenced <= 2 + 2                   # one per slot kept free, and the stream's own
+    assert len(lent) + len(bufs.free) <= 2 + 2 + 2
+    assert [bytes(v[:8]) for v in kept] == [b"again 48", b"again 49"]
