@@ -11,13 +11,16 @@
  * conversion: about 5x the checksum of a 1500-byte segment itself.  These
  * functions take the buffer with the buffer protocol (no copy, no object
  * made) in METH_FASTCALL functions, and call the cffi module's own
- * ns_pseudo_checksum through a pointer handed over by bind(): the sums, the
+ * ns_pseudo_checksum through a pointer this module takes from that module
+ * itself when it is imported (nothing from Python can set it): the sums, the
  * kernels and the run-time kernel selection (select_native_path) stay in
  * checksum.c, compiled once, in netstack._checksum.
  *
- * Errors mirror the Python versions': OverflowError for an address outside
- * 0..2**32-1 or a protocol outside 0..255, TypeError for a non-integer or
- * something that is not a contiguous buffer.
+ * A buffer is taken as its bytes, whatever its items (an array('I'), a
+ * memoryview cast to 'H'), as the Python twins take it.  Errors mirror the
+ * Python versions': OverflowError for an address outside 0..2**32-1 or a
+ * protocol outside 0..255, TypeError for a non-integer or something that is
+ * not a buffer, BufferError for a buffer that is not C-contiguous.
  *
  * Stable ABI (3.11: PyObject_GetBuffer is part of it from then on).
  */
@@ -30,21 +33,44 @@
 
 typedef uint16_t (*pseudo_fn)(uint32_t, uint32_t, uint8_t, const char *, size_t);
 
+/* ns_pseudo_checksum of netstack._checksum (find_pseudo), set once, at import */
 static pseudo_fn pseudo = NULL;
 
-static PyObject *
-entry_bind(PyObject *self, PyObject *arg)
+/* The address of netstack._checksum's ns_pseudo_checksum, as the cffi module gives it:
+ * int(ffi.cast("uintptr_t", ffi.addressof(lib, "ns_pseudo_checksum"))).  0 with an exception set
+ * if that module cannot be imported or does not have it. */
+static pseudo_fn
+find_pseudo(void)
 {
-    (void)self;
-    unsigned long long address = PyLong_AsUnsignedLongLong(arg);
-    if (address == (unsigned long long)-1 && PyErr_Occurred())
+    PyObject *mod, *ffi = NULL, *lib = NULL, *fn = NULL, *cast = NULL, *num = NULL;
+    unsigned long long address = 0;
+
+    mod = PyImport_ImportModule("netstack._checksum");
+    if (mod == NULL)
         return NULL;
-    if (address == 0) {
-        PyErr_SetString(PyExc_ValueError, "bind() needs the address of ns_pseudo_checksum");
-        return NULL;
+    ffi = PyObject_GetAttrString(mod, "ffi");
+    if (ffi != NULL)
+        lib = PyObject_GetAttrString(mod, "lib");
+    if (lib != NULL)
+        fn = PyObject_CallMethod(ffi, "addressof", "Os", lib, "ns_pseudo_checksum");
+    if (fn != NULL)
+        cast = PyObject_CallMethod(ffi, "cast", "sO", "uintptr_t", fn);
+    if (cast != NULL)
+        num = PyNumber_Long(cast);
+    if (num != NULL) {
+        address = PyLong_AsUnsignedLongLong(num);
+        if (address == (unsigned long long)-1 && PyErr_Occurred())
+            address = 0;
+        else if (address == 0)
+            PyErr_SetString(PyExc_ImportError, "netstack._checksum has no ns_pseudo_checksum");
     }
-    pseudo = (pseudo_fn)(uintptr_t)address;
-    Py_RETURN_NONE;
+    Py_XDECREF(num);
+    Py_XDECREF(cast);
+    Py_XDECREF(fn);
+    Py_XDECREF(lib);
+    Py_XDECREF(ffi);
+    Py_DECREF(mod);
+    return (pseudo_fn)(uintptr_t)address;
 }
 
 /* An int in 0..top, as cffi converts it (OverflowError outside, TypeError for a non-int). */
@@ -73,10 +99,6 @@ entry_pseudo_header_checksum(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (nargs != 4) {
         PyErr_Format(PyExc_TypeError, "pseudo_header_checksum(src, dst, proto, data) takes 4 arguments, "
                      "%zd given", nargs);
-        return NULL;
-    }
-    if (pseudo == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "netstack._native_entry is not bound to netstack._checksum");
         return NULL;
     }
     if (as_field(args[0], 0xFFFFFFFFul, "src", &src) < 0
@@ -152,11 +174,6 @@ entry_predict_ts_segment(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         goto not_predicted;
     if (verify) {
         /* the addresses are read only now, as the twin passes them to the checksum only now */
-        if (pseudo == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "netstack._native_entry is not bound to netstack._checksum");
-            PyBuffer_Release(&view);
-            return NULL;
-        }
         if (as_field(args[0], 0xFFFFFFFFul, "src", &src) < 0 || as_field(args[1], 0xFFFFFFFFul, "dst", &dst) < 0) {
             PyBuffer_Release(&view);
             return NULL;
@@ -227,8 +244,6 @@ not_plain:
 }
 
 static PyMethodDef entry_methods[] = {
-    {"bind", entry_bind, METH_O,
-     "bind(address): call ns_pseudo_checksum at this address (netstack.checksum does it at import)."},
     {"pseudo_header_checksum", (PyCFunction)(void (*)(void))entry_pseudo_header_checksum, METH_FASTCALL,
      "pseudo_header_checksum(src, dst, proto, data): netstack.checksum.pseudo_header_checksum, natively."},
     {"predict_ts_segment", (PyCFunction)(void (*)(void))entry_predict_ts_segment, METH_FASTCALL,
@@ -248,5 +263,10 @@ static struct PyModuleDef entry_module = {
 PyMODINIT_FUNC
 PyInit__native_entry(void)
 {
+    if (pseudo == NULL) {
+        pseudo = find_pseudo();
+        if (pseudo == NULL)
+            return NULL;
+    }
     return PyModule_Create(&entry_module);
 }

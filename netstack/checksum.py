@@ -98,34 +98,38 @@ if _native is not None:
     incremental_update = _lib.ns_incremental_update
 
     # cffi passes ``bytes`` to a ``const char *`` parameter without a copy;
-    # any other buffer goes through ffi.from_buffer (also no copy).  The type
+    # any other buffer goes through ffi.from_buffer (also no copy), a char array of its
+    # bytes (an array('I') or a memoryview cast to 'H' is summed as its bytes, as natively).  The type
     # test keeps the common small-packet call to one crossing.
 
     def checksum(data) -> int:
         """RFC 1071 Internet checksum of ``data`` (native)."""
         if data.__class__ is bytes:
             return _ns_checksum(data, len(data))
-        return _ns_checksum(_from_buffer(data), len(data))
+        buf = _from_buffer(data)          # its bytes: len(buf), not len(data)
+        return _ns_checksum(buf, len(buf))
 
     def sum16(data, initial: int = 0) -> int:
         """Folded ones'-complement sum of ``data`` plus ``initial`` (native; RFC 1071 §4.1)."""
         if data.__class__ is bytes:
             return _ns_sum16(data, len(data), initial)
-        return _ns_sum16(_from_buffer(data), len(data), initial)
+        buf = _from_buffer(data)          # its bytes: len(buf), not len(data)
+        return _ns_sum16(buf, len(buf), initial)
 
     def _pseudo_header_checksum_cffi(src: int, dst: int, proto: int, data) -> int:
         """Checksum over the IPv4 pseudo-header and ``data`` in one native call (RFC 9293 §3.1)."""
         if data.__class__ is bytes:
             return _ns_pseudo(src, dst, proto, data, len(data))
-        return _ns_pseudo(src, dst, proto, _from_buffer(data), len(data))
+        buf = _from_buffer(data)          # its bytes: len(buf), not len(data)
+        return _ns_pseudo(src, dst, proto, buf, len(buf))
 
     try:
         from netstack import _native_entry as _entry
     except ImportError:
         _entry = None
     if _entry is not None:
-        # the entry calls ns_pseudo_checksum of THIS module (its kernels, its selection)
-        _entry.bind(int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "ns_pseudo_checksum"))))
+        # the entry calls ns_pseudo_checksum of THIS module (its kernels, its selection): it
+        # takes its address from netstack._checksum itself when imported
         pseudo_header_checksum = _entry.pseudo_header_checksum
     else:
         pseudo_header_checksum = _pseudo_header_checksum_cffi

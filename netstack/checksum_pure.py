@@ -56,9 +56,23 @@ def _range(name: str, value: int, top: int) -> None:
         raise OverflowError(f"{name}={value!r} does not fit in 0..{top:#x}")
 
 
+def _bytes_of(data):
+    """``data`` as its bytes, as the native code takes a buffer: any item format (an
+    array('I'), a memoryview cast to 'H') is read as its bytes; BufferError if not
+    C-contiguous, TypeError if not a buffer."""
+    if data.__class__ is bytes or data.__class__ is bytearray:
+        return data
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _wide_sum(data) -> int:
     """``data`` as one big-endian integer (padded to even length), shrunk for long inputs:
-    congruent, modulo 0xFFFF, to the ones'-complement sum of its 16-bit words (2**16 = 1 mod 0xFFFF)."""
+    congruent, modulo 0xFFFF, to the ones'-complement sum of its 16-bit words (2**16 = 1 mod 0xFFFF).
+    ``data`` is taken as its bytes (:func:`_bytes_of`)."""
+    data = _bytes_of(data)
     length = len(data)
     value = _from_bytes(data, "big")
     if length & 1:
@@ -92,12 +106,13 @@ def checksum(data) -> int:
 def pseudo_header_checksum(src: int, dst: int, proto: int, data) -> int:
     """Checksum over the IPv4 pseudo-header and ``data`` (RFC 9293 §3.1, RFC 768).
 
-    The pseudo-header is src, dst, a zero byte, ``proto`` and ``len(data)``.
+    The pseudo-header is src, dst, a zero byte, ``proto`` and the length of ``data`` in bytes.
     """
     if not (0 <= src <= 0xFFFFFFFF and 0 <= dst <= 0xFFFFFFFF and 0 <= proto <= 0xFF):
         _range("src", src, 0xFFFFFFFF)
         _range("dst", dst, 0xFFFFFFFF)
         _range("proto", proto, 0xFF)
+    data = _bytes_of(data)
     length = len(data)
     value = _wide_sum(data)
     value += (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + length

@@ -157,7 +157,8 @@ class IPLayer:
         IPv4Packet is built.  Consecutive such datagrams for a transport
         that takes them in runs (``on_datagrams(items, now, trusted)``, as TCP does) go to
         it as one run of ``(src, dst, payload)``, in order (the transport is looked up once
-        per run: a datagram of the run's protocol and trust joins it directly); the counters
+        per run: a datagram of the run's protocol and trust joins it directly, also after one
+        that went elsewhere, until code that may change the transports runs); the counters
         are added once per batch.  Anything else takes the full path (:meth:`_input_full`), which counts its
         drops, in its place in the order.
         """
@@ -208,7 +209,8 @@ class IPLayer:
                                     run = []
                                 run_to = many
                                 run_trust = trust
-                                run_proto = proto
+                            # (here too after a datagram that went elsewhere: the shortcut resumes)
+                            run_proto = proto
                             run.append((src, addr, mv[20:tlen]))
                             continue
                         if run:

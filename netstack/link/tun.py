@@ -171,13 +171,18 @@ class ReadBuffers:
     for as long as it is referenced, so a receiver may keep it instead of copying it (the
     receive buffer does): before a slot is read into, a buffer still referenced (CPython's
     reference count: such a view, or any slice of it, holds one) is lent out and the slot gets
-    another, the oldest lent buffer nobody references any more if there is one, else a new one.
-    So a buffer is never written while a read-only view of it lives, and in a steady stream no
-    buffer is allocated.  At most ``max_lent`` lent buffers are remembered; beyond that the
-    oldest is forgotten (it is freed with its last view).  Shorter packets come as writable
+    another: a lent buffer nobody references any more if there is one (any of them, whatever
+    the order they were released in), else a new one.  So a buffer is never written while a
+    read-only view of it lives, and in a steady stream no buffer is allocated, even while some
+    view is held for long (a connection whose application does not read).  Lent buffers found
+    free are kept for reuse up to one per slot (``free``); any more are dropped (freed), so the
+    buffers kept beyond those still referenced are bounded by the slot count.  At most
+    ``max_lent`` lent buffers are remembered; beyond that the oldest is forgotten (it is freed
+    with its last view).  Shorter packets come as writable
     slices of the slot's own view, valid until the next read (copy to keep): no allocation."""
 
-    __slots__ = ("size", "bufs", "views", "iovs", "hdrs", "lent", "max_lent", "renewed", "reused", "handed")
+    __slots__ = ("size", "bufs", "views", "iovs", "hdrs", "lent", "free", "max_lent", "renewed", "reused",
+                 "handed")
 
     #: references to a buffer nobody else holds: ``bufs``, its iov list, its slot view and
     #: getrefcount's own argument
@@ -189,7 +194,8 @@ class ReadBuffers:
         self.views = [memoryview(b) for b in self.bufs]
         self.hdrs = [bytearray(VNET_HDR_LEN) for _ in range(count)] if vnet else None
         self.iovs = [[h, b] for h, b in zip(self.hdrs, self.bufs)] if vnet else [[b] for b in self.bufs]
-        self.lent: deque = deque()
+        self.lent: deque = deque()     # buffers lent out, oldest first (some may be free by now)
+        self.free: list = []           # lent buffers found free, at most one per slot
         self.max_lent = max_lent
         #: per slot: its last packet went up as a read-only view (only then may its buffer still
         #: be referenced when the slot is read into again: short packets' writable views are not
@@ -208,21 +214,45 @@ class ReadBuffers:
         return self.iovs[i]
 
     def renew(self, i: int) -> None:
-        """Lend slot ``i``'s buffer out (a view of it lives) and give the slot another."""
-        lent = self.lent
-        new = None
-        if lent and _getrefcount(lent[0]) <= 2:     # only the lent list (and the argument) hold it
-            new = lent.popleft()
+        """Lend slot ``i``'s buffer out (a view of it lives) and give the slot another: a free
+        one (:meth:`collect`) if there is one, else a new one."""
+        free = self.free
+        if not free and self.lent:
+            self.collect()
+        if free:
+            new = free.pop()
             self.reused += 1
+        else:
+            new = bytearray(self.size)
+        lent = self.lent
         lent.append(self.bufs[i])
         if len(lent) > self.max_lent:
             lent.popleft()
-        if new is None:
-            new = bytearray(self.size)
         self.bufs[i] = new
         self.views[i] = memoryview(new)
         self.iovs[i][-1] = new
         self.renewed += 1
+
+    def collect(self) -> None:
+        """Move the lent buffers nobody references any more to ``free``, keeping at most one per
+        slot there (the others are dropped).  The oldest first, while they are free (in a stream
+        read in order, views are released in the order they were lent: nothing more is looked
+        at); only when the oldest is still referenced, every lent buffer (so one long-held view
+        does not stop the reuse of those lent after it)."""
+        lent, free = self.lent, self.free
+        spare = len(self.bufs)
+        while lent and _getrefcount(lent[0]) <= 2:      # only the lent list (and the argument) hold it
+            b = lent.popleft()
+            if len(free) < spare:
+                free.append(b)
+        if free or not lent:
+            return
+        for _ in range(len(lent)):
+            b = lent.popleft()
+            if _getrefcount(b) > 2:                     # b and the argument: someone else too
+                lent.append(b)                          # (the still referenced ones keep their order)
+            elif len(free) < spare:
+                free.append(b)
 
     def lend(self, i: int, start: int, end: int) -> memoryview:
         """A read-only view of bytes [start, end) of slot ``i``'s buffer, valid while referenced."""

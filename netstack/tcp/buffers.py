@@ -137,7 +137,10 @@ class ReceiveBuffer:
                 n -= len(c)
             else:
                 parts.append(c[:n])
-                chunks[0] = c[n:]
+                if type(c) is bytearray:           # copied bytes: del is amortised, a slice would
+                    del c[:n]                      # copy the whole rest on every partial read
+                else:
+                    chunks[0] = c[n:]              # a view: slicing copies nothing
                 self.held -= n
                 n = 0
         if n:
@@ -194,6 +197,8 @@ class ReceiveBuffer:
             self.held -= k
             if k == len(c):
                 chunks.popleft()
+            elif type(c) is bytearray:
+                del c[:k]                          # (as in _gather)
             else:
                 chunks[0] = c[k:]
         d = self.data

@@ -236,9 +236,12 @@ class Connection:
         raise BlockingIOError(errno.EAGAIN, "no data available")
 
     def recv_owned(self, max_bytes: int = -1):
-        """Like :meth:`recv`, but the data may come as a ``bytearray`` the caller owns: when
-        it takes everything buffered, the receive buffer itself is handed over, not copied
-        (what the socket transport does for an asyncio StreamReader, which copies it anyway)."""
+        """Like :meth:`recv`, but without a copy where it can, so the data is ``bytes``, a
+        ``bytearray`` the caller owns (bytes the receive buffer had copied, handed over
+        rather than copied again) or a read-only ``memoryview`` of a link's read buffer (a
+        super-segment's payload the receive buffer kept; see ``ReceiveBuffer.take``), valid for as long as the caller references it; a
+        caller that needs a bytearray converts it (what the socket transport does for an
+        asyncio StreamReader, which copies it anyway)."""
         if self.rcv.buf:
             out = self.rcv.buf.take(max_bytes)
             self._after_user_read()
@@ -296,13 +299,19 @@ class Connection:
         self.shutdown_write()
 
     def abort(self) -> None:
-        """ABORT (RFC 9293 §3.10.5): send RST in synchronized states, drop everything."""
+        """ABORT (RFC 9293 §3.10.5): send RST in synchronized states, drop everything: the
+        data queued to send and the data received but not read (pending RECEIVEs are ended,
+        recv() then returns b""), so kept views of a link's read buffers are released now,
+        not when this object is freed.  (After a reset or a timeout, :meth:`fail`, the
+        data received before it stays readable, as recv() returns it before the error.)"""
         st = self.state
         if st is CLOSED:
             return
         self._cause = UserCause(UserCall.ABORT)
         if st not in (SYN_SENT, LISTEN, TIME_WAIT):
             self._send_rst()
+        self.snd.buf.data.clear()
+        self.rcv.buf.clear()
         self._enter_closed(None)
 
     def set_keepalive(self, on: bool = True, *, idle: float | None = None, interval: float | None = None,

@@ -244,10 +244,18 @@ def parse_ipv4(buf, *, verify: bool = True, _quoted: bool = False) -> IPv4Packet
     return p
 
 
+def _nbytes(buf) -> int:
+    """The length of ``buf`` in bytes, whatever its items (as the native twin takes it)."""
+    if buf.__class__ is bytes or buf.__class__ is bytearray:
+        return len(buf)
+    return buf.nbytes if buf.__class__ is memoryview else memoryview(buf).nbytes
+
+
 def _read_plain_ipv4(buf, addr: int):
     """The IPv4 layer's fast-path read of a datagram (RFC 791 §3.1, RFC 1122 §3.2.1), in Python.
 
-    ``(protocol, src, total_length)`` when ``buf`` (bytes or a byte memoryview) holds a
+    ``(protocol, src, total_length)`` when ``buf`` (any C-contiguous buffer, taken as its
+    bytes; BufferError for another) holds a
     datagram for ``addr`` (an int) with the plain 20-byte header (version 4, IHL 5), not a
     fragment (MF clear, offset 0), a total length of at least 20 that fits the buffer, and a
     header checksum that verifies; None for anything else (which the full path then parses,
@@ -260,7 +268,7 @@ def _read_plain_ipv4(buf, addr: int):
         vihl, tos, tlen, ident, frag, ttl, proto, csum, src, dst = _unpack_hdr(buf)
     except struct.error:                       # under 20 bytes
         return None
-    if (vihl == 0x45 and dst == addr and 20 <= tlen <= len(buf) and not frag & 0x3FFF
+    if (vihl == 0x45 and dst == addr and 20 <= tlen <= _nbytes(buf) and not frag & 0x3FFF
             and ((0x4500 | tos) + tlen + ident + frag + ((ttl << 8) | proto) + csum + src + dst) % 0xFFFF == 0):
         return proto, src, tlen
     return None

@@ -139,3 +139,25 @@ def test_a_transport_registered_again_within_a_batch_gets_the_datagrams_after_it
     ip.input_batch([(memoryview(_datagram(k, i)), None) for i, k in enumerate(kinds)], 1.0)
     assert [e[0] for e in log] == ["tcp", "tcp", "one"] and len(newer) == 2
     assert runs == [("tcp", 2, False), ("tcp2", 2, False)]
+
+
+class _CountingEntries(dict):
+    """The layer's transport table, counting the look-ups input_batch makes."""
+
+    gets = 0
+
+    def get(self, key, default=None):
+        self.gets += 1
+        return dict.get(self, key, default)
+
+
+def test_the_run_shortcut_resumes_after_a_datagram_that_went_elsewhere():
+    """64 TCP datagrams, one for another transport, 64 TCP again: the TCP transport is looked up
+    once before and once after the other datagram, not once per later TCP datagram."""
+    ip, log, runs = _layer()
+    ip._entries = entries = _CountingEntries(ip._entries)
+    batch = [(memoryview(_datagram(kind, i)), None)
+             for i, kind in enumerate(["tcp"] * 64 + ["one"] + ["tcp"] * 64)]
+    ip.input_batch(batch, 0.0)
+    assert entries.gets == 3                        # tcp, one, tcp
+    assert ip.counters.get("ip.in.delivered") == 129

@@ -4,8 +4,13 @@ and the receive buffer that keeps a super-segment's payload as a view of one ins
 corrupt the stream: these tests read more packets into the very slot whose view is kept."""
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from netstack.link.tun import LEND_MIN, ReadBuffers
 from netstack.tcp import TCPConfig
+from netstack.tcp.events import ConnEvent
 from netstack.tcp.buffers import KEEP_MIN, ReceiveBuffer
 
 from tests.support.offload import OFFLOAD_MSS as MSS, OffloadHost, data
@@ -143,3 +148,113 @@ def test_tun_link_read_loop_lends_a_kept_super_segment_and_reads_the_next_into_a
     finally:
         a.close()
         b.close()
+
+
+def test_one_long_held_view_does_not_stop_the_reuse_of_buffers_lent_after_it():
+    """A connection whose application does not read keeps one super-segment's view for long:
+    the buffers lent after it are still reused, whatever is at the head of the lent list."""
+    bufs = ReadBuffers(1, 2 * LEND_MIN)
+    n = read_into(bufs, 0, big(b"stalled"))
+    stalled = bufs.view(0, 0, n)                   # kept all along
+    prev = None
+    for k in range(300):
+        n = read_into(bufs, 0, big(b"%d" % k))
+        v = bufs.view(0, 0, n)                     # held until the next one is read, then released
+        prev = v
+    assert bufs.renewed == 300
+    assert bufs.renewed - bufs.reused <= 3         # allocated: a couple, not one per read
+    assert len(bufs.lent) <= 3
+    assert bytes(stalled[:7]) == b"stalled" and bytes(prev[:3]) == b"299"
+
+
+def test_free_lent_buffers_kept_are_bounded_whatever_the_order_of_releases():
+    """Many views held at once, then released in a scrambled order: afterwards at most one
+    free buffer per slot is kept (the rest are freed), and they are reused, not allocated."""
+    bufs = ReadBuffers(2, 2 * LEND_MIN)
+    held = []
+    for k in range(100):
+        i = k % 2
+        n = read_into(bufs, i, big(b"%d" % k))
+        held.append(bufs.view(i, 0, n))
+    assert len(bufs.lent) >= 90
+    order = sorted(range(100), key=lambda k: (k * 37) % 101)   # not the order they were lent in
+    for k in order:
+        held[k] = None
+    allocated = bufs.renewed - bufs.reused
+    kept = []
+    for k in range(50):                            # a steady stream, each view held one read
+        i = k % 2
+        n = read_into(bufs, i, big(b"again %d" % k))
+        kept.append(bufs.view(i, 0, n))
+        if len(kept) > 2:
+            kept.pop(0)
+    assert bufs.renewed - bufs.reused == allocated  # all reused
+    lent = bufs.lent                               # (getrefcount 2: the lent list and the argument)
+    unreferenced = sum(1 for k in range(len(lent)) if sys.getrefcount(lent[k]) <= 2) + len(bufs.free)
+    assert unreferenced <= 2 + 2                   # one per slot kept free, and the stream's own
+    assert len(lent) + len(bufs.free) <= 2 + 2 + 2
+    assert [bytes(v[:8]) for v in kept] == [b"again 48", b"again 49"]
+
+
+def test_partial_reads_of_copied_bytes_before_a_kept_chunk_do_not_copy_the_rest():
+    """Small reads from a chunk of copied bytes (a bytearray) take from it in place (del,
+    amortised), not by making a new bytearray of the rest on every read (quadratic)."""
+    src = memoryview(bytes(range(256)) * 128).toreadonly()       # 32 KB, kept
+    for reader in ("read", "read_into"):
+        b = ReceiveBuffer(1 << 20)
+        copied = bytes(range(200)) * 50
+        b.append(copied)
+        b.append(src)
+        head = b.chunks[0]
+        assert type(head) is bytearray
+        got = bytearray()
+        for k in range(100):
+            if reader == "read":
+                got += b.read(7)
+            else:
+                out = bytearray(7)
+                assert b.read_into(out) == 7
+                got += out
+            assert b.chunks[0] is head                           # the same bytearray, shortened
+        assert got == copied[:700] and len(b) == len(copied) - 700 + len(src)
+        assert b.read() == copied[700:] + bytes(src)
+
+
+def _kept_super_segment_host():
+    """An OffloadHost whose connection keeps a super-segment (a view of a link read buffer)."""
+    h = OffloadHost(TCPConfig(rcvbuf=1 << 20))
+    bufs = ReadBuffers(1, 65536 + 64)
+    k = 44 * MSS
+    pkt, meta = h.packet(0, data(k))
+    n = read_into(bufs, 0, pkt)
+    h.ip.input_offloaded(bufs.view(0, 0, n), meta, h.now)
+    assert h.conn.rcv.buf.held >= k                              # kept, not copied
+    return h, bufs
+
+
+def test_an_abort_releases_the_kept_views_of_the_link_read_buffers():
+    """ABORT drops the unread data (RFC 9293 §3.10.5), so the link's read buffer it kept a
+    view of is free for reuse at once, not when the Connection object is freed."""
+    h, bufs = _kept_super_segment_host()
+    lent = bufs.bufs[0]
+    bufs.iov(0)                                                  # the slot's buffer is lent out
+    assert bufs.bufs[0] is not lent and sys.getrefcount(lent) > 3
+    h.conn.abort()
+    assert len(h.conn.rcv.buf) == 0 and h.conn.recv() == b""
+    assert sys.getrefcount(lent) == 3                            # bufs.lent, lent, the argument
+
+
+def test_data_received_before_a_reset_stays_readable():
+    """After a reset the kept data is still returned by recv() before the error, so it stays."""
+    h, bufs = _kept_super_segment_host()
+    h.conn.fail(ConnectionResetError("reset"), ConnEvent.RESET)
+    assert h.conn.recv() == data(44 * MSS)
+    with pytest.raises(ConnectionResetError):
+        h.conn.recv()
+
+
+def test_recv_owned_hands_over_a_kept_view_read_only():
+    """recv_owned's data may be a read-only memoryview of a link read buffer (its docstring)."""
+    h, bufs = _kept_super_segment_host()
+    out = h.conn.recv_owned()
+    assert type(out) is memoryview and out.readonly and bytes(out) == data(44 * MSS)

@@ -4,6 +4,8 @@ what the full parser accepts as a plain, whole, valid datagram for our address (
 RFC 1122 §3.2.1, RFC 1071)."""
 from __future__ import annotations
 
+import array
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -61,3 +63,15 @@ def test_the_native_entry_is_what_the_ip_layer_calls():
     if entry is None:
         pytest.skip(checksum.describe())
     assert ipv4_mod.read_plain_ipv4 is entry.read_plain_ipv4
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda f: "pure" if f is ipv4_mod._read_plain_ipv4 else "native")
+def test_buffers_of_wider_items_are_read_as_their_bytes(impl):
+    """A datagram in a memoryview cast to 'H' or an array('I') is read as its bytes, by both
+    twins (the lengths are in bytes, not items); not contiguous: BufferError from both."""
+    good = ipv4_packet(src=0x0A000001, dst=US, protocol=6, payload=b"abcdefghijklmnopqrst")   # 40 bytes
+    for buf in (memoryview(good).cast("H"), array.array("I", good)):
+        assert impl(buf, US) == (6, 0x0A000001, 40)
+        assert impl(buf, US + 1) is None
+    with pytest.raises(BufferError):
+        impl(memoryview(good * 2)[::2], US)

@@ -3,6 +3,7 @@ twin and the native entry (netstack._native_entry) give identical results on any
 agree with the full parser on what they accept (RFC 9293 §3.1 layout, RFC 7323 Appendix A)."""
 from __future__ import annotations
 
+import array
 import struct
 
 import pytest
@@ -84,3 +85,19 @@ def test_the_native_entry_is_what_header_prediction_calls():
     import netstack.tcp.layer as layer
 
     assert tcp_mod.predict_ts_segment is entry.predict_ts_segment is layer._predict
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda f: "pure" if f is tcp_mod._predict_ts_segment else "native")
+def test_buffers_of_wider_items_are_read_as_their_bytes(impl):
+    """A segment in a memoryview cast to 'H' or an array('I') is read and verified as its bytes
+    by both twins; not contiguous: BufferError from both."""
+    good = tcp_segment(src=1, dst=2, src_port=3, dst_port=4, seq=5, ack=6, flags=ACK, window=7,
+                       options=build_options(ts=(8, 9)), payload=b"wxyz")            # 36 bytes
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    for make in (lambda b: memoryview(bytes(b)).cast("H"), lambda b: array.array("I", bytes(b))):
+        assert impl(1, 2, make(good), True) == (3, 4, 5, 6, 7, 8, 9)
+        assert impl(1, 2, make(bad), True) is False
+        assert impl(1, 3, make(good), True) is False
+    with pytest.raises(BufferError):
+        impl(1, 2, memoryview(good * 2)[::2], True)
