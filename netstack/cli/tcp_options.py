@@ -46,7 +46,13 @@ def add_arguments(parser) -> None:
     g.add_argument("--tcp-msl", type=_seconds, metavar="S", default=_DEFAULTS.msl,
                    help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {_DEFAULTS.msl:g} s)")
     g.add_argument("--tcp-rcvbuf", type=_buffer, metavar="BYTES", default=_DEFAULTS.rcvbuf,
-                   help=f"receive buffer per connection, bounds the window (default {_DEFAULTS.rcvbuf})")
+                   help=f"receive buffer per connection, bounds the window; with autotuning its initial "
+                        f"size (default {_DEFAULTS.rcvbuf})")
+    g.add_argument("--tcp-rcvbuf-max", type=_buffer, metavar="BYTES", default=_DEFAULTS.rcvbuf_max,
+                   help=f"receive-buffer autotuning grows a connection's buffer, as its application reads, "
+                        f"up to this (default {_DEFAULTS.rcvbuf_max}; 64 KB without window scaling)")
+    g.add_argument("--tcp-no-rcvbuf-autotune", action="store_true",
+                   help="keep every receive buffer at --tcp-rcvbuf (no dynamic right-sizing)")
     g.add_argument("--tcp-sndbuf", type=_buffer, metavar="BYTES", default=_DEFAULTS.sndbuf,
                    help=f"send buffer per connection (default {_DEFAULTS.sndbuf})")
     g.add_argument("--tcp-cc", choices=ALGORITHMS, default=_DEFAULTS.congestion, metavar="NAME",
@@ -75,6 +81,7 @@ def config_from_args(args, mtu: int) -> TCPConfig:
     return TCPConfig.for_mtu(
         mtu, rto_min=args.tcp_rto_min, rto_initial=max(_DEFAULTS.rto_initial, args.tcp_rto_min),
         msl=args.tcp_msl, rcvbuf=args.tcp_rcvbuf, sndbuf=args.tcp_sndbuf, ooo_max=args.tcp_rcvbuf,
+        rcvbuf_max=args.tcp_rcvbuf_max, rcvbuf_autotune=not args.tcp_no_rcvbuf_autotune,
         sack=not args.tcp_no_sack, timestamps=not args.tcp_no_timestamps,
         wscale=None if args.tcp_no_wscale else _DEFAULTS.wscale,
         congestion=args.tcp_cc, loss_detection=args.tcp_loss_detection,

@@ -192,6 +192,8 @@ def format_info(i: dict) -> str:
             words.append(f"{label}:{i[key]}")
     if i.get("ooo_bytes"):
         words.append(f"ooo:{i['ooo_bytes']}")
+    if "rcvbuf" in i:                  # the receive buffer's size now (autotuned, or fixed: "rcvbuf_fixed")
+        words.append(f"rcvbuf{'' if i.get('rcvbuf_autotune') else '_fixed'}:{i['rcvbuf']}")
     if i.get("error"):
         words.append(f"error:{i['error']}")
     return "\t " + " ".join(words)

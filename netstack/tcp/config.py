@@ -17,9 +17,18 @@ class TCPConfig:
     #: Largest payload we put in one outgoing segment (bytes).  None = the
     #: effective send MSS.  A TSO-capable link later raises this above the MSS.
     max_segment: int | None = None
-    #: Receive buffer (bounds the advertised window) and send buffer, bytes.
+    #: Receive buffer (bounds the advertised window) and send buffer, bytes.  ``rcvbuf`` is
+    #: the initial size of the receive buffer when autotuning is on.
     rcvbuf: int = 256 * 1024
     sndbuf: int = 256 * 1024
+    #: Receive-buffer autotuning ("dynamic right-sizing", Linux tcp_rcv_space_adjust): once
+    #: per RTT, a connection whose application consumed more than ever before in one RTT
+    #: grows its receive buffer to twice that, up to ``rcvbuf_max`` (and 65535 << the window
+    #: scale: 64 KB without window scaling).  It never shrinks.  The out-of-order bound
+    #: grows with it (the global ``max_ooo_total`` still holds).  Off: ``rcvbuf`` is fixed;
+    #: ``Connection.set_rcvbuf`` (SO_RCVBUF) turns it off for one connection.
+    rcvbuf_autotune: bool = True
+    rcvbuf_max: int = 4 * 1024 * 1024
     #: Bound on bytes held in the out-of-order queue per connection.
     ooo_max: int = 256 * 1024
     #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL (RFC 9293 §3.4.2).

@@ -121,6 +121,8 @@ class Connection:
         # The parts of the transmission control block.
         self.snd = SendSpace(cfg.sndbuf, cfg.max_segment)
         self.rcv = ReceiveSpace(cfg.rcvbuf, cfg.ooo_max, cfg.mss, ooo_budget)
+        if cfg.rcvbuf_autotune:
+            self.rcv.enable_autotune(cfg.rcvbuf_max)
         self.neg = Negotiation(cfg, ts_offset)
         self.rto = RTOEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.acks = AckPolicy(cfg, host.count)
@@ -394,6 +396,7 @@ class Connection:
             "spurious_rto": self.recovery.spurious_rtos,
             "unacked": snd.in_flight, "send_q": len(snd.buf),
             "recv_q": len(rcv.buf), "ooo_bytes": rcv.ooo.nbytes,
+            "rcvbuf": rcv.buf.capacity, "rcvbuf_autotune": bool(rcv.space_max),
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
             "keepalive": self.keepalive,
             "timers": self.timers.as_dict(),
@@ -724,6 +727,8 @@ class Connection:
             rcv.nxt = (rcv_nxt + n) & MASK
             if beyond:                             # data taken from the rounding allowance (take_in_order)
                 rcv.committed = rcv.nxt
+            if now >= rcv.space_due:               # receive-buffer autotuning, once per RTT
+                self._rcv_space_adjust(now)
             # READABLE (_event, inlined: it runs per segment)
             self.events.append(_EV_READABLE)
             cb = self.on_event
@@ -1115,6 +1120,8 @@ class Connection:
                     if rcv.take_in_order(payload, n):
                         self.acks.due = True              # filled a hole: ACK at once (RFC 5681 §4.2)
                     rcv_nxt = rcv.nxt
+                    if now >= rcv.space_due:
+                        self._rcv_space_adjust(now)
                     if rcv.ooo.fin_seq is not None and rcv.ooo.fin_seq == rcv_nxt:
                         fin = FIN                         # a FIN held beyond the hole is now in order
                         seq = rcv_nxt
@@ -1184,6 +1191,25 @@ class Connection:
         d = self.acks.on_data(now, self.rcv, self.rto.rto, n)
         if d is not None and self.timers.delack is None:
             self.timers.delack = d
+
+    def _rcv_space_adjust(self, now: float) -> None:
+        """Receive-buffer autotuning (ReceiveSpace.space_adjust), measured over the
+        connection's RTT estimate (RFC 6298: from the handshake or the ACKs; the RTO before
+        any sample)."""
+        srtt = self.rto.srtt
+        self.rcv.space_adjust(now, srtt if srtt is not None else self.rto.rto)
+
+    def set_rcvbuf(self, size: int) -> None:
+        """Fix the receive buffer at ``size`` bytes (SO_RCVBUF): autotuning stops for this
+        connection, as on Linux.  The buffer never shrinks below what it already holds or
+        what the window promised (RFC 9293 §3.8.6: the window is not shrunk), so a smaller
+        size takes effect as the advertised window is used up."""
+        if size <= 0:
+            raise ValueError("the receive buffer size must be positive")
+        rcv = self.rcv
+        rcv.disable_autotune()
+        promised = len(rcv.buf) + rcv.wnd
+        rcv.buf.capacity = size if size > promised else promised
 
     def _after_user_read(self) -> None:
         """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3),

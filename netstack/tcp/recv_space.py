@@ -26,6 +26,15 @@ of in-order bytes the user has not read, and the
   RFC 1122 §4.2.3.3            window_update_due(): after the user reads
   Linux __tcp_ack_snd_check     ack_may_wait_for_read(): the ACK of a super-segment, until the read
   RFC 2883 §4                  note_duplicate(): the D-SACK block the next ACK reports first
+  Linux tcp_rcv_space_adjust    space_adjust(): receive-buffer autotuning (dynamic right-sizing)
+
+Receive-buffer autotuning ("dynamic right-sizing", Linux tcp_rcv_space_adjust): once per
+round-trip time, ``space_adjust`` measures the bytes the application consumed in it; when
+that is more than any round before, the buffer grows to twice it, up to a maximum (and to
+65535 << RCV.WIND.SHIFT: a window field cannot say more, RFC 7323 §2.2, so a connection
+without window scaling stays at most 64 KB).  The buffer's ``capacity`` is the one size
+every rule here reads, so the window opens through ``advertise``'s usual SWS rule
+(RFC 9293 §3.8.6.2.2) and never shrinks: the buffer only grows.
 """
 from __future__ import annotations
 
@@ -33,13 +42,17 @@ from .buffers import OutOfOrderQueue, ReceiveBuffer
 from .seq import HALF, MASK, seq_diff
 
 
+#: The shortest measuring interval of the autotuning, seconds: an RTT estimate below it
+#: (a handshake on a fast link) would measure single read rounds, and run per segment.
+_SPACE_RTT_MIN = 1e-4
+
 #: Window-scale granules of the buffer kept out of the window (see ReceiveSpace.advertise).
 _GRANULES_RESERVED = 16
 
 
 class ReceiveSpace:
     __slots__ = ("irs", "nxt", "adv", "committed", "last_ack_sent", "wscale", "mss", "buf", "ooo", "fin_received",
-                 "dsack")
+                 "dsack", "space_max", "space", "space_seq", "space_due")
 
     def __init__(self, capacity: int, ooo_limit: int, mss: int, ooo_budget=None) -> None:
         self.irs = 0                #: IRS: the peer's initial sequence number
@@ -53,11 +66,58 @@ class ReceiveSpace:
         self.ooo = OutOfOrderQueue(ooo_limit, budget=ooo_budget)
         self.fin_received = False   #: the peer's FIN arrived in order
         self.dsack: tuple[int, int] | None = None   #: D-SACK block not yet reported (RFC 2883)
+        # Autotuning (space_adjust): off until enable_autotune; space_due is when to measure.
+        self.space_max = 0          #: the most the buffer may grow to (0: autotuning off)
+        self.space = min(capacity, 10 * mss)   #: most bytes consumed in one RTT so far (Linux rcvq_space)
+        self.space_seq = 0          #: the first unread byte's sequence number when this RTT began
+        self.space_due = float("inf")   #: when the next measurement is due
 
     def start(self, irs: int) -> None:
         """The peer's SYN arrived: RCV.NXT = IRS + 1."""
         self.irs = irs
-        self.nxt = (irs + 1) & MASK
+        self.nxt = self.space_seq = (irs + 1) & MASK
+
+    def enable_autotune(self, maximum: int) -> None:
+        """Let ``space_adjust`` grow the buffer up to ``maximum`` bytes (it never shrinks it);
+        the first measurement starts with the first data."""
+        if maximum > self.buf.capacity:
+            self.space_max = maximum
+            self.space_due = 0.0
+
+    def disable_autotune(self) -> None:
+        """The size is fixed from now on (an application set it, as SO_RCVBUF on Linux)."""
+        self.space_max = 0
+        self.space_due = float("inf")
+
+    def space_adjust(self, now: float, rtt: float) -> None:
+        """Receive-buffer autotuning, once per RTT (the caller compares ``now`` with
+        ``space_due``; Linux tcp_rcv_space_adjust).  The bytes the application consumed since the
+        last measurement: when more than in any RTT before, the buffer grows to twice them (the
+        sender's window must hold one RTT of data, and may double in the next one in slow
+        start), at most ``space_max`` and 65535 << wscale (RFC 7323 §2.2; 64 KB without
+        scaling).  The window opens at the next ACK, by ``advertise``'s SWS rule."""
+        buf = self.buf
+        if now < self.space_due or not self.space_max:
+            return
+        first_unread = (self.nxt - buf.held - len(buf.data)) & MASK
+        copied = (first_unread - self.space_seq) & MASK
+        if copied > self.space and copied < HALF:
+            self.space = copied
+            limit = 65535 << self.wscale
+            if self.space_max < limit:
+                limit = self.space_max
+            want = 2 * copied
+            if want > limit:
+                want = limit
+            if want > buf.capacity:
+                buf.capacity = want
+                if self.ooo.limit < want:
+                    self.ooo.limit = want      # the window's data beyond a hole may be held too
+                if want >= self.space_max or want >= 65535 << self.wscale:
+                    self.space_due = float("inf")      # at the most: nothing left to measure
+                    return
+        self.space_seq = first_unread
+        self.space_due = now + (rtt if rtt > _SPACE_RTT_MIN else _SPACE_RTT_MIN)
 
     @property
     def wnd(self) -> int:

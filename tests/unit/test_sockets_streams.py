@@ -189,11 +189,13 @@ def test_pause_reading_closes_the_tcp_window():
             # The window closes (to less than one segment: SWS avoidance keeps the
             # last crumbs; the right edge never moves left, RFC 9293 §3.8.6).
             await _until(lambda: "server" in conns and client_conn.info()["snd_wnd"] < mss
-                         and conns["server"].info()["recv_q"] > 64 * 1024 - mss)
+                         and conns["server"].info()["recv_q"] > conns["server"].info()["rcvbuf"] - mss)
             srv = conns["server"].info()
             assert srv["rcv_wnd"] < mss
             await asyncio.sleep(0.2)
-            assert conns["server"].info()["recv_q"] <= 64 * 1024   # never more than the buffer
+            info = conns["server"].info()           # never more than the buffer (autotuned: as the
+            assert info["recv_q"] <= info["rcvbuf"]  # transport read before pausing, within rcvbuf_max)
+            assert info["rcvbuf"] <= cfg.rcvbuf_max
             assert len(conns["reader"]._buffer) <= 2 * 16 * 1024 + 256 * 1024
             assert writer.transport.get_write_buffer_size() > 0
             go.set()                                     # reading resumes: the window reopens

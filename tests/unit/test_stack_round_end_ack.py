@@ -49,7 +49,8 @@ def test_a_closing_window_and_the_read_in_the_same_round_make_one_ack_and_no_ext
             def buffer_updated(self, n):
                 got.extend(self.buf[:n])
 
-        async with Stack(a, "198.18.0.2", tcp=TCPConfig(rcvbuf=100_000, quickack_segments=0)) as stack:
+        async with Stack(a, "198.18.0.2", tcp=TCPConfig(rcvbuf=100_000, quickack_segments=0,
+                                                           rcvbuf_autotune=False)) as stack:   # (a closing window)
             await create_server(stack, Sink, port=80)
             seq, ack, ecr = await stack_handshake(peer)
             while "t" not in made:
