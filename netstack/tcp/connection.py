@@ -727,8 +727,6 @@ class Connection:
             rcv.nxt = (rcv_nxt + n) & MASK
             if beyond:                             # data taken from the rounding allowance (take_in_order)
                 rcv.committed = rcv.nxt
-            if now >= rcv.space_due:               # receive-buffer autotuning, once per RTT
-                self._rcv_space_adjust(now)
             # READABLE (_event, inlined: it runs per segment)
             self.events.append(_EV_READABLE)
             cb = self.on_event
@@ -1120,8 +1118,6 @@ class Connection:
                     if rcv.take_in_order(payload, n):
                         self.acks.due = True              # filled a hole: ACK at once (RFC 5681 §4.2)
                     rcv_nxt = rcv.nxt
-                    if now >= rcv.space_due:
-                        self._rcv_space_adjust(now)
                     if rcv.ooo.fin_seq is not None and rcv.ooo.fin_seq == rcv_nxt:
                         fin = FIN                         # a FIN held beyond the hole is now in order
                         seq = rcv_nxt
@@ -1193,7 +1189,9 @@ class Connection:
             self.timers.delack = d
 
     def _rcv_space_adjust(self, now: float) -> None:
-        """Receive-buffer autotuning (ReceiveSpace.space_adjust), measured over the
+        """Receive-buffer autotuning (ReceiveSpace.space_adjust), after an application read as
+        Linux's tcp_recvmsg does it (not per segment; ``now`` is the host's clock, the time of
+        the input or timer it last processed), measured over the
         connection's RTT estimate (RFC 6298: from the handshake or the ACKs; the RTO before
         any sample)."""
         srtt = self.rto.srtt
@@ -1212,10 +1210,14 @@ class Connection:
         rcv.buf.capacity = size if size > promised else promised
 
     def _after_user_read(self) -> None:
-        """The user consumed data: send a window update if it opens enough (RFC 1122 §4.2.3.3),
+        """The user consumed data: once an RTT has passed, the receive buffer's autotuning
+        (``_rcv_space_adjust``); send a window update if it opens enough (RFC 1122 §4.2.3.3),
         or the delayed ACK of two full-sized segments or more that waited for this read (a
         super-segment, delack.py; Linux tcp_cleanup_rbuf)."""
         rcv = self.rcv
+        now = self.host.now
+        if now >= rcv.space_due:                   # receive-buffer autotuning, once per RTT
+            self._rcv_space_adjust(now)
         if self.state in RECV_TEXT_STATES and (rcv.window_update_due() or (
                 self.timers.delack is not None and ((rcv.nxt - rcv.last_ack_sent) & MASK) >= 2 * rcv.mss)):
             self.acks.due = True

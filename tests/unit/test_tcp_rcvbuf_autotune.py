@@ -116,12 +116,22 @@ def test_autotune_off_keeps_the_fixed_size():
 def test_set_rcvbuf_stops_the_autotuning_of_that_connection():
     b = Bulk(_cfg())
     b.run(2)
-    b.conn.set_rcvbuf(128 * 1024)
+    b.conn.set_rcvbuf(512 * 1024)
     b.run(10)
-    assert b.rcvbuf == 128 * 1024
+    assert b.rcvbuf == 512 * 1024
     assert b.conn.info()["rcvbuf_autotune"] is False
     other = Bulk(_cfg()).run(12)
-    assert other.rcvbuf > 128 * 1024
+    assert other.rcvbuf == 1024 * 1024
+
+
+def test_set_rcvbuf_does_not_take_back_what_the_window_promised():
+    b = Bulk(_cfg())
+    b.run(4)
+    promised = b.conn.readable + b.conn.info()["rcv_wnd"]
+    assert promised > 64 * 1024                           # the window grew
+    b.conn.set_rcvbuf(16 * 1024)
+    assert b.rcvbuf >= promised                           # no shrinking window (RFC 9293 §3.8.6)
+    b.run(3)                                              # (the edges are checked to never move left)
 
 
 def test_without_window_scaling_the_buffer_grows_to_64k_at_most():
