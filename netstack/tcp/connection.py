@@ -47,6 +47,8 @@ Reading guide (RFC section -> where):
                                     calls it from the raw header)
   §3.8.6.3 delayed ACK, quick-ACK   delack.py (AckPolicy), Connection._on_delack_timeout
   §3.8.6.2.2 receiver SWS           ReceiveSpace.advertise, window_update_due
+  receive-buffer autotuning         ReceiveSpace.space_adjust, from _after_user_read
+  (Linux tcp_rcv_space_adjust)      (once per RTT); set_rcvbuf fixes the size
   RFC 7323 / 2018 negotiation       negotiation.py
   sending, Nagle, sender SWS,       sender.py
   persist, keep-alive

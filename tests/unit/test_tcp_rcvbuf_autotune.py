@@ -173,3 +173,14 @@ def test_no_measurement_before_an_rtt_has_passed():
     assert r.buf.capacity == 64 * 1024
     r.space_adjust(RTT, RTT)
     assert r.buf.capacity == 120000                       # twice what was consumed in the RTT
+
+
+def test_ss_shows_the_receive_buffer_size_as_it_grows():
+    from netstack.sockets.table import format_info
+
+    b = Bulk(_cfg())
+    assert "rcvbuf:65536" in format_info(b.conn.info()).split()
+    b.run(12)
+    assert "rcvbuf:1048576" in format_info(b.conn.info()).split()
+    b.conn.set_rcvbuf(2 << 20)
+    assert "rcvbuf_fixed:2097152" in format_info(b.conn.info()).split()
