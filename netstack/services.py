@@ -10,13 +10,18 @@ They are ordinary ``async def handler(reader, writer)`` functions: they run on
 asyncio's kernel streams just as well (the tests use that as a reference).
 ``install(stack, ...)`` starts them on a stack and returns the servers
 (``netstack serve`` does that through ``netstack.cli.serve_services``).
+There, discard runs as :class:`DiscardProtocol`, an ``asyncio.BufferedProtocol``
+reading into one reused buffer: what a bulk receiver on netstack should be
+(one copy, receive buffer to that buffer; no ``bytes`` per read, no task, no
+StreamReader pausing the transport every 128 KB), so a kernel client
+measuring discard measures the stack.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
-__all__ = ["echo", "discard", "chargen", "chargen_pattern", "chargen_stream", "install", "ECHO_PORT",
+__all__ = ["echo", "discard", "DiscardProtocol", "chargen", "chargen_pattern", "chargen_stream", "install", "ECHO_PORT",
            "DISCARD_PORT", "CHARGEN_PORT"]
 
 log = logging.getLogger("netstack.services")
@@ -90,6 +95,29 @@ async def discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     await _close(writer)
 
 
+class DiscardProtocol(asyncio.BufferedProtocol):
+    """RFC 863 discard as an ``asyncio.BufferedProtocol``: every read lands in one buffer,
+    reused, and is forgotten; after the client's FIN, ours (``eof_received`` returns False:
+    the transport closes).  ``received`` counts the bytes taken."""
+
+    def __init__(self, size: int = 4 * CHUNK) -> None:
+        self._buf = bytearray(size)
+        self.received = 0
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self._buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += nbytes
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc) -> None:
+        if exc is not None:
+            log.debug("discard: %s", exc)
+
+
 async def chargen(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """RFC 864 chargen: send the line pattern until the client goes away.
 
@@ -129,13 +157,15 @@ async def install(stack, *, echo_port: int | None = ECHO_PORT, discard_port: int
 
     Returns the :class:`~netstack.sockets.streams.Server` objects.
     """
-    from netstack.sockets.streams import start_server
+    from netstack.sockets.streams import create_server, start_server
 
     servers = []
     for name, port in (("echo", echo_port), ("discard", discard_port), ("chargen", chargen_port)):
         if not port:
             continue
-        handler = SERVICES[name][0]
-        servers.append(await start_server(stack, handler, port=port, backlog=backlog))
+        if name == "discard":
+            servers.append(await create_server(stack, DiscardProtocol, port=port, backlog=backlog))
+        else:
+            servers.append(await start_server(stack, SERVICES[name][0], port=port, backlog=backlog))
         log.info("%s listening on port %d", name, port)
     return servers

@@ -107,6 +107,41 @@ def test_installer_and_services_end_to_end():
     run(main())
 
 
+def test_installed_discard_is_a_buffered_protocol_reading_into_one_buffer(monkeypatch):
+    """On a stack, discard runs as DiscardProtocol: every byte lands in its one buffer (no
+    StreamReader, no bytes per read), and it closes after the client's FIN."""
+    made = []
+
+    class Recording(services.DiscardProtocol):
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+            self.buffers = set()
+
+        def get_buffer(self, sizehint):
+            buf = super().get_buffer(sizehint)
+            self.buffers.add(id(buf))
+            return buf
+
+    monkeypatch.setattr(services, "DiscardProtocol", Recording)
+    payload = os.urandom(1_000_000)
+
+    async def main():
+        async with stack_pair() as (a, b):
+            servers = await services.install(b, echo_port=0, discard_port=9, chargen_port=0)
+            r, w = await open_connection(a, B_ADDR, 9)
+            w.write(payload)
+            await w.drain()
+            w.write_eof()
+            assert await r.read() == b""          # our FIN after the client's
+            w.close()
+            for server in servers:
+                server.close()
+    run(main())
+    assert len(made) == 1 and isinstance(made[0], asyncio.BufferedProtocol)
+    assert made[0].received == len(payload) and len(made[0].buffers) == 1
+
+
 def test_no_services_installs_nothing():
     async def main():
         async with stack_pair() as (a, b):
