@@ -18,7 +18,7 @@ the ``socket`` module: ``settimeout(t)`` makes a blocking call raise
 ``settimeout(0)`` / ``setblocking(False)`` makes it raise
 ``BlockingIOError`` when it would block, ``None`` blocks forever.
 Options (``setsockopt``/``getsockopt``): ``TCP_NODELAY``, ``SO_KEEPALIVE``,
-``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT`` (see
+``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``TCP_CONGESTION``, ``SO_RCVBUF`` (see
 :mod:`netstack.sockets.options`); set before ``connect()``/``listen()`` they
 apply to the connection, and accepted sockets inherit the listener's.
 Errors are the standard ones (``ConnectionRefusedError``,

@@ -11,6 +11,11 @@ each is validated, the way Linux validates them:
 ``IPPROTO_TCP, TCP_KEEPCNT``       1..127 unanswered probes before ETIMEDOUT
 ``IPPROTO_TCP, TCP_CONGESTION``    bytes or str: ``b"cubic"`` (RFC 9438) or ``b"newreno"``
                                    (``b"reno"`` too); ``getsockopt`` gives the name as bytes
+``SOL_SOCKET, SO_RCVBUF``          bytes, 1..2**31-1: the receive buffer, fixed (autotuning
+                                   stops for the connection, as on Linux; never below what
+                                   the window already promised: ``Connection.set_rcvbuf``);
+                                   ``getsockopt`` gives the size in force (not doubled as
+                                   Linux reports it: netstack counts payload bytes only)
 ``SOL_SOCKET, SO_REUSEADDR``       0/1: accepted and remembered, no effect
 ``SOL_SOCKET, SO_TYPE``            read-only: ``SOCK_STREAM``
 =================================  =============================================
@@ -35,6 +40,7 @@ IPPROTO_TCP = _socket.IPPROTO_TCP
 TCP_NODELAY = _socket.TCP_NODELAY
 SO_KEEPALIVE = _socket.SO_KEEPALIVE
 SO_REUSEADDR = _socket.SO_REUSEADDR
+SO_RCVBUF = _socket.SO_RCVBUF
 SO_TYPE = _socket.SO_TYPE
 # Linux's numbers, for platforms whose socket module lacks them.
 TCP_KEEPIDLE = getattr(_socket, "TCP_KEEPIDLE", 4)
@@ -51,16 +57,17 @@ _NAMES = {
     (IPPROTO_TCP, TCP_KEEPCNT): "keepcnt",
     (SOL_SOCKET, SO_REUSEADDR): "reuseaddr",
     (IPPROTO_TCP, TCP_CONGESTION): "congestion",
+    (SOL_SOCKET, SO_RCVBUF): "rcvbuf",
 }
 #: Integer options and their ranges (Linux: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT);
 #: the others are booleans.
-_RANGES = {"keepidle": (1, 32767), "keepintvl": (1, 32767), "keepcnt": (1, 127)}
+_RANGES = {"keepidle": (1, 32767), "keepintvl": (1, 32767), "keepcnt": (1, 127), "rcvbuf": (1, 2**31 - 1)}
 #: The Connection attribute behind each TCP option.
 _ATTRS = {"congestion": "congestion", "nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
-          "keepintvl": "keepalive_interval", "keepcnt": "keepalive_count"}
+          "keepintvl": "keepalive_interval", "keepcnt": "keepalive_count", "rcvbuf": "rcvbuf"}
 #: The TCPConfig field giving each option's value before a connection exists.
 _CONFIG = {"congestion": "congestion", "nodelay": "nodelay", "keepalive": "keepalive", "keepidle": "keepalive_idle",
-           "keepintvl": "keepalive_interval", "keepcnt": "keepalive_probes"}
+           "keepintvl": "keepalive_interval", "keepcnt": "keepalive_probes", "rcvbuf": "rcvbuf"}
 
 
 def _no_option() -> OSError:
@@ -121,6 +128,8 @@ def apply(conn, values: dict) -> None:
         conn.set_nodelay(bool(values["nodelay"]))
     if "congestion" in values:
         conn.set_congestion(values["congestion"])
+    if "rcvbuf" in values:
+        conn.set_rcvbuf(values["rcvbuf"])
     keep = {k: values[k] for k in ("keepalive", "keepidle", "keepintvl", "keepcnt") if k in values}
     if keep:
         conn.set_keepalive(bool(keep.get("keepalive", conn.keepalive)), idle=keep.get("keepidle"),

@@ -89,7 +89,7 @@ class TransportSocket:
 
     ``setsockopt``/``getsockopt`` take the options of
     :mod:`netstack.sockets.options` (``TCP_NODELAY``, ``SO_KEEPALIVE``,
-    ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``) and act on the
+    ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL``, ``TCP_KEEPCNT``, ``TCP_CONGESTION``, ``SO_RCVBUF``) and act on the
     connection at once; ``getsockname``/``getpeername`` give the endpoints.
     Call it from the stack's loop (where asyncio code runs).  There is no
     file descriptor: ``fileno()`` is -1.

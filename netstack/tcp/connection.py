@@ -1199,6 +1199,12 @@ class Connection:
         srtt = self.rto.srtt
         self.rcv.space_adjust(now, srtt if srtt is not None else self.rto.rto)
 
+    @property
+    def rcvbuf(self) -> int:
+        """The receive buffer's size now, in bytes (grown by autotuning, or fixed by
+        :meth:`set_rcvbuf`): what bounds the window we advertise."""
+        return self.rcv.buf.capacity
+
     def set_rcvbuf(self, size: int) -> None:
         """Fix the receive buffer at ``size`` bytes (SO_RCVBUF): autotuning stops for this
         connection, as on Linux.  The buffer never shrinks below what it already holds or
