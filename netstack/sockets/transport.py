@@ -241,13 +241,17 @@ class TCPTransport(asyncio.Transport):
                 self._protocol.data_received(data)
                 continue
             # b"": the peer's FIN arrived and everything before it has been read.
-            self._eof_received = True
-            keep_open = self._protocol.eof_received()
-            if not keep_open and not self._closing:
-                self.close()
+            self._end_of_stream()
             break
         if pulled:
             kick(self._stack)           # reading freed buffer space: a window update may be due
+
+    def _end_of_stream(self) -> None:
+        """The peer's FIN, after every byte before it was delivered: ``eof_received()``, and
+        close unless the protocol keeps the connection open (it returned True)."""
+        self._eof_received = True
+        if not self._protocol.eof_received() and not self._closing:
+            self.close()
 
     def _pull_into(self, force: bool = False) -> None:
         """Reading for an ``asyncio.BufferedProtocol``, as asyncio's selector transport does
@@ -293,10 +297,7 @@ class TCPTransport(asyncio.Transport):
                 conn.recv_into(_NO_BUFFER)
             except OSError:
                 break                   # failed (or BlockingIOError): its event reports it
-            self._eof_received = True
-            keep_open = protocol.eof_received()
-            if not keep_open and not self._closing:
-                self.close()
+            self._end_of_stream()
             break
         if pulled:
             kick(self._stack)           # reading freed buffer space: a window update may be due

@@ -124,6 +124,15 @@ class ReceiveBuffer:
         self.held = 0
         self.data.clear()
 
+    def _cut_head(self, k: int) -> None:
+        """Drop the first ``k`` bytes of the first chunk, which is longer than ``k``."""
+        c = self.chunks[0]
+        if type(c) is bytearray:           # copied bytes: del is amortised, a slice would
+            del c[:k]                      # copy the whole rest on every partial read
+        else:
+            self.chunks[0] = c[k:]         # a view: slicing copies nothing
+        self.held -= k
+
     def _gather(self, n: int) -> bytes:
         """Remove and return the first ``n`` bytes (``n`` <= len), from the chunks on, as bytes."""
         parts = []
@@ -137,11 +146,7 @@ class ReceiveBuffer:
                 n -= len(c)
             else:
                 parts.append(c[:n])
-                if type(c) is bytearray:           # copied bytes: del is amortised, a slice would
-                    del c[:n]                      # copy the whole rest on every partial read
-                else:
-                    chunks[0] = c[n:]              # a view: slicing copies nothing
-                self.held -= n
+                self._cut_head(n)
                 n = 0
         if n:
             d = self.data
@@ -194,13 +199,11 @@ class ReceiveBuffer:
             k = min(len(c), len(out) - total)
             out[total:total + k] = c[:k]
             total += k
-            self.held -= k
             if k == len(c):
                 chunks.popleft()
-            elif type(c) is bytearray:
-                del c[:k]                          # (as in _gather)
+                self.held -= k
             else:
-                chunks[0] = c[k:]
+                self._cut_head(k)
         d = self.data
         k = min(len(out) - total, len(d))
         if k:

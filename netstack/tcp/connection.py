@@ -398,7 +398,7 @@ class Connection:
             "spurious_rto": self.recovery.spurious_rtos,
             "unacked": snd.in_flight, "send_q": len(snd.buf),
             "recv_q": len(rcv.buf), "ooo_bytes": rcv.ooo.nbytes,
-            "rcvbuf": rcv.buf.capacity, "rcvbuf_autotune": bool(rcv.space_max),
+            "rcvbuf": self.rcvbuf, "rcvbuf_autotune": bool(rcv.space_max),
             "nodelay": self.nodelay, "ato": self.acks.ato, "quickack": self.acks.quickack,
             "keepalive": self.keepalive,
             "timers": self.timers.as_dict(),

@@ -99,7 +99,7 @@ class ReceiveSpace:
         buf = self.buf
         if now < self.space_due or not self.space_max:
             return
-        first_unread = (self.nxt - buf.held - len(buf.data)) & MASK
+        first_unread = (self.nxt - len(buf)) & MASK
         copied = (first_unread - self.space_seq) & MASK
         if copied > self.space and copied < HALF:
             self.space = copied
@@ -113,7 +113,7 @@ class ReceiveSpace:
                 buf.capacity = want
                 if self.ooo.limit < want:
                     self.ooo.limit = want      # the window's data beyond a hole may be held too
-                if want >= self.space_max or want >= 65535 << self.wscale:
+                if want >= limit:
                     self.space_due = float("inf")      # at the most: nothing left to measure
                     return
         self.space_seq = first_unread
